@@ -1,0 +1,433 @@
+//! Signing keys and the keyring: one active key, any number of verify-only keys.
+//!
+//! A [`Key`] is a short ASCII id plus a secret of at least
+//! [`MIN_SECRET_LEN`] bytes. The secret never appears in `Debug` output or
+//! error messages, and is wiped from memory when the key is dropped. The MAC
+//! key derived from it (see `docs/FORMAT.md`) is computed once, when the key
+//! is made, and each signature starts from a copy of that precomputed state.
+//!
+//! # Keys file
+//!
+//! [`Keyring::from_toml`] reads this TOML format ([`Keyring::to_toml`] writes it):
+//!
+//! ```toml
+//! # The key that signs new links. Every listed key verifies.
+//! active = "2026-11"
+//!
+//! [[keys]]
+//! id = "2026-10"
+//! secret = "7Zx1n0cW3JY8a0q5d3pWz2m3Y1Xh2cL0pQ9s8r7t6u5"   # base64url, no padding
+//!
+//! [[keys]]
+//! id = "2026-11"
+//! secret = "Q2hhbmdlIG1lOiBnZW5lcmF0ZSB3aXRoIG1lZGlhZ2F0ZSBrZXlnZW4"
+//! ```
+//!
+//! # Environment
+//!
+//! [`Keyring::from_env_value`] reads the compact form used in environment
+//! variables such as `MEDIAGATE_KEYS`: comma-separated `id:secret` pairs, the
+//! first being the active key: `2026-11:Q2hh...,2026-10:7Zx1...`.
+//!
+//! # Rotation
+//!
+//! Add a new key, make it `active`, and keep the old one listed until every
+//! link it signed has expired (at most the verifier's `max_ttl`).
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::wire;
+
+/// The shortest secret accepted, in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+/// The longest secret accepted, in bytes.
+pub const MAX_SECRET_LEN: usize = 128;
+/// The length of secrets made by [`Key::generate`], in bytes.
+pub const GENERATED_SECRET_LEN: usize = 32;
+/// The longest key id, in bytes.
+pub const MAX_KEY_ID_LEN: usize = 32;
+
+pub(crate) type HmacSha256 = Hmac<Sha256>;
+
+/// Why a key or keyring could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The key id is empty, too long, or uses characters other than
+    /// `A-Z a-z 0-9 . _ -`.
+    #[error("key id must be 1 to {MAX_KEY_ID_LEN} characters of A-Z a-z 0-9 . _ -")]
+    InvalidId,
+    /// The secret is shorter than [`MIN_SECRET_LEN`] bytes.
+    #[error("key secret is {len} bytes; at least {MIN_SECRET_LEN} are required")]
+    SecretTooShort {
+        /// Length of the rejected secret, in bytes.
+        len: usize,
+    },
+    /// The secret is longer than [`MAX_SECRET_LEN`] bytes.
+    #[error("key secret is longer than {MAX_SECRET_LEN} bytes")]
+    SecretTooLong,
+    /// The secret is not base64url without padding.
+    #[error("key secret of {id:?} is not base64url without padding")]
+    SecretEncoding {
+        /// The id of the key whose secret is malformed.
+        id: String,
+    },
+    /// Two keys share an id.
+    #[error("key id {0:?} is listed twice")]
+    DuplicateId(String),
+    /// The active key id is not among the keys.
+    #[error("active key {0:?} is not listed")]
+    ActiveNotListed(String),
+    /// The keyring has no key.
+    #[error("no key given")]
+    Empty,
+    /// The keys file is not valid TOML of the documented shape.
+    #[error("keys file: {0}")]
+    File(String),
+    /// The environment value is not `id:secret[,id:secret...]`.
+    #[error("keys value must be id:secret[,id:secret...]")]
+    EnvFormat,
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+}
+
+/// A validated key id.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct KeyId(String);
+
+impl KeyId {
+    pub(crate) fn new(id: &str) -> Result<Self, KeyError> {
+        if is_valid_key_id(id.as_bytes()) {
+            Ok(KeyId(id.to_owned()))
+        } else {
+            Err(KeyError::InvalidId)
+        }
+    }
+}
+
+pub(crate) fn is_valid_key_id(id: &[u8]) -> bool {
+    (1..=MAX_KEY_ID_LEN).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// One signing key: an id and a secret. `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct Key {
+    id: KeyId,
+    secret: Zeroizing<Vec<u8>>,
+    /// HMAC state keyed with the derived link key; cloned per operation.
+    link_mac: HmacSha256,
+}
+
+impl Key {
+    /// Makes a key from an id and a raw secret of at least
+    /// [`MIN_SECRET_LEN`] bytes.
+    pub fn new(id: &str, secret: &[u8]) -> Result<Self, KeyError> {
+        let id = KeyId::new(id)?;
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(KeyError::SecretTooShort { len: secret.len() });
+        }
+        if secret.len() > MAX_SECRET_LEN {
+            return Err(KeyError::SecretTooLong);
+        }
+        let link_key = derive_link_key(secret);
+        let link_mac = HmacSha256::new_from_slice(&link_key[..]).map_err(|_| KeyError::Random)?;
+        Ok(Key {
+            id,
+            secret: Zeroizing::new(secret.to_vec()),
+            link_mac,
+        })
+    }
+
+    /// Makes a key from an id and a base64url (no padding) secret, the
+    /// spelling used in keys files and the environment.
+    pub fn from_base64(id: &str, secret_b64: &str) -> Result<Self, KeyError> {
+        let id_checked = KeyId::new(id)?;
+        let secret = URL_SAFE_NO_PAD
+            .decode(secret_b64.trim().as_bytes())
+            .map(Zeroizing::new)
+            .map_err(|_| KeyError::SecretEncoding { id: id_checked.0 })?;
+        Key::new(id, &secret)
+    }
+
+    /// Makes a new key with a [`GENERATED_SECRET_LEN`]-byte secret from the
+    /// operating system's CSPRNG.
+    pub fn generate(id: &str) -> Result<Self, KeyError> {
+        let mut secret = Zeroizing::new([0u8; GENERATED_SECRET_LEN]);
+        getrandom::fill(&mut secret[..]).map_err(|_| KeyError::Random)?;
+        Key::new(id, &secret[..])
+    }
+
+    /// The key id, carried in every token this key signs.
+    pub fn id(&self) -> &str {
+        &self.id.0
+    }
+
+    /// The secret in base64url without padding, as written to keys files.
+    ///
+    /// This exposes the secret: write it only to a file with mode 0600 or to
+    /// a secret store, never to logs or command lines.
+    pub fn expose_secret_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(URL_SAFE_NO_PAD.encode(&self.secret[..]))
+    }
+
+    /// A fresh HMAC state for one link MAC.
+    pub(crate) fn link_mac(&self) -> HmacSha256 {
+        self.link_mac.clone()
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("id", &self.id.0)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `link_key = HMAC-SHA256(secret, "mediagate link key v1")`: the MAC key
+/// for links, separated from any other use of the same secret.
+fn derive_link_key(secret: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(wire::LINK_KEY_LABEL);
+    Zeroizing::new(mac.finalize().into_bytes().into())
+}
+
+/// The keys a signer or verifier knows: one active key that signs new links,
+/// and verify-only keys from earlier rotations.
+#[derive(Clone, Debug)]
+pub struct Keyring {
+    /// keys[0] is the active key.
+    keys: Vec<Key>,
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct KeysFile {
+    active: String,
+    keys: Vec<KeyEntry>,
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    id: String,
+    secret: String,
+}
+
+impl Keyring {
+    /// A keyring whose only key is `active`.
+    pub fn new(active: Key) -> Self {
+        Keyring { keys: vec![active] }
+    }
+
+    /// Adds a verify-only key (for example the previous active key).
+    pub fn with_verify_key(mut self, key: Key) -> Result<Self, KeyError> {
+        if self.keys.iter().any(|k| k.id == key.id) {
+            return Err(KeyError::DuplicateId(key.id.0));
+        }
+        self.keys.push(key);
+        Ok(self)
+    }
+
+    /// Reads the TOML keys file format described in the [module docs](self).
+    pub fn from_toml(text: &str) -> Result<Self, KeyError> {
+        let file: KeysFile = toml::from_str(text).map_err(|e| KeyError::File(toml_message(&e)))?;
+        let mut active = None;
+        let mut rest = Vec::new();
+        for (i, entry) in file.keys.iter().enumerate() {
+            if file.keys[..i].iter().any(|e| e.id == entry.id) {
+                return Err(KeyError::DuplicateId(entry.id.clone()));
+            }
+            let key = Key::from_base64(&entry.id, &entry.secret)?;
+            if entry.id == file.active {
+                active = Some(key);
+            } else {
+                rest.push(key);
+            }
+        }
+        let Some(active) = active else {
+            return Err(if file.keys.is_empty() {
+                KeyError::Empty
+            } else {
+                KeyError::ActiveNotListed(file.active)
+            });
+        };
+        rest.into_iter()
+            .try_fold(Keyring::new(active), Keyring::with_verify_key)
+    }
+
+    /// Reads the compact `id:secret[,id:secret...]` form; the first key is
+    /// the active one.
+    pub fn from_env_value(value: &str) -> Result<Self, KeyError> {
+        let mut keys = value.split(',').map(|pair| {
+            let (id, secret) = pair.trim().split_once(':').ok_or(KeyError::EnvFormat)?;
+            Key::from_base64(id, secret)
+        });
+        let active = keys.next().ok_or(KeyError::Empty)??;
+        keys.try_fold(Keyring::new(active), |ring, key| ring.with_verify_key(key?))
+    }
+
+    /// Writes the keyring in the keys file format. The result holds secrets.
+    pub fn to_toml(&self) -> Zeroizing<String> {
+        let mut out = String::from(
+            "# mediagate keys. Keep this file secret (mode 0600) and backed up.\n\
+             # `active` signs new links; every listed key verifies.\n",
+        );
+        out.push_str(&format!("active = \"{}\"\n", self.active().id()));
+        for key in &self.keys {
+            out.push_str(&format!(
+                "\n[[keys]]\nid = \"{}\"\nsecret = \"{}\"\n",
+                key.id(),
+                &*key.expose_secret_base64()
+            ));
+        }
+        Zeroizing::new(out)
+    }
+
+    /// The key that signs new links.
+    pub fn active(&self) -> &Key {
+        &self.keys[0]
+    }
+
+    /// Makes `id` the active key, keeping the previous one for verification.
+    pub fn set_active(&mut self, id: &str) -> Result<(), KeyError> {
+        let pos = self
+            .keys
+            .iter()
+            .position(|k| k.id() == id)
+            .ok_or_else(|| KeyError::ActiveNotListed(id.to_owned()))?;
+        self.keys.swap(0, pos);
+        Ok(())
+    }
+
+    /// The key with this id, active or verify-only.
+    pub fn get(&self, id: &[u8]) -> Option<&Key> {
+        self.keys.iter().find(|k| k.id.0.as_bytes() == id)
+    }
+
+    /// Every key, the active one first.
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.keys.iter()
+    }
+}
+
+/// The first line of a TOML error, without any echo of the file's content
+/// (which may hold secrets).
+fn toml_message(e: &toml::de::Error) -> String {
+    let line = e.message().lines().next().unwrap_or("invalid TOML");
+    match e.span() {
+        Some(span) => format!("{line} (at byte {})", span.start),
+        None => line.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S32: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn refuses_short_secrets_and_bad_ids() {
+        assert_eq!(
+            Key::new("k", &S32[..31]).err(),
+            Some(KeyError::SecretTooShort { len: 31 })
+        );
+        for id in ["", "a b", "k/1", "é", &"x".repeat(33)] {
+            assert_eq!(Key::new(id, S32).err(), Some(KeyError::InvalidId), "{id:?}");
+        }
+        assert!(Key::new("k-1_a.b", S32).is_ok());
+    }
+
+    #[test]
+    fn debug_redacts_the_secret() {
+        let key = Key::new("k1", S32).unwrap();
+        let b64 = key.expose_secret_base64();
+        let ring = Keyring::new(key.clone());
+        for text in [format!("{key:?}"), format!("{ring:?}")] {
+            assert!(text.contains("redacted"));
+            assert!(!text.contains("0123456789"));
+            assert!(!text.contains(b64.as_str()));
+        }
+    }
+
+    #[test]
+    fn toml_round_trip_and_rotation() {
+        let ring = Keyring::new(Key::generate("new").unwrap())
+            .with_verify_key(Key::generate("old").unwrap())
+            .unwrap();
+        let text = ring.to_toml();
+        let back = Keyring::from_toml(&text).unwrap();
+        assert_eq!(back.active().id(), "new");
+        assert!(back.get(b"old").is_some());
+        assert!(back.get(b"nope").is_none());
+        assert_eq!(
+            back.active().expose_secret_base64(),
+            ring.active().expose_secret_base64()
+        );
+    }
+
+    #[test]
+    fn keys_file_errors_do_not_echo_secrets() {
+        let text = "active = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"c2hvcnQ\"\n";
+        assert_eq!(
+            Keyring::from_toml(text).err(),
+            Some(KeyError::SecretTooShort { len: 5 })
+        );
+        let text = "active = \"b\"\n[[keys]]\nid = \"a\"\nsecret = \"TOPSECRETVALUE@@@\"\n";
+        let err = Keyring::from_toml(text).unwrap_err().to_string();
+        assert!(!err.contains("TOPSECRET"), "{err}");
+        let err = Keyring::from_toml("active = \"TOPSECRET").unwrap_err().to_string();
+        assert!(!err.contains("TOPSECRET"), "{err}");
+        assert!(matches!(
+            Keyring::from_toml("active = \"x\"\nkeys = []"),
+            Err(KeyError::Empty)
+        ));
+        let b64 = URL_SAFE_NO_PAD.encode(S32);
+        let dup = format!(
+            "active = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"{b64}\"\n[[keys]]\nid = \"a\"\nsecret = \"{b64}\"\n"
+        );
+        assert_eq!(
+            Keyring::from_toml(&dup).err(),
+            Some(KeyError::DuplicateId("a".into()))
+        );
+    }
+
+    #[test]
+    fn env_value_form() {
+        let b64 = URL_SAFE_NO_PAD.encode(S32);
+        let ring = Keyring::from_env_value(&format!("a:{b64}, b:{b64}")).unwrap();
+        assert_eq!(ring.active().id(), "a");
+        assert!(ring.get(b"b").is_some());
+        assert_eq!(
+            Keyring::from_env_value("nocolon").err(),
+            Some(KeyError::EnvFormat)
+        );
+        assert!(matches!(
+            Keyring::from_env_value(&format!("a:{b64}=")),
+            Err(KeyError::SecretEncoding { .. })
+        ));
+    }
+
+    #[test]
+    fn set_active_rotates() {
+        let mut ring = Keyring::new(Key::new("a", S32).unwrap())
+            .with_verify_key(Key::new("b", S32).unwrap())
+            .unwrap();
+        ring.set_active("b").unwrap();
+        assert_eq!(ring.active().id(), "b");
+        assert!(ring.get(b"a").is_some());
+        assert!(ring.set_active("zz").is_err());
+    }
+}

@@ -1,0 +1,438 @@
+//! The one canonical form of a media path, shared by the signer and the verifier.
+//!
+//! A [`MediaPath`] is an absolute, `/`-separated UTF-8 path that is already
+//! percent-decoded. It is *validated, never normalized*: anything that a file
+//! system, a proxy or another URL parser could read in more than one way is
+//! refused outright instead of being cleaned up:
+//!
+//! - it starts with `/` and is at most [`MAX_PATH_LEN`] bytes long;
+//! - no segment is empty (`//`), `.` or `..`, and none is longer than
+//!   [`MAX_SEGMENT_LEN`] bytes;
+//! - no backslash, no NUL, no control character (C0, DEL or C1);
+//! - when decoded from a URL: every `%` starts a valid `%XX` escape, the
+//!   result is valid UTF-8, and `%2F` (an encoded `/`) is refused.
+//!
+//! A path that ends in `/` names a directory. As the scope of a link it is a
+//! *prefix*: it covers every path below it, matched by whole segments.
+//!
+//! ```
+//! use mediagate_signer::MediaPath;
+//!
+//! let p = MediaPath::from_uri_path("/videos/caf%C3%A9.mp4")?;
+//! assert_eq!(p.as_str(), "/videos/café.mp4");
+//! assert!(MediaPath::from_uri_path("/videos/%2e%2e/secret").is_err());
+//! assert!(MediaPath::parse("/videos//a.mp4").is_err());
+//! # Ok::<(), mediagate_signer::PathError>(())
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+/// The longest media path accepted, in bytes (after percent-decoding).
+pub const MAX_PATH_LEN: usize = 1024;
+
+/// The longest single path segment accepted, in bytes (Linux's `NAME_MAX`).
+pub const MAX_SEGMENT_LEN: usize = 255;
+
+/// Why a path is not a canonical media path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathError {
+    /// The path is empty.
+    #[error("path is empty")]
+    Empty,
+    /// The path does not start with `/`.
+    #[error("path is not absolute")]
+    NotAbsolute,
+    /// The path is longer than [`MAX_PATH_LEN`] bytes.
+    #[error("path is longer than {MAX_PATH_LEN} bytes")]
+    TooLong,
+    /// A segment is longer than [`MAX_SEGMENT_LEN`] bytes.
+    #[error("path segment is longer than {MAX_SEGMENT_LEN} bytes")]
+    SegmentTooLong,
+    /// The path has an empty segment (`//`).
+    #[error("path has an empty segment")]
+    EmptySegment,
+    /// The path has a `.` or `..` segment.
+    #[error("path has a dot segment")]
+    DotSegment,
+    /// The path contains a backslash.
+    #[error("path contains a backslash")]
+    Backslash,
+    /// The path contains NUL or another control character.
+    #[error("path contains a control character")]
+    ControlCharacter,
+    /// A `%` is not followed by two hexadecimal digits.
+    #[error("path has an invalid percent escape")]
+    InvalidPercentEncoding,
+    /// The path contains `%2F`, an encoded `/`.
+    #[error("path contains an encoded slash")]
+    EncodedSlash,
+    /// The decoded path is not valid UTF-8.
+    #[error("path is not valid UTF-8")]
+    InvalidUtf8,
+    /// The URL path contains a character that must be percent-encoded.
+    #[error("path contains a character that must be percent-encoded")]
+    UnencodedCharacter,
+    /// A prefix scope was expected (a path ending in `/`).
+    #[error("prefix paths must end in '/'")]
+    NotADirectory,
+}
+
+/// A validated, percent-decoded media path. See the [module docs](self).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct MediaPath<'a>(Cow<'a, str>);
+
+impl<'a> MediaPath<'a> {
+    /// Validates an already-decoded path.
+    pub fn parse(path: &'a str) -> Result<Self, PathError> {
+        validate(path)?;
+        Ok(MediaPath(Cow::Borrowed(path)))
+    }
+
+    /// Percent-decodes the path component of a URL exactly once, then
+    /// validates the result.
+    ///
+    /// Borrows when the input holds no escapes. The input must be ASCII, as
+    /// in an HTTP request target.
+    pub fn from_uri_path(raw: &'a str) -> Result<Self, PathError> {
+        match percent_decode_strict(raw)? {
+            Cow::Borrowed(s) => Self::parse(s),
+            Cow::Owned(s) => {
+                validate(&s)?;
+                Ok(MediaPath(Cow::Owned(s)))
+            }
+        }
+    }
+
+    /// The decoded path.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the path names a directory (ends in `/`), which as a link
+    /// scope makes it a prefix.
+    pub fn is_dir(&self) -> bool {
+        self.0.ends_with('/')
+    }
+
+    /// The path relative to the media root: without its leading `/`.
+    pub fn relative(&self) -> &str {
+        &self.0[1..]
+    }
+
+    /// Whether `self`, taken as a link scope, covers `request`: equal to an
+    /// exact scope, or below a prefix scope by whole segments.
+    pub fn covers(&self, request: &MediaPath<'_>) -> bool {
+        scope_covers(self.as_str(), request.as_str())
+    }
+
+    /// Copies the path into an owned value.
+    pub fn into_owned(self) -> MediaPath<'static> {
+        MediaPath(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl fmt::Debug for MediaPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for MediaPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether the scope `scope` (exact path, or prefix ending in `/`) covers the
+/// request path `path`. Both must be canonical.
+pub(crate) fn scope_covers(scope: &str, path: &str) -> bool {
+    if scope.ends_with('/') {
+        // A canonical prefix ends in '/', so `starts_with` matches whole
+        // segments: "/videos/" never covers "/videos-private/x".
+        path.starts_with(scope)
+    } else {
+        scope == path
+    }
+}
+
+/// Checks the canonical-path rules on a decoded path, in one pass over the
+/// bytes (this runs for every link signed and every request verified).
+pub(crate) fn validate(path: &str) -> Result<(), PathError> {
+    let bytes = path.as_bytes();
+    let len = bytes.len();
+    if len == 0 {
+        return Err(PathError::Empty);
+    }
+    if bytes[0] != b'/' {
+        return Err(PathError::NotAbsolute);
+    }
+    if len > MAX_PATH_LEN {
+        return Err(PathError::TooLong);
+    }
+    let mut segment_start = 1;
+    for i in 1..=len {
+        // A virtual '/' after the last byte closes the last segment.
+        let b = bytes.get(i).copied().unwrap_or(b'/');
+        match b {
+            b'/' => {
+                let segment = &bytes[segment_start..i];
+                match segment {
+                    // Empty: only the last segment may be (a directory).
+                    [] if i != len => return Err(PathError::EmptySegment),
+                    [b'.'] | [b'.', b'.'] => return Err(PathError::DotSegment),
+                    s if s.len() > MAX_SEGMENT_LEN => return Err(PathError::SegmentTooLong),
+                    _ => {}
+                }
+                segment_start = i + 1;
+            }
+            0x00..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+            b'\\' => return Err(PathError::Backslash),
+            // U+0080..U+009F (C1 controls) are encoded as C2 80..C2 9F.
+            0xc2 if matches!(bytes.get(i + 1), Some(0x80..=0x9f)) => {
+                return Err(PathError::ControlCharacter);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decodes once, refusing malformed escapes, `%2F`, characters that
+/// must have been escaped, and non-UTF-8 results.
+pub(crate) fn percent_decode_strict(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    let bytes = raw.as_bytes();
+    if bytes.len() > 3 * MAX_PATH_LEN {
+        return Err(PathError::TooLong);
+    }
+    if let Some(&b) = bytes.iter().find(|&&b| !is_uri_path_byte(b)) {
+        return Err(if b == b'\\' {
+            PathError::Backslash
+        } else if b < 0x20 || b == 0x7f {
+            PathError::ControlCharacter
+        } else {
+            PathError::UnencodedCharacter
+        });
+    }
+    let Some(first) = bytes.iter().position(|&b| b == b'%') else {
+        return Ok(Cow::Borrowed(raw));
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&bytes[..first]);
+    let mut i = first;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex_value);
+            let lo = bytes.get(i + 2).copied().and_then(hex_value);
+            let (Some(hi), Some(lo)) = (hi, lo) else {
+                return Err(PathError::InvalidPercentEncoding);
+            };
+            let decoded = hi << 4 | lo;
+            if decoded == b'/' {
+                return Err(PathError::EncodedSlash);
+            }
+            out.push(decoded);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| PathError::InvalidUtf8)
+}
+
+/// Bytes that may appear unescaped in the path of a request target
+/// (RFC 3986 `pchar` plus `/` and `%`).
+fn is_uri_path_byte(b: u8) -> bool {
+    matches!(b,
+        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9'
+        | b'-' | b'.' | b'_' | b'~'
+        | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+        | b':' | b'@' | b'/' | b'%')
+}
+
+/// What [`encode_path`] escapes: everything but RFC 3986 unreserved
+/// characters, `/` and a few sub-delimiters that no server reads specially.
+const PATH_ESCAPE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}')
+    .add(b';')
+    .add(b'+')
+    .add(b'&')
+    .add(b'=')
+    .add(b'\'');
+
+/// Appends the URL (percent-encoded) form of a canonical path to `out`.
+/// [`MediaPath::from_uri_path`] decodes it back to the same path.
+pub(crate) fn encode_path_into(path: &str, out: &mut String) {
+    for part in utf8_percent_encode(path, PATH_ESCAPE) {
+        out.push_str(part);
+    }
+}
+
+/// The URL (percent-encoded) form of a canonical path.
+///
+/// ```
+/// assert_eq!(mediagate_signer::encode_path("/a b/é.txt"), "/a%20b/%C3%A9.txt");
+/// ```
+pub fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 8);
+    encode_path_into(path, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn accepts_canonical_paths() {
+        for p in [
+            "/a",
+            "/videos/a.mp4",
+            "/videos/show/",
+            "/",
+            "/a/b/c/d.e.f",
+            "/...",
+            "/.hidden",
+            "/a..b",
+            "/café/naïve.txt",
+            "/a;b=c",
+        ] {
+            assert!(MediaPath::parse(p).is_ok(), "{p}");
+        }
+    }
+
+    #[test]
+    fn rejects_non_canonical_paths() {
+        let cases = [
+            ("", PathError::Empty),
+            ("a/b", PathError::NotAbsolute),
+            ("//a", PathError::EmptySegment),
+            ("/a//b", PathError::EmptySegment),
+            ("/a/./b", PathError::DotSegment),
+            ("/a/../b", PathError::DotSegment),
+            ("/..", PathError::DotSegment),
+            ("/a/..", PathError::DotSegment),
+            ("/a/.", PathError::DotSegment),
+            ("/a\\b", PathError::Backslash),
+            ("/a\0b", PathError::ControlCharacter),
+            ("/a\nb", PathError::ControlCharacter),
+            ("/a\u{7f}", PathError::ControlCharacter),
+            ("/a\u{85}", PathError::ControlCharacter),
+        ];
+        for (p, e) in cases {
+            assert_eq!(MediaPath::parse(p).err(), Some(e), "{p:?}");
+        }
+        let long = format!("/{}", "a".repeat(MAX_SEGMENT_LEN + 1));
+        assert_eq!(MediaPath::parse(&long).err(), Some(PathError::SegmentTooLong));
+        let longer = "/abc".repeat(MAX_PATH_LEN / 4 + 1);
+        assert_eq!(MediaPath::parse(&longer).err(), Some(PathError::TooLong));
+    }
+
+    #[test]
+    fn decodes_once_and_strictly() {
+        assert_eq!(MediaPath::from_uri_path("/a%20b").unwrap().as_str(), "/a b");
+        // Decoded once: %252e stays the literal "%2e".
+        assert_eq!(
+            MediaPath::from_uri_path("/%252e%252e/x").unwrap().as_str(),
+            "/%2e%2e/x"
+        );
+        let cases = [
+            ("/%2e%2e/x", PathError::DotSegment),
+            ("/a%2fb", PathError::EncodedSlash),
+            ("/a%2Fb", PathError::EncodedSlash),
+            ("/a%5cb", PathError::Backslash),
+            ("/a%00", PathError::ControlCharacter),
+            ("/a%", PathError::InvalidPercentEncoding),
+            ("/a%4", PathError::InvalidPercentEncoding),
+            ("/a%zz", PathError::InvalidPercentEncoding),
+            ("/%c0%ae", PathError::InvalidUtf8),
+            ("/a b", PathError::UnencodedCharacter),
+            ("/a?b", PathError::UnencodedCharacter),
+            ("/a#b", PathError::UnencodedCharacter),
+            ("/a\\b", PathError::Backslash),
+        ];
+        for (p, e) in cases {
+            assert_eq!(MediaPath::from_uri_path(p).err(), Some(e), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn prefix_scope_matches_whole_segments() {
+        let scope = MediaPath::parse("/videos/").unwrap();
+        let inside = MediaPath::parse("/videos/a/b.ts").unwrap();
+        let sibling = MediaPath::parse("/videos-private/x").unwrap();
+        let itself = MediaPath::parse("/videos").unwrap();
+        assert!(scope.covers(&inside));
+        assert!(!scope.covers(&sibling));
+        assert!(!scope.covers(&itself));
+        let exact = MediaPath::parse("/videos/a").unwrap();
+        assert!(exact.covers(&MediaPath::parse("/videos/a").unwrap()));
+        assert!(!exact.covers(&MediaPath::parse("/videos/a/b").unwrap()));
+        assert!(!exact.covers(&MediaPath::parse("/videos/ab").unwrap()));
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9 ._~%+;=&'é中-]{1,12}".prop_filter("not a dot segment", |s| s != "." && s != "..")
+    }
+
+    proptest! {
+        #[test]
+        fn encode_then_decode_round_trips(segs in proptest::collection::vec(segment(), 1..6), dir in any::<bool>()) {
+            let mut path = format!("/{}", segs.join("/"));
+            if dir { path.push('/'); }
+            prop_assume!(MediaPath::parse(&path).is_ok());
+            let encoded = encode_path(&path);
+            let decoded = MediaPath::from_uri_path(&encoded).unwrap();
+            prop_assert_eq!(decoded.as_str(), path.as_str());
+        }
+
+        #[test]
+        fn decoder_never_panics_and_output_is_canonical(raw in "[/a-z.%0-9A-F\\\\]{0,40}") {
+            if let Ok(p) = MediaPath::from_uri_path(&raw) {
+                prop_assert!(validate(p.as_str()).is_ok());
+                prop_assert!(!p.as_str().split('/').any(|s| s == ".." || s == "."));
+            }
+        }
+
+        #[test]
+        fn prefix_never_covers_outside(a in segment(), b in segment(), rest in segment()) {
+            let scope_s = format!("/{a}/");
+            let req_s = format!("/{b}/{rest}");
+            let (Ok(scope), Ok(req)) = (MediaPath::parse(&scope_s), MediaPath::parse(&req_s)) else {
+                return Ok(());
+            };
+            prop_assert_eq!(scope.covers(&req), a == b);
+        }
+    }
+}

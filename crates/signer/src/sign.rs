@@ -1,0 +1,547 @@
+//! Minting links: [`Signer`], its per-link [`LinkBuilder`], and the
+//! [`SignedLink`] that renders the token in each transport.
+
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::Mac as _;
+use ipnet::IpNet;
+use time::{Duration, OffsetDateTime};
+
+use crate::claims::{self, ClaimError, DispositionType, Methods};
+use crate::key::Keyring;
+use crate::path::{self, MediaPath, PathError};
+use crate::transport;
+use crate::wire::{self, MAX_TIME, PayloadBuf, RawClaims};
+
+/// The longest lifetime a [`Signer`] or [`Verifier`](crate::Verifier)
+/// accepts unless configured otherwise: 7 days.
+pub const DEFAULT_MAX_TTL: Duration = Duration::days(7);
+
+/// Why a link could not be signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// The path is not canonical (see [`MediaPath`]).
+    #[error("invalid path: {0}")]
+    Path(#[from] PathError),
+    /// No user was given.
+    #[error("a link needs a user id")]
+    MissingSubject,
+    /// No expiry was given and the signer has no default TTL.
+    #[error("a link needs an expiry (ttl or expires_at)")]
+    MissingExpiry,
+    /// A claim value is refused.
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
+    /// The link would expire at or before the moment it is signed.
+    #[error("the link's lifetime must be positive")]
+    NonPositiveLifetime,
+    /// The lifetime exceeds the signer's maximum.
+    #[error("the link's lifetime {lifetime} exceeds the maximum {max}")]
+    LifetimeTooLong {
+        /// The requested lifetime.
+        lifetime: Duration,
+        /// The signer's maximum.
+        max: Duration,
+    },
+    /// The not-before time is not earlier than the expiry.
+    #[error("not-before must be earlier than the expiry")]
+    NotBeforeAfterExpiry,
+    /// A time is before 1970 or after 9999.
+    #[error("time is outside 1970..=9999")]
+    TimeOutOfRange,
+    /// No method was granted.
+    #[error("a link must grant at least one method")]
+    NoMethods,
+    /// The file asked for is outside a prefix link's scope.
+    #[error("path is outside the link's scope")]
+    OutsideScope,
+}
+
+/// Mints signed links with the active key of a [`Keyring`].
+///
+/// Defaults: maximum lifetime [`DEFAULT_MAX_TTL`], no default TTL (each link
+/// must say when it expires).
+#[derive(Debug, Clone)]
+pub struct Signer {
+    keyring: Keyring,
+    max_ttl: Duration,
+    default_ttl: Option<Duration>,
+}
+
+impl Signer {
+    /// A signer that signs with `keyring`'s active key.
+    pub fn new(keyring: Keyring) -> Self {
+        Signer {
+            keyring,
+            max_ttl: DEFAULT_MAX_TTL,
+            default_ttl: None,
+        }
+    }
+
+    /// Refuses to sign links that live longer than `max` (default 7 days).
+    /// Keep it no larger than the verifiers' `max_ttl`.
+    pub fn max_ttl(mut self, max: Duration) -> Self {
+        self.max_ttl = max;
+        self
+    }
+
+    /// The lifetime of links that set neither `ttl` nor `expires_at`
+    /// (default: none, and such links are refused).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = Some(ttl);
+        self
+    }
+
+    /// The keyring.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Starts a link for one file, or for every file below a directory when
+    /// `path` ends in `/`. `path` is decoded (not URL-encoded).
+    pub fn link<'a>(&'a self, path: &'a str) -> LinkBuilder<'a> {
+        LinkBuilder {
+            signer: self,
+            path,
+            subject: None,
+            ttl: None,
+            expires_at: None,
+            not_before: None,
+            issued_at: None,
+            methods: Methods::READ,
+            client_net: None,
+            disposition: None,
+            content_type: None,
+            generation: None,
+        }
+    }
+}
+
+/// The claims of one link, set one by one; [`sign`](Self::sign) checks them
+/// and mints the token. Defaults: methods GET and HEAD, issued now, no
+/// not-before, no IP binding, no overrides, no generation.
+#[derive(Debug, Clone)]
+#[must_use = "a link builder does nothing until .sign() is called"]
+pub struct LinkBuilder<'a> {
+    signer: &'a Signer,
+    path: &'a str,
+    subject: Option<&'a str>,
+    ttl: Option<Duration>,
+    expires_at: Option<OffsetDateTime>,
+    not_before: Option<OffsetDateTime>,
+    issued_at: Option<OffsetDateTime>,
+    methods: Methods,
+    client_net: Option<IpNet>,
+    disposition: Option<(DispositionType, &'a str)>,
+    content_type: Option<&'a str>,
+    generation: Option<u64>,
+}
+
+impl<'a> LinkBuilder<'a> {
+    /// The user the link is issued to (required).
+    pub fn user(mut self, user: &'a str) -> Self {
+        self.subject = Some(user);
+        self
+    }
+
+    /// How long the link lives from when it is signed.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self.expires_at = None;
+        self
+    }
+
+    /// When the link stops working (instead of [`ttl`](Self::ttl)).
+    pub fn expires_at(mut self, at: OffsetDateTime) -> Self {
+        self.expires_at = Some(at);
+        self.ttl = None;
+        self
+    }
+
+    /// When the link starts working (default: when it is signed).
+    pub fn not_before(mut self, at: OffsetDateTime) -> Self {
+        self.not_before = Some(at);
+        self
+    }
+
+    /// The signing time (default: the system clock). For tests and test
+    /// vectors.
+    pub fn issued_at(mut self, at: OffsetDateTime) -> Self {
+        self.issued_at = Some(at);
+        self
+    }
+
+    /// The methods the link grants (default GET and HEAD).
+    pub fn methods(mut self, methods: Methods) -> Self {
+        self.methods = methods;
+        self
+    }
+
+    /// Binds the link to one client address.
+    pub fn client_ip(mut self, ip: IpAddr) -> Self {
+        let ip = ip.to_canonical();
+        let prefix = if ip.is_ipv4() { 32 } else { 128 };
+        self.client_net = IpNet::new(ip, prefix).ok();
+        self
+    }
+
+    /// Binds the link to a client network; host bits are cleared.
+    pub fn client_net(mut self, net: IpNet) -> Self {
+        self.client_net = Some(net.trunc());
+        self
+    }
+
+    /// Asks the verifier to send `Content-Disposition: attachment` with this
+    /// download filename.
+    pub fn attachment(mut self, filename: &'a str) -> Self {
+        self.disposition = Some((DispositionType::Attachment, filename));
+        self
+    }
+
+    /// Asks the verifier to send `Content-Disposition: inline`, with a
+    /// filename for "save as" (may be empty for none).
+    pub fn inline(mut self, filename: &'a str) -> Self {
+        self.disposition = Some((DispositionType::Inline, filename));
+        self
+    }
+
+    /// Asks the verifier to send this `Content-Type` instead of the one
+    /// guessed from the extension.
+    pub fn content_type(mut self, content_type: &'a str) -> Self {
+        self.content_type = Some(content_type);
+        self
+    }
+
+    /// Carries a revocation generation (a per-user epoch) in the link.
+    pub fn generation(mut self, generation: u64) -> Self {
+        self.generation = Some(generation);
+        self
+    }
+
+    /// Checks the claims and signs. Allocates only the token string.
+    pub fn sign(self) -> Result<SignedLink<'a>, SignError> {
+        let path = MediaPath::parse(self.path)?;
+        let subject = self.subject.ok_or(SignError::MissingSubject)?;
+        claims::check_subject(subject)?;
+        if self.methods.bits() == 0 {
+            return Err(SignError::NoMethods);
+        }
+        // Integer nanoseconds: exact, and much cheaper than calendar arithmetic.
+        let now = self
+            .issued_at
+            .unwrap_or_else(OffsetDateTime::now_utc)
+            .unix_timestamp_nanos();
+        let expires_ns = match (self.expires_at, self.ttl.or(self.signer.default_ttl)) {
+            (Some(at), _) => at.unix_timestamp_nanos(),
+            (None, Some(ttl)) => now + ttl.whole_nanoseconds(),
+            (None, None) => return Err(SignError::MissingExpiry),
+        };
+        let lifetime = expires_ns - now;
+        if lifetime <= 0 {
+            return Err(SignError::NonPositiveLifetime);
+        }
+        if lifetime > self.signer.max_ttl.whole_nanoseconds() {
+            return Err(SignError::LifetimeTooLong {
+                lifetime: Duration::seconds((lifetime / NANOS) as i64),
+                max: self.signer.max_ttl,
+            });
+        }
+        let issued_at = unix_nanos(now)?;
+        let expires = unix_nanos(expires_ns)?;
+        if expires <= issued_at {
+            return Err(SignError::NonPositiveLifetime);
+        }
+        let not_before = self.not_before.map(unix).transpose()?;
+        if not_before.is_some_and(|nbf| nbf >= expires) {
+            return Err(SignError::NotBeforeAfterExpiry);
+        }
+        if let Some((_, name)) = self.disposition {
+            if !name.is_empty() {
+                claims::check_filename(name)?;
+            }
+        }
+        if let Some(ct) = self.content_type {
+            claims::check_content_type(ct)?;
+        }
+        let key = self.signer.keyring.active();
+        let claims = RawClaims {
+            key_id: key.id(),
+            methods: self.methods,
+            issued_at,
+            expires,
+            not_before,
+            subject,
+            path: path.as_str(),
+            client_net: self.client_net,
+            disposition: self.disposition,
+            content_type: self.content_type,
+            generation: self.generation,
+        };
+        let needed = wire::payload_len(&claims) + wire::TAG_LEN;
+        let mut stack = [0u8; wire::STACK_BUF_LEN];
+        let mut heap = Vec::new();
+        let bytes = if needed <= stack.len() {
+            &mut stack[..needed]
+        } else {
+            heap.resize(needed, 0);
+            &mut heap[..]
+        };
+        let mut buf = PayloadBuf::new(bytes);
+        wire::encode_payload(&claims, &mut buf);
+        let mut mac = key.link_mac();
+        mac.update(buf.as_slice());
+        buf.extend_from_slice(&mac.finalize().into_bytes());
+        let mut token = String::with_capacity(wire::encoded_len(buf.as_slice().len()));
+        URL_SAFE_NO_PAD.encode_string(buf.as_slice(), &mut token);
+        Ok(SignedLink {
+            token,
+            path: self.path,
+            expires,
+        })
+    }
+}
+
+const NANOS: i128 = 1_000_000_000;
+
+/// Unix seconds of `t`, within the range the format allows.
+fn unix(t: OffsetDateTime) -> Result<u64, SignError> {
+    unix_nanos(t.unix_timestamp_nanos())
+}
+
+/// Whole Unix seconds of a time in nanoseconds, within the format's range.
+fn unix_nanos(ns: i128) -> Result<u64, SignError> {
+    u64::try_from(ns.div_euclid(NANOS))
+        .ok()
+        .filter(|&s| s <= MAX_TIME)
+        .ok_or(SignError::TimeOutOfRange)
+}
+
+/// A signed link: the token, and the ways to hand it to a client.
+///
+/// Every rendering takes `base`, the URL where the verifier's mount point is
+/// (`https://media.example.com/media`), and appends the URL-encoded path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedLink<'a> {
+    token: String,
+    path: &'a str,
+    expires: u64,
+}
+
+impl SignedLink<'_> {
+    /// The token alone.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The token alone, without copying.
+    pub fn into_token(self) -> String {
+        self.token
+    }
+
+    /// The signed path (decoded).
+    pub fn path(&self) -> &str {
+        self.path
+    }
+
+    /// When the link expires.
+    pub fn expires_at(&self) -> OffsetDateTime {
+        claims::to_datetime(self.expires)
+    }
+
+    /// The query string that carries the token: `mg_token=<token>`.
+    pub fn query(&self) -> String {
+        let mut out = String::with_capacity(transport::QUERY_PARAM.len() + 1 + self.token.len());
+        self.push_query(&mut out);
+        out
+    }
+
+    fn push_query(&self, out: &mut String) {
+        out.push_str(transport::QUERY_PARAM);
+        out.push('=');
+        out.push_str(&self.token);
+    }
+
+    /// `base` + path + `?mg_token=<token>`.
+    pub fn url(&self, base: &str) -> String {
+        self.render_query(base, self.path)
+    }
+
+    /// The query-form URL of `file`, which must lie within a prefix link's
+    /// scope (or be the exact path).
+    pub fn url_for(&self, base: &str, file: &str) -> Result<String, SignError> {
+        self.check_within(file)?;
+        Ok(self.render_query(base, file))
+    }
+
+    fn render_query(&self, base: &str, path: &str) -> String {
+        let base = base.trim_end_matches('/');
+        let mut out = String::with_capacity(base.len() + path.len() * 3 / 2 + self.token.len() + 16);
+        out.push_str(base);
+        path::encode_path_into(path, &mut out);
+        out.push('?');
+        self.push_query(&mut out);
+        out
+    }
+
+    /// `base` + `/_mg/<token>` + path: the token as a leading path segment,
+    /// so that relative URLs inside a playlist (HLS, DASH) inherit it.
+    pub fn path_form(&self, base: &str) -> String {
+        self.render_path_form(base, self.path)
+    }
+
+    /// The path-form URL of `file`, which must lie within the link's scope.
+    pub fn path_form_for(&self, base: &str, file: &str) -> Result<String, SignError> {
+        self.check_within(file)?;
+        Ok(self.render_path_form(base, file))
+    }
+
+    fn render_path_form(&self, base: &str, path: &str) -> String {
+        let base = base.trim_end_matches('/');
+        let mut out = String::with_capacity(base.len() + path.len() * 3 / 2 + self.token.len() + 8);
+        out.push_str(base);
+        out.push('/');
+        out.push_str(transport::PATH_MARKER);
+        out.push('/');
+        out.push_str(&self.token);
+        path::encode_path_into(path, &mut out);
+        out
+    }
+
+    /// A `Set-Cookie` value that carries the token for requests below
+    /// `mount` + the signed path, expiring with the link:
+    /// `mg_token=<token>; Path=/media/videos/; Max-Age=600; Secure; HttpOnly; SameSite=Lax`.
+    /// `now` computes `Max-Age`.
+    pub fn set_cookie(&self, mount: &str, now: OffsetDateTime) -> String {
+        let max_age = (self.expires as i64 - now.unix_timestamp()).max(0);
+        let mount = mount.trim_end_matches('/');
+        let mut out = String::with_capacity(self.token.len() + mount.len() + self.path.len() + 80);
+        out.push_str(transport::COOKIE_NAME);
+        out.push('=');
+        out.push_str(&self.token);
+        out.push_str("; Path=");
+        out.push_str(mount);
+        path::encode_path_into(self.path, &mut out);
+        out.push_str("; Max-Age=");
+        out.push_str(&max_age.to_string());
+        out.push_str("; Secure; HttpOnly; SameSite=Lax");
+        out
+    }
+
+    fn check_within(&self, file: &str) -> Result<(), SignError> {
+        let file = MediaPath::parse(file)?;
+        if path::scope_covers(self.path, file.as_str()) {
+            Ok(())
+        } else {
+            Err(SignError::OutsideScope)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::Key;
+
+    fn signer() -> Signer {
+        Signer::new(Keyring::new(Key::new("k1", &[7u8; 32]).unwrap()))
+    }
+
+    fn t0() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn refuses_bad_claims() {
+        let s = signer();
+        let base = |p| s.link(p).user("42").issued_at(t0()).ttl(Duration::minutes(5));
+        assert_eq!(base("/a/../b").sign().err(), Some(SignError::Path(PathError::DotSegment)));
+        assert_eq!(
+            s.link("/a").issued_at(t0()).ttl(Duration::minutes(1)).sign().err(),
+            Some(SignError::MissingSubject)
+        );
+        assert_eq!(
+            s.link("/a").user("42").sign().err(),
+            Some(SignError::MissingExpiry)
+        );
+        assert_eq!(
+            base("/a").user("a b").sign().err(),
+            Some(SignError::Claim(ClaimError::Subject))
+        );
+        assert_eq!(
+            base("/a").ttl(Duration::ZERO).sign().err(),
+            Some(SignError::NonPositiveLifetime)
+        );
+        assert_eq!(
+            base("/a").ttl(Duration::seconds(-5)).sign().err(),
+            Some(SignError::NonPositiveLifetime)
+        );
+        assert!(matches!(
+            base("/a").ttl(Duration::days(8)).sign(),
+            Err(SignError::LifetimeTooLong { .. })
+        ));
+        assert_eq!(
+            base("/a").not_before(t0() + Duration::hours(1)).sign().err(),
+            Some(SignError::NotBeforeAfterExpiry)
+        );
+        assert_eq!(
+            base("/a").attachment("a/b").sign().err(),
+            Some(SignError::Claim(ClaimError::Filename))
+        );
+        assert_eq!(
+            base("/a").content_type("text/html\r\n").sign().err(),
+            Some(SignError::Claim(ClaimError::ContentType))
+        );
+        assert_eq!(
+            base("/a")
+                .issued_at(OffsetDateTime::from_unix_timestamp(-10).unwrap())
+                .sign()
+                .err(),
+            Some(SignError::TimeOutOfRange)
+        );
+    }
+
+    #[test]
+    fn renders_every_transport() {
+        let s = signer();
+        let link = s
+            .link("/videos/show/")
+            .user("42")
+            .issued_at(t0())
+            .ttl(Duration::minutes(10))
+            .sign()
+            .unwrap();
+        let token = link.token().to_owned();
+        assert_eq!(link.query(), format!("mg_token={token}"));
+        assert_eq!(
+            link.url("https://cdn.example/media/"),
+            format!("https://cdn.example/media/videos/show/?mg_token={token}")
+        );
+        assert_eq!(
+            link.path_form("https://cdn.example/media"),
+            format!("https://cdn.example/media/_mg/{token}/videos/show/")
+        );
+        assert_eq!(
+            link.url_for("/m", "/videos/show/seg 1.ts").unwrap(),
+            format!("/m/videos/show/seg%201.ts?mg_token={token}")
+        );
+        assert_eq!(
+            link.path_form_for("/m", "/videos/other.ts").err(),
+            Some(SignError::OutsideScope)
+        );
+        assert_eq!(
+            link.set_cookie("/media", t0() + Duration::minutes(1)),
+            format!("mg_token={token}; Path=/media/videos/show/; Max-Age=540; Secure; HttpOnly; SameSite=Lax")
+        );
+        assert_eq!(link.expires_at(), t0() + Duration::minutes(10));
+    }
+
+    #[test]
+    fn default_ttl_applies() {
+        let s = signer().default_ttl(Duration::minutes(3));
+        let link = s.link("/a").user("1").issued_at(t0()).sign().unwrap();
+        assert_eq!(link.expires_at(), t0() + Duration::minutes(3));
+    }
+}

@@ -1,0 +1,165 @@
+//! How a token travels with a request: as a query parameter, a cookie, or a
+//! leading path segment. [`SignedLink`](crate::SignedLink) renders each; the
+//! functions here find the token again, refusing any ambiguous request.
+//!
+//! ```
+//! use mediagate_signer::transport::{split_path_form, token_from_query};
+//!
+//! assert_eq!(token_from_query("a=1&mg_token=TOKEN"), Ok(Some("TOKEN")));
+//! assert_eq!(split_path_form("/_mg/TOKEN/videos/a.ts"), Ok(Some(("TOKEN", "/videos/a.ts"))));
+//! assert_eq!(split_path_form("/videos/a.ts"), Ok(None));
+//! ```
+
+/// Name of the query parameter that carries a token.
+pub const QUERY_PARAM: &str = "mg_token";
+/// Name of the cookie that carries a token.
+pub const COOKIE_NAME: &str = "mg_token";
+/// The path segment that announces a token in the next segment:
+/// `/_mg/<token>/videos/a.mp4`.
+pub const PATH_MARKER: &str = "_mg";
+
+/// Why the token of a request cannot be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The token appears more than once (twice in the query, in two cookies,
+    /// or in two transports).
+    #[error("more than one token in the request")]
+    Duplicate,
+    /// The parameter or cookie is present with an empty value.
+    #[error("empty token")]
+    Empty,
+    /// The parameter name is spelled with escapes (`mg%5Ftoken`), which
+    /// other parsers would read as the token.
+    #[error("token parameter name is percent-encoded")]
+    EncodedName,
+    /// The path form has the marker but no token segment and path after it.
+    #[error("malformed path-form token")]
+    PathForm,
+}
+
+/// Finds the token in a raw (still encoded) query string.
+pub fn token_from_query(query: &str) -> Result<Option<&str>, TransportError> {
+    let mut found = None;
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != QUERY_PARAM {
+            if (name.contains('%') || name.contains('+')) && decodes_to_param(name) {
+                return Err(TransportError::EncodedName);
+            }
+            continue;
+        }
+        if found.is_some() {
+            return Err(TransportError::Duplicate);
+        }
+        if value.is_empty() {
+            return Err(TransportError::Empty);
+        }
+        found = Some(value);
+    }
+    Ok(found)
+}
+
+fn decodes_to_param(name: &str) -> bool {
+    let decoded: Vec<u8> = percent_encoding::percent_decode_str(&name.replace('+', " ")).collect();
+    decoded.eq_ignore_ascii_case(QUERY_PARAM.as_bytes())
+}
+
+/// Finds the token in the value of one `Cookie` header. Call it for each
+/// `Cookie` header and treat two finds as [`TransportError::Duplicate`].
+pub fn token_from_cookie_header(header: &str) -> Result<Option<&str>, TransportError> {
+    let mut found = None;
+    for pair in header.split(';') {
+        let Some((name, value)) = pair.trim_matches([' ', '\t']).split_once('=') else {
+            continue;
+        };
+        if name != COOKIE_NAME {
+            continue;
+        }
+        if found.is_some() {
+            return Err(TransportError::Duplicate);
+        }
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        if value.is_empty() {
+            return Err(TransportError::Empty);
+        }
+        found = Some(value);
+    }
+    Ok(found)
+}
+
+/// Splits `/_mg/<token>/rest` into the token and `/rest`. Returns `None`
+/// when the path does not start with the marker segment.
+pub fn split_path_form(path: &str) -> Result<Option<(&str, &str)>, TransportError> {
+    let Some(after) = path
+        .strip_prefix('/')
+        .and_then(|p| p.strip_prefix(PATH_MARKER))
+        .and_then(|p| p.strip_prefix('/'))
+    else {
+        return Ok(None);
+    };
+    let slash = after.find('/').ok_or(TransportError::PathForm)?;
+    let (token, rest) = after.split_at(slash);
+    if token.is_empty() {
+        return Err(TransportError::Empty);
+    }
+    Ok(Some((token, rest)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn query_forms() {
+        assert_eq!(token_from_query(""), Ok(None));
+        assert_eq!(token_from_query("mg_token=abc"), Ok(Some("abc")));
+        assert_eq!(token_from_query("x=1&mg_token=abc&y"), Ok(Some("abc")));
+        assert_eq!(token_from_query("mg_token=a&mg_token=b"), Err(TransportError::Duplicate));
+        assert_eq!(token_from_query("mg_token=a&mg_token=a"), Err(TransportError::Duplicate));
+        assert_eq!(token_from_query("mg_token="), Err(TransportError::Empty));
+        assert_eq!(token_from_query("mg_token"), Err(TransportError::Empty));
+        assert_eq!(token_from_query("mg%5Ftoken=a"), Err(TransportError::EncodedName));
+        assert_eq!(token_from_query("MG%5FTOKEN=a"), Err(TransportError::EncodedName));
+        // Other spellings are other parameters.
+        assert_eq!(token_from_query("MG_TOKEN=a&mg_token[]=b"), Ok(None));
+    }
+
+    #[test]
+    fn cookie_forms() {
+        assert_eq!(token_from_cookie_header("a=b; mg_token=abc"), Ok(Some("abc")));
+        assert_eq!(token_from_cookie_header("mg_token=\"abc\""), Ok(Some("abc")));
+        assert_eq!(token_from_cookie_header("a=b"), Ok(None));
+        assert_eq!(
+            token_from_cookie_header("mg_token=a; mg_token=b"),
+            Err(TransportError::Duplicate)
+        );
+        assert_eq!(token_from_cookie_header("mg_token="), Err(TransportError::Empty));
+    }
+
+    #[test]
+    fn path_forms() {
+        assert_eq!(split_path_form("/_mg/t/a/b"), Ok(Some(("t", "/a/b"))));
+        assert_eq!(split_path_form("/_mg/t/"), Ok(Some(("t", "/"))));
+        assert_eq!(split_path_form("/_mg/t"), Err(TransportError::PathForm));
+        assert_eq!(split_path_form("/_mg//a"), Err(TransportError::Empty));
+        assert_eq!(split_path_form("/_mgx/t/a"), Ok(None));
+        assert_eq!(split_path_form("/a/_mg/t/a"), Ok(None));
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(s in "[a-z_=&;%5F\"/ ]{0,40}") {
+            let _ = token_from_query(&s);
+            let _ = token_from_cookie_header(&s);
+            if let Ok(Some((t, rest))) = split_path_form(&s) {
+                prop_assert!(!t.is_empty() && !t.contains('/'));
+                prop_assert!(rest.starts_with('/'));
+            }
+        }
+    }
+}

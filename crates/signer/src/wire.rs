@@ -1,0 +1,488 @@
+//! Link format v1: the canonical payload bytes, and the token encoding.
+//!
+//! This module is the byte-level contract written up in `docs/FORMAT.md`;
+//! keep the two in step. Everything here is pure: it neither computes MACs
+//! nor looks at the clock.
+//!
+//! ```text
+//! payload = version(1) key_id_len(1) key_id flags(1) methods(1)
+//!           issued_at(8) expires(8) [not_before(8)]
+//!           subject_len(1) subject path_len(2) path
+//!           [client_net] [disposition] [content_type] [generation(8)]
+//! token   = base64url_nopad(payload || HMAC-SHA256(link_key, payload))
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ipnet::IpNet;
+
+use crate::claims::{DispositionType, Methods};
+use crate::key::{MAX_KEY_ID_LEN, is_valid_key_id};
+use crate::path::{self, MAX_PATH_LEN};
+
+/// The format version this crate writes and reads.
+pub const VERSION: u8 = 1;
+
+/// Label of the link-key derivation: `link_key = HMAC-SHA256(secret, label)`.
+pub(crate) const LINK_KEY_LABEL: &[u8] = b"mediagate link key v1";
+
+/// Length of the MAC tag at the end of every token, in bytes.
+pub const TAG_LEN: usize = 32;
+
+/// The latest time a link may carry: 9999-12-31T23:59:59Z, in Unix seconds.
+pub const MAX_TIME: u64 = 253_402_300_799;
+
+/// The longest subject (user id), in bytes.
+pub const MAX_SUBJECT_LEN: usize = 128;
+/// The longest signed download filename, in bytes.
+pub const MAX_FILENAME_LEN: usize = 255;
+/// The longest signed Content-Type, in bytes.
+pub const MAX_CONTENT_TYPE_LEN: usize = 127;
+
+pub(crate) const FLAG_NOT_BEFORE: u8 = 1 << 0;
+pub(crate) const FLAG_CLIENT_NET: u8 = 1 << 1;
+pub(crate) const FLAG_DISPOSITION: u8 = 1 << 2;
+pub(crate) const FLAG_CONTENT_TYPE: u8 = 1 << 3;
+pub(crate) const FLAG_GENERATION: u8 = 1 << 4;
+const KNOWN_FLAGS: u8 = 0b1_1111;
+
+/// The smallest payload: one-byte key id, subject and path, no options.
+pub(crate) const MIN_PAYLOAD_LEN: usize = 1 + 1 + 1 + 1 + 1 + 8 + 8 + 1 + 1 + 2 + 1;
+/// The largest payload this version can hold.
+pub(crate) const MAX_PAYLOAD_LEN: usize = 1
+    + 1
+    + MAX_KEY_ID_LEN
+    + 1
+    + 1
+    + 8
+    + 8
+    + 8
+    + 1
+    + MAX_SUBJECT_LEN
+    + 2
+    + MAX_PATH_LEN
+    + (1 + 16 + 1)
+    + (1 + 1 + MAX_FILENAME_LEN)
+    + (1 + MAX_CONTENT_TYPE_LEN)
+    + 8;
+
+/// Shortest token accepted, in characters.
+pub const MIN_TOKEN_LEN: usize = encoded_len(MIN_PAYLOAD_LEN + TAG_LEN);
+/// Longest token accepted, in characters.
+pub const MAX_TOKEN_LEN: usize = encoded_len(MAX_PAYLOAD_LEN + TAG_LEN);
+
+/// Length of the unpadded base64 form of `n` bytes.
+pub(crate) const fn encoded_len(n: usize) -> usize {
+    (n * 4).div_ceil(3)
+}
+
+/// Why the bytes of a token are not a well-formed v1 token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MalformedToken {
+    /// Shorter than [`MIN_TOKEN_LEN`] characters.
+    #[error("token is too short")]
+    TooShort,
+    /// Longer than [`MAX_TOKEN_LEN`] characters.
+    #[error("token is too long")]
+    TooLong,
+    /// Not canonical base64url without padding: another alphabet, padding,
+    /// non-zero trailing bits or an impossible length.
+    #[error("token is not canonical base64url")]
+    Encoding,
+    /// The key id field is malformed.
+    #[error("token key id is malformed")]
+    KeyId,
+    /// A payload field is malformed (only a faulty signer can produce this:
+    /// it is checked after the MAC).
+    #[error("token payload field {0} is malformed")]
+    Field(&'static str),
+    /// Bytes follow the last field.
+    #[error("token payload has trailing bytes")]
+    TrailingBytes,
+}
+
+/// The claims of one link, borrowed from a payload or from a signer's
+/// builder. Numbers are Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawClaims<'a> {
+    pub key_id: &'a str,
+    pub methods: Methods,
+    pub issued_at: u64,
+    pub expires: u64,
+    pub not_before: Option<u64>,
+    pub subject: &'a str,
+    pub path: &'a str,
+    pub client_net: Option<IpNet>,
+    pub disposition: Option<(DispositionType, &'a str)>,
+    pub content_type: Option<&'a str>,
+    pub generation: Option<u64>,
+}
+
+/// Bytes up to which signing and verifying work in a stack buffer; longer
+/// links (long paths or filenames) use one extra heap buffer.
+pub(crate) const STACK_BUF_LEN: usize = 512;
+
+/// A write cursor over an exactly-sized output slice.
+pub(crate) struct PayloadBuf<'a> {
+    bytes: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> PayloadBuf<'a> {
+    pub(crate) fn new(bytes: &'a mut [u8]) -> Self {
+        PayloadBuf { bytes, len: 0 }
+    }
+
+    /// Appends bytes. The slice is sized by [`payload_len`], so this never
+    /// runs past its end; if it did, that would be a bug here, and it panics
+    /// rather than write a wrong token.
+    pub(crate) fn extend_from_slice(&mut self, data: &[u8]) {
+        let end = self.len + data.len();
+        self.bytes[self.len..end].copy_from_slice(data);
+        self.len = end;
+    }
+
+    pub(crate) fn push(&mut self, b: u8) {
+        self.extend_from_slice(&[b]);
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The exact length of the payload of `c`.
+pub(crate) fn payload_len(c: &RawClaims<'_>) -> usize {
+    let mut n = 1 + 1 + c.key_id.len() + 1 + 1 + 8 + 8 + 1 + c.subject.len() + 2 + c.path.len();
+    if c.not_before.is_some() {
+        n += 8;
+    }
+    if let Some(net) = c.client_net {
+        n += if net.addr().is_ipv4() { 1 + 4 + 1 } else { 1 + 16 + 1 };
+    }
+    if let Some((_, name)) = c.disposition {
+        n += 2 + name.len();
+    }
+    if let Some(ct) = c.content_type {
+        n += 1 + ct.len();
+    }
+    if c.generation.is_some() {
+        n += 8;
+    }
+    n
+}
+
+/// Appends the canonical payload of `c` to `out`. The claims must already be
+/// valid (the signer checks them); lengths are not re-checked here.
+pub(crate) fn encode_payload(c: &RawClaims<'_>, out: &mut PayloadBuf) {
+    let mut flags = 0;
+    if c.not_before.is_some() {
+        flags |= FLAG_NOT_BEFORE;
+    }
+    if c.client_net.is_some() {
+        flags |= FLAG_CLIENT_NET;
+    }
+    if c.disposition.is_some() {
+        flags |= FLAG_DISPOSITION;
+    }
+    if c.content_type.is_some() {
+        flags |= FLAG_CONTENT_TYPE;
+    }
+    if c.generation.is_some() {
+        flags |= FLAG_GENERATION;
+    }
+    out.push(VERSION);
+    out.push(c.key_id.len() as u8);
+    out.extend_from_slice(c.key_id.as_bytes());
+    out.push(flags);
+    out.push(c.methods.bits());
+    out.extend_from_slice(&c.issued_at.to_be_bytes());
+    out.extend_from_slice(&c.expires.to_be_bytes());
+    if let Some(nbf) = c.not_before {
+        out.extend_from_slice(&nbf.to_be_bytes());
+    }
+    out.push(c.subject.len() as u8);
+    out.extend_from_slice(c.subject.as_bytes());
+    out.extend_from_slice(&(c.path.len() as u16).to_be_bytes());
+    out.extend_from_slice(c.path.as_bytes());
+    if let Some(net) = c.client_net {
+        match net.addr() {
+            IpAddr::V4(a) => {
+                out.push(4);
+                out.extend_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                out.push(6);
+                out.extend_from_slice(&a.octets());
+            }
+        }
+        out.push(net.prefix_len());
+    }
+    if let Some((kind, name)) = c.disposition {
+        out.push(kind as u8);
+        out.push(name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
+    }
+    if let Some(ct) = c.content_type {
+        out.push(ct.len() as u8);
+        out.extend_from_slice(ct.as_bytes());
+    }
+    if let Some(generation) = c.generation {
+        out.extend_from_slice(&generation.to_be_bytes());
+    }
+}
+
+/// Checks the token's length and returns the size of the buffer that
+/// [`decode_token_into`] needs (at most two bytes more than it decodes to).
+pub(crate) fn decode_buffer_len(token: &str) -> Result<usize, MalformedToken> {
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(MalformedToken::TooShort);
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(MalformedToken::TooLong);
+    }
+    Ok(token.len().div_ceil(4) * 3)
+}
+
+/// Decodes the token text to `payload || tag` into `out` (sized by
+/// [`decode_buffer_len`]), returning the decoded length. Refuses every
+/// spelling but the one canonical form: the engine refuses padding, the
+/// standard alphabet, impossible lengths and non-zero trailing bits.
+pub(crate) fn decode_token_into(token: &str, out: &mut [u8]) -> Result<usize, MalformedToken> {
+    URL_SAFE_NO_PAD
+        .decode_slice(token.as_bytes(), out)
+        .map_err(|_| MalformedToken::Encoding)
+}
+
+/// Reads the key id from an unauthenticated payload, so that the right key
+/// can check the MAC. Nothing else is read before the MAC check.
+pub(crate) fn peek_key_id(payload: &[u8]) -> Result<&[u8], MalformedToken> {
+    let len = *payload.get(1).ok_or(MalformedToken::KeyId)? as usize;
+    let id = payload.get(2..2 + len).ok_or(MalformedToken::KeyId)?;
+    if is_valid_key_id(id) {
+        Ok(id)
+    } else {
+        Err(MalformedToken::KeyId)
+    }
+}
+
+/// A cursor over payload bytes.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], MalformedToken> {
+        let end = self.pos.checked_add(n).ok_or(MalformedToken::Field(field))?;
+        let out = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(MalformedToken::Field(field))?;
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, MalformedToken> {
+        Ok(self.take(1, field)?[0])
+    }
+
+    fn u16(&mut self, field: &'static str) -> Result<u16, MalformedToken> {
+        let b = self.take(2, field)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u64(&mut self, field: &'static str) -> Result<u64, MalformedToken> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8, field)?);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    fn time(&mut self, field: &'static str) -> Result<u64, MalformedToken> {
+        let t = self.u64(field)?;
+        if t > MAX_TIME {
+            return Err(MalformedToken::Field(field));
+        }
+        Ok(t)
+    }
+
+    fn str(&mut self, n: usize, field: &'static str) -> Result<&'a str, MalformedToken> {
+        std::str::from_utf8(self.take(n, field)?).map_err(|_| MalformedToken::Field(field))
+    }
+}
+
+/// Parses an authenticated payload strictly: every field must satisfy the
+/// rules the signer enforces, and nothing may follow the last field.
+pub(crate) fn decode_payload(payload: &[u8]) -> Result<RawClaims<'_>, MalformedToken> {
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
+    if r.u8("version")? != VERSION {
+        return Err(MalformedToken::Field("version"));
+    }
+    let key_len = r.u8("key_id")? as usize;
+    let key_id = r.str(key_len, "key_id")?;
+    if !is_valid_key_id(key_id.as_bytes()) {
+        return Err(MalformedToken::KeyId);
+    }
+    let flags = r.u8("flags")?;
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(MalformedToken::Field("flags"));
+    }
+    let methods = Methods::from_bits(r.u8("methods")?).ok_or(MalformedToken::Field("methods"))?;
+    let issued_at = r.time("issued_at")?;
+    let expires = r.time("expires")?;
+    if expires <= issued_at {
+        return Err(MalformedToken::Field("expires"));
+    }
+    let not_before = if flags & FLAG_NOT_BEFORE != 0 {
+        let nbf = r.time("not_before")?;
+        if nbf >= expires {
+            return Err(MalformedToken::Field("not_before"));
+        }
+        Some(nbf)
+    } else {
+        None
+    };
+    let subject_len = r.u8("subject")? as usize;
+    let subject = r.str(subject_len, "subject")?;
+    crate::claims::check_subject(subject).map_err(|_| MalformedToken::Field("subject"))?;
+    let path_len = r.u16("path")? as usize;
+    let path = r.str(path_len, "path")?;
+    path::validate(path).map_err(|_| MalformedToken::Field("path"))?;
+    let client_net = if flags & FLAG_CLIENT_NET != 0 {
+        let addr = match r.u8("client_net")? {
+            4 => {
+                let b = r.take(4, "client_net")?;
+                IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+            }
+            6 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(r.take(16, "client_net")?);
+                IpAddr::V6(Ipv6Addr::from(a))
+            }
+            _ => return Err(MalformedToken::Field("client_net")),
+        };
+        let prefix = r.u8("client_net")?;
+        let net = IpNet::new(addr, prefix).map_err(|_| MalformedToken::Field("client_net"))?;
+        // One spelling: host bits are zero.
+        if net.trunc() != net {
+            return Err(MalformedToken::Field("client_net"));
+        }
+        Some(net)
+    } else {
+        None
+    };
+    let disposition = if flags & FLAG_DISPOSITION != 0 {
+        let kind = match r.u8("disposition")? {
+            0 => DispositionType::Inline,
+            1 => DispositionType::Attachment,
+            _ => return Err(MalformedToken::Field("disposition")),
+        };
+        let len = r.u8("disposition")? as usize;
+        let name = r.str(len, "disposition")?;
+        if !name.is_empty() {
+            crate::claims::check_filename(name).map_err(|_| MalformedToken::Field("disposition"))?;
+        }
+        Some((kind, name))
+    } else {
+        None
+    };
+    let content_type = if flags & FLAG_CONTENT_TYPE != 0 {
+        let len = r.u8("content_type")? as usize;
+        let ct = r.str(len, "content_type")?;
+        crate::claims::check_content_type(ct).map_err(|_| MalformedToken::Field("content_type"))?;
+        Some(ct)
+    } else {
+        None
+    };
+    let generation = if flags & FLAG_GENERATION != 0 {
+        Some(r.u64("generation")?)
+    } else {
+        None
+    };
+    if r.pos != payload.len() {
+        return Err(MalformedToken::TrailingBytes);
+    }
+    Ok(RawClaims {
+        key_id,
+        methods,
+        issued_at,
+        expires,
+        not_before,
+        subject,
+        path,
+        client_net,
+        disposition,
+        content_type,
+        generation,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> RawClaims<'static> {
+        RawClaims {
+            key_id: "k1",
+            methods: Methods::READ,
+            issued_at: 1_700_000_000,
+            expires: 1_700_000_600,
+            not_before: Some(1_700_000_010),
+            subject: "user-42",
+            path: "/videos/a.mp4",
+            client_net: Some("203.0.113.0/24".parse().unwrap()),
+            disposition: Some((DispositionType::Attachment, "a b.mp4")),
+            content_type: Some("video/mp4"),
+            generation: Some(7),
+        }
+    }
+
+    #[test]
+    fn payload_round_trips() {
+        let c = sample();
+        let mut bytes = vec![0; payload_len(&c)];
+        let mut buf = PayloadBuf::new(&mut bytes);
+        encode_payload(&c, &mut buf);
+        assert_eq!(buf.as_slice().len(), payload_len(&c));
+        assert_eq!(decode_payload(buf.as_slice()).unwrap(), c);
+        let minimal = RawClaims {
+            not_before: None,
+            client_net: None,
+            disposition: None,
+            content_type: None,
+            generation: None,
+            ..c
+        };
+        let mut bytes = vec![0; payload_len(&minimal)];
+        let mut buf = PayloadBuf::new(&mut bytes);
+        encode_payload(&minimal, &mut buf);
+        assert_eq!(decode_payload(buf.as_slice()).unwrap(), minimal);
+    }
+
+    #[test]
+    fn decoder_rejects_trailing_and_truncated_payloads() {
+        let mut bytes = vec![0; payload_len(&sample())];
+        let mut out = PayloadBuf::new(&mut bytes);
+        encode_payload(&sample(), &mut out);
+        let mut buf = out.as_slice().to_vec();
+        for n in 0..buf.len() {
+            assert!(decode_payload(&buf[..n]).is_err(), "truncated at {n}");
+        }
+        buf.push(0);
+        assert_eq!(decode_payload(&buf), Err(MalformedToken::TrailingBytes));
+    }
+
+    #[test]
+    fn limits_are_consistent() {
+        assert!(MIN_TOKEN_LEN < MAX_TOKEN_LEN);
+        assert_eq!(encoded_len(3), 4);
+        assert_eq!(encoded_len(4), 6);
+        assert_eq!(encoded_len(32), 43);
+    }
+}
