@@ -159,44 +159,78 @@ pub(crate) fn scope_covers(scope: &str, path: &str) -> bool {
     }
 }
 
-/// Checks the canonical-path rules on a decoded path, in one pass over the
-/// bytes (this runs for every link signed and every request verified).
+/// Byte classes for [`validate`].
+const OK: u8 = 0;
+const SLASH: u8 = 1;
+const DOT: u8 = 2;
+const CONTROL: u8 = 3;
+const BACKSLASH: u8 = 4;
+const HIGH: u8 = 5;
+
+const CLASS: [u8; 256] = {
+    let mut t = [OK; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = match i as u8 {
+            b'/' => SLASH,
+            b'.' => DOT,
+            b'\\' => BACKSLASH,
+            0x00..=0x1f | 0x7f => CONTROL,
+            0x80..=0xff => HIGH,
+            _ => OK,
+        };
+        i += 1;
+    }
+    t
+};
+
+/// Checks the canonical-path rules on a decoded path. Runs for every link
+/// signed and every request verified, so it is one table-driven pass.
 pub(crate) fn validate(path: &str) -> Result<(), PathError> {
     let bytes = path.as_bytes();
-    let len = bytes.len();
-    if len == 0 {
+    if bytes.is_empty() {
         return Err(PathError::Empty);
     }
     if bytes[0] != b'/' {
         return Err(PathError::NotAbsolute);
     }
-    if len > MAX_PATH_LEN {
+    if bytes.len() > MAX_PATH_LEN {
         return Err(PathError::TooLong);
     }
-    let mut segment_start = 1;
-    for i in 1..=len {
-        // A virtual '/' after the last byte closes the last segment.
-        let b = bytes.get(i).copied().unwrap_or(b'/');
-        match b {
-            b'/' => {
-                let segment = &bytes[segment_start..i];
-                match segment {
-                    // Empty: only the last segment may be (a directory).
-                    [] if i != len => return Err(PathError::EmptySegment),
-                    [b'.'] | [b'.', b'.'] => return Err(PathError::DotSegment),
-                    s if s.len() > MAX_SEGMENT_LEN => return Err(PathError::SegmentTooLong),
-                    _ => {}
-                }
-                segment_start = i + 1;
+    let check_segment = |len: usize, dots: usize| match len {
+        0 => Err(PathError::EmptySegment),
+        1 | 2 if dots == len => Err(PathError::DotSegment),
+        n if n > MAX_SEGMENT_LEN => Err(PathError::SegmentTooLong),
+        _ => Ok(()),
+    };
+    let (mut len, mut dots, mut high) = (0usize, 0usize, false);
+    for &b in &bytes[1..] {
+        match CLASS[b as usize] {
+            OK => len += 1,
+            DOT => {
+                len += 1;
+                dots += 1;
             }
-            0x00..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
-            b'\\' => return Err(PathError::Backslash),
-            // U+0080..U+009F (C1 controls) are encoded as C2 80..C2 9F.
-            0xc2 if matches!(bytes.get(i + 1), Some(0x80..=0x9f)) => {
-                return Err(PathError::ControlCharacter);
+            SLASH => {
+                check_segment(len, dots)?;
+                len = 0;
+                dots = 0;
             }
-            _ => {}
+            HIGH => {
+                len += 1;
+                high = true;
+            }
+            BACKSLASH => return Err(PathError::Backslash),
+            _ => return Err(PathError::ControlCharacter),
         }
+    }
+    // The last segment may be empty: a directory's trailing slash.
+    if len > 0 {
+        check_segment(len, dots)?;
+    }
+    // C1 controls (U+0080..U+009F) are encoded as C2 80..C2 9F.
+    if high && bytes.windows(2).any(|w| w[0] == 0xc2 && w[1] <= 0x9f) {
+        return Err(PathError::ControlCharacter);
     }
     Ok(())
 }

@@ -3,8 +3,6 @@
 
 use std::net::IpAddr;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::Mac as _;
 use ipnet::IpNet;
 use time::{Duration, OffsetDateTime};
@@ -294,8 +292,7 @@ impl<'a> LinkBuilder<'a> {
         let mut mac = key.link_mac();
         mac.update(buf.as_slice());
         buf.extend_from_slice(&mac.finalize().into_bytes());
-        let mut token = String::with_capacity(wire::encoded_len(buf.as_slice().len()));
-        URL_SAFE_NO_PAD.encode_string(buf.as_slice(), &mut token);
+        let token = wire::encode_token(buf.as_slice());
         Ok(SignedLink {
             token,
             path: self.path,

@@ -284,18 +284,18 @@ fn with_decoded<T>(
     token: &str,
     f: impl FnOnce(&[u8], &[u8]) -> Result<T, VerifyError>,
 ) -> Result<T, VerifyError> {
-    let needed = wire::decode_buffer_len(token)?;
+    let len = wire::decoded_len(token)?;
     let mut stack = [0u8; wire::STACK_BUF_LEN];
     let mut heap = Vec::new();
-    let buf = if needed <= stack.len() {
-        &mut stack[..needed]
+    let buf = if len <= stack.len() {
+        &mut stack[..len]
     } else {
-        heap.resize(needed, 0);
+        heap.resize(len, 0);
         &mut heap[..]
     };
-    let len = wire::decode_token_into(token, buf)?;
-    // decode_buffer_len guarantees at least MIN_TOKEN_LEN characters, which
+    wire::decode_token_into(token, buf)?;
+    // decoded_len guarantees at least MIN_TOKEN_LEN characters, which
     // decode to more than TAG_LEN + 1 bytes.
-    let (payload, tag) = buf[..len].split_at(len - TAG_LEN);
+    let (payload, tag) = buf.split_at(len - TAG_LEN);
     f(payload, tag)
 }

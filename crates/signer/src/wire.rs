@@ -14,8 +14,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ipnet::IpNet;
 
 use crate::claims::{DispositionType, Methods};
@@ -235,26 +233,35 @@ pub(crate) fn encode_payload(c: &RawClaims<'_>, out: &mut PayloadBuf) {
     }
 }
 
-/// Checks the token's length and returns the size of the buffer that
-/// [`decode_token_into`] needs (at most two bytes more than it decodes to).
-pub(crate) fn decode_buffer_len(token: &str) -> Result<usize, MalformedToken> {
+/// Checks the token's length and returns the number of bytes it decodes to.
+pub(crate) fn decoded_len(token: &str) -> Result<usize, MalformedToken> {
     if token.len() < MIN_TOKEN_LEN {
         return Err(MalformedToken::TooShort);
     }
     if token.len() > MAX_TOKEN_LEN {
         return Err(MalformedToken::TooLong);
     }
-    Ok(token.len().div_ceil(4) * 3)
+    if token.len() % 4 == 1 {
+        return Err(MalformedToken::Encoding);
+    }
+    Ok(token.len() * 3 / 4)
 }
 
-/// Decodes the token text to `payload || tag` into `out` (sized by
-/// [`decode_buffer_len`]), returning the decoded length. Refuses every
-/// spelling but the one canonical form: the engine refuses padding, the
-/// standard alphabet, impossible lengths and non-zero trailing bits.
-pub(crate) fn decode_token_into(token: &str, out: &mut [u8]) -> Result<usize, MalformedToken> {
-    URL_SAFE_NO_PAD
-        .decode_slice(token.as_bytes(), out)
+/// Decodes the token text to `payload || tag` into `out`, which must be
+/// [`decoded_len`] bytes long. Refuses every spelling but the one canonical
+/// form: the strict decoder refuses padding, the standard alphabet,
+/// whitespace and non-zero trailing bits.
+pub(crate) fn decode_token_into(token: &str, out: &mut [u8]) -> Result<(), MalformedToken> {
+    // SIMD decoding: this is a third of the cost of verifying a link.
+    base64_simd::URL_SAFE_NO_PAD
+        .decode(token.as_bytes(), base64_simd::Out::from_slice(out))
+        .map(|_| ())
         .map_err(|_| MalformedToken::Encoding)
+}
+
+/// Encodes `payload || tag` as a token.
+pub(crate) fn encode_token(bytes: &[u8]) -> String {
+    base64_simd::URL_SAFE_NO_PAD.encode_to_string(bytes)
 }
 
 /// Reads the key id from an unauthenticated payload, so that the right key
