@@ -1,1 +1,479 @@
-fn main(){}
+//! The `mediagate` command: keygen, sign, serve, inspect, demo.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use mediagate::signer::time::{Duration, OffsetDateTime};
+use mediagate::signer::{Key, Keyring, MediaPath, Method, RequestFacts, Signer, Verifier, transport};
+use mediagate::verifier::{MediaGate, ServerConfig};
+
+mod demo;
+
+#[derive(Parser)]
+#[command(name = "mediagate", version, about = "Expiring signed links for private media, and the server that checks them")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a keys file, or add a new active key to one (rotation).
+    Keygen {
+        /// The keys file to create or extend (written with mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// Id of the new key (default: k-<unix time>).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Print a signed URL.
+    Sign {
+        #[command(flatten)]
+        keys: KeysArg,
+        /// The user the link is for.
+        #[arg(long)]
+        user: String,
+        /// The media path (decoded), e.g. /videos/a.mp4.
+        #[arg(long)]
+        path: String,
+        /// Grant every file below --path (a directory).
+        #[arg(long)]
+        prefix: bool,
+        /// Lifetime, e.g. 90s, 10m, 2h, 1d.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        ttl: Duration,
+        /// Where the server's mount point is, e.g. https://media.example.com/media.
+        #[arg(long, default_value = "")]
+        base_url: String,
+        /// Download under this filename (Content-Disposition: attachment).
+        #[arg(long)]
+        attachment: Option<String>,
+        /// Bind to a client address or network (CIDR).
+        #[arg(long)]
+        ip: Option<String>,
+        /// How the token travels.
+        #[arg(long, value_enum, default_value_t = Form::Query)]
+        form: Form,
+    },
+    /// Serve media from a root directory to holders of valid links.
+    Serve(ServeArgs),
+    /// Explain a link: its claims, and why it is valid or not.
+    Inspect {
+        /// The URL (or bare token).
+        url: String,
+        #[command(flatten)]
+        keys: OptionalKeysArg,
+    },
+    /// Serve sample media with an ephemeral key and print links to try.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Form {
+    Query,
+    Path,
+    Cookie,
+}
+
+#[derive(clap::Args)]
+struct KeysArg {
+    /// The keys file (or set MEDIAGATE_KEYS_FILE, or MEDIAGATE_KEYS=id:secret,...).
+    #[arg(long, env = "MEDIAGATE_KEYS_FILE")]
+    keys: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct OptionalKeysArg {
+    /// The keys file, to check the signature too.
+    #[arg(long, env = "MEDIAGATE_KEYS_FILE")]
+    keys: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// A TOML config file; command-line options and MEDIAGATE_* variables override it.
+    #[arg(long, env = "MEDIAGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// The keys file (or MEDIAGATE_KEYS=id:secret,...).
+    #[arg(long, env = "MEDIAGATE_KEYS_FILE")]
+    keys: Option<PathBuf>,
+    /// The media root directory.
+    #[arg(long, env = "MEDIAGATE_ROOT")]
+    root: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "MEDIAGATE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// URL prefix media is served under (default /).
+    #[arg(long, env = "MEDIAGATE_MOUNT")]
+    mount: Option<String>,
+}
+
+/// The `serve` config file.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    keys: Option<PathBuf>,
+    root: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    mount: Option<String>,
+    health_path: Option<String>,
+    max_connections: Option<usize>,
+    header_read_timeout: Option<String>,
+    leeway: Option<String>,
+    max_ttl: Option<String>,
+}
+
+/// Parses `90s`, `10m`, `2h`, `1d` (a positive whole number and a unit).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 90s, 10m, 2h or 1d"))?;
+    let d = match unit {
+        "s" => Duration::seconds(n),
+        "m" => Duration::minutes(n),
+        "h" => Duration::hours(n),
+        "d" => Duration::days(n),
+        _ => return Err(format!("'{s}' is not a duration like 90s, 10m, 2h or 1d")),
+    };
+    if n <= 0 || n > 100 * 365 * 86400 {
+        return Err(format!("duration '{s}' must be positive and sane"));
+    }
+    Ok(d)
+}
+
+fn load_keys(file: Option<&Path>) -> Result<Keyring> {
+    if let Some(file) = file {
+        return Ok(mediagate::verifier::load_keyring_file(file)?);
+    }
+    mediagate::verifier::load_keyring_env("MEDIAGATE_KEYS")?
+        .ok_or_else(|| anyhow!("no keys: pass --keys FILE, or set MEDIAGATE_KEYS_FILE or MEDIAGATE_KEYS"))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("keys"),
+        std::process::id()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn keygen(out: &Path, id: Option<String>) -> Result<()> {
+    let id = id.unwrap_or_else(|| format!("k-{}", OffsetDateTime::now_utc().unix_timestamp()));
+    let key = Key::generate(&id)?;
+    let ring = if out.exists() {
+        let mut ring = mediagate::verifier::load_keyring_file(out)?.with_verify_key(key)?;
+        ring.set_active(&id)?;
+        ring
+    } else {
+        Keyring::new(key)
+    };
+    write_private(out, &ring.to_toml())?;
+    eprintln!("wrote {} (active key {id}, {} key(s))", out.display(), ring.keys().count());
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sign(
+    keys: &KeysArg,
+    user: &str,
+    path: &str,
+    prefix: bool,
+    ttl: Duration,
+    base_url: &str,
+    attachment: Option<&str>,
+    ip: Option<&str>,
+    form: Form,
+) -> Result<()> {
+    let ring = load_keys(keys.keys.as_deref())?;
+    let max = ttl.max(mediagate::signer::DEFAULT_MAX_TTL);
+    let signer = Signer::new(ring).max_ttl(max);
+    let path = if prefix && !path.ends_with('/') {
+        format!("{path}/")
+    } else {
+        path.to_owned()
+    };
+    let mut b = signer.link(&path).user(user).ttl(ttl);
+    if let Some(name) = attachment {
+        b = b.attachment(name);
+    }
+    if let Some(ip) = ip {
+        let net = match ip.parse::<ipnet::IpNet>() {
+            Ok(net) => net,
+            Err(_) => ip
+                .parse::<std::net::IpAddr>()
+                .map(ipnet::IpNet::from)
+                .map_err(|_| anyhow!("--ip {ip:?} is not an address or CIDR network"))?,
+        };
+        b = b.client_net(net);
+    }
+    let link = b.sign()?;
+    match form {
+        Form::Query => println!("{}", link.url(base_url)),
+        Form::Path => println!("{}", link.path_form(base_url)),
+        Form::Cookie => {
+            let mount = base_url
+                .find("://")
+                .and_then(|i| base_url[i + 3..].find('/').map(|j| &base_url[i + 3 + j..]))
+                .unwrap_or("");
+            println!("Set-Cookie: {}", link.set_cookie(mount, OffsetDateTime::now_utc()));
+        }
+    }
+    Ok(())
+}
+
+fn seconds(s: Option<&str>, what: &str) -> Result<Option<Duration>> {
+    s.map(|s| parse_duration(s).map_err(|e| anyhow!("{what}: {e}"))).transpose()
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let file: FileConfig = match &args.config {
+        Some(p) => toml::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("cannot read config {}", p.display()))?,
+        )
+        .map_err(|e| anyhow!("config {}: {}", p.display(), e.message()))?,
+        None => FileConfig::default(),
+    };
+    let keys = load_keys(args.keys.as_deref().or(file.keys.as_deref()))?;
+    let root = args
+        .root
+        .or(file.root)
+        .ok_or_else(|| anyhow!("no media root: pass --root DIR or set MEDIAGATE_ROOT"))?;
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let mut b = MediaGate::builder(&root, keys).mount(args.mount.or(file.mount).as_deref().unwrap_or("/"));
+    if let Some(h) = &file.health_path {
+        b = b.health_path(Some(h));
+    }
+    if let Some(l) = seconds(file.leeway.as_deref(), "leeway")? {
+        b = b.leeway(l);
+    }
+    if let Some(m) = seconds(file.max_ttl.as_deref(), "max_ttl")? {
+        b = b.max_ttl(m);
+    }
+    let gate = b.build()?;
+    let mut config = ServerConfig::default();
+    if let Some(n) = file.max_connections {
+        config.max_connections = n;
+    }
+    if let Some(t) = seconds(file.header_read_timeout.as_deref(), "header_read_timeout")? {
+        config.header_read_timeout = std::time::Duration::from_secs(t.whole_seconds() as u64);
+    }
+    run_server(gate, listen, config, None).await
+}
+
+async fn run_server(
+    gate: MediaGate,
+    listen: SocketAddr,
+    config: ServerConfig,
+    listener: Option<tokio::net::TcpListener>,
+) -> Result<()> {
+    let listener = match listener {
+        Some(l) => l,
+        None => tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?,
+    };
+    tracing::info!(addr = %listener.local_addr()?, root = %gate.root().display(), "serving");
+    mediagate::verifier::serve(listener, gate, config, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: draining connections");
+}
+
+/// The token and the decoded request path of a URL (or a bare token).
+fn split_url(url: &str) -> Result<(String, Option<String>)> {
+    let after_scheme = url.find("://").map_or(url, |i| &url[i + 3..]);
+    let Some(slash) = after_scheme.find('/') else {
+        return Ok((url.to_owned(), None));
+    };
+    let path_and_query = &after_scheme[slash..];
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    if let Some(t) = transport::token_from_query(query).map_err(|e| anyhow!("{e}"))? {
+        return Ok((t.to_owned(), Some(path.to_owned())));
+    }
+    if let Some(i) = path.find("/_mg/") {
+        if let Some((t, rest)) = transport::split_path_form(&path[i..]).map_err(|e| anyhow!("{e}"))? {
+            return Ok((t.to_owned(), Some(format!("{}{rest}", &path[..i]))));
+        }
+    }
+    bail!("no mg_token in that URL")
+}
+
+fn ago(d: Duration) -> String {
+    let s = d.whole_seconds().abs();
+    let text = if s < 120 {
+        format!("{s} s")
+    } else if s < 7200 {
+        format!("{} min", s / 60)
+    } else if s < 172_800 {
+        format!("{} h", s / 3600)
+    } else {
+        format!("{} days", s / 86400)
+    };
+    if d.is_negative() { format!("in {text}") } else { format!("{text} ago") }
+}
+
+fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
+    let (token, url_path) = if url.contains('/') {
+        split_url(url)?
+    } else {
+        (url.to_owned(), None)
+    };
+    let now = OffsetDateTime::now_utc();
+    let claims = mediagate::signer::decode_unverified(&token)
+        .map_err(|e| anyhow!("not a mediagate link: {e}"))?;
+    println!("user:        {}", claims.subject());
+    println!("scope:       {}{}", claims.path(), if claims.path().ends_with('/') { " (prefix: everything below)" } else { "" });
+    println!("methods:     {:?}", claims.methods());
+    println!("key id:      {}", claims.key_id());
+    println!("issued:      {} ({})", claims.issued_at(), ago(now - claims.issued_at()));
+    if let Some(nbf) = claims.not_before() {
+        println!("not before:  {nbf} ({})", ago(now - nbf));
+    }
+    println!("expires:     {} ({})", claims.expires_at(), ago(now - claims.expires_at()));
+    if let Some(net) = claims.client_net() {
+        println!("client:      {net}");
+    }
+    if let Some(cd) = claims.content_disposition() {
+        println!("disposition: {cd}");
+    }
+    if let Some(ct) = claims.content_type() {
+        println!("type:        {ct}");
+    }
+    let Some(keys) = keys else {
+        println!("signature:   not checked (pass --keys to check it)");
+        return Ok(true);
+    };
+    let verifier = Verifier::new(load_keys(Some(keys))?);
+    if let Err(e) = verifier.authenticate(&token) {
+        println!("verdict:     INVALID: {e}");
+        return Ok(false);
+    }
+    println!("signature:   valid");
+    // Check against the URL's own path (below any mount) when it has one.
+    let request_path = url_path
+        .as_deref()
+        .and_then(|p| {
+            let scope = claims.path().trim_end_matches('/');
+            p.find(scope).map(|i| &p[i..])
+        })
+        .unwrap_or(claims.path());
+    let probe = if request_path.ends_with('/') { format!("{request_path}x") } else { request_path.to_owned() };
+    let verdict = MediaPath::from_uri_path(&probe)
+        .map_err(|e| anyhow!("{e}"))
+        .and_then(|p| Ok(verifier.verify(&token, &RequestFacts::new(Method::Get, &p), now)?));
+    match verdict {
+        Ok(_) => {
+            println!("verdict:     VALID now for GET {request_path}");
+            Ok(true)
+        }
+        Err(e) => {
+            let why = match e.downcast_ref::<mediagate::signer::VerifyError>() {
+                Some(mediagate::signer::VerifyError::Expired { expired_at }) => {
+                    format!("expired {}", ago(now - *expired_at))
+                }
+                Some(mediagate::signer::VerifyError::ScopeMismatch) => {
+                    format!("wrong path: the link covers {}, not {request_path}", claims.path())
+                }
+                _ => e.to_string(),
+            };
+            println!("verdict:     INVALID: {why}");
+            Ok(false)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIAGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<bool> {
+    match cli.command {
+        Command::Keygen { out, id } => keygen(&out, id).map(|()| true),
+        Command::Sign {
+            keys,
+            user,
+            path,
+            prefix,
+            ttl,
+            base_url,
+            attachment,
+            ip,
+            form,
+        } => sign(&keys, &user, &path, prefix, ttl, &base_url, attachment.as_deref(), ip.as_deref(), form)
+            .map(|()| true),
+        Command::Inspect { url, keys } => inspect(&url, keys.keys.as_deref()),
+        Command::Serve(args) => {
+            init_logging();
+            runtime()?.block_on(serve(args)).map(|()| true)
+        }
+        Command::Demo { listen } => {
+            init_logging();
+            runtime()?.block_on(demo::run(listen)).map(|()| true)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("mediagate: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub(crate) use run_server as serve_gate;

@@ -1,1 +1,28 @@
-//! x
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod access_log;
+mod authorize;
+mod body;
+mod config;
+mod fs;
+mod headers;
+mod keys;
+mod reject;
+mod response;
+mod server;
+mod service;
+mod target;
+mod token;
+
+pub use access_log::TARGET as ACCESS_LOG_TARGET;
+pub use body::MediaBody;
+pub use config::{Builder, CachePolicy, ClientIpSource, ConfigError, DEFAULT_CHUNK_SIZE, Transports};
+pub use fs::RootError;
+pub use keys::{LoadKeysError, load_keyring_env, load_keyring_file};
+pub use server::{ServerConfig, serve};
+pub use service::{MediaGate, PeerAddr};
+
+/// The signer crate, re-exported.
+pub use mediagate_signer as signer;

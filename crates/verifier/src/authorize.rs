@@ -1,0 +1,78 @@
+//! Checking the link: the client address, then the signer crate's verifier.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::HeaderMap;
+use mediagate_signer::time::OffsetDateTime;
+use mediagate_signer::{Grant, MediaPath, Method, RequestFacts, Verifier};
+
+use crate::config::ClientIpSource;
+use crate::reject::Reject;
+
+/// The client's address according to `source`.
+pub(crate) fn client_ip(source: &ClientIpSource, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+    let peer = peer.map(|p| p.ip().to_canonical());
+    match source {
+        ClientIpSource::Peer => peer,
+        ClientIpSource::TrustedHeader {
+            header,
+            trusted_proxies,
+        } => {
+            let trusted = peer.is_some_and(|ip| trusted_proxies.iter().any(|net| net.contains(&ip)));
+            if !trusted {
+                return peer;
+            }
+            // The last hop appended by our trusted proxy.
+            headers
+                .get_all(header)
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+                .map(|ip| ip.to_canonical())
+                .or(peer)
+        }
+    }
+}
+
+/// Verifies `token` for this request.
+pub(crate) fn authorize(
+    verifier: &Verifier,
+    token: &str,
+    method: Method,
+    path: &MediaPath<'_>,
+    client_ip: Option<IpAddr>,
+    now: OffsetDateTime,
+) -> Result<Grant, Reject> {
+    let mut facts = RequestFacts::new(method, path);
+    if let Some(ip) = client_ip {
+        facts = facts.client_ip(ip);
+    }
+    verifier
+        .verify(token, &facts, now)
+        .map_err(|e| Reject::Forbidden(e.code()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn trusted_header_only_from_trusted_proxies() {
+        let source = ClientIpSource::TrustedHeader {
+            header: http::HeaderName::from_static("x-forwarded-for"),
+            trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1, 203.0.113.9"));
+        let proxy: SocketAddr = "10.1.1.1:5000".parse().unwrap();
+        let stranger: SocketAddr = "198.51.100.1:5000".parse().unwrap();
+        assert_eq!(client_ip(&source, Some(proxy), &headers), Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(client_ip(&source, Some(stranger), &headers), Some("198.51.100.1".parse().unwrap()));
+        assert_eq!(client_ip(&ClientIpSource::Peer, Some(proxy), &headers), Some("10.1.1.1".parse().unwrap()));
+        let mapped: SocketAddr = "[::ffff:10.1.1.1]:1".parse().unwrap();
+        assert_eq!(client_ip(&ClientIpSource::Peer, Some(mapped), &headers), Some("10.1.1.1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,158 @@
+//! The response body: empty, a short fixed text, or a file streamed in
+//! bounded memory.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+
+use crate::access_log::AccessLog;
+
+/// The body of every response the service sends.
+#[derive(Debug)]
+pub struct MediaBody {
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Empty,
+    Full(Option<Bytes>),
+    File(FileStream),
+}
+
+/// A byte range of a file, read chunk by chunk as the connection asks for
+/// more: at most one chunk per response is in memory, and a slow client
+/// slows the reads (backpressure).
+#[derive(Debug)]
+struct FileStream {
+    file: File,
+    offset: u64,
+    remaining: u64,
+    chunk: usize,
+    sent: u64,
+    log: Option<AccessLog>,
+}
+
+impl MediaBody {
+    pub(crate) fn empty() -> Self {
+        MediaBody { kind: Kind::Empty }
+    }
+
+    pub(crate) fn text(text: &'static str) -> Self {
+        MediaBody {
+            kind: Kind::Full(Some(Bytes::from_static(text.as_bytes()))),
+        }
+    }
+
+    /// Streams `len` bytes of `file` from `offset`; `log` is written when the
+    /// body is finished or dropped, with the bytes actually sent.
+    pub(crate) fn file(file: File, offset: u64, len: u64, chunk: usize, log: AccessLog) -> Self {
+        MediaBody {
+            kind: Kind::File(FileStream {
+                file,
+                offset,
+                remaining: len,
+                chunk,
+                sent: 0,
+                log: Some(log),
+            }),
+        }
+    }
+}
+
+impl FileStream {
+    fn read_chunk(&mut self) -> io::Result<Bytes> {
+        let want = self.remaining.min(self.chunk as u64) as usize;
+        let mut buf = BytesMut::zeroed(want);
+        let mut filled = 0;
+        while filled < want {
+            match self.file.read_at(&mut buf[filled..], self.offset + filled as u64) {
+                Ok(0) => {
+                    // The file shrank under us: abort rather than send a
+                    // response shorter than its Content-Length.
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while being sent",
+                    ));
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.offset += want as u64;
+        self.remaining -= want as u64;
+        self.sent += want as u64;
+        Ok(buf.freeze())
+    }
+
+    fn finish(&mut self, error: Option<&io::Error>) {
+        if let Some(log) = self.log.take() {
+            log.finish(self.sent, error.map(|e| e.to_string()));
+        }
+    }
+}
+
+impl Drop for FileStream {
+    fn drop(&mut self) {
+        if self.remaining > 0 {
+            let aborted = io::Error::new(io::ErrorKind::ConnectionAborted, "client went away");
+            self.finish(Some(&aborted));
+        } else {
+            self.finish(None);
+        }
+    }
+}
+
+impl Body for MediaBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match &mut self.kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::File(stream) => {
+                if stream.remaining == 0 {
+                    stream.finish(None);
+                    return Poll::Ready(None);
+                }
+                // Reads are synchronous, like nginx without aio: from the page
+                // cache they take microseconds, far less than a hand-off to a
+                // blocking thread pool would cost.
+                match stream.read_chunk() {
+                    Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Err(e) => {
+                        stream.finish(Some(&e));
+                        stream.remaining = 0;
+                        Poll::Ready(Some(Err(e)))
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(data) => data.is_none(),
+            Kind::File(stream) => stream.remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::File(stream) => SizeHint::with_exact(stream.remaining),
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Configuration of the service: [`Builder`] and its defaults.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use mediagate_signer::time::Duration;
+use mediagate_signer::{DEFAULT_LEEWAY, DEFAULT_MAX_TTL, Keyring, Verifier};
+
+use crate::fs::{MediaRoot, RootError};
+use crate::service::MediaGate;
+
+/// The chunk size files are streamed in, unless configured otherwise.
+pub const DEFAULT_CHUNK_SIZE: usize = 128 * 1024;
+
+/// Why a service cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The media root is unusable.
+    #[error(transparent)]
+    Root(#[from] RootError),
+    /// The mount prefix is not `/` or an absolute path without a trailing
+    /// slash, `.`/`..` segments or characters that need escaping.
+    #[error("mount prefix must be '/' or like '/media' (got {0:?})")]
+    Mount(String),
+    /// The health path is not an absolute path.
+    #[error("health path must start with '/' (got {0:?})")]
+    HealthPath(String),
+    /// The chunk size is outside 4 KiB..=8 MiB.
+    #[error("chunk size must be between 4 KiB and 8 MiB")]
+    ChunkSize,
+    /// No token transport is enabled.
+    #[error("at least one token transport must be enabled")]
+    NoTransport,
+}
+
+/// Which ways of carrying a token the service accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transports {
+    /// `?mg_token=...`
+    pub query: bool,
+    /// `Cookie: mg_token=...`
+    pub cookie: bool,
+    /// `/_mg/<token>/path`
+    pub path: bool,
+}
+
+impl Default for Transports {
+    /// All three.
+    fn default() -> Self {
+        Transports {
+            query: true,
+            cookie: true,
+            path: true,
+        }
+    }
+}
+
+/// How responses to valid links may be cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CachePolicy {
+    /// `Cache-Control: private, max-age=N`, with N the smaller of `max_age`
+    /// and the link's remaining lifetime.
+    Private {
+        /// The longest max-age sent.
+        max_age: Duration,
+    },
+    /// `Cache-Control: no-store`.
+    NoStore,
+}
+
+impl Default for CachePolicy {
+    /// Private, at most one hour.
+    fn default() -> Self {
+        CachePolicy::Private {
+            max_age: Duration::hours(1),
+        }
+    }
+}
+
+/// Where the client address that IP-bound links are checked against comes
+/// from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClientIpSource {
+    /// The TCP peer address (the default).
+    #[default]
+    Peer,
+    /// The last address in a header such as `X-Forwarded-For`, believed only
+    /// when the peer is one of `trusted_proxies`; otherwise the peer address.
+    TrustedHeader {
+        /// The header, for example `x-forwarded-for`.
+        header: HeaderName,
+        /// The proxies (CDN, load balancer) allowed to set it.
+        trusted_proxies: Vec<IpNet>,
+    },
+}
+
+/// The settled configuration shared by every request.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub root: MediaRoot,
+    pub verifier: Verifier,
+    /// Without trailing slash; empty for `/`.
+    pub mount: String,
+    pub transports: Transports,
+    pub cache: CachePolicy,
+    pub client_ip: ClientIpSource,
+    pub health_path: Option<String>,
+    pub chunk_size: usize,
+}
+
+/// Builds a [`MediaGate`]. Every setting has a default, given with it.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Builder {
+    root: PathBuf,
+    keyring: Keyring,
+    mount: String,
+    transports: Transports,
+    leeway: Duration,
+    max_ttl: Duration,
+    cache: CachePolicy,
+    client_ip: ClientIpSource,
+    health_path: Option<String>,
+    chunk_size: usize,
+}
+
+impl Builder {
+    pub(crate) fn new(root: PathBuf, keyring: Keyring) -> Self {
+        Builder {
+            root,
+            keyring,
+            mount: "/".into(),
+            transports: Transports::default(),
+            leeway: DEFAULT_LEEWAY,
+            max_ttl: DEFAULT_MAX_TTL,
+            cache: CachePolicy::default(),
+            client_ip: ClientIpSource::default(),
+            health_path: Some("/healthz".into()),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+
+    /// The URL prefix media is served under, like Django's `MEDIA_URL`
+    /// (default `/`): with `/media`, `/media/a.mp4` serves `<root>/a.mp4`.
+    pub fn mount(mut self, prefix: &str) -> Self {
+        self.mount = prefix.to_owned();
+        self
+    }
+
+    /// The token transports accepted (default: all three).
+    pub fn transports(mut self, transports: Transports) -> Self {
+        self.transports = transports;
+        self
+    }
+
+    /// Clock skew tolerated (default 30 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// The longest link lifetime accepted (default 7 days).
+    pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.max_ttl = max_ttl;
+        self
+    }
+
+    /// Caching of granted responses (default private, max-age ≤ 1 hour and
+    /// ≤ the link's remaining lifetime).
+    pub fn cache_policy(mut self, policy: CachePolicy) -> Self {
+        self.cache = policy;
+        self
+    }
+
+    /// Where the client address comes from (default: the TCP peer).
+    pub fn client_ip(mut self, source: ClientIpSource) -> Self {
+        self.client_ip = source;
+        self
+    }
+
+    /// The unsigned health-check path (default `/healthz`, outside the
+    /// mount); `None` turns it off.
+    pub fn health_path(mut self, path: Option<&str>) -> Self {
+        self.health_path = path.map(str::to_owned);
+        self
+    }
+
+    /// The size of the chunks files are read and sent in (default 128 KiB).
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk_size = bytes;
+        self
+    }
+
+    /// Opens the media root and checks the settings.
+    pub fn build(self) -> Result<MediaGate, ConfigError> {
+        let mount = normalize_mount(&self.mount).ok_or_else(|| ConfigError::Mount(self.mount.clone()))?;
+        if let Some(h) = &self.health_path {
+            if !h.starts_with('/') {
+                return Err(ConfigError::HealthPath(h.clone()));
+            }
+        }
+        if !(4096..=8 << 20).contains(&self.chunk_size) {
+            return Err(ConfigError::ChunkSize);
+        }
+        let t = self.transports;
+        if !(t.query || t.cookie || t.path) {
+            return Err(ConfigError::NoTransport);
+        }
+        let root = MediaRoot::open(&self.root)?;
+        let verifier = Verifier::new(self.keyring)
+            .leeway(self.leeway)
+            .max_ttl(self.max_ttl);
+        Ok(MediaGate::from_config(Arc::new(Config {
+            root,
+            verifier,
+            mount,
+            transports: self.transports,
+            cache: self.cache,
+            client_ip: self.client_ip,
+            health_path: self.health_path,
+            chunk_size: self.chunk_size,
+        })))
+    }
+}
+
+/// `/` → "", `/media` or `/media/` → "/media"; anything else → None.
+fn normalize_mount(mount: &str) -> Option<String> {
+    let trimmed = mount.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return mount.starts_with('/').then(String::new);
+    }
+    let ok = mediagate_signer::MediaPath::parse(trimmed).is_ok()
+        && mediagate_signer::encode_path(trimmed) == trimmed;
+    ok.then(|| trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_mount;
+
+    #[test]
+    fn mounts() {
+        assert_eq!(normalize_mount("/").as_deref(), Some(""));
+        assert_eq!(normalize_mount("/media").as_deref(), Some("/media"));
+        assert_eq!(normalize_mount("/media/").as_deref(), Some("/media"));
+        assert_eq!(normalize_mount("/a/b").as_deref(), Some("/a/b"));
+        for bad in ["", "media", "/a/../b", "/a b", "/a//b"] {
+            assert_eq!(normalize_mount(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Building responses: the file response with its HTTP semantics
+//! (validators, conditionals, ranges, caching, overrides), and the short
+//! uniform error responses.
+
+use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
+
+use http::header::{
+    ACCEPT_RANGES, ALLOW, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE, RETRY_AFTER, X_CONTENT_TYPE_OPTIONS,
+};
+use http::{Response, StatusCode};
+use mediagate_signer::Grant;
+use mediagate_signer::time::OffsetDateTime;
+
+use crate::body::MediaBody;
+use crate::config::CachePolicy;
+use crate::fs::OpenedFile;
+use crate::headers::conditional::{self, Conditions, Precondition, Validators};
+use crate::headers::range::{self, RangeRequest};
+use crate::reject::Reject;
+
+const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+
+/// The short, uniform response for a refusal: the reason code as text,
+/// never the path or the token, and never cached.
+pub(crate) fn reject(r: Reject) -> Response<MediaBody> {
+    let body = r.body();
+    let mut res = Response::new(MediaBody::text(body));
+    *res.status_mut() = r.status();
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, TEXT_PLAIN);
+    h.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    h.insert(CACHE_CONTROL, NO_STORE);
+    h.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    match r {
+        Reject::MethodNotAllowed => {
+            h.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        Reject::Busy => {
+            h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
+    }
+    res
+}
+
+/// The health-check response.
+pub(crate) fn health(head: bool) -> Response<MediaBody> {
+    let mut res = Response::new(if head { MediaBody::empty() } else { MediaBody::text("ok\n") });
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, TEXT_PLAIN);
+    h.insert(CONTENT_LENGTH, HeaderValue::from(3));
+    h.insert(CACHE_CONTROL, NO_STORE);
+    res
+}
+
+/// A strong ETag from length and modification time only (no inode), so
+/// that edge nodes holding the same file agree.
+fn etag(len: u64, modified: Option<SystemTime>) -> String {
+    let since = modified
+        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    format!("\"{:x}-{:x}.{:x}\"", len, since.as_secs(), since.subsec_nanos())
+}
+
+fn whole_seconds(t: SystemTime) -> Option<SystemTime> {
+    let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(UNIX_EPOCH + StdDuration::from_secs(secs))
+}
+
+fn first<'a>(headers: &'a HeaderMap, name: http::header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Content type: the signed override, else a guess from the extension.
+fn content_type(grant: &Grant, path: &str) -> HeaderValue {
+    if let Some(ct) = grant.content_type().and_then(|ct| HeaderValue::from_str(ct).ok()) {
+        return ct;
+    }
+    let guess = mime_guess::from_path(path).first_raw().unwrap_or("application/octet-stream");
+    if guess.starts_with("text/") {
+        HeaderValue::from_str(&format!("{guess}; charset=utf-8"))
+            .unwrap_or(HeaderValue::from_static("application/octet-stream"))
+    } else {
+        HeaderValue::from_static(guess)
+    }
+}
+
+/// What the file response will be, before the body is attached.
+pub(crate) struct Plan {
+    pub response: Response<MediaBody>,
+    /// The byte range to stream (`None` for no body).
+    pub body: Option<(u64, u64)>,
+}
+
+/// Builds the response for a granted request on an opened file.
+pub(crate) fn file(
+    req_headers: &HeaderMap,
+    head: bool,
+    grant: &Grant,
+    path: &str,
+    file: &OpenedFile,
+    cache: CachePolicy,
+    now: OffsetDateTime,
+) -> Plan {
+    let tag = etag(file.len, file.modified);
+    let last_modified = file.modified.and_then(whole_seconds);
+    let validators = Validators {
+        etag: &tag,
+        last_modified,
+    };
+    let conditions = Conditions {
+        if_match: first(req_headers, IF_MATCH),
+        if_none_match: first(req_headers, IF_NONE_MATCH),
+        if_modified_since: first(req_headers, IF_MODIFIED_SINCE),
+        if_unmodified_since: first(req_headers, IF_UNMODIFIED_SINCE),
+    };
+    let mut headers = HeaderMap::with_capacity(12);
+    let h = &mut headers;
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        h.insert(ETAG, v);
+    }
+    if let Some(lm) = last_modified {
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(lm)) {
+            h.insert(LAST_MODIFIED, v);
+        }
+    }
+    h.insert(CACHE_CONTROL, cache_control(cache, grant, now));
+    h.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+
+    match conditional::evaluate(&conditions, &validators) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => {
+            return plan(StatusCode::NOT_MODIFIED, headers, None);
+        }
+        Precondition::Failed => {
+            h.insert(CONTENT_LENGTH, HeaderValue::from(0));
+            return plan(StatusCode::PRECONDITION_FAILED, headers, None);
+        }
+    }
+
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(CONTENT_TYPE, content_type(grant, path));
+    if let Some(cd) = grant.content_disposition().and_then(|cd| HeaderValue::from_str(&cd).ok()) {
+        h.insert(CONTENT_DISPOSITION, cd);
+    }
+    let range = match first(req_headers, RANGE) {
+        Some(r) if first(req_headers, IF_RANGE).is_none_or(|ir| conditional::if_range_holds(ir, &validators)) => {
+            range::evaluate(r, file.len)
+        }
+        _ => RangeRequest::Full,
+    };
+    let mut status = StatusCode::OK;
+    let (start, end) = match range {
+        RangeRequest::Full => (0, file.len),
+        RangeRequest::Partial(r) => {
+            status = StatusCode::PARTIAL_CONTENT;
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end - 1, file.len)) {
+                h.insert(CONTENT_RANGE, v);
+            }
+            (r.start, r.end)
+        }
+        RangeRequest::Unsatisfiable => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", file.len)) {
+                h.insert(CONTENT_RANGE, v);
+            }
+            h.insert(CONTENT_LENGTH, HeaderValue::from(0));
+            h.remove(CONTENT_DISPOSITION);
+            return plan(StatusCode::RANGE_NOT_SATISFIABLE, headers, None);
+        }
+    };
+    h.insert(CONTENT_LENGTH, HeaderValue::from(end - start));
+    let body = (!head && end > start).then_some((start, end));
+    plan(status, headers, body)
+}
+
+fn plan(status: StatusCode, headers: HeaderMap, body: Option<(u64, u64)>) -> Plan {
+    let mut response = Response::new(MediaBody::empty());
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Plan { response, body }
+}
+
+fn cache_control(policy: CachePolicy, grant: &Grant, now: OffsetDateTime) -> HeaderValue {
+    match policy {
+        CachePolicy::NoStore => NO_STORE,
+        CachePolicy::Private { max_age } => {
+            let secs = max_age.min(grant.remaining(now)).whole_seconds().max(0);
+            HeaderValue::from_str(&format!("private, max-age={secs}")).unwrap_or(NO_STORE)
+        }
+    }
+}

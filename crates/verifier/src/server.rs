@@ -1,0 +1,166 @@
+//! A production HTTP server for the service: HTTP/1.1 and HTTP/2 (prior
+//! knowledge), a header-read timeout that also closes idle keep-alive
+//! connections, a cap on concurrent connections, back-off when out of file
+//! descriptors, and graceful shutdown with a drain deadline.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::service::{MediaGate, PeerAddr};
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Settings of [`serve`]. Every field has a default, given with it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// A client must send its request head within this time, from the
+    /// moment the server waits for it; on HTTP/1.1 that includes waiting
+    /// for the next request on a kept-alive connection (default 10 s).
+    pub header_read_timeout: Duration,
+    /// The most connections served at once; further clients wait in the
+    /// listen backlog (default 4096).
+    pub max_connections: usize,
+    /// How long a graceful shutdown waits for requests in flight (default 10 s).
+    pub drain_timeout: Duration,
+    /// Whether to accept HTTP/2 with prior knowledge (default true).
+    pub http2: bool,
+    /// Largest request head accepted, in bytes; larger ones get 431 (default 16 KiB).
+    pub max_header_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            drain_timeout: Duration::from_secs(10),
+            http2: true,
+            max_header_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Serves `gate` on `listener` until `shutdown` completes, then stops
+/// accepting and waits up to `drain_timeout` for connections to finish.
+pub async fn serve(
+    listener: TcpListener,
+    gate: MediaGate,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let permits = std::sync::Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    back_off(&e).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let gate = gate.clone();
+        let config = config.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let Some(h2) = detect_h2(&stream, config.header_read_timeout, config.http2).await else {
+                return;
+            };
+            let service = service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                hyper::service::Service::call(&gate, req)
+            });
+            let io = TokioIo::new(stream);
+            let result = if h2 {
+                let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                b.timer(TokioTimer::new())
+                    .keep_alive_interval(Some(Duration::from_secs(20)))
+                    .keep_alive_timeout(Duration::from_secs(20))
+                    .max_concurrent_streams(128)
+                    .max_header_list_size(config.max_header_bytes as u32);
+                watcher.watch(b.serve_connection(io, service)).await
+            } else {
+                let mut b = hyper::server::conn::http1::Builder::new();
+                b.timer(TokioTimer::new())
+                    .header_read_timeout(Some(config.header_read_timeout))
+                    .keep_alive(true)
+                    .max_buf_size(config.max_header_bytes.max(8192));
+                watcher.watch(b.serve_connection(io, service)).await
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(config.drain_timeout) => {
+            tracing::warn!("drain deadline passed; closing the remaining connections");
+        }
+    }
+    Ok(())
+}
+
+/// Waits (at most `timeout`) for the first bytes, and tells whether they
+/// are the HTTP/2 preface. `None`: the client sent nothing in time, or left.
+async fn detect_h2(stream: &TcpStream, timeout: Duration, http2: bool) -> Option<bool> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = [0u8; 24];
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await.ok()?.ok()?;
+        if n == 0 {
+            return None;
+        }
+        let h2 = buf[..n] == H2_PREFACE[..n];
+        if !h2 || !http2 {
+            return Some(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(true);
+        }
+        // A partial preface: wait for the rest (peek returns at once while
+        // any byte is buffered).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+    }
+}
+
+/// Errors from `accept`: out of descriptors or memory means back off and
+/// retry (the connections in flight will free some); per-connection errors
+/// are skipped.
+async fn back_off(e: &io::Error) {
+    match e.raw_os_error() {
+        Some(libc_emfile) if libc_emfile == 24 || libc_emfile == 23 || libc_emfile == 12 || libc_emfile == 105 => {
+            tracing::warn!(error = %e, "out of resources accepting connections; backing off");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        _ => {
+            tracing::debug!(error = %e, "accept failed");
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The service: one request flows method → token → canonical path → grant
+//! → file → response, each step in its own module.
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{Request, Response};
+use mediagate_signer::time::OffsetDateTime;
+use mediagate_signer::{Keyring, Method};
+
+use crate::access_log::AccessLog;
+use crate::body::MediaBody;
+use crate::config::{Builder, Config};
+use crate::fs::OpenError;
+use crate::reject::Reject;
+use crate::{authorize, response, target, token};
+
+/// The peer address of a connection, as a request extension. The bundled
+/// server inserts it; when embedding the service elsewhere, insert it for
+/// IP-bound links to work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// The mediagate verifier as a service: checks the signed link of each
+/// request and serves the file from the media root.
+///
+/// Cheap to clone (the configuration is shared). It is a
+/// [`hyper::service::Service`] and a [`tower_service::Service`], so it
+/// serves with hyper directly (see [`crate::serve`]) or inside an axum
+/// router.
+#[derive(Debug, Clone)]
+pub struct MediaGate {
+    config: Arc<Config>,
+}
+
+impl MediaGate {
+    /// Starts configuring a service for the media under `root`, accepting
+    /// links signed by `keyring`.
+    pub fn builder(root: impl Into<PathBuf>, keyring: Keyring) -> Builder {
+        Builder::new(root.into(), keyring)
+    }
+
+    pub(crate) fn from_config(config: Arc<Config>) -> Self {
+        MediaGate { config }
+    }
+
+    /// The canonical media root.
+    pub fn root(&self) -> &std::path::Path {
+        self.config.root.path()
+    }
+
+    /// Answers one request. Never fails: every problem is a 4xx (or, for a
+    /// server-side fault, a 5xx) response with a reason code.
+    pub fn handle<B>(&self, req: &Request<B>) -> Response<MediaBody> {
+        let started = Instant::now();
+        let now = OffsetDateTime::now_utc();
+        let cfg = &*self.config;
+        let raw_path = req.uri().path();
+
+        if cfg.health_path.as_deref() == Some(raw_path)
+            && (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
+        {
+            return response::health(req.method() == http::Method::HEAD);
+        }
+
+        // 1. Method
+        let method = match *req.method() {
+            http::Method::GET => Method::Get,
+            http::Method::HEAD => Method::Head,
+            _ => return self.refuse(req, None, Reject::MethodNotAllowed, started),
+        };
+        // 2. Token (the mount comes first: nothing outside it is ours)
+        let Some(below_mount) = target::strip_mount(raw_path, &cfg.mount) else {
+            return self.refuse(req, None, Reject::NotFound, started);
+        };
+        let located = match token::locate(below_mount, req.uri().query(), req.headers(), cfg.transports) {
+            Ok(l) => l,
+            Err(r) => return self.refuse(req, None, r, started),
+        };
+        // 3. Canonical path
+        let path = match target::canonical(located.path) {
+            Ok(p) => p,
+            Err(r) => return self.refuse(req, None, r, started),
+        };
+        // 4. Grant (before any file-system access)
+        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
+        let client_ip = authorize::client_ip(&cfg.client_ip, peer, req.headers());
+        let grant = match authorize::authorize(&cfg.verifier, located.token, method, &path, client_ip, now) {
+            Ok(g) => g,
+            Err(r) => return self.refuse(req, None, r, started),
+        };
+        // 5. File
+        let file = match cfg.root.open_file(path.relative()) {
+            Ok(f) => f,
+            Err(OpenError::NotFound) => return self.refuse(req, Some(grant.subject()), Reject::NotFound, started),
+            Err(OpenError::Busy) => return self.refuse(req, Some(grant.subject()), Reject::Busy, started),
+            Err(OpenError::Io(e)) => {
+                tracing::error!(error = %e, "opening a media file failed");
+                return self.refuse(req, Some(grant.subject()), Reject::Internal, started);
+            }
+        };
+        // 6. Response
+        let head = method == Method::Head;
+        let plan = response::file(req.headers(), head, &grant, path.as_str(), &file, cfg.cache, now);
+        let mut res = plan.response;
+        let log = AccessLog::start(
+            req.method(),
+            raw_path,
+            Some(grant.subject()),
+            res.status().as_u16(),
+            None,
+            started,
+        );
+        match plan.body {
+            Some((start, end)) => {
+                *res.body_mut() = MediaBody::file(file.file, start, end - start, cfg.chunk_size, log);
+            }
+            None => log.finish(0, None),
+        }
+        res
+    }
+
+    fn refuse<B>(&self, req: &Request<B>, user: Option<&str>, r: Reject, started: Instant) -> Response<MediaBody> {
+        let mut res = response::reject(r);
+        let bytes = if req.method() == http::Method::HEAD {
+            *res.body_mut() = MediaBody::empty();
+            0
+        } else {
+            r.body().len() as u64
+        };
+        AccessLog::start(req.method(), req.uri().path(), user, r.status().as_u16(), Some(r.code()), started)
+            .finish(bytes, None);
+        res
+    }
+}
+
+impl<B> hyper::service::Service<Request<B>> for MediaGate {
+    type Response = Response<MediaBody>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<MediaBody>, Infallible>>;
+
+    fn call(&self, req: Request<B>) -> Self::Future {
+        ready(Ok(self.handle(&req)))
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for MediaGate {
+    type Response = Response<MediaBody>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<MediaBody>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        ready(Ok(self.handle(&req)))
+    }
+}

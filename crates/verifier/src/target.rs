@@ -1,0 +1,33 @@
+//! From the request target to the canonical media path: strip the mount
+//! prefix, then decode once and validate (see [`MediaPath`]).
+
+use mediagate_signer::MediaPath;
+
+use crate::reject::Reject;
+
+/// The part of the raw (still encoded) path below `mount` (no trailing
+/// slash; empty for `/`), starting with `/`; `None` when the path is not
+/// under the mount.
+pub(crate) fn strip_mount<'a>(raw_path: &'a str, mount: &str) -> Option<&'a str> {
+    let rest = raw_path.strip_prefix(mount)?;
+    rest.starts_with('/').then_some(rest)
+}
+
+/// Decodes the path below the mount to its canonical form.
+pub(crate) fn canonical(raw: &str) -> Result<MediaPath<'_>, Reject> {
+    MediaPath::from_uri_path(raw).map_err(|_| Reject::BadRequest("bad_path"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_prefix_is_matched_by_segment() {
+        assert_eq!(strip_mount("/media/a", "/media"), Some("/a"));
+        assert_eq!(strip_mount("/media/", "/media"), Some("/"));
+        assert_eq!(strip_mount("/media", "/media"), None);
+        assert_eq!(strip_mount("/mediax/a", "/media"), None);
+        assert_eq!(strip_mount("/a/b", ""), Some("/a/b"));
+    }
+}
