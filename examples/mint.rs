@@ -23,7 +23,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .user(user)
         .ttl(Duration::hours(2))
         .sign()?;
-    println!("playlist:   {}", show.path_form_for(base, "/videos/show-1/master.m3u8")?);
+    println!(
+        "playlist:   {}",
+        show.path_form_for(base, "/videos/show-1/master.m3u8")?
+    );
 
     let invoice = signer
         .link("/invoices/2026/0042.pdf")
@@ -31,6 +34,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .attachment("Rechnung März 0042.pdf")
         .sign()?;
     println!("download:   {}", invoice.url(base));
-    println!("cookie:     Set-Cookie: {}", invoice.set_cookie("/media", mediagate::signer::time::OffsetDateTime::now_utc()));
+    println!(
+        "cookie:     Set-Cookie: {}",
+        invoice.set_cookie("/media", mediagate::signer::time::OffsetDateTime::now_utc())
+    );
     Ok(())
 }

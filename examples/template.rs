@@ -45,7 +45,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     );
 
-    let photos = ["/photos/alice/01.jpg", "/photos/alice/02 beach.jpg", "/photos/alice/03.jpg"];
+    let photos = [
+        "/photos/alice/01.jpg",
+        "/photos/alice/02 beach.jpg",
+        "/photos/alice/03.jpg",
+    ];
     let html = env
         .get_template("gallery.html")?
         .render(context! { user, photos })?;

@@ -20,20 +20,30 @@ const PLAYLIST: &str = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:4\n#EXT
 #EXTINF:4.0,\nseg-000.ts\n#EXTINF:4.0,\nseg-001.ts\n#EXTINF:4.0,\nseg-002.ts\n#EXT-X-ENDLIST\n";
 
 pub(crate) async fn run(listen: SocketAddr) -> Result<()> {
-    let dir = tempfile::Builder::new().prefix("mediagate-demo-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("mediagate-demo-")
+        .tempdir()?;
     let root = dir.path();
     std::fs::create_dir_all(root.join("videos/show"))?;
     std::fs::create_dir_all(root.join("docs"))?;
-    std::fs::write(root.join("hello.txt"), "Hello from mediagate: this file is private.\n")?;
+    std::fs::write(
+        root.join("hello.txt"),
+        "Hello from mediagate: this file is private.\n",
+    )?;
     std::fs::write(root.join("pixel.png"), PNG)?;
     std::fs::write(root.join("docs/report.pdf"), "%PDF-1.4\n% demo\n")?;
     std::fs::write(root.join("videos/show/master.m3u8"), PLAYLIST)?;
     for i in 0..3u8 {
-        std::fs::write(root.join(format!("videos/show/seg-00{i}.ts")), vec![0x47 + i; 188 * 64])?;
+        std::fs::write(
+            root.join(format!("videos/show/seg-00{i}.ts")),
+            vec![0x47 + i; 188 * 64],
+        )?;
     }
 
     let keyring = Keyring::new(Key::generate("demo")?);
-    let gate = MediaGate::builder(root, keyring.clone()).mount("/media").build()?;
+    let gate = MediaGate::builder(root, keyring.clone())
+        .mount("/media")
+        .build()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (try --listen 127.0.0.1:0)"))?;
@@ -41,9 +51,21 @@ pub(crate) async fn run(listen: SocketAddr) -> Result<()> {
     let signer = Signer::new(keyring);
     let ttl = Duration::minutes(30);
 
-    let valid = signer.link("/hello.txt").user("demo-user").ttl(ttl).sign()?;
-    let image = signer.link("/pixel.png").user("demo-user").ttl(ttl).sign()?;
-    let show = signer.link("/videos/show/").user("demo-user").ttl(ttl).sign()?;
+    let valid = signer
+        .link("/hello.txt")
+        .user("demo-user")
+        .ttl(ttl)
+        .sign()?;
+    let image = signer
+        .link("/pixel.png")
+        .user("demo-user")
+        .ttl(ttl)
+        .sign()?;
+    let show = signer
+        .link("/videos/show/")
+        .user("demo-user")
+        .ttl(ttl)
+        .sign()?;
     let pdf = signer
         .link("/docs/report.pdf")
         .user("demo-user")
@@ -59,7 +81,11 @@ pub(crate) async fn run(listen: SocketAddr) -> Result<()> {
         .sign()?;
     let mut tampered = valid.url(&base);
     let flip = tampered.len() - 5;
-    let c = if tampered.as_bytes()[flip] == b'A' { "B" } else { "A" };
+    let c = if tampered.as_bytes()[flip] == b'A' {
+        "B"
+    } else {
+        "A"
+    };
     tampered.replace_range(flip..flip + 1, c);
 
     println!("mediagate demo: serving {} at {base}\n", root.display());
@@ -70,15 +96,33 @@ pub(crate) async fn run(listen: SocketAddr) -> Result<()> {
         show.path_form_for(&base, "/videos/show/master.m3u8")?,
         show.path_form_for(&base, "/videos/show/seg-001.ts")?
     );
-    println!("download with a filename:\n  curl -sI '{}'\n", pdf.url(&base));
-    println!("range request:\n  curl -i -H 'Range: bytes=0-4' '{}'\n", valid.url(&base));
-    println!("expired link (403 expired):\n  curl -i '{}'\n", expired.url(&base));
+    println!(
+        "download with a filename:\n  curl -sI '{}'\n",
+        pdf.url(&base)
+    );
+    println!(
+        "range request:\n  curl -i -H 'Range: bytes=0-4' '{}'\n",
+        valid.url(&base)
+    );
+    println!(
+        "expired link (403 expired):\n  curl -i '{}'\n",
+        expired.url(&base)
+    );
     println!("tampered link (403 bad_signature):\n  curl -i '{tampered}'\n");
     println!(
         "wrong file with a valid token (403 scope):\n  curl -i '{base}/pixel.png?{}'\n",
         valid.query()
     );
-    println!("explain a link:\n  cargo run --release -- inspect '{}'\n", expired.url(&base));
+    println!(
+        "explain a link:\n  cargo run --release -- inspect '{}'\n",
+        expired.url(&base)
+    );
     println!("Press Ctrl-C to stop.");
-    crate::serve_gate(gate, listener.local_addr()?, ServerConfig::default(), Some(listener)).await
+    crate::serve_gate(
+        gate,
+        listener.local_addr()?,
+        ServerConfig::default(),
+        Some(listener),
+    )
+    .await
 }

@@ -7,13 +7,19 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use mediagate::signer::time::{Duration, OffsetDateTime};
-use mediagate::signer::{Key, Keyring, MediaPath, Method, RequestFacts, Signer, Verifier, transport};
+use mediagate::signer::{
+    Key, Keyring, MediaPath, Method, RequestFacts, Signer, Verifier, transport,
+};
 use mediagate::verifier::{MediaGate, ServerConfig};
 
 mod demo;
 
 #[derive(Parser)]
-#[command(name = "mediagate", version, about = "Expiring signed links for private media, and the server that checks them")]
+#[command(
+    name = "mediagate",
+    version,
+    about = "Expiring signed links for private media, and the server that checks them"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -156,14 +162,18 @@ fn load_keys(file: Option<&Path>) -> Result<Keyring> {
     if let Some(file) = file {
         return Ok(mediagate::verifier::load_keyring_file(file)?);
     }
-    mediagate::verifier::load_keyring_env("MEDIAGATE_KEYS")?
-        .ok_or_else(|| anyhow!("no keys: pass --keys FILE, or set MEDIAGATE_KEYS_FILE or MEDIAGATE_KEYS"))
+    mediagate::verifier::load_keyring_env("MEDIAGATE_KEYS")?.ok_or_else(|| {
+        anyhow!("no keys: pass --keys FILE, or set MEDIAGATE_KEYS_FILE or MEDIAGATE_KEYS")
+    })
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("keys"),
@@ -192,7 +202,11 @@ fn keygen(out: &Path, id: Option<String>) -> Result<()> {
         Keyring::new(key)
     };
     write_private(out, &ring.to_toml())?;
-    eprintln!("wrote {} (active key {id}, {} key(s))", out.display(), ring.keys().count());
+    eprintln!(
+        "wrote {} (active key {id}, {} key(s))",
+        out.display(),
+        ring.keys().count()
+    );
     Ok(())
 }
 
@@ -209,8 +223,7 @@ fn sign(
     form: Form,
 ) -> Result<()> {
     let ring = load_keys(keys.keys.as_deref())?;
-    let max = ttl.max(mediagate::signer::DEFAULT_MAX_TTL);
-    let signer = Signer::new(ring).max_ttl(max);
+    let signer = Signer::new(ring);
     let path = if prefix && !path.ends_with('/') {
         format!("{path}/")
     } else {
@@ -239,20 +252,25 @@ fn sign(
                 .find("://")
                 .and_then(|i| base_url[i + 3..].find('/').map(|j| &base_url[i + 3 + j..]))
                 .unwrap_or("");
-            println!("Set-Cookie: {}", link.set_cookie(mount, OffsetDateTime::now_utc()));
+            println!(
+                "Set-Cookie: {}",
+                link.set_cookie(mount, OffsetDateTime::now_utc())
+            );
         }
     }
     Ok(())
 }
 
 fn seconds(s: Option<&str>, what: &str) -> Result<Option<Duration>> {
-    s.map(|s| parse_duration(s).map_err(|e| anyhow!("{what}: {e}"))).transpose()
+    s.map(|s| parse_duration(s).map_err(|e| anyhow!("{what}: {e}")))
+        .transpose()
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let file: FileConfig = match &args.config {
         Some(p) => toml::from_str(
-            &std::fs::read_to_string(p).with_context(|| format!("cannot read config {}", p.display()))?,
+            &std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read config {}", p.display()))?,
         )
         .map_err(|e| anyhow!("config {}: {}", p.display(), e.message()))?,
         None => FileConfig::default(),
@@ -266,7 +284,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .listen
         .or(file.listen)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-    let mut b = MediaGate::builder(&root, keys).mount(args.mount.or(file.mount).as_deref().unwrap_or("/"));
+    let mut b =
+        MediaGate::builder(&root, keys).mount(args.mount.or(file.mount).as_deref().unwrap_or("/"));
     if let Some(h) = &file.health_path {
         b = b.health_path(Some(h));
     }
@@ -327,12 +346,16 @@ fn split_url(url: &str) -> Result<(String, Option<String>)> {
         return Ok((url.to_owned(), None));
     };
     let path_and_query = &after_scheme[slash..];
-    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
     if let Some(t) = transport::token_from_query(query).map_err(|e| anyhow!("{e}"))? {
         return Ok((t.to_owned(), Some(path.to_owned())));
     }
     if let Some(i) = path.find("/_mg/") {
-        if let Some((t, rest)) = transport::split_path_form(&path[i..]).map_err(|e| anyhow!("{e}"))? {
+        if let Some((t, rest)) =
+            transport::split_path_form(&path[i..]).map_err(|e| anyhow!("{e}"))?
+        {
             return Ok((t.to_owned(), Some(format!("{}{rest}", &path[..i]))));
         }
     }
@@ -350,7 +373,11 @@ fn ago(d: Duration) -> String {
     } else {
         format!("{} days", s / 86400)
     };
-    if d.is_negative() { format!("in {text}") } else { format!("{text} ago") }
+    if d.is_negative() {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
 }
 
 fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
@@ -363,14 +390,30 @@ fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
     let claims = mediagate::signer::decode_unverified(&token)
         .map_err(|e| anyhow!("not a mediagate link: {e}"))?;
     println!("user:        {}", claims.subject());
-    println!("scope:       {}{}", claims.path(), if claims.path().ends_with('/') { " (prefix: everything below)" } else { "" });
+    println!(
+        "scope:       {}{}",
+        claims.path(),
+        if claims.path().ends_with('/') {
+            " (prefix: everything below)"
+        } else {
+            ""
+        }
+    );
     println!("methods:     {:?}", claims.methods());
     println!("key id:      {}", claims.key_id());
-    println!("issued:      {} ({})", claims.issued_at(), ago(now - claims.issued_at()));
+    println!(
+        "issued:      {} ({})",
+        claims.issued_at(),
+        ago(now - claims.issued_at())
+    );
     if let Some(nbf) = claims.not_before() {
         println!("not before:  {nbf} ({})", ago(now - nbf));
     }
-    println!("expires:     {} ({})", claims.expires_at(), ago(now - claims.expires_at()));
+    println!(
+        "expires:     {} ({})",
+        claims.expires_at(),
+        ago(now - claims.expires_at())
+    );
     if let Some(net) = claims.client_net() {
         println!("client:      {net}");
     }
@@ -390,16 +433,27 @@ fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
         return Ok(false);
     }
     println!("signature:   valid");
-    // Check against the URL's own path (below any mount) when it has one.
-    let request_path = url_path
-        .as_deref()
-        .and_then(|p| {
-            let scope = claims.path().trim_end_matches('/');
-            p.find(scope).map(|i| &p[i..])
-        })
-        .unwrap_or(claims.path());
-    let probe = if request_path.ends_with('/') { format!("{request_path}x") } else { request_path.to_owned() };
-    let verdict = MediaPath::from_uri_path(&probe)
+    // Check against the URL's own path when it has one. The mount point is
+    // not in the link: assume it ends where the scope's first segment starts.
+    let request_path = match url_path.as_deref() {
+        Some(raw) => {
+            let decoded =
+                MediaPath::from_uri_path(raw).map_err(|e| anyhow!("the URL's path: {e}"))?;
+            let full = decoded.as_str().to_owned();
+            let first_segment = claims
+                .path()
+                .split('/')
+                .find(|s| !s.is_empty())
+                .map(|s| format!("/{s}"));
+            match first_segment.and_then(|seg| full.find(&seg)) {
+                Some(i) => full[i..].to_owned(),
+                None => full,
+            }
+        }
+        None if claims.path().ends_with('/') => format!("{}x", claims.path()),
+        None => claims.path().to_owned(),
+    };
+    let verdict = MediaPath::parse(&request_path)
         .map_err(|e| anyhow!("{e}"))
         .and_then(|p| Ok(verifier.verify(&token, &RequestFacts::new(Method::Get, &p), now)?));
     match verdict {
@@ -413,7 +467,10 @@ fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
                     format!("expired {}", ago(now - *expired_at))
                 }
                 Some(mediagate::signer::VerifyError::ScopeMismatch) => {
-                    format!("wrong path: the link covers {}, not {request_path}", claims.path())
+                    format!(
+                        "wrong path: the link covers {}, not {request_path}",
+                        claims.path()
+                    )
                 }
                 _ => e.to_string(),
             };
@@ -429,6 +486,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true)
         .init();
 }
@@ -446,8 +504,18 @@ fn run(cli: Cli) -> Result<bool> {
             attachment,
             ip,
             form,
-        } => sign(&keys, &user, &path, prefix, ttl, &base_url, attachment.as_deref(), ip.as_deref(), form)
-            .map(|()| true),
+        } => sign(
+            &keys,
+            &user,
+            &path,
+            prefix,
+            ttl,
+            &base_url,
+            attachment.as_deref(),
+            ip.as_deref(),
+            form,
+        )
+        .map(|()| true),
         Command::Inspect { url, keys } => inspect(&url, keys.keys.as_deref()),
         Command::Serve(args) => {
             init_logging();
@@ -461,11 +529,36 @@ fn run(cli: Cli) -> Result<bool> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || matches!(
+                    e.kind(),
+                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                )
+            {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+            // One line, not clap's usage block.
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("mediagate: {}", line.trim_start_matches("error: ").trim());
+            return ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

@@ -138,7 +138,11 @@ pub(crate) fn check_subject(s: &str) -> Result<(), ClaimError> {
 pub(crate) fn check_filename(s: &str) -> Result<(), ClaimError> {
     let ok = (1..=MAX_FILENAME_LEN).contains(&s.len())
         && !s.chars().any(|c| c.is_control() || c == '/' || c == '\\');
-    if ok { Ok(()) } else { Err(ClaimError::Filename) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ClaimError::Filename)
+    }
 }
 
 fn is_token_byte(b: u8) -> bool {
@@ -248,7 +252,11 @@ impl Claims {
         };
         let content_type = raw.content_type.unwrap_or_default();
         let mut text = String::with_capacity(
-            raw.key_id.len() + raw.subject.len() + raw.path.len() + filename.len() + content_type.len(),
+            raw.key_id.len()
+                + raw.subject.len()
+                + raw.path.len()
+                + filename.len()
+                + content_type.len(),
         );
         // Field lengths are bounded by the format (the sum is < 2048).
         text.push_str(raw.key_id);
@@ -278,7 +286,9 @@ impl Claims {
     }
 
     fn text(&self, start: u16, end: u16) -> &str {
-        self.text.get(start as usize..end as usize).unwrap_or_default()
+        self.text
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
     }
 
     /// The id of the key that signed the link.
@@ -419,10 +429,22 @@ mod tests {
 
     #[test]
     fn content_type_rules() {
-        for ok in ["video/mp4", "text/plain; charset=utf-8", "application/vnd.apple.mpegurl"] {
+        for ok in [
+            "video/mp4",
+            "text/plain; charset=utf-8",
+            "application/vnd.apple.mpegurl",
+        ] {
             assert!(check_content_type(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "video", "video/", "/mp4", "text/html\r\nX: y", "a/b; c", "a b/c"] {
+        for bad in [
+            "",
+            "video",
+            "video/",
+            "/mp4",
+            "text/html\r\nX: y",
+            "a/b; c",
+            "a b/c",
+        ] {
             assert!(check_content_type(bad).is_err(), "{bad:?}");
         }
     }

@@ -388,7 +388,9 @@ mod tests {
         let text = "active = \"b\"\n[[keys]]\nid = \"a\"\nsecret = \"TOPSECRETVALUE@@@\"\n";
         let err = Keyring::from_toml(text).unwrap_err().to_string();
         assert!(!err.contains("TOPSECRET"), "{err}");
-        let err = Keyring::from_toml("active = \"TOPSECRET").unwrap_err().to_string();
+        let err = Keyring::from_toml("active = \"TOPSECRET")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("TOPSECRET"), "{err}");
         assert!(matches!(
             Keyring::from_toml("active = \"x\"\nkeys = []"),

@@ -16,7 +16,7 @@ pub use key::{
 };
 pub use path::{MAX_PATH_LEN, MAX_SEGMENT_LEN, MediaPath, PathError, encode_path};
 pub use sign::{DEFAULT_MAX_TTL, LinkBuilder, SignError, SignedLink, Signer};
-pub use verify::{DEFAULT_LEEWAY, Grant, RequestFacts, VerifyError, Verifier, decode_unverified};
+pub use verify::{DEFAULT_LEEWAY, Grant, RequestFacts, Verifier, VerifyError, decode_unverified};
 pub use wire::{
     MAX_CONTENT_TYPE_LEN, MAX_FILENAME_LEN, MAX_SUBJECT_LEN, MAX_TIME, MAX_TOKEN_LEN,
     MIN_TOKEN_LEN, MalformedToken, TAG_LEN, VERSION,

@@ -388,7 +388,10 @@ mod tests {
             assert_eq!(MediaPath::parse(p).err(), Some(e), "{p:?}");
         }
         let long = format!("/{}", "a".repeat(MAX_SEGMENT_LEN + 1));
-        assert_eq!(MediaPath::parse(&long).err(), Some(PathError::SegmentTooLong));
+        assert_eq!(
+            MediaPath::parse(&long).err(),
+            Some(PathError::SegmentTooLong)
+        );
         let longer = "/abc".repeat(MAX_PATH_LEN / 4 + 1);
         assert_eq!(MediaPath::parse(&longer).err(), Some(PathError::TooLong));
     }
@@ -437,7 +440,8 @@ mod tests {
     }
 
     fn segment() -> impl Strategy<Value = String> {
-        "[a-zA-Z0-9 ._~%+;=&'é中-]{1,12}".prop_filter("not a dot segment", |s| s != "." && s != "..")
+        "[a-zA-Z0-9 ._~%+;=&'é中-]{1,12}"
+            .prop_filter("not a dot segment", |s| s != "." && s != "..")
     }
 
     proptest! {

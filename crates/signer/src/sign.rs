@@ -375,7 +375,8 @@ impl SignedLink<'_> {
 
     fn render_query(&self, base: &str, path: &str) -> String {
         let base = base.trim_end_matches('/');
-        let mut out = String::with_capacity(base.len() + path.len() * 3 / 2 + self.token.len() + 16);
+        let mut out =
+            String::with_capacity(base.len() + path.len() * 3 / 2 + self.token.len() + 16);
         out.push_str(base);
         path::encode_path_into(path, &mut out);
         out.push('?');
@@ -453,10 +454,22 @@ mod tests {
     #[test]
     fn refuses_bad_claims() {
         let s = signer();
-        let base = |p| s.link(p).user("42").issued_at(t0()).ttl(Duration::minutes(5));
-        assert_eq!(base("/a/../b").sign().err(), Some(SignError::Path(PathError::DotSegment)));
+        let base = |p| {
+            s.link(p)
+                .user("42")
+                .issued_at(t0())
+                .ttl(Duration::minutes(5))
+        };
         assert_eq!(
-            s.link("/a").issued_at(t0()).ttl(Duration::minutes(1)).sign().err(),
+            base("/a/../b").sign().err(),
+            Some(SignError::Path(PathError::DotSegment))
+        );
+        assert_eq!(
+            s.link("/a")
+                .issued_at(t0())
+                .ttl(Duration::minutes(1))
+                .sign()
+                .err(),
             Some(SignError::MissingSubject)
         );
         assert_eq!(
@@ -480,7 +493,10 @@ mod tests {
             Err(SignError::LifetimeTooLong { .. })
         ));
         assert_eq!(
-            base("/a").not_before(t0() + Duration::hours(1)).sign().err(),
+            base("/a")
+                .not_before(t0() + Duration::hours(1))
+                .sign()
+                .err(),
             Some(SignError::NotBeforeAfterExpiry)
         );
         assert_eq!(
@@ -530,7 +546,9 @@ mod tests {
         );
         assert_eq!(
             link.set_cookie("/media", t0() + Duration::minutes(1)),
-            format!("mg_token={token}; Path=/media/videos/show/; Max-Age=540; Secure; HttpOnly; SameSite=Lax")
+            format!(
+                "mg_token={token}; Path=/media/videos/show/; Max-Age=540; Secure; HttpOnly; SameSite=Lax"
+            )
         );
         assert_eq!(link.expires_at(), t0() + Duration::minutes(10));
     }

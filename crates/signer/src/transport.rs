@@ -119,26 +119,47 @@ mod tests {
         assert_eq!(token_from_query(""), Ok(None));
         assert_eq!(token_from_query("mg_token=abc"), Ok(Some("abc")));
         assert_eq!(token_from_query("x=1&mg_token=abc&y"), Ok(Some("abc")));
-        assert_eq!(token_from_query("mg_token=a&mg_token=b"), Err(TransportError::Duplicate));
-        assert_eq!(token_from_query("mg_token=a&mg_token=a"), Err(TransportError::Duplicate));
+        assert_eq!(
+            token_from_query("mg_token=a&mg_token=b"),
+            Err(TransportError::Duplicate)
+        );
+        assert_eq!(
+            token_from_query("mg_token=a&mg_token=a"),
+            Err(TransportError::Duplicate)
+        );
         assert_eq!(token_from_query("mg_token="), Err(TransportError::Empty));
         assert_eq!(token_from_query("mg_token"), Err(TransportError::Empty));
-        assert_eq!(token_from_query("mg%5Ftoken=a"), Err(TransportError::EncodedName));
-        assert_eq!(token_from_query("MG%5FTOKEN=a"), Err(TransportError::EncodedName));
+        assert_eq!(
+            token_from_query("mg%5Ftoken=a"),
+            Err(TransportError::EncodedName)
+        );
+        assert_eq!(
+            token_from_query("MG%5FTOKEN=a"),
+            Err(TransportError::EncodedName)
+        );
         // Other spellings are other parameters.
         assert_eq!(token_from_query("MG_TOKEN=a&mg_token[]=b"), Ok(None));
     }
 
     #[test]
     fn cookie_forms() {
-        assert_eq!(token_from_cookie_header("a=b; mg_token=abc"), Ok(Some("abc")));
-        assert_eq!(token_from_cookie_header("mg_token=\"abc\""), Ok(Some("abc")));
+        assert_eq!(
+            token_from_cookie_header("a=b; mg_token=abc"),
+            Ok(Some("abc"))
+        );
+        assert_eq!(
+            token_from_cookie_header("mg_token=\"abc\""),
+            Ok(Some("abc"))
+        );
         assert_eq!(token_from_cookie_header("a=b"), Ok(None));
         assert_eq!(
             token_from_cookie_header("mg_token=a; mg_token=b"),
             Err(TransportError::Duplicate)
         );
-        assert_eq!(token_from_cookie_header("mg_token="), Err(TransportError::Empty));
+        assert_eq!(
+            token_from_cookie_header("mg_token="),
+            Err(TransportError::Empty)
+        );
     }
 
     #[test]

@@ -159,7 +159,11 @@ pub(crate) fn payload_len(c: &RawClaims<'_>) -> usize {
         n += 8;
     }
     if let Some(net) = c.client_net {
-        n += if net.addr().is_ipv4() { 1 + 4 + 1 } else { 1 + 16 + 1 };
+        n += if net.addr().is_ipv4() {
+            1 + 4 + 1
+        } else {
+            1 + 16 + 1
+        };
     }
     if let Some((_, name)) = c.disposition {
         n += 2 + name.len();
@@ -284,7 +288,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], MalformedToken> {
-        let end = self.pos.checked_add(n).ok_or(MalformedToken::Field(field))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(MalformedToken::Field(field))?;
         let out = self
             .buf
             .get(self.pos..end)
@@ -393,7 +400,8 @@ pub(crate) fn decode_payload(payload: &[u8]) -> Result<RawClaims<'_>, MalformedT
         let len = r.u8("disposition")? as usize;
         let name = r.str(len, "disposition")?;
         if !name.is_empty() {
-            crate::claims::check_filename(name).map_err(|_| MalformedToken::Field("disposition"))?;
+            crate::claims::check_filename(name)
+                .map_err(|_| MalformedToken::Field("disposition"))?;
         }
         Some((kind, name))
     } else {
@@ -487,7 +495,8 @@ mod tests {
 
     #[test]
     fn limits_are_consistent() {
-        assert!(MIN_TOKEN_LEN < MAX_TOKEN_LEN);
+        const { assert!(MIN_TOKEN_LEN < MAX_TOKEN_LEN) };
+        assert_eq!((MIN_TOKEN_LEN, MAX_TOKEN_LEN), (78, 2211));
         assert_eq!(encoded_len(3), 4);
         assert_eq!(encoded_len(4), 6);
         assert_eq!(encoded_len(32), 43);

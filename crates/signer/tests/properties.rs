@@ -2,11 +2,13 @@
 //! verifies, any change to a token is refused, and no path outside a grant's
 //! scope is ever accepted.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mediagate_signer::time::{Duration, OffsetDateTime};
 use mediagate_signer::{
-    Key, Keyring, MediaPath, Method, RequestFacts, Signer, VerifyError, Verifier,
+    Key, Keyring, MediaPath, Method, RequestFacts, Signer, Verifier, VerifyError,
 };
 use proptest::prelude::*;
 

@@ -10,7 +10,11 @@ use crate::config::ClientIpSource;
 use crate::reject::Reject;
 
 /// The client's address according to `source`.
-pub(crate) fn client_ip(source: &ClientIpSource, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+pub(crate) fn client_ip(
+    source: &ClientIpSource,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Option<IpAddr> {
     let peer = peer.map(|p| p.ip().to_canonical());
     match source {
         ClientIpSource::Peer => peer,
@@ -18,7 +22,8 @@ pub(crate) fn client_ip(source: &ClientIpSource, peer: Option<SocketAddr>, heade
             header,
             trusted_proxies,
         } => {
-            let trusted = peer.is_some_and(|ip| trusted_proxies.iter().any(|net| net.contains(&ip)));
+            let trusted =
+                peer.is_some_and(|ip| trusted_proxies.iter().any(|net| net.contains(&ip)));
             if !trusted {
                 return peer;
             }
@@ -66,13 +71,28 @@ mod tests {
             trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
         };
         let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1, 203.0.113.9"));
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.1.1.1, 203.0.113.9"),
+        );
         let proxy: SocketAddr = "10.1.1.1:5000".parse().unwrap();
         let stranger: SocketAddr = "198.51.100.1:5000".parse().unwrap();
-        assert_eq!(client_ip(&source, Some(proxy), &headers), Some("203.0.113.9".parse().unwrap()));
-        assert_eq!(client_ip(&source, Some(stranger), &headers), Some("198.51.100.1".parse().unwrap()));
-        assert_eq!(client_ip(&ClientIpSource::Peer, Some(proxy), &headers), Some("10.1.1.1".parse().unwrap()));
+        assert_eq!(
+            client_ip(&source, Some(proxy), &headers),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&source, Some(stranger), &headers),
+            Some("198.51.100.1".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&ClientIpSource::Peer, Some(proxy), &headers),
+            Some("10.1.1.1".parse().unwrap())
+        );
         let mapped: SocketAddr = "[::ffff:10.1.1.1]:1".parse().unwrap();
-        assert_eq!(client_ip(&ClientIpSource::Peer, Some(mapped), &headers), Some("10.1.1.1".parse().unwrap()));
+        assert_eq!(
+            client_ip(&ClientIpSource::Peer, Some(mapped), &headers),
+            Some("10.1.1.1".parse().unwrap())
+        );
     }
 }

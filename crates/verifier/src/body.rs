@@ -71,7 +71,10 @@ impl FileStream {
         let mut buf = BytesMut::zeroed(want);
         let mut filled = 0;
         while filled < want {
-            match self.file.read_at(&mut buf[filled..], self.offset + filled as u64) {
+            match self
+                .file
+                .read_at(&mut buf[filled..], self.offset + filled as u64)
+            {
                 Ok(0) => {
                     // The file shrank under us: abort rather than send a
                     // response shorter than its Content-Length.

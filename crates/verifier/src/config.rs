@@ -198,7 +198,8 @@ impl Builder {
 
     /// Opens the media root and checks the settings.
     pub fn build(self) -> Result<MediaGate, ConfigError> {
-        let mount = normalize_mount(&self.mount).ok_or_else(|| ConfigError::Mount(self.mount.clone()))?;
+        let mount =
+            normalize_mount(&self.mount).ok_or_else(|| ConfigError::Mount(self.mount.clone()))?;
         if let Some(h) = &self.health_path {
             if !h.starts_with('/') {
                 return Err(ConfigError::HealthPath(h.clone()));

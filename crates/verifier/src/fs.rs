@@ -135,7 +135,7 @@ impl MediaRoot {
         }
         .map_err(map_errno)?;
         let file = File::from(fd);
-        let meta = file.metadata().map_err(|e| OpenError::Io(e))?;
+        let meta = file.metadata().map_err(OpenError::Io)?;
         if !meta.is_file() {
             return Err(OpenError::NotFound);
         }
@@ -152,7 +152,12 @@ impl MediaRoot {
         while let Some(segment) = segments.next() {
             let parent = current.as_ref().map_or(self.dir.as_fd(), |fd| fd.as_fd());
             if segments.peek().is_none() {
-                return rustix::fs::openat(parent, segment, flags | OFlags::NOFOLLOW, Mode::empty());
+                return rustix::fs::openat(
+                    parent,
+                    segment,
+                    flags | OFlags::NOFOLLOW,
+                    Mode::empty(),
+                );
             }
             current = Some(rustix::fs::openat(
                 parent,
@@ -208,7 +213,15 @@ mod tests {
     fn check(root: &MediaRoot) {
         assert_eq!(root.open_file("a.txt").unwrap().len, 5);
         assert_eq!(root.open_file("sub/b.txt").unwrap().len, 3);
-        for bad in ["out", "sub/rel-out", "missing", "sub", "sub/", "", "a.txt/x"] {
+        for bad in [
+            "out",
+            "sub/rel-out",
+            "missing",
+            "sub",
+            "sub/",
+            "",
+            "a.txt/x",
+        ] {
             assert!(
                 matches!(root.open_file(bad), Err(OpenError::NotFound)),
                 "{bad} must not open"
@@ -243,6 +256,9 @@ mod tests {
         ));
         let f = tmp.path().join("file");
         std::fs::write(&f, b"x").unwrap();
-        assert!(matches!(MediaRoot::open(&f), Err(RootError::NotADirectory(_))));
+        assert!(matches!(
+            MediaRoot::open(&f),
+            Err(RootError::NotADirectory(_))
+        ));
     }
 }

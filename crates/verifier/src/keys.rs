@@ -41,7 +41,10 @@ pub fn load_keyring_file(path: &Path) -> Result<Keyring, LoadKeysError> {
         tracing::warn!(file = %shown, "keys file is readable by other users; chmod 600 it");
     }
     let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(read)?);
-    Keyring::from_toml(&text).map_err(|source| LoadKeysError::Keys { path: shown, source })
+    Keyring::from_toml(&text).map_err(|source| LoadKeysError::Keys {
+        path: shown,
+        source,
+    })
 }
 
 /// Reads the `id:secret[,id:secret...]` form from environment variable
@@ -53,5 +56,8 @@ pub fn load_keyring_env(var: &str) -> Result<Option<Keyring>, LoadKeysError> {
     let value = zeroize::Zeroizing::new(value.to_string_lossy().into_owned());
     Keyring::from_env_value(&value)
         .map(Some)
-        .map_err(|source| LoadKeysError::Keys { path: format!("${var}"), source })
+        .map_err(|source| LoadKeysError::Keys {
+            path: format!("${var}"),
+            source,
+        })
 }

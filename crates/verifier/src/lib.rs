@@ -18,7 +18,9 @@ mod token;
 
 pub use access_log::TARGET as ACCESS_LOG_TARGET;
 pub use body::MediaBody;
-pub use config::{Builder, CachePolicy, ClientIpSource, ConfigError, DEFAULT_CHUNK_SIZE, Transports};
+pub use config::{
+    Builder, CachePolicy, ClientIpSource, ConfigError, DEFAULT_CHUNK_SIZE, Transports,
+};
 pub use fs::RootError;
 pub use keys::{LoadKeysError, load_keyring_env, load_keyring_file};
 pub use server::{ServerConfig, serve};

@@ -49,7 +49,11 @@ pub(crate) fn reject(r: Reject) -> Response<MediaBody> {
 
 /// The health-check response.
 pub(crate) fn health(head: bool) -> Response<MediaBody> {
-    let mut res = Response::new(if head { MediaBody::empty() } else { MediaBody::text("ok\n") });
+    let mut res = Response::new(if head {
+        MediaBody::empty()
+    } else {
+        MediaBody::text("ok\n")
+    });
     let h = res.headers_mut();
     h.insert(CONTENT_TYPE, TEXT_PLAIN);
     h.insert(CONTENT_LENGTH, HeaderValue::from(3));
@@ -63,7 +67,12 @@ fn etag(len: u64, modified: Option<SystemTime>) -> String {
     let since = modified
         .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
         .unwrap_or_default();
-    format!("\"{:x}-{:x}.{:x}\"", len, since.as_secs(), since.subsec_nanos())
+    format!(
+        "\"{:x}-{:x}.{:x}\"",
+        len,
+        since.as_secs(),
+        since.subsec_nanos()
+    )
 }
 
 fn whole_seconds(t: SystemTime) -> Option<SystemTime> {
@@ -71,22 +80,40 @@ fn whole_seconds(t: SystemTime) -> Option<SystemTime> {
     Some(UNIX_EPOCH + StdDuration::from_secs(secs))
 }
 
-fn first<'a>(headers: &'a HeaderMap, name: http::header::HeaderName) -> Option<&'a str> {
+fn first(headers: &HeaderMap, name: http::header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Content type: the signed override, else a guess from the extension.
 fn content_type(grant: &Grant, path: &str) -> HeaderValue {
-    if let Some(ct) = grant.content_type().and_then(|ct| HeaderValue::from_str(ct).ok()) {
+    if let Some(ct) = grant
+        .content_type()
+        .and_then(|ct| HeaderValue::from_str(ct).ok())
+    {
         return ct;
     }
-    let guess = mime_guess::from_path(path).first_raw().unwrap_or("application/octet-stream");
+    let guess = streaming_type(path)
+        .or_else(|| mime_guess::from_path(path).first_raw())
+        .unwrap_or("application/octet-stream");
     if guess.starts_with("text/") {
         HeaderValue::from_str(&format!("{guess}; charset=utf-8"))
             .unwrap_or(HeaderValue::from_static("application/octet-stream"))
     } else {
         HeaderValue::from_static(guess)
     }
+}
+
+/// Types of adaptive-streaming files that players insist on and that
+/// generic tables get wrong (RFC 8216, ISO/IEC 23009-1).
+fn streaming_type(path: &str) -> Option<&'static str> {
+    let ext = path.rsplit_once('.')?.1;
+    Some(match ext.to_ascii_lowercase().as_str() {
+        "m3u8" => "application/vnd.apple.mpegurl",
+        "mpd" => "application/dash+xml",
+        "ts" => "video/mp2t",
+        "m4s" => "video/iso.segment",
+        _ => return None,
+    })
 }
 
 /// What the file response will be, before the body is attached.
@@ -144,11 +171,17 @@ pub(crate) fn file(
 
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(CONTENT_TYPE, content_type(grant, path));
-    if let Some(cd) = grant.content_disposition().and_then(|cd| HeaderValue::from_str(&cd).ok()) {
+    if let Some(cd) = grant
+        .content_disposition()
+        .and_then(|cd| HeaderValue::from_str(&cd).ok())
+    {
         h.insert(CONTENT_DISPOSITION, cd);
     }
     let range = match first(req_headers, RANGE) {
-        Some(r) if first(req_headers, IF_RANGE).is_none_or(|ir| conditional::if_range_holds(ir, &validators)) => {
+        Some(r)
+            if first(req_headers, IF_RANGE)
+                .is_none_or(|ir| conditional::if_range_holds(ir, &validators)) =>
+        {
             range::evaluate(r, file.len)
         }
         _ => RangeRequest::Full,
@@ -158,7 +191,9 @@ pub(crate) fn file(
         RangeRequest::Full => (0, file.len),
         RangeRequest::Partial(r) => {
             status = StatusCode::PARTIAL_CONTENT;
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end - 1, file.len)) {
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end - 1, file.len))
+            {
                 h.insert(CONTENT_RANGE, v);
             }
             (r.start, r.end)

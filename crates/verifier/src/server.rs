@@ -50,6 +50,38 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// Sets [`header_read_timeout`](Self::header_read_timeout).
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections).
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets [`drain_timeout`](Self::drain_timeout).
+    pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Sets [`http2`](Self::http2).
+    pub fn with_http2(mut self, enabled: bool) -> Self {
+        self.http2 = enabled;
+        self
+    }
+
+    /// Sets [`max_header_bytes`](Self::max_header_bytes).
+    pub fn with_max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes;
+        self
+    }
+}
+
 /// Serves `gate` on `listener` until `shutdown` completes, then stops
 /// accepting and waits up to `drain_timeout` for connections to finish.
 pub async fn serve(
@@ -85,7 +117,8 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let Some(h2) = detect_h2(&stream, config.header_read_timeout, config.http2).await else {
+            let Some(h2) = detect_h2(&stream, config.header_read_timeout, config.http2).await
+            else {
                 return;
             };
             let service = service_fn(move |mut req: Request<Incoming>| {
@@ -130,7 +163,10 @@ async fn detect_h2(stream: &TcpStream, timeout: Duration, http2: bool) -> Option
     let deadline = tokio::time::Instant::now() + timeout;
     let mut buf = [0u8; 24];
     loop {
-        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await.ok()?.ok()?;
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
         if n == 0 {
             return None;
         }
@@ -155,7 +191,12 @@ async fn detect_h2(stream: &TcpStream, timeout: Duration, http2: bool) -> Option
 /// are skipped.
 async fn back_off(e: &io::Error) {
     match e.raw_os_error() {
-        Some(libc_emfile) if libc_emfile == 24 || libc_emfile == 23 || libc_emfile == 12 || libc_emfile == 105 => {
+        Some(libc_emfile)
+            if libc_emfile == 24
+                || libc_emfile == 23
+                || libc_emfile == 12
+                || libc_emfile == 105 =>
+        {
             tracing::warn!(error = %e, "out of resources accepting connections; backing off");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

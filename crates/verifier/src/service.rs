@@ -78,7 +78,12 @@ impl MediaGate {
         let Some(below_mount) = target::strip_mount(raw_path, &cfg.mount) else {
             return self.refuse(req, None, Reject::NotFound, started);
         };
-        let located = match token::locate(below_mount, req.uri().query(), req.headers(), cfg.transports) {
+        let located = match token::locate(
+            below_mount,
+            req.uri().query(),
+            req.headers(),
+            cfg.transports,
+        ) {
             Ok(l) => l,
             Err(r) => return self.refuse(req, None, r, started),
         };
@@ -90,15 +95,21 @@ impl MediaGate {
         // 4. Grant (before any file-system access)
         let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
         let client_ip = authorize::client_ip(&cfg.client_ip, peer, req.headers());
-        let grant = match authorize::authorize(&cfg.verifier, located.token, method, &path, client_ip, now) {
-            Ok(g) => g,
-            Err(r) => return self.refuse(req, None, r, started),
-        };
+        let grant =
+            match authorize::authorize(&cfg.verifier, located.token, method, &path, client_ip, now)
+            {
+                Ok(g) => g,
+                Err(r) => return self.refuse(req, None, r, started),
+            };
         // 5. File
         let file = match cfg.root.open_file(path.relative()) {
             Ok(f) => f,
-            Err(OpenError::NotFound) => return self.refuse(req, Some(grant.subject()), Reject::NotFound, started),
-            Err(OpenError::Busy) => return self.refuse(req, Some(grant.subject()), Reject::Busy, started),
+            Err(OpenError::NotFound) => {
+                return self.refuse(req, Some(grant.subject()), Reject::NotFound, started);
+            }
+            Err(OpenError::Busy) => {
+                return self.refuse(req, Some(grant.subject()), Reject::Busy, started);
+            }
             Err(OpenError::Io(e)) => {
                 tracing::error!(error = %e, "opening a media file failed");
                 return self.refuse(req, Some(grant.subject()), Reject::Internal, started);
@@ -106,7 +117,15 @@ impl MediaGate {
         };
         // 6. Response
         let head = method == Method::Head;
-        let plan = response::file(req.headers(), head, &grant, path.as_str(), &file, cfg.cache, now);
+        let plan = response::file(
+            req.headers(),
+            head,
+            &grant,
+            path.as_str(),
+            &file,
+            cfg.cache,
+            now,
+        );
         let mut res = plan.response;
         let log = AccessLog::start(
             req.method(),
@@ -118,14 +137,21 @@ impl MediaGate {
         );
         match plan.body {
             Some((start, end)) => {
-                *res.body_mut() = MediaBody::file(file.file, start, end - start, cfg.chunk_size, log);
+                *res.body_mut() =
+                    MediaBody::file(file.file, start, end - start, cfg.chunk_size, log);
             }
             None => log.finish(0, None),
         }
         res
     }
 
-    fn refuse<B>(&self, req: &Request<B>, user: Option<&str>, r: Reject, started: Instant) -> Response<MediaBody> {
+    fn refuse<B>(
+        &self,
+        req: &Request<B>,
+        user: Option<&str>,
+        r: Reject,
+        started: Instant,
+    ) -> Response<MediaBody> {
         let mut res = response::reject(r);
         let bytes = if req.method() == http::Method::HEAD {
             *res.body_mut() = MediaBody::empty();
@@ -133,8 +159,15 @@ impl MediaGate {
         } else {
             r.body().len() as u64
         };
-        AccessLog::start(req.method(), req.uri().path(), user, r.status().as_u16(), Some(r.code()), started)
-            .finish(bytes, None);
+        AccessLog::start(
+            req.method(),
+            req.uri().path(),
+            user,
+            r.status().as_u16(),
+            Some(r.code()),
+            started,
+        )
+        .finish(bytes, None);
         res
     }
 }

@@ -18,7 +18,9 @@ pub(crate) struct Located<'a> {
 
 fn transport_error(e: TransportError) -> Reject {
     match e {
-        TransportError::Duplicate | TransportError::EncodedName => Reject::BadRequest("ambiguous_token"),
+        TransportError::Duplicate | TransportError::EncodedName => {
+            Reject::BadRequest("ambiguous_token")
+        }
         _ => Reject::Forbidden("malformed_token"),
     }
 }
@@ -46,14 +48,18 @@ pub(crate) fn locate<'a>(
         }
     }
     if enabled.query {
-        if let Some(token) = transport::token_from_query(query.unwrap_or("")).map_err(transport_error)? {
+        if let Some(token) =
+            transport::token_from_query(query.unwrap_or("")).map_err(transport_error)?
+        {
             take(token)?;
         }
     }
     if enabled.cookie {
         for value in headers.get_all(COOKIE) {
             let Ok(value) = value.to_str() else { continue };
-            if let Some(token) = transport::token_from_cookie_header(value).map_err(transport_error)? {
+            if let Some(token) =
+                transport::token_from_cookie_header(value).map_err(transport_error)?
+            {
                 take(token)?;
             }
         }
@@ -78,21 +84,36 @@ mod tests {
         let none = HeaderMap::new();
         assert_eq!(
             locate("/a", Some("mg_token=T"), &none, all()),
-            Ok(Located { token: "T", path: "/a" })
+            Ok(Located {
+                token: "T",
+                path: "/a"
+            })
         );
         assert_eq!(
             locate("/_mg/T/a/b", None, &none, all()),
-            Ok(Located { token: "T", path: "/a/b" })
+            Ok(Located {
+                token: "T",
+                path: "/a/b"
+            })
         );
         let mut cookies = HeaderMap::new();
         cookies.append(COOKIE, HeaderValue::from_static("x=1; mg_token=T"));
-        assert_eq!(locate("/a", None, &cookies, all()), Ok(Located { token: "T", path: "/a" }));
+        assert_eq!(
+            locate("/a", None, &cookies, all()),
+            Ok(Located {
+                token: "T",
+                path: "/a"
+            })
+        );
     }
 
     #[test]
     fn zero_or_two_tokens_are_refused() {
         let none = HeaderMap::new();
-        assert_eq!(locate("/a", None, &none, all()), Err(Reject::Forbidden("missing_token")));
+        assert_eq!(
+            locate("/a", None, &none, all()),
+            Err(Reject::Forbidden("missing_token"))
+        );
         assert_eq!(
             locate("/_mg/T/a", Some("mg_token=T"), &none, all()),
             Err(Reject::BadRequest("ambiguous_token"))
@@ -100,8 +121,15 @@ mod tests {
         let mut cookies = HeaderMap::new();
         cookies.append(COOKIE, HeaderValue::from_static("mg_token=T"));
         cookies.append(COOKIE, HeaderValue::from_static("mg_token=U"));
-        assert_eq!(locate("/a", None, &cookies, all()), Err(Reject::BadRequest("ambiguous_token")));
-        let only_query = Transports { query: true, cookie: false, path: false };
+        assert_eq!(
+            locate("/a", None, &cookies, all()),
+            Err(Reject::BadRequest("ambiguous_token"))
+        );
+        let only_query = Transports {
+            query: true,
+            cookie: false,
+            path: false,
+        };
         // A disabled transport is not looked at: "/_mg/T/a" is a plain path.
         assert_eq!(
             locate("/_mg/T/a", None, &none, only_query),

@@ -34,22 +34,28 @@ pub(crate) struct Conditions<'a> {
 
 /// Splits an entity-tag list; `None` for an item that is not an entity-tag.
 fn entity_tags(list: &str) -> impl Iterator<Item = Option<(bool, &str)>> {
-    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|tag| {
-        let (weak, rest) = match tag.strip_prefix("W/") {
-            Some(rest) => (true, rest),
-            None => (false, tag),
-        };
-        let ok = rest.len() >= 2
-            && rest.starts_with('"')
-            && rest.ends_with('"')
-            && !rest[1..rest.len() - 1].contains('"');
-        ok.then_some((weak, rest))
-    })
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|tag| {
+            let (weak, rest) = match tag.strip_prefix("W/") {
+                Some(rest) => (true, rest),
+                None => (false, tag),
+            };
+            let ok = rest.len() >= 2
+                && rest.starts_with('"')
+                && rest.ends_with('"')
+                && !rest[1..rest.len() - 1].contains('"');
+            ok.then_some((weak, rest))
+        })
 }
 
 /// Strong comparison: both strong and identical.
 fn matches_strong(list: &str, etag: &str) -> bool {
-    list.trim() == "*" || entity_tags(list).flatten().any(|(weak, t)| !weak && t == etag)
+    list.trim() == "*"
+        || entity_tags(list)
+            .flatten()
+            .any(|(weak, t)| !weak && t == etag)
 }
 
 /// Weak comparison: opaque tags identical, weakness ignored.
@@ -116,32 +122,69 @@ mod tests {
     const LM: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
     const BEFORE: &str = "Tue, 14 Nov 2023 22:13:19 GMT";
 
-    fn c<'a>(im: Option<&'a str>, inm: Option<&'a str>, ims: Option<&'a str>, ius: Option<&'a str>) -> Conditions<'a> {
-        Conditions { if_match: im, if_none_match: inm, if_modified_since: ims, if_unmodified_since: ius }
+    fn c<'a>(
+        im: Option<&'a str>,
+        inm: Option<&'a str>,
+        ims: Option<&'a str>,
+        ius: Option<&'a str>,
+    ) -> Conditions<'a> {
+        Conditions {
+            if_match: im,
+            if_none_match: inm,
+            if_modified_since: ims,
+            if_unmodified_since: ius,
+        }
     }
 
     #[test]
     fn rfc_order() {
         use Precondition::*;
         assert_eq!(evaluate(&c(None, None, None, None), &v()), Proceed);
-        assert_eq!(evaluate(&c(Some("\"a-b\""), None, None, None), &v()), Proceed);
+        assert_eq!(
+            evaluate(&c(Some("\"a-b\""), None, None, None), &v()),
+            Proceed
+        );
         assert_eq!(evaluate(&c(Some("*"), None, None, None), &v()), Proceed);
-        assert_eq!(evaluate(&c(Some("W/\"a-b\""), None, None, None), &v()), Failed);
+        assert_eq!(
+            evaluate(&c(Some("W/\"a-b\""), None, None, None), &v()),
+            Failed
+        );
         assert_eq!(evaluate(&c(Some("\"x\""), None, None, None), &v()), Failed);
-        assert_eq!(evaluate(&c(Some("garbage"), None, None, None), &v()), Failed);
+        assert_eq!(
+            evaluate(&c(Some("garbage"), None, None, None), &v()),
+            Failed
+        );
         assert_eq!(evaluate(&c(None, None, None, Some(BEFORE)), &v()), Failed);
         assert_eq!(evaluate(&c(None, None, None, Some(LM)), &v()), Proceed);
-        assert_eq!(evaluate(&c(None, None, None, Some("not a date")), &v()), Proceed);
+        assert_eq!(
+            evaluate(&c(None, None, None, Some("not a date")), &v()),
+            Proceed
+        );
         // If-Match wins over If-Unmodified-Since.
-        assert_eq!(evaluate(&c(Some("\"a-b\""), None, None, Some(BEFORE)), &v()), Proceed);
-        assert_eq!(evaluate(&c(None, Some("\"x\", W/\"a-b\""), None, None), &v()), NotModified);
+        assert_eq!(
+            evaluate(&c(Some("\"a-b\""), None, None, Some(BEFORE)), &v()),
+            Proceed
+        );
+        assert_eq!(
+            evaluate(&c(None, Some("\"x\", W/\"a-b\""), None, None), &v()),
+            NotModified
+        );
         assert_eq!(evaluate(&c(None, Some("*"), None, None), &v()), NotModified);
-        assert_eq!(evaluate(&c(None, Some("\"x\""), Some(LM), None), &v()), Proceed);
+        assert_eq!(
+            evaluate(&c(None, Some("\"x\""), Some(LM), None), &v()),
+            Proceed
+        );
         assert_eq!(evaluate(&c(None, None, Some(LM), None), &v()), NotModified);
         assert_eq!(evaluate(&c(None, None, Some(BEFORE), None), &v()), Proceed);
-        assert_eq!(evaluate(&c(None, None, Some("yesterday"), None), &v()), Proceed);
+        assert_eq!(
+            evaluate(&c(None, None, Some("yesterday"), None), &v()),
+            Proceed
+        );
         // 412 takes precedence over 304.
-        assert_eq!(evaluate(&c(Some("\"x\""), Some("\"a-b\""), None, None), &v()), Failed);
+        assert_eq!(
+            evaluate(&c(Some("\"x\""), Some("\"a-b\""), None, None), &v()),
+            Failed
+        );
     }
 
     #[test]

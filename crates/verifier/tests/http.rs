@@ -1,0 +1,608 @@
+//! The verifier's HTTP behaviour, against the real server over real TCP.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use common::{CANARY, TestServer, raw};
+use mediagate_verifier::signer::time::{Duration, OffsetDateTime};
+use mediagate_verifier::{CachePolicy, ServerConfig, Transports};
+
+#[tokio::test]
+async fn serves_a_file_with_its_headers() {
+    let s = TestServer::start().await;
+    let r = s.get(&s.target("/pub/a.txt"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"hello world\n");
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(r.header("content-length"), Some("12"));
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    let etag = r.header("etag").unwrap();
+    assert!(etag.starts_with("\"c-") && etag.ends_with('"'), "{etag}");
+    assert!(r.header("last-modified").unwrap().ends_with("GMT"));
+    // max-age is bounded by the link's 10 remaining minutes.
+    let cc = r.header("cache-control").unwrap();
+    let age: i64 = cc
+        .strip_prefix("private, max-age=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((590..=600).contains(&age), "{cc}");
+    // Unicode paths round-trip through the URL encoding.
+    let r = s.get(&s.target("/café/naïve file.txt"), &[]).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "unicode"));
+    let r = s.get(&s.target("/videos/show/master.m3u8"), &[]).await;
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn head_has_the_headers_of_get_and_no_body() {
+    let s = TestServer::start().await;
+    let target = s.target("/pub/a.txt");
+    let get = s.get(&target, &[]).await;
+    let head = s.request("HEAD", &target, &[]).await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    for h in [
+        "content-type",
+        "content-length",
+        "etag",
+        "last-modified",
+        "accept-ranges",
+        "cache-control",
+    ] {
+        assert_eq!(get.header(h), head.header(h), "{h}");
+    }
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn other_methods_get_405_with_allow() {
+    let s = TestServer::start().await;
+    for m in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"] {
+        let r = s
+            .request(m, &s.target("/pub/a.txt"), &[("Content-Length", "0")])
+            .await;
+        assert_eq!(r.status, 405, "{m}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn refusals_are_short_uniform_and_uncached() {
+    let s = TestServer::start().await;
+    let token = s.token("/pub/a.txt");
+    let expired = s
+        .signer
+        .link("/pub/a.txt")
+        .user("u")
+        .issued_at(OffsetDateTime::now_utc() - Duration::hours(2))
+        .ttl(Duration::minutes(5))
+        .sign()
+        .unwrap()
+        .into_token();
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let cases: Vec<(String, u16, &str)> = vec![
+        ("/media/pub/a.txt".into(), 403, "missing_token"),
+        (
+            format!("/media/pub/a.txt?mg_token={expired}"),
+            403,
+            "expired",
+        ),
+        (
+            format!("/media/pub/a.txt?mg_token={tampered}"),
+            403,
+            "bad_signature",
+        ),
+        (
+            "/media/pub/a.txt?mg_token=garbage".into(),
+            403,
+            "malformed_token",
+        ),
+        (
+            format!("/media/pub/other.txt?mg_token={token}"),
+            403,
+            "scope",
+        ),
+        (
+            format!("/media/pub/a.txt?mg_token={token}&mg_token={token}"),
+            400,
+            "ambiguous_token",
+        ),
+        (
+            format!("/media/pub/a.txt?mg%5Ftoken={token}"),
+            400,
+            "ambiguous_token",
+        ),
+        (
+            format!("/media/_mg/{token}/pub/a.txt?mg_token={token}"),
+            400,
+            "ambiguous_token",
+        ),
+        (
+            format!("/media/pub/../pub/a.txt?mg_token={token}"),
+            400,
+            "bad_path",
+        ),
+        (
+            format!("/media/pub/%2e%2e/pub/a.txt?mg_token={token}"),
+            400,
+            "bad_path",
+        ),
+        (
+            format!("/media/pub%2fa.txt?mg_token={token}"),
+            400,
+            "bad_path",
+        ),
+        (
+            format!("/elsewhere/a.txt?mg_token={token}"),
+            404,
+            "not_found",
+        ),
+    ];
+    for (target, status, code) in cases {
+        let r = s.get(&target, &[]).await;
+        assert_eq!(r.status, status, "{target}");
+        assert_eq!(r.text(), format!("{code}\n"), "{target}");
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert!(!r.text().contains("a.txt") && !r.text().contains(&token));
+    }
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_files_directories_fifos_and_symlinks_out_are_404() {
+    let s = TestServer::start().await;
+    let root_link = s.token("/");
+    for path in [
+        "/pub/missing.txt",
+        "/dir",
+        "/dir/",
+        "/pub/fifo",
+        "/pub/link-out",
+        "/pub/rel-out",
+        "/dir-out/secret.txt",
+    ] {
+        let r = s
+            .get(&format!("/media{path}?mg_token={root_link}"), &[])
+            .await;
+        assert_eq!(r.status, 404, "{path}");
+        assert!(!r.text().contains(CANARY));
+    }
+    // An invalid link on a missing file is 403, like on an existing one:
+    // nothing about the file system leaks before the link is checked.
+    let r = s.get("/media/pub/missing.txt?mg_token=x", &[]).await;
+    assert_eq!(r.status, 403);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn ranges() {
+    let s = TestServer::start().await;
+    let t = s.target("/pub/a.txt"); // "hello world\n", 12 bytes
+    let cases: &[(&str, u16, &str, Option<&str>)] = &[
+        ("bytes=0-4", 206, "hello", Some("bytes 0-4/12")),
+        ("bytes=6-", 206, "world\n", Some("bytes 6-11/12")),
+        ("bytes=-6", 206, "world\n", Some("bytes 6-11/12")),
+        ("bytes=-100", 206, "hello world\n", Some("bytes 0-11/12")),
+        ("bytes=6-1000", 206, "world\n", Some("bytes 6-11/12")),
+        ("bytes=12-", 416, "", Some("bytes */12")),
+        ("bytes=-0", 416, "", Some("bytes */12")),
+        ("bytes=0-1,3-4", 200, "hello world\n", None),
+        ("bytes=0-,0-,0-,0-,0-,0-", 200, "hello world\n", None),
+        ("bytes=5-2", 200, "hello world\n", None),
+        ("lines=1-2", 200, "hello world\n", None),
+        ("bytes=99999999999999999999999-", 200, "hello world\n", None),
+    ];
+    for (range, status, body, content_range) in cases {
+        let r = s.get(&t, &[("Range", range)]).await;
+        assert_eq!(r.status, *status, "{range}");
+        assert_eq!(r.text(), *body, "{range}");
+        assert_eq!(r.header("content-range"), *content_range, "{range}");
+        assert_eq!(r.header("content-length").unwrap(), body.len().to_string());
+    }
+    let empty = s.target("/empty.bin");
+    assert_eq!(s.get(&empty, &[("Range", "bytes=0-")]).await.status, 416);
+    assert_eq!(s.get(&empty, &[]).await.status, 200);
+    // If-Range: the range applies only while the strong ETag matches.
+    let etag = s.get(&t, &[]).await.header("etag").unwrap().to_owned();
+    let r = s
+        .get(&t, &[("Range", "bytes=0-4"), ("If-Range", &etag)])
+        .await;
+    assert_eq!(r.status, 206);
+    let r = s
+        .get(&t, &[("Range", "bytes=0-4"), ("If-Range", "\"stale\"")])
+        .await;
+    assert_eq!((r.status, r.body.len()), (200, 12));
+    let weak = format!("W/{etag}");
+    let r = s
+        .get(&t, &[("Range", "bytes=0-4"), ("If-Range", &weak)])
+        .await;
+    assert_eq!(r.status, 200);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn conditional_requests() {
+    let s = TestServer::start().await;
+    let t = s.target("/pub/a.txt");
+    let first = s.get(&t, &[]).await;
+    let etag = first.header("etag").unwrap().to_owned();
+    let lm = first.header("last-modified").unwrap().to_owned();
+    let r = s.get(&t, &[("If-None-Match", &etag)]).await;
+    assert_eq!((r.status, r.body.len()), (304, 0));
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+    assert!(r.header("cache-control").unwrap().starts_with("private"));
+    assert_eq!(
+        s.get(&t, &[("If-None-Match", "\"other\"")]).await.status,
+        200
+    );
+    assert_eq!(s.get(&t, &[("If-Modified-Since", &lm)]).await.status, 304);
+    assert_eq!(
+        s.get(
+            &t,
+            &[("If-Modified-Since", "Sat, 01 Jan 2000 00:00:00 GMT")]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        s.get(&t, &[("If-Modified-Since", "garbage")]).await.status,
+        200
+    );
+    assert_eq!(s.get(&t, &[("If-Match", &etag)]).await.status, 200);
+    assert_eq!(s.get(&t, &[("If-Match", "\"other\"")]).await.status, 412);
+    assert_eq!(
+        s.get(
+            &t,
+            &[("If-Unmodified-Since", "Sat, 01 Jan 2000 00:00:00 GMT")]
+        )
+        .await
+        .status,
+        412
+    );
+    assert_eq!(s.get(&t, &[("If-Unmodified-Since", &lm)]).await.status, 200);
+    assert_eq!(
+        s.request("HEAD", &t, &[("If-None-Match", &etag)])
+            .await
+            .status,
+        304
+    );
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn path_form_cookie_and_prefix_scope() {
+    let s = TestServer::start().await;
+    let show = s.token("/videos/show/");
+    let r = s
+        .get(&format!("/media/_mg/{show}/videos/show/master.m3u8"), &[])
+        .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "#EXTM3U\nseg-0.ts\n"));
+    // The playlist's relative segment URL resolves under the same token.
+    let r = s
+        .get(&format!("/media/_mg/{show}/videos/show/seg-0.ts"), &[])
+        .await;
+    assert_eq!((r.status, r.body.len()), (200, 1000));
+    // Whole-segment prefix: a sibling directory and the parent are refused.
+    let r = s
+        .get(&format!("/media/_mg/{show}/videos-private/x.ts"), &[])
+        .await;
+    assert_eq!((r.status, r.text().as_str()), (403, "scope\n"));
+    let r = s
+        .get(&format!("/media/videos/show-x/a?mg_token={show}"), &[])
+        .await;
+    assert_eq!(r.status, 403);
+    let cookie = format!("theme=dark; mg_token={show}");
+    let r = s
+        .get("/media/videos/show/seg-0.ts", &[("Cookie", &cookie)])
+        .await;
+    assert_eq!(r.status, 200);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn signed_overrides_reach_the_response() {
+    let s = TestServer::start().await;
+    let link = s
+        .signer
+        .link("/docs/report.pdf")
+        .user("u")
+        .ttl(Duration::minutes(5))
+        .attachment("Quartalsbericht März.pdf")
+        .content_type("application/x-custom")
+        .sign()
+        .unwrap();
+    let r = s.get(&link.url("/media"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-disposition"),
+        Some(
+            "attachment; filename=\"Quartalsbericht M_rz.pdf\"; filename*=UTF-8''Quartalsbericht%20M%C3%A4rz.pdf"
+        )
+    );
+    assert_eq!(r.header("content-type"), Some("application/x-custom"));
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn ip_bound_links_check_the_peer() {
+    let s = TestServer::start().await;
+    let ok = s
+        .signer
+        .link("/pub/a.txt")
+        .user("u")
+        .ttl(Duration::minutes(5))
+        .client_ip("127.0.0.1".parse().unwrap())
+        .sign()
+        .unwrap();
+    assert_eq!(s.get(&ok.url("/media"), &[]).await.status, 200);
+    let other = s
+        .signer
+        .link("/pub/a.txt")
+        .user("u")
+        .ttl(Duration::minutes(5))
+        .client_ip("203.0.113.9".parse().unwrap())
+        .sign()
+        .unwrap();
+    let r = s
+        .get(&other.url("/media"), &[("X-Forwarded-For", "203.0.113.9")])
+        .await;
+    assert_eq!((r.status, r.text().as_str()), (403, "ip\n"));
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn cache_policy_and_transports_are_configurable() {
+    let s = TestServer::start_with(
+        |b| {
+            b.cache_policy(CachePolicy::NoStore).transports(Transports {
+                query: false,
+                cookie: false,
+                path: true,
+            })
+        },
+        ServerConfig::default(),
+    )
+    .await;
+    let token = s.token("/pub/a.txt");
+    let r = s.get(&format!("/media/_mg/{token}/pub/a.txt"), &[]).await;
+    assert_eq!(
+        (r.status, r.header("cache-control")),
+        (200, Some("no-store"))
+    );
+    let r = s
+        .get(&format!("/media/pub/a.txt?mg_token={token}"), &[])
+        .await;
+    assert_eq!((r.status, r.text().as_str()), (403, "missing_token\n"));
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_endpoint_is_unsigned() {
+    let s = TestServer::start().await;
+    let r = s.get("/healthz", &[]).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+    assert_eq!(
+        s.request("POST", "/healthz", &[("Content-Length", "0")])
+            .await
+            .status,
+        405
+    );
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn large_files_stream_completely() {
+    let s = TestServer::start().await;
+    let r = s.get(&s.target("/big.bin"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 3_000_000);
+    assert!(
+        r.body
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i % 251) as u8)
+    );
+    let r = s
+        .get(&s.target("/big.bin"), &[("Range", "bytes=1000000-1999999")])
+        .await;
+    assert_eq!(r.body.len(), 1_000_000);
+    assert!(
+        r.body
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == ((i + 1_000_000) % 251) as u8)
+    );
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_file_truncated_while_streaming_aborts_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_with(|b| b.chunk_size(64 * 1024), ServerConfig::default()).await;
+    // Larger than every socket buffer on the way, so that the server is
+    // still reading when the file shrinks (sparse: no disk used).
+    const LEN: u64 = 256 << 20;
+    std::fs::File::create(s.root.join("huge.bin"))
+        .unwrap()
+        .set_len(LEN)
+        .unwrap();
+    let target = s.target("/huge.bin");
+    let mut sock = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    sock.write_all(
+        format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Read the head and some body, then cut the file short.
+    let mut buf = vec![0u8; 4096];
+    let n = sock.read(&mut buf).await.unwrap();
+    assert!(n > 0);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(s.root.join("huge.bin"))
+        .unwrap()
+        .set_len(100_000)
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        sock.read_to_end(&mut rest),
+    )
+    .await;
+    let total = n + rest.len();
+    // Never padded or finished as if complete: far fewer bytes than promised.
+    assert!((total as u64) < LEN, "got {total} bytes");
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_at_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config =
+        ServerConfig::default().with_header_read_timeout(std::time::Duration::from_millis(500));
+    let s = TestServer::start_with(|b| b, config).await;
+    let started = std::time::Instant::now();
+    // Silent client.
+    let mut silent = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    // Slowloris: a partial head, never finished.
+    let mut slow = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    slow.write_all(b"GET /media/pub/a.txt HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let r1 = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        silent.read_to_end(&mut buf),
+    )
+    .await;
+    let r2 = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        slow.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(r1.is_ok() && r2.is_ok(), "connections must be closed");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    // The server is still responsive.
+    assert_eq!(s.get(&s.target("/pub/a.txt"), &[]).await.status, 200);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_heads_are_refused() {
+    let s = TestServer::start().await;
+    let long_header = "x".repeat(20_000);
+    let r = s
+        .get(&s.target("/pub/a.txt"), &[("X-Long", &long_header)])
+        .await;
+    assert_eq!(r.status, 431);
+    let long_target = format!("/media/{}", "a".repeat(70_000));
+    let r = s.get(&long_target, &[]).await;
+    assert!(r.status == 414 || r.status == 431, "{}", r.status);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn odd_request_targets_never_5xx() {
+    let s = TestServer::start().await;
+    for req in [
+        "OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string(),
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n"
+            .to_string(),
+        format!(
+            "GET http://test{} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+            s.target("/pub/a.txt")
+        ),
+        "GET /media/pub/a.txt HTTP/1.0\r\n\r\n".to_string(),
+        "GARBAGE\r\n\r\n".to_string(),
+        "GET /media/%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string(),
+    ] {
+        let r = raw(s.addr, req.as_bytes()).await;
+        assert!(r.status < 500, "{req:?} -> {}", r.status);
+        assert!(r.header("location").is_none());
+    }
+    // Absolute-form targets are served like origin-form.
+    let r = raw(
+        s.addr,
+        format!(
+            "GET http://test{} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+            s.target("/pub/a.txt")
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let s = TestServer::start().await;
+    let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let uri = format!("http://{}{}", s.addr, s.target("/pub/a.txt"));
+    let res = sender
+        .send_request(
+            http::Request::get(uri)
+                .body(Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"hello world\n");
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_requests_in_flight() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_with(|b| b.chunk_size(4096), ServerConfig::default()).await;
+    let target = s.target("/big.bin");
+    let addr = s.addr;
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(
+        format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut first = [0u8; 1024];
+    let n = sock.read(&mut first).await.unwrap();
+    let stopping = tokio::spawn(s.shutdown());
+    let mut rest = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        sock.read_to_end(&mut rest),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let mut all = first[..n].to_vec();
+    all.extend(rest);
+    let r = common::parse(&all);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 3_000_000, "the download in flight completes");
+    stopping.await.unwrap().unwrap();
+    // After shutdown, nothing listens.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}

@@ -1,0 +1,140 @@
+//! An axum app that mints links for its logged-in user and serves them from
+//! the verifier mounted under `/media` in the same router.
+//!
+//! Run: `cargo run --example axum_embed` and open the printed address, or
+//! `cargo run --example axum_embed -- --self-test` to exercise it once and
+//! exit (CI does this).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::get;
+use mediagate::signer::time::Duration;
+use mediagate::signer::{Key, Keyring, Signer};
+use mediagate::verifier::MediaGate;
+
+#[derive(Clone)]
+struct App {
+    signer: Arc<Signer>,
+}
+
+#[derive(serde::Deserialize)]
+struct Want {
+    file: String,
+}
+
+/// A stand-in for real authentication: the user id from a session cookie.
+fn logged_in_user(headers: &HeaderMap) -> Option<String> {
+    let cookies = headers.get("cookie")?.to_str().ok()?;
+    cookies
+        .split(';')
+        .filter_map(|c| c.trim().strip_prefix("session="))
+        .map(str::to_owned)
+        .next()
+}
+
+/// `/download?file=/reports/q3.pdf`: checks the session, then redirects to
+/// a short-lived signed link for that user.
+async fn download(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(want): Query<Want>,
+) -> impl IntoResponse {
+    let Some(user) = logged_in_user(&headers) else {
+        return (StatusCode::UNAUTHORIZED, "log in first\n").into_response();
+    };
+    match app
+        .signer
+        .link(&want.file)
+        .user(&user)
+        .ttl(Duration::minutes(2))
+        .sign()
+    {
+        Ok(link) => Redirect::to(&link.url("/media")).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    }
+}
+
+fn router(root: &std::path::Path) -> Result<Router, Box<dyn std::error::Error>> {
+    let keyring = Keyring::new(Key::generate("app")?);
+    let signer = Signer::new(keyring.clone());
+    // axum's nest_service strips "/media" before the gate sees the path, so
+    // the gate itself is mounted at "/"; links are rendered under "/media".
+    let gate = MediaGate::builder(root, keyring).build()?;
+    let app = App {
+        signer: Arc::new(signer),
+    };
+    Ok(Router::new()
+        .route("/download", get(download))
+        .nest_service("/media", gate)
+        .with_state(app))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("reports"))?;
+    std::fs::write(
+        dir.path().join("reports/q3.pdf"),
+        b"%PDF-1.4 quarterly figures",
+    )?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = router(dir.path())?;
+    let self_test = std::env::args().any(|a| a == "--self-test");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    if !self_test {
+        println!("try: curl -iL -b session=alice 'http://{addr}/download?file=/reports/q3.pdf'");
+        server.await??;
+        return Ok(());
+    }
+    check(addr).await?;
+    println!("axum_embed self-test passed");
+    Ok(())
+}
+
+/// Logs in, follows the redirect, and gets the file; without a session the
+/// app refuses, and without a link the verifier does.
+async fn check(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    let res = fetch(addr, "/download?file=/reports/q3.pdf", Some("alice")).await?;
+    assert!(res.starts_with("HTTP/1.1 303"), "{res}");
+    let location = res
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .ok_or("no redirect")?
+        .trim()
+        .to_owned();
+    let file = fetch(addr, &location, None).await?;
+    assert!(file.starts_with("HTTP/1.1 200"), "{file}");
+    assert!(file.ends_with("%PDF-1.4 quarterly figures"));
+    assert!(
+        fetch(addr, "/download?file=/reports/q3.pdf", None)
+            .await?
+            .starts_with("HTTP/1.1 401")
+    );
+    assert!(
+        fetch(addr, "/media/reports/q3.pdf", None)
+            .await?
+            .starts_with("HTTP/1.1 403")
+    );
+    Ok(())
+}
+
+async fn fetch(addr: SocketAddr, target: &str, session: Option<&str>) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let cookie = session
+        .map(|u| format!("Cookie: session={u}\r\n"))
+        .unwrap_or_default();
+    s.write_all(
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\n{cookie}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out)
+}

@@ -1,0 +1,305 @@
+//! The `mediagate` command, run as a built binary.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+    c.env_remove("MEDIAGATE_KEYS")
+        .env_remove("MEDIAGATE_KEYS_FILE")
+        .env("MEDIAGATE_LOG", "info")
+        .env("NO_COLOR", "1");
+    c
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = bin().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_one_line_error(args: &[&str], needle: &str) {
+    let (code, _, err) = run(args);
+    assert_ne!(code, 0, "{args:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"));
+}
+
+#[test]
+fn keygen_creates_a_private_file_and_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let k = keys.to_str().unwrap();
+    assert_eq!(run(&["keygen", "--out", k, "--id", "first"]).0, 0);
+    assert_eq!(
+        std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(run(&["keygen", "--out", k, "--id", "second"]).0, 0);
+    let text = std::fs::read_to_string(&keys).unwrap();
+    assert!(text.contains("active = \"second\""));
+    assert!(text.contains("id = \"first\""));
+    assert_one_line_error(&["keygen", "--out", k, "--id", "second"], "listed twice");
+    assert_one_line_error(&["keygen", "--out", k, "--id", "bad id"], "key id");
+}
+
+#[test]
+fn sign_and_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let k = keys.to_str().unwrap();
+    run(&["keygen", "--out", k, "--id", "cli"]);
+    let (code, url, err) = run(&[
+        "sign",
+        "--keys",
+        k,
+        "--user",
+        "42",
+        "--path",
+        "/videos/a b.mp4",
+        "--ttl",
+        "5m",
+        "--base-url",
+        "https://m.example/media",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        url.starts_with("https://m.example/media/videos/a%20b.mp4?mg_token="),
+        "{url}"
+    );
+    let (code, out, _) = run(&["inspect", url.trim(), "--keys", k]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("user:        42") && out.contains("VALID now"),
+        "{out}"
+    );
+    // Without keys: the claims, and a note that the signature is unchecked.
+    let (code, out, _) = run(&["inspect", url.trim()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("not checked"));
+    // A wrong path is explained.
+    let wrong = url.trim().replace("a%20b.mp4", "other.mp4");
+    let (code, out, _) = run(&["inspect", &wrong, "--keys", k]);
+    assert_eq!(code, 1);
+    assert!(out.contains("wrong path"), "{out}");
+    // Path form and prefix.
+    let (_, url, _) = run(&[
+        "sign", "--keys", k, "--user", "1", "--path", "/hls", "--prefix", "--form", "path",
+    ]);
+    assert!(
+        url.starts_with("/_mg/") && url.trim_end().ends_with("/hls/"),
+        "{url}"
+    );
+    let (_, cookie, _) = run(&[
+        "sign",
+        "--keys",
+        k,
+        "--user",
+        "1",
+        "--path",
+        "/a",
+        "--form",
+        "cookie",
+        "--base-url",
+        "https://x/media",
+    ]);
+    assert!(
+        cookie.starts_with("Set-Cookie: mg_token=") && cookie.contains("Path=/media/a;"),
+        "{cookie}"
+    );
+    // Keys from the environment.
+    let out = bin()
+        .args(["sign", "--user", "1", "--path", "/a"])
+        .env(
+            "MEDIAGATE_KEYS",
+            "env:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn expired_links_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let k = keys.to_str().unwrap();
+    run(&["keygen", "--out", k, "--id", "cli"]);
+    let (_, url, _) = run(&[
+        "sign", "--keys", k, "--user", "1", "--path", "/a", "--ttl", "1s",
+    ]);
+    std::thread::sleep(Duration::from_millis(2100));
+    // The verifier's leeway is 30 s, so the link still passes; the claims
+    // show it as expired all the same.
+    let (_, out, _) = run(&["inspect", url.trim()]);
+    assert!(out.contains("expires:") && out.contains("ago"), "{out}");
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let k = keys.to_str().unwrap();
+    assert_one_line_error(&["sign", "--user", "1", "--path", "/a"], "no keys");
+    assert_one_line_error(
+        &[
+            "sign",
+            "--keys",
+            "/nonexistent/keys.toml",
+            "--user",
+            "1",
+            "--path",
+            "/a",
+        ],
+        "cannot read keys file",
+    );
+    run(&["keygen", "--out", k]);
+    let sign = |extra: &[&str]| {
+        let mut args = vec!["sign", "--keys", k, "--user", "1", "--path", "/a"];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let check = |extra: &[&str], needle: &str| {
+        let args = sign(extra);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_one_line_error(&refs, needle);
+    };
+    check(&["--ttl", "10x"], "duration");
+    check(&["--ttl", "0s"], "positive");
+    check(&["--ttl", "30d"], "lifetime");
+    check(&["--ip", "nope"], "--ip");
+    assert_one_line_error(
+        &["sign", "--keys", k, "--user", "1", "--path", "/a/../b"],
+        "dot segment",
+    );
+    assert_one_line_error(
+        &["sign", "--keys", k, "--user", "a b", "--path", "/a"],
+        "user id",
+    );
+    let short = dir.path().join("short.toml");
+    std::fs::write(
+        &short,
+        "active = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"c2hvcnQ\"\n",
+    )
+    .unwrap();
+    assert_one_line_error(
+        &[
+            "sign",
+            "--keys",
+            short.to_str().unwrap(),
+            "--user",
+            "1",
+            "--path",
+            "/a",
+        ],
+        "at least 32",
+    );
+    assert_one_line_error(
+        &["serve", "--keys", k, "--root", "/nonexistent/media"],
+        "media root",
+    );
+    let file = dir.path().join("f");
+    std::fs::write(&file, "x").unwrap();
+    assert_one_line_error(
+        &["serve", "--keys", k, "--root", file.to_str().unwrap()],
+        "not a directory",
+    );
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    assert_one_line_error(
+        &[
+            "serve",
+            "--keys",
+            k,
+            "--root",
+            dir.path().to_str().unwrap(),
+            "--listen",
+            &addr,
+        ],
+        "cannot listen",
+    );
+    assert_one_line_error(&["inspect", "not-a-token"], "not a mediagate link");
+    assert_one_line_error(&["frobnicate"], "frobnicate");
+}
+
+#[test]
+fn serve_answers_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let k = keys.to_str().unwrap();
+    run(&["keygen", "--out", k]);
+    let root = dir.path().join("media");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.txt"), "served by the binary\n").unwrap();
+    let mut child = bin()
+        .args([
+            "serve",
+            "--keys",
+            k,
+            "--root",
+            root.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--mount",
+            "/media",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited early").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let (_, url, _) = run(&[
+        "sign",
+        "--keys",
+        k,
+        "--user",
+        "7",
+        "--path",
+        "/a.txt",
+        "--base-url",
+        "/media",
+    ]);
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        url.trim()
+    )
+    .unwrap();
+    let mut res = String::new();
+    s.read_to_string(&mut res).unwrap();
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(res.ends_with("served by the binary\n"));
+    let token = url.trim().split("mg_token=").nth(1).unwrap().to_owned();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let code = child.wait().unwrap();
+    assert!(code.success(), "{code:?}");
+    // The access log names the user, never the token.
+    let log = rest.join("\n");
+    assert!(log.contains("user=\"7\""), "{log}");
+    assert!(!log.contains(&token));
+    assert!(log.contains("stopped"));
+}
