@@ -306,6 +306,35 @@ async fn serve(args: ServeArgs) -> Result<()> {
     run_server(gate, listen, config, None).await
 }
 
+/// Raises the soft open-files limit to the hard one (as nginx's
+/// `worker_rlimit_nofile` does) and keeps the connection cap below it, so
+/// that a flood of connections cannot starve the server of descriptors for
+/// the files it serves.
+fn fit_descriptor_limit(config: &mut ServerConfig) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let Some(hard) = limit.maximum {
+        if limit.current.is_some_and(|soft| soft < hard) {
+            limit.current = Some(hard);
+            if setrlimit(Resource::Nofile, limit.clone()).is_err() {
+                limit = getrlimit(Resource::Nofile);
+            }
+        }
+    }
+    if let Some(soft) = limit.current {
+        // Each connection needs a socket and, while streaming, a file.
+        let fit = (soft.saturating_sub(64) / 2).max(16) as usize;
+        if config.max_connections > fit {
+            tracing::info!(
+                max_connections = fit,
+                open_files = soft,
+                "connection cap lowered to fit the open-files limit"
+            );
+            config.max_connections = fit;
+        }
+    }
+}
+
 async fn run_server(
     gate: MediaGate,
     listen: SocketAddr,
@@ -318,6 +347,8 @@ async fn run_server(
             .await
             .with_context(|| format!("cannot listen on {listen}"))?,
     };
+    let mut config = config;
+    fit_descriptor_limit(&mut config);
     tracing::info!(addr = %listener.local_addr()?, root = %gate.root().display(), "serving");
     mediagate::verifier::serve(listener, gate, config, shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -121,7 +121,7 @@ pub(crate) struct RawClaims<'a> {
 
 /// Bytes up to which signing and verifying work in a stack buffer; longer
 /// links (long paths or filenames) use one extra heap buffer.
-pub(crate) const STACK_BUF_LEN: usize = 512;
+pub(crate) const STACK_BUF_LEN: usize = 256;
 
 /// A write cursor over an exactly-sized output slice.
 pub(crate) struct PayloadBuf<'a> {

@@ -1,0 +1,389 @@
+#!/usr/bin/env python3
+"""End-to-end load harness: mediagate vs nginx secure_link vs a Django view.
+
+Run through benches/load/run.sh, which installs what is missing and builds
+the release binary. Everything listens on 127.0.0.1 high ports, every wrk
+run is bounded by its duration, and every process started here is stopped
+by its PID on the way out.
+
+  --quick     one short round per workload (what CI runs so this never rots)
+  --out FILE  where to write the report (default: BENCHMARKS.md, or
+              target/load/BENCHMARKS.quick.md with --quick)
+"""
+import argparse
+import hashlib
+import base64
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MEDIAGATE = ROOT / "target/release/mediagate"
+VENV = ROOT / "target/load-venv"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+STARTED = []  # (name, Popen) to stop on exit
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def start(name, args, **kw):
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    STARTED.append((name, p))
+    return p
+
+
+def stop_all():
+    for name, p in reversed(STARTED):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    STARTED.clear()
+
+
+def http_status(port, target):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        head = s.recv(64).decode("latin1")
+    return int(head.split()[1])
+
+
+# ---------------------------------------------------------------- fixtures
+
+def make_fixtures(media: Path, big_mib: int):
+    (media / "hls/show").mkdir(parents=True)
+    (media / "small.bin").write_bytes(os.urandom(1024))
+    (media / "1m.bin").write_bytes(os.urandom(1 << 20))
+    block = os.urandom(1 << 20)
+    with open(media / "100m.bin", "wb") as f:
+        for _ in range(big_mib):
+            f.write(block)
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:4"]
+    for i in range(16):
+        (media / f"hls/show/seg-{i:03}.ts").write_bytes(os.urandom(64 * 1024))
+        lines += ["#EXTINF:4.0,", f"seg-{i:03}.ts"]
+    (media / "hls/show/master.m3u8").write_text("\n".join(lines + ["#EXT-X-ENDLIST", ""]))
+
+
+# ---------------------------------------------------------------- servers
+
+def start_mediagate(tmp: Path, media: Path):
+    keys = tmp / "keys.toml"
+    subprocess.run([MEDIAGATE, "keygen", "--out", keys, "--id", "bench"], check=True,
+                   stderr=subprocess.DEVNULL)
+    port = free_port()
+    env = dict(os.environ, MEDIAGATE_LOG="warn")
+    p = start("mediagate", [MEDIAGATE, "serve", "--keys", keys, "--root", media,
+                            "--listen", f"127.0.0.1:{port}", "--mount", "/media"], env=env)
+    wait_port(port)
+
+    def sign(path, prefix=False):
+        args = [MEDIAGATE, "sign", "--keys", keys, "--user", "bench-user", "--path", path,
+                "--ttl", "1h", "--base-url", "/media"]
+        if prefix:
+            args += ["--prefix", "--form", "path"]
+        return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
+
+    return p, port, sign
+
+
+NGINX_SECRET = "bench-secret-not-for-production"
+
+
+def nginx_token(expires, signed):
+    digest = hashlib.md5(f"{expires}{signed} {NGINX_SECRET}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def start_nginx(tmp: Path, media: Path, workers: str):
+    port = free_port()
+    d = tmp / f"nginx-{workers}"
+    d.mkdir()
+    conf = d / "nginx.conf"
+    conf.write_text(f"""
+worker_processes {workers};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    default_type application/octet-stream;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        root {media};
+        # A prefix link: the MAC covers the directory, like mediagate's.
+        location ~ ^(?<dir>/hls/[^/]+/) {{
+            secure_link $arg_md5,$arg_expires;
+            secure_link_md5 "$secure_link_expires$dir {NGINX_SECRET}";
+            if ($secure_link = "") {{ return 403; }}
+            if ($secure_link = "0") {{ return 410; }}
+        }}
+        location / {{
+            secure_link $arg_md5,$arg_expires;
+            secure_link_md5 "$secure_link_expires$uri {NGINX_SECRET}";
+            if ($secure_link = "") {{ return 403; }}
+            if ($secure_link = "0") {{ return 410; }}
+        }}
+    }}
+}}
+""")
+    p = start(f"nginx-{workers}", [NGINX, "-c", str(conf), "-p", str(d)])
+    wait_port(port)
+    return p, port
+
+
+def start_django(tmp: Path, media: Path):
+    port = free_port()
+    env = dict(os.environ, MEDIA_ROOT=str(media), SIGNING_SECRET="bench-secret-for-django-only")
+    here = str(Path(__file__).resolve().parent)
+    p = start("django", [VENV / "bin/gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
+                         "--chdir", here, "--log-level", "warning", "django_view:application"], env=env)
+    wait_port(port, timeout=30)
+
+    def sign(path):
+        out = subprocess.run([VENV / "bin/python", Path(here) / "django_view.py", path], env=env,
+                             check=True, capture_output=True, text=True).stdout.strip()
+        return f"/media{path}?t={out}"
+
+    return p, port, sign
+
+
+# ---------------------------------------------------------------- wrk
+
+UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+
+
+def wrk(port, target, seconds, connections=64):
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+         f"http://127.0.0.1:{port}{target}"],
+        capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"Transfer/sec:\s+([\d.]+)([KMGT]?B)", out)
+    bps = float(m.group(1)) * UNITS[m.group(2)] if m else 0.0
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rps, bps, int(non2xx.group(1)) if non2xx else 0
+
+
+def peak_rss_during(pid, port, target, seconds, connections):
+    """Runs wrk with `connections` concurrent downloads; samples VmRSS."""
+    w = subprocess.Popen(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s",
+                          f"http://127.0.0.1:{port}{target}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    try:
+        while w.poll() is None:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                rss = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024
+                peak = max(peak, rss)
+            except (OSError, AttributeError):
+                pass
+            time.sleep(0.05)
+    finally:
+        if w.poll() is None:
+            w.terminate()
+        w.wait(timeout=seconds + 30)
+    return peak
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    nginx_v = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip()
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Linux {platform.release()}, {nginx_v}"
+
+
+def fmt(v, unit):
+    if unit == "MB/s":
+        return f"{v / 1e6:,.0f}"
+    return f"{v:,.0f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    seconds, rounds, big_mib = (1, 1, 100) if args.quick else (5, 3, 100)
+    out = Path(args.out) if args.out else (
+        ROOT / "target/load/BENCHMARKS.quick.md" if args.quick else ROOT / "BENCHMARKS.md")
+    tmp = Path(tempfile.mkdtemp(prefix="mediagate-load-"))
+    tmp.chmod(0o755)  # nginx's workers run as an unprivileged user
+    try:
+        media = tmp / "media"
+        media.mkdir()
+        make_fixtures(media, big_mib)
+        mg, mg_port, mg_sign = start_mediagate(tmp, media)
+        ng1, ng1_port = start_nginx(tmp, media, "1")
+        nga, nga_port = start_nginx(tmp, media, "auto")
+        dj, dj_port, dj_sign = start_django(tmp, media)
+
+        expires = int(time.time()) + 3600
+        def ng(path, signed=None):
+            return f"{path}?md5={nginx_token(expires, signed or path)}&expires={expires}"
+        seg = "/hls/show/seg-007.ts"
+        mg_valid = mg_sign("/small.bin")
+        mg_invalid = mg_valid[:-4] + ("AAAA" if not mg_valid.endswith("AAAA") else "BBBB")
+        ng_valid = ng("/small.bin")
+        ng_invalid = ng_valid.replace("md5=", "md5=AAAA", 1)
+        mg_prefix = mg_sign("/hls/show/", prefix=True) + "seg-007.ts"
+        workloads = [
+            # name, unit, {target: (port, request target)}
+            ("valid signed 1 KiB", "req/s", {
+                "mediagate": (mg_port, mg_valid), "nginx-1": (ng1_port, ng_valid),
+                "nginx-auto": (nga_port, ng_valid), "django": (dj_port, dj_sign("/small.bin"))}),
+            ("invalid signature", "req/s", {
+                "mediagate": (mg_port, mg_invalid), "nginx-1": (ng1_port, ng_invalid),
+                "nginx-auto": (nga_port, ng_invalid)}),
+            ("1 MiB file", "MB/s", {
+                "mediagate": (mg_port, mg_sign("/1m.bin")), "nginx-1": (ng1_port, ng("/1m.bin")),
+                "nginx-auto": (nga_port, ng("/1m.bin"))}),
+            ("100 MiB file", "MB/s", {
+                "mediagate": (mg_port, mg_sign("/100m.bin")), "nginx-1": (ng1_port, ng("/100m.bin")),
+                "nginx-auto": (nga_port, ng("/100m.bin"))}),
+            ("HLS segment via prefix link", "req/s", {
+                "mediagate": (mg_port, mg_prefix),
+                "nginx-1": (ng1_port, ng(seg, "/hls/show/")),
+                "nginx-auto": (nga_port, ng(seg, "/hls/show/"))}),
+        ]
+        # Sanity: every valid target answers 200 and every invalid one 403.
+        for name, _, targets in workloads:
+            for who, (port, target) in targets.items():
+                status = http_status(port, target)
+                want = 403 if name == "invalid signature" else 200
+                if status != want:
+                    raise RuntimeError(f"{who} answered {status} for {name} ({target})")
+
+        results = {}
+        for name, unit, targets in workloads:
+            for r in range(rounds):
+                order = list(targets.items())
+                if r % 2:
+                    order.reverse()  # alternate A/B
+                for who, (port, target) in order:
+                    rps, bps, _ = wrk(port, target, seconds)
+                    value = bps if unit == "MB/s" else rps
+                    results.setdefault((name, who), []).append(value)
+                    print(f"{name:<30} {who:<11} {fmt(value, unit):>12} {unit}", flush=True)
+
+        rss_seconds = 3 if args.quick else 10
+        big = mg_sign("/100m.bin")
+        peak = peak_rss_during(mg.pid, mg_port, big, rss_seconds, 256)
+        print(f"mediagate peak RSS with 256 concurrent 100 MiB downloads: {peak / (1 << 20):.1f} MiB")
+        report(out, results, workloads, peak, seconds, rounds, args.quick)
+        print(f"report written to {out}")
+    finally:
+        stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+TARGETS = {
+    "valid signed 1 KiB": 1.2,
+    "invalid signature": 1.5,
+    "100 MiB file": 1.0,
+}
+
+
+def report(out, results, workloads, peak, seconds, rounds, quick):
+    med = {k: statistics.median(v) for k, v in results.items()}
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} by `benches/load/run.sh{' --quick' if quick else ''}` on "
+        f"{machine()}.",
+        f"wrk -t2 -c64, {seconds} s per run, {rounds} round(s) per target, targets alternated; "
+        "every server on 127.0.0.1 of the same machine (so the load generator shares the 2 cores). "
+        "Absolute numbers drift between runs on shared machines; compare the ratios.",
+        "",
+        "| workload | unit | mediagate (median, min-max) | nginx 1 worker | nginx auto | django | "
+        "mediagate / best nginx | mediagate / django |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for name, unit, targets in workloads:
+        cells = []
+        for who in ["mediagate", "nginx-1", "nginx-auto", "django"]:
+            vals = results.get((name, who))
+            if not vals:
+                cells.append("-")
+                continue
+            cells.append(f"{fmt(statistics.median(vals), unit)} ({fmt(min(vals), unit)}-{fmt(max(vals), unit)})")
+        mgv = med[(name, "mediagate")]
+        best_ng = max(med[(name, "nginx-1")], med[(name, "nginx-auto")])
+        r_ng = mgv / best_ng if best_ng else 0
+        dj = med.get((name, "django"))
+        r_dj = f"{mgv / dj:.1f}x" if dj else "-"
+        lines.append(f"| {name} | {unit} | " + " | ".join(cells) + f" | {r_ng:.2f}x | {r_dj} |")
+        if name in TARGETS:
+            verdicts.append((f"{name}: >= {TARGETS[name]}x best nginx", r_ng >= TARGETS[name], f"{r_ng:.2f}x"))
+        if dj:
+            verdicts.append(("valid 1 KiB: >= 15x the Django view", mgv / dj >= 15, f"{mgv / dj:.1f}x"))
+    verdicts.append(("peak RSS <= 64 MiB during 256 concurrent 100 MiB downloads", peak <= 64 << 20,
+                     f"{peak / (1 << 20):.1f} MiB"))
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    for what, ok, measured in verdicts:
+        lines.append(f"| {what} | {measured} | {'yes' if ok else 'NO'} |")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    existing = out.read_text() if out.exists() and not quick else ""
+    marker = "<!-- measured results above; analysis below is kept across runs -->"
+    tail = existing.split(marker, 1)[1] if marker in existing else "\n"
+    out.write_text("\n".join(lines) + "\n\n" + marker + tail)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        stop_all()
+        sys.exit(130)
+    except Exception as e:  # one line, non-zero, and everything stopped
+        stop_all()
+        print(f"load harness: error: {e}", file=sys.stderr)
+        sys.exit(1)
