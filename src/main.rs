@@ -316,7 +316,7 @@ fn fit_descriptor_limit(config: &mut ServerConfig) {
     if let Some(hard) = limit.maximum {
         if limit.current.is_some_and(|soft| soft < hard) {
             limit.current = Some(hard);
-            if setrlimit(Resource::Nofile, limit.clone()).is_err() {
+            if setrlimit(Resource::Nofile, limit).is_err() {
                 limit = getrlimit(Resource::Nofile);
             }
         }
