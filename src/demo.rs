@@ -19,7 +19,7 @@ const PNG: &[u8] = &[
 const PLAYLIST: &str = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:0\n\
 #EXTINF:4.0,\nseg-000.ts\n#EXTINF:4.0,\nseg-001.ts\n#EXTINF:4.0,\nseg-002.ts\n#EXT-X-ENDLIST\n";
 
-pub(crate) async fn run(listen: SocketAddr) -> Result<()> {
+pub(crate) fn run(listen: SocketAddr) -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("mediagate-demo-")
         .tempdir()?;
@@ -44,10 +44,10 @@ pub(crate) async fn run(listen: SocketAddr) -> Result<()> {
     let gate = MediaGate::builder(root, keyring.clone())
         .mount("/media")
         .build()?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let bound = mediagate::verifier::Workers::bind(listen, threads)
         .with_context(|| format!("cannot listen on {listen} (try --listen 127.0.0.1:0)"))?;
-    let base = format!("http://{}/media", listener.local_addr()?);
+    let base = format!("http://{}/media", bound.local_addr());
     let signer = Signer::new(keyring);
     let ttl = Duration::minutes(30);
 
@@ -118,11 +118,5 @@ pub(crate) async fn run(listen: SocketAddr) -> Result<()> {
         expired.url(&base)
     );
     println!("Press Ctrl-C to stop.");
-    crate::serve_gate(
-        gate,
-        listener.local_addr()?,
-        ServerConfig::default(),
-        Some(listener),
-    )
-    .await
+    crate::start_workers(gate, bound, ServerConfig::default())
 }

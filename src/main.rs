@@ -120,6 +120,9 @@ struct ServeArgs {
     /// URL prefix media is served under (default /).
     #[arg(long, env = "MEDIAGATE_MOUNT")]
     mount: Option<String>,
+    /// Worker threads, each with its own socket (default: one per CPU).
+    #[arg(long, env = "MEDIAGATE_WORKERS")]
+    workers: Option<usize>,
 }
 
 /// The `serve` config file.
@@ -132,6 +135,7 @@ struct FileConfig {
     mount: Option<String>,
     health_path: Option<String>,
     max_connections: Option<usize>,
+    workers: Option<usize>,
     header_read_timeout: Option<String>,
     leeway: Option<String>,
     max_ttl: Option<String>,
@@ -266,7 +270,7 @@ fn seconds(s: Option<&str>, what: &str) -> Result<Option<Duration>> {
         .transpose()
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
+fn serve(args: ServeArgs) -> Result<()> {
     let file: FileConfig = match &args.config {
         Some(p) => toml::from_str(
             &std::fs::read_to_string(p)
@@ -303,7 +307,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(t) = seconds(file.header_read_timeout.as_deref(), "header_read_timeout")? {
         config.header_read_timeout = std::time::Duration::from_secs(t.whole_seconds() as u64);
     }
-    run_server(gate, listen, config, None).await
+    let workers = args.workers.or(file.workers);
+    run_server(gate, listen, config, workers)
 }
 
 /// Raises the soft open-files limit to the hard one (as nginx's
@@ -335,22 +340,30 @@ fn fit_descriptor_limit(config: &mut ServerConfig) {
     }
 }
 
-async fn run_server(
+/// Binds one socket per worker thread and serves until SIGINT or SIGTERM.
+fn run_server(
     gate: MediaGate,
     listen: SocketAddr,
     config: ServerConfig,
-    listener: Option<tokio::net::TcpListener>,
+    workers: Option<usize>,
 ) -> Result<()> {
-    let listener = match listener {
-        Some(l) => l,
-        None => tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?,
-    };
+    let threads = workers
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1);
+    let bound = mediagate::verifier::Workers::bind(listen, threads)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    start_workers(gate, bound, config)
+}
+
+pub(crate) fn start_workers(
+    gate: MediaGate,
+    bound: mediagate::verifier::Workers,
+    config: ServerConfig,
+) -> Result<()> {
     let mut config = config;
     fit_descriptor_limit(&mut config);
-    tracing::info!(addr = %listener.local_addr()?, root = %gate.root().display(), "serving");
-    mediagate::verifier::serve(listener, gate, config, shutdown_signal()).await?;
+    tracing::info!(addr = %bound.local_addr(), root = %gate.root().display(), "serving");
+    bound.run(gate, config, shutdown_signal())?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -550,19 +563,13 @@ fn run(cli: Cli) -> Result<bool> {
         Command::Inspect { url, keys } => inspect(&url, keys.keys.as_deref()),
         Command::Serve(args) => {
             init_logging();
-            runtime()?.block_on(serve(args)).map(|()| true)
+            serve(args).map(|()| true)
         }
         Command::Demo { listen } => {
             init_logging();
-            runtime()?.block_on(demo::run(listen)).map(|()| true)
+            demo::run(listen).map(|()| true)
         }
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
 }
 
 fn main() -> ExitCode {
@@ -599,5 +606,3 @@ fn main() -> ExitCode {
         }
     }
 }
-
-pub(crate) use run_server as serve_gate;

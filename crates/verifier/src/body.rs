@@ -49,6 +49,14 @@ impl MediaBody {
         }
     }
 
+    /// Bytes already in memory; `log` is written at once.
+    pub(crate) fn bytes(data: Bytes, log: AccessLog) -> Self {
+        log.finish(data.len() as u64, None);
+        MediaBody {
+            kind: Kind::Full((!data.is_empty()).then_some(data)),
+        }
+    }
+
     /// Streams `len` bytes of `file` from `offset`; `log` is written when the
     /// body is finished or dropped, with the bytes actually sent.
     pub(crate) fn file(file: File, offset: u64, len: u64, chunk: usize, log: AccessLog) -> Self {

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use mediagate_signer::time::Duration;
 use mediagate_signer::{DEFAULT_LEEWAY, DEFAULT_MAX_TTL, Keyring, Verifier};
 
+use crate::cache::{CacheLimits, FileCache};
 use crate::fs::{MediaRoot, RootError};
 use crate::service::MediaGate;
 
@@ -107,10 +108,11 @@ pub(crate) struct Config {
     /// Without trailing slash; empty for `/`.
     pub mount: String,
     pub transports: Transports,
-    pub cache: CachePolicy,
+    pub cache_policy: CachePolicy,
     pub client_ip: ClientIpSource,
     pub health_path: Option<String>,
     pub chunk_size: usize,
+    pub cache: FileCache,
 }
 
 /// Builds a [`MediaGate`]. Every setting has a default, given with it.
@@ -127,6 +129,7 @@ pub struct Builder {
     client_ip: ClientIpSource,
     health_path: Option<String>,
     chunk_size: usize,
+    cache_limits: CacheLimits,
 }
 
 impl Builder {
@@ -142,6 +145,7 @@ impl Builder {
             client_ip: ClientIpSource::default(),
             health_path: Some("/healthz".into()),
             chunk_size: DEFAULT_CHUNK_SIZE,
+            cache_limits: CacheLimits::default(),
         }
     }
 
@@ -196,6 +200,13 @@ impl Builder {
         self
     }
 
+    /// Limits of the file cache (default: 32 MiB of files up to 64 KiB,
+    /// 16384 entries; see [`CacheLimits`]).
+    pub fn cache_limits(mut self, limits: CacheLimits) -> Self {
+        self.cache_limits = limits;
+        self
+    }
+
     /// Opens the media root and checks the settings.
     pub fn build(self) -> Result<MediaGate, ConfigError> {
         let mount =
@@ -221,10 +232,11 @@ impl Builder {
             verifier,
             mount,
             transports: self.transports,
-            cache: self.cache,
+            cache_policy: self.cache,
             client_ip: self.client_ip,
             health_path: self.health_path,
             chunk_size: self.chunk_size,
+            cache: FileCache::new(self.cache_limits),
         })))
     }
 }

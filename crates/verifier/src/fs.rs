@@ -20,7 +20,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
 use rustix::io::Errno;
 
 /// Why the media root cannot be used.
@@ -58,8 +58,53 @@ pub(crate) struct MediaRoot {
 #[derive(Debug)]
 pub(crate) struct OpenedFile {
     pub file: File,
+    pub identity: Identity,
+}
+
+/// What identifies one version of one file: device, inode, size and
+/// change times. Two equal identities mean the same, unchanged file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Identity {
+    pub dev: (u32, u32),
+    pub ino: u64,
     pub len: u64,
-    pub modified: Option<SystemTime>,
+    pub mtime: (i64, u32),
+    pub ctime: (i64, u32),
+}
+
+impl Identity {
+    fn from_statx(st: &rustix::fs::Statx) -> Identity {
+        Identity {
+            dev: (st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            len: st.stx_size,
+            mtime: (st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec),
+            ctime: (st.stx_ctime.tv_sec, st.stx_ctime.tv_nsec),
+        }
+    }
+
+    /// The modification time, when it is after the epoch.
+    pub fn modified(&self) -> Option<SystemTime> {
+        let (secs, nanos) = self.mtime;
+        let secs = u64::try_from(secs).ok()?;
+        SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
+    }
+}
+
+const STATX_MASK: StatxFlags = StatxFlags::TYPE
+    .union(StatxFlags::INO)
+    .union(StatxFlags::SIZE)
+    .union(StatxFlags::MTIME)
+    .union(StatxFlags::CTIME);
+
+fn regular(st: &rustix::fs::Statx) -> bool {
+    u32::from(st.stx_mode) & 0o170000 == 0o100000
+}
+
+/// The identity of the open file `fd`, if it is a regular file.
+pub(crate) fn identity_of(fd: &File) -> Result<Option<Identity>, OpenError> {
+    let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, STATX_MASK).map_err(map_errno)?;
+    Ok(regular(&st).then(|| Identity::from_statx(&st)))
 }
 
 /// Why a file cannot be served.
@@ -135,15 +180,19 @@ impl MediaRoot {
         }
         .map_err(map_errno)?;
         let file = File::from(fd);
-        let meta = file.metadata().map_err(OpenError::Io)?;
-        if !meta.is_file() {
-            return Err(OpenError::NotFound);
-        }
-        Ok(OpenedFile {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            file,
-        })
+        let identity = identity_of(&file)?.ok_or(OpenError::NotFound)?;
+        Ok(OpenedFile { file, identity })
+    }
+
+    /// The identity of the regular file at `relative`, without following a
+    /// final symlink and without opening it: a cheap check that a cached
+    /// file is still the one at this path. The result only ever confirms a
+    /// file that was opened beneath the root before; it never grants access
+    /// by itself.
+    pub(crate) fn identity_at(&self, relative: &str) -> Option<Identity> {
+        let st =
+            rustix::fs::statx(&self.dir, relative, AtFlags::SYMLINK_NOFOLLOW, STATX_MASK).ok()?;
+        regular(&st).then(|| Identity::from_statx(&st))
     }
 
     fn walk(&self, relative: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
@@ -211,8 +260,12 @@ mod tests {
     }
 
     fn check(root: &MediaRoot) {
-        assert_eq!(root.open_file("a.txt").unwrap().len, 5);
-        assert_eq!(root.open_file("sub/b.txt").unwrap().len, 3);
+        assert_eq!(root.open_file("a.txt").unwrap().identity.len, 5);
+        assert_eq!(root.open_file("sub/b.txt").unwrap().identity.len, 3);
+        let id = root.open_file("a.txt").unwrap().identity;
+        assert_eq!(root.identity_at("a.txt"), Some(id));
+        assert_eq!(root.identity_at("out"), None);
+        assert_eq!(root.identity_at("sub"), None);
         for bad in [
             "out",
             "sub/rel-out",
@@ -235,7 +288,7 @@ mod tests {
         check(&root);
         if root.strategy == Strategy::Beneath {
             // Symlinks that stay inside are followed.
-            assert_eq!(root.open_file("in").unwrap().len, 5);
+            assert_eq!(root.open_file("in").unwrap().identity.len, 5);
         }
     }
 

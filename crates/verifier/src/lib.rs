@@ -5,6 +5,7 @@
 mod access_log;
 mod authorize;
 mod body;
+mod cache;
 mod config;
 mod fs;
 mod headers;
@@ -18,12 +19,13 @@ mod token;
 
 pub use access_log::TARGET as ACCESS_LOG_TARGET;
 pub use body::MediaBody;
+pub use cache::CacheLimits;
 pub use config::{
     Builder, CachePolicy, ClientIpSource, ConfigError, DEFAULT_CHUNK_SIZE, Transports,
 };
 pub use fs::RootError;
 pub use keys::{LoadKeysError, load_keyring_env, load_keyring_file};
-pub use server::{ServerConfig, serve};
+pub use server::{ServerConfig, Workers, serve};
 pub use service::{MediaGate, PeerAddr};
 
 /// The signer crate, re-exported.

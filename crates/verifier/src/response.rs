@@ -2,8 +2,6 @@
 //! (validators, conditionals, ranges, caching, overrides), and the short
 //! uniform error responses.
 
-use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
-
 use http::header::{
     ACCEPT_RANGES, ALLOW, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE,
     CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
@@ -14,8 +12,8 @@ use mediagate_signer::Grant;
 use mediagate_signer::time::OffsetDateTime;
 
 use crate::body::MediaBody;
+use crate::cache::Entry;
 use crate::config::CachePolicy;
-use crate::fs::OpenedFile;
 use crate::headers::conditional::{self, Conditions, Precondition, Validators};
 use crate::headers::range::{self, RangeRequest};
 use crate::reject::Reject;
@@ -61,37 +59,12 @@ pub(crate) fn health(head: bool) -> Response<MediaBody> {
     res
 }
 
-/// A strong ETag from length and modification time only (no inode), so
-/// that edge nodes holding the same file agree.
-fn etag(len: u64, modified: Option<SystemTime>) -> String {
-    let since = modified
-        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-        .unwrap_or_default();
-    format!(
-        "\"{:x}-{:x}.{:x}\"",
-        len,
-        since.as_secs(),
-        since.subsec_nanos()
-    )
-}
-
-fn whole_seconds(t: SystemTime) -> Option<SystemTime> {
-    let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    Some(UNIX_EPOCH + StdDuration::from_secs(secs))
-}
-
 fn first(headers: &HeaderMap, name: http::header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Content type: the signed override, else a guess from the extension.
-fn content_type(grant: &Grant, path: &str) -> HeaderValue {
-    if let Some(ct) = grant
-        .content_type()
-        .and_then(|ct| HeaderValue::from_str(ct).ok())
-    {
-        return ct;
-    }
+/// The content type guessed from the extension (cached per file).
+pub(crate) fn guess_content_type(path: &str) -> HeaderValue {
     let guess = streaming_type(path)
         .or_else(|| mime_guess::from_path(path).first_raw())
         .unwrap_or("application/octet-stream");
@@ -123,21 +96,19 @@ pub(crate) struct Plan {
     pub body: Option<(u64, u64)>,
 }
 
-/// Builds the response for a granted request on an opened file.
+/// Builds the response for a granted request on a file version.
 pub(crate) fn file(
     req_headers: &HeaderMap,
     head: bool,
     grant: &Grant,
-    path: &str,
-    file: &OpenedFile,
+    entry: &Entry,
     cache: CachePolicy,
     now: OffsetDateTime,
 ) -> Plan {
-    let tag = etag(file.len, file.modified);
-    let last_modified = file.modified.and_then(whole_seconds);
+    let len = entry.identity.len;
     let validators = Validators {
-        etag: &tag,
-        last_modified,
+        etag: entry.etag.to_str().unwrap_or_default(),
+        last_modified: entry.last_modified,
     };
     let conditions = Conditions {
         if_match: first(req_headers, IF_MATCH),
@@ -147,13 +118,9 @@ pub(crate) fn file(
     };
     let mut headers = HeaderMap::with_capacity(12);
     let h = &mut headers;
-    if let Ok(v) = HeaderValue::from_str(&tag) {
-        h.insert(ETAG, v);
-    }
-    if let Some(lm) = last_modified {
-        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(lm)) {
-            h.insert(LAST_MODIFIED, v);
-        }
+    h.insert(ETAG, entry.etag.clone());
+    if let Some(lm) = &entry.last_modified_header {
+        h.insert(LAST_MODIFIED, lm.clone());
     }
     h.insert(CACHE_CONTROL, cache_control(cache, grant, now));
     h.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
@@ -170,7 +137,11 @@ pub(crate) fn file(
     }
 
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(CONTENT_TYPE, content_type(grant, path));
+    let content_type = grant
+        .content_type()
+        .and_then(|ct| HeaderValue::from_str(ct).ok())
+        .unwrap_or_else(|| entry.content_type.clone());
+    h.insert(CONTENT_TYPE, content_type);
     if let Some(cd) = grant
         .content_disposition()
         .and_then(|cd| HeaderValue::from_str(&cd).ok())
@@ -182,24 +153,24 @@ pub(crate) fn file(
             if first(req_headers, IF_RANGE)
                 .is_none_or(|ir| conditional::if_range_holds(ir, &validators)) =>
         {
-            range::evaluate(r, file.len)
+            range::evaluate(r, len)
         }
         _ => RangeRequest::Full,
     };
     let mut status = StatusCode::OK;
     let (start, end) = match range {
-        RangeRequest::Full => (0, file.len),
+        RangeRequest::Full => (0, len),
         RangeRequest::Partial(r) => {
             status = StatusCode::PARTIAL_CONTENT;
             if let Ok(v) =
-                HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end - 1, file.len))
+                HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end - 1, len))
             {
                 h.insert(CONTENT_RANGE, v);
             }
             (r.start, r.end)
         }
         RangeRequest::Unsatisfiable => {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", file.len)) {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
                 h.insert(CONTENT_RANGE, v);
             }
             h.insert(CONTENT_LENGTH, HeaderValue::from(0));

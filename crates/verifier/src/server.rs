@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::Request;
@@ -155,6 +156,110 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Listening sockets for [`Workers::run`]: one per worker thread, all bound
+/// to the same address with `SO_REUSEPORT` so that the kernel spreads new
+/// connections across them.
+#[derive(Debug)]
+pub struct Workers {
+    addr: SocketAddr,
+    listeners: Vec<std::net::TcpListener>,
+}
+
+impl Workers {
+    /// Binds `threads` sockets (at least one) to `addr`; with port 0 they
+    /// share the port the first one gets.
+    pub fn bind(addr: SocketAddr, threads: usize) -> io::Result<Workers> {
+        let mut listeners = Vec::with_capacity(threads.max(1));
+        let mut bound = addr;
+        for _ in 0..threads.max(1) {
+            let listener = reuseport_listener(bound)?;
+            bound = listener.local_addr()?;
+            listeners.push(listener);
+        }
+        Ok(Workers {
+            addr: bound,
+            listeners,
+        })
+    }
+
+    /// The address the sockets are bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves `gate` with one single-threaded runtime per socket, each on
+    /// its own thread: nginx's model, with no work stealing and no wake-ups
+    /// across threads. Blocks until `shutdown` completes and every worker
+    /// has drained (see [`ServerConfig::drain_timeout`]). The connection cap
+    /// is shared out evenly.
+    pub fn run(
+        self,
+        gate: MediaGate,
+        config: ServerConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        let n = self.listeners.len();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut per_worker = config.clone();
+        per_worker.max_connections = (config.max_connections / n).max(1);
+        let mut threads = Vec::with_capacity(n);
+        for (i, listener) in self.listeners.into_iter().enumerate() {
+            let gate = gate.clone();
+            let config = per_worker.clone();
+            let mut stop = stop_rx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("mediagate-worker-{i}"))
+                .spawn(move || -> io::Result<()> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        serve(listener, gate, config, async move {
+                            let _ = stop.wait_for(|stopped| *stopped).await;
+                        })
+                        .await
+                    })
+                })?;
+            threads.push(thread);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(shutdown);
+        let _ = stop_tx.send(true);
+        let mut result = Ok(());
+        for t in threads {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(io::Error::other("a worker thread panicked")),
+            }
+        }
+        result
+    }
+}
+
+fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    sockopt::set_socket_reuseaddr(&fd, true)?;
+    sockopt::set_socket_reuseport(&fd, true)?;
+    rustix::net::bind(&fd, &addr)?;
+    rustix::net::listen(&fd, 1024)?;
+    Ok(std::net::TcpListener::from(fd))
 }
 
 /// Waits (at most `timeout`) for the first bytes, and tells whether they

@@ -15,6 +15,7 @@ use mediagate_signer::{Keyring, Method};
 
 use crate::access_log::AccessLog;
 use crate::body::MediaBody;
+use crate::cache::Content;
 use crate::config::{Builder, Config};
 use crate::fs::OpenError;
 use crate::reject::Reject;
@@ -102,30 +103,26 @@ impl MediaGate {
                 Err(r) => return self.refuse(req, None, r, started),
             };
         // 5. File
-        let file = match cfg.root.open_file(path.relative()) {
-            Ok(f) => f,
-            Err(OpenError::NotFound) => {
-                return self.refuse(req, Some(grant.subject()), Reject::NotFound, started);
-            }
-            Err(OpenError::Busy) => {
-                return self.refuse(req, Some(grant.subject()), Reject::Busy, started);
-            }
-            Err(OpenError::Io(e)) => {
-                tracing::error!(error = %e, "opening a media file failed");
-                return self.refuse(req, Some(grant.subject()), Reject::Internal, started);
+        let resolved = cfg.cache.resolve(&cfg.root, path.relative(), || {
+            response::guess_content_type(path.as_str())
+        });
+        let (entry, content) = match resolved {
+            Ok(r) => r,
+            Err(e) => {
+                let reject = match e {
+                    OpenError::NotFound => Reject::NotFound,
+                    OpenError::Busy => Reject::Busy,
+                    OpenError::Io(e) => {
+                        tracing::error!(error = %e, "opening a media file failed");
+                        Reject::Internal
+                    }
+                };
+                return self.refuse(req, Some(grant.subject()), reject, started);
             }
         };
         // 6. Response
         let head = method == Method::Head;
-        let plan = response::file(
-            req.headers(),
-            head,
-            &grant,
-            path.as_str(),
-            &file,
-            cfg.cache,
-            now,
-        );
+        let plan = response::file(req.headers(), head, &grant, &entry, cfg.cache_policy, now);
         let mut res = plan.response;
         let log = AccessLog::start(
             req.method(),
@@ -135,13 +132,18 @@ impl MediaGate {
             None,
             started,
         );
-        match plan.body {
-            Some((start, end)) => {
-                *res.body_mut() =
-                    MediaBody::file(file.file, start, end - start, cfg.chunk_size, log);
+        *res.body_mut() = match (plan.body, content) {
+            (None, _) => {
+                log.finish(0, None);
+                MediaBody::empty()
             }
-            None => log.finish(0, None),
-        }
+            (Some((start, end)), Content::Memory(bytes)) => {
+                MediaBody::bytes(bytes.slice(start as usize..end as usize), log)
+            }
+            (Some((start, end)), Content::File(file)) => {
+                MediaBody::file(file, start, end - start, cfg.chunk_size, log)
+            }
+        };
         res
     }
 

@@ -606,3 +606,24 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
     // After shutdown, nothing listens.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn a_changed_file_is_never_served_stale() {
+    let s = TestServer::start().await;
+    let t = s.target("/pub/a.txt");
+    assert_eq!(s.get(&t, &[]).await.text(), "hello world\n");
+    assert_eq!(s.get(&t, &[]).await.text(), "hello world\n");
+    // Replaced by rename (how deploys and rsync publish files).
+    std::fs::write(s.root.join("pub/new.txt"), "replaced\n").unwrap();
+    std::fs::rename(s.root.join("pub/new.txt"), s.root.join("pub/a.txt")).unwrap();
+    let r = s.get(&t, &[]).await;
+    assert_eq!(r.text(), "replaced\n");
+    assert_eq!(r.header("content-length"), Some("9"));
+    // Rewritten in place, same length.
+    std::fs::write(s.root.join("pub/a.txt"), "REPLACED\n").unwrap();
+    assert_eq!(s.get(&t, &[]).await.text(), "REPLACED\n");
+    // Removed.
+    std::fs::remove_file(s.root.join("pub/a.txt")).unwrap();
+    assert_eq!(s.get(&t, &[]).await.status, 404);
+    s.shutdown().await.unwrap();
+}

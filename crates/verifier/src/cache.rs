@@ -1,0 +1,289 @@
+//! A cache of file versions: the validators and headers of each file,
+//! computed once per version, and the bytes of small files.
+//!
+//! Correctness comes first. An entry describes one *version* of a file (its
+//! [`Identity`]: device, inode, size, modification and change times), read
+//! from a handle opened beneath the root. A cached small file is served only
+//! after a `statx` of its path, made without following a final symlink,
+//! returns the same identity: a replaced, rewritten, truncated or renamed
+//! file never matches and is opened again. The identity only ever confirms a
+//! file that was opened safely before, so confinement does not depend on
+//! it. A hit costs one `statx` instead of `openat2`, `statx`, `pread` and
+//! `close`.
+//!
+//! Memory is bounded by a byte budget (files above a size limit are never
+//! held in memory, only their headers) and an entry count; when either is
+//! exceeded, arbitrary entries are dropped.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderValue;
+
+use crate::fs::{Identity, MediaRoot, OpenError, identity_of};
+
+/// Limits of the file cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Total bytes of file content held in memory (default 32 MiB; 0 turns
+    /// content caching off).
+    pub max_bytes: usize,
+    /// Largest file whose content is held (default 64 KiB).
+    pub max_file_size: usize,
+    /// Most files described (default 16384).
+    pub max_entries: usize,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        CacheLimits {
+            max_bytes: 32 << 20,
+            max_file_size: 64 << 10,
+            max_entries: 16384,
+        }
+    }
+}
+
+/// One version of one file, with its response headers precomputed.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub identity: Identity,
+    /// Strong ETag from length and modification time only (no inode), so
+    /// that edge nodes holding the same file agree.
+    pub etag: HeaderValue,
+    /// Modification time at whole-second precision, as HTTP dates have it.
+    pub last_modified: Option<SystemTime>,
+    pub last_modified_header: Option<HeaderValue>,
+    pub content_type: HeaderValue,
+    /// The whole content, for small files.
+    pub bytes: Option<Bytes>,
+}
+
+/// Where the body comes from.
+#[derive(Debug)]
+pub(crate) enum Content {
+    Memory(Bytes),
+    File(File),
+}
+
+#[derive(Debug)]
+struct Map {
+    entries: HashMap<Box<str>, Arc<Entry>>,
+    bytes: usize,
+}
+
+/// The cache; shared by every worker.
+#[derive(Debug)]
+pub(crate) struct FileCache {
+    map: RwLock<Map>,
+    limits: CacheLimits,
+}
+
+impl FileCache {
+    pub(crate) fn new(limits: CacheLimits) -> Self {
+        FileCache {
+            map: RwLock::new(Map {
+                entries: HashMap::new(),
+                bytes: 0,
+            }),
+            limits,
+        }
+    }
+
+    fn get(&self, relative: &str) -> Option<Arc<Entry>> {
+        self.map.read().ok()?.entries.get(relative).cloned()
+    }
+
+    /// Opens (or finds) the file at `relative` beneath `root`.
+    pub(crate) fn resolve(
+        &self,
+        root: &MediaRoot,
+        relative: &str,
+        content_type: impl FnOnce() -> HeaderValue,
+    ) -> Result<(Arc<Entry>, Content), OpenError> {
+        let cached = self.get(relative);
+        if let Some(entry) = &cached {
+            if let Some(bytes) = &entry.bytes {
+                if root.identity_at(relative) == Some(entry.identity) {
+                    return Ok((entry.clone(), Content::Memory(bytes.clone())));
+                }
+            }
+        }
+        let opened = root.open_file(relative)?;
+        if let Some(entry) = cached.filter(|e| e.identity == opened.identity) {
+            return Ok((entry, Content::File(opened.file)));
+        }
+        let identity = opened.identity;
+        let bytes = self.read_small(&opened.file, identity)?;
+        let entry = Arc::new(Entry::new(identity, content_type(), bytes));
+        self.insert(relative, entry.clone());
+        let content = match &entry.bytes {
+            Some(b) => Content::Memory(b.clone()),
+            None => Content::File(opened.file),
+        };
+        Ok((entry, content))
+    }
+
+    /// Reads a small file whole, if it stays the same version while read.
+    fn read_small(&self, file: &File, identity: Identity) -> Result<Option<Bytes>, OpenError> {
+        let len = identity.len as usize;
+        if len as u64 != identity.len
+            || len > self.limits.max_file_size
+            || len > self.limits.max_bytes
+        {
+            return Ok(None);
+        }
+        let mut buf = BytesMut::zeroed(len);
+        let mut filled = 0;
+        while filled < len {
+            match file.read_at(&mut buf[filled..], filled as u64) {
+                Ok(0) => return Ok(None), // shrank: stream it, and let that abort
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(OpenError::Io(e)),
+            }
+        }
+        // Changed while read: do not keep a torn copy.
+        if identity_of(file)? != Some(identity) {
+            return Ok(None);
+        }
+        Ok(Some(buf.freeze()))
+    }
+
+    fn insert(&self, relative: &str, entry: Arc<Entry>) {
+        let Ok(mut map) = self.map.write() else {
+            return;
+        };
+        let size = entry.bytes.as_ref().map_or(0, Bytes::len);
+        if let Some(old) = map.entries.remove(relative) {
+            map.bytes -= old.bytes.as_ref().map_or(0, Bytes::len);
+        }
+        while !map.entries.is_empty()
+            && (map.entries.len() >= self.limits.max_entries
+                || map.bytes + size > self.limits.max_bytes)
+        {
+            // HashMap order is randomized per process: random eviction.
+            let Some(victim) = map.entries.keys().next().cloned() else {
+                break;
+            };
+            if let Some(old) = map.entries.remove(&victim) {
+                map.bytes -= old.bytes.as_ref().map_or(0, Bytes::len);
+            }
+        }
+        if map.bytes + size <= self.limits.max_bytes && self.limits.max_entries > 0 {
+            map.bytes += size;
+            map.entries.insert(relative.into(), entry);
+        }
+    }
+}
+
+impl Entry {
+    fn new(identity: Identity, content_type: HeaderValue, bytes: Option<Bytes>) -> Entry {
+        let modified = identity.modified();
+        let since = modified
+            .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        let etag = format!(
+            "\"{:x}-{:x}.{:x}\"",
+            identity.len,
+            since.as_secs(),
+            since.subsec_nanos()
+        );
+        let last_modified = modified.map(|_| UNIX_EPOCH + Duration::from_secs(since.as_secs()));
+        Entry {
+            identity,
+            etag: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\"")),
+            last_modified,
+            last_modified_header: last_modified
+                .and_then(|t| HeaderValue::from_str(&httpdate::fmt_http_date(t)).ok()),
+            content_type,
+            bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ct() -> HeaderValue {
+        HeaderValue::from_static("text/plain")
+    }
+
+    #[test]
+    fn hits_while_unchanged_and_misses_after_any_change() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"one").unwrap();
+        let root = MediaRoot::open(dir.path()).unwrap();
+        let cache = FileCache::new(CacheLimits::default());
+        let (e1, c1) = cache.resolve(&root, "a.txt", ct).unwrap();
+        assert!(matches!(c1, Content::Memory(ref b) if &b[..] == b"one"));
+        let (e2, _) = cache.resolve(&root, "a.txt", ct).unwrap();
+        assert!(Arc::ptr_eq(&e1, &e2), "second lookup is a hit");
+        // Replaced by rename: a new inode, a miss, the new bytes.
+        std::fs::write(dir.path().join("b.txt"), b"two!").unwrap();
+        std::fs::rename(dir.path().join("b.txt"), dir.path().join("a.txt")).unwrap();
+        let (e3, c3) = cache.resolve(&root, "a.txt", ct).unwrap();
+        assert!(!Arc::ptr_eq(&e1, &e3));
+        assert!(matches!(c3, Content::Memory(ref b) if &b[..] == b"two!"));
+        // Rewritten in place: ctime changes.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(dir.path().join("a.txt"), b"six!").unwrap();
+        let (_, c4) = cache.resolve(&root, "a.txt", ct).unwrap();
+        assert!(matches!(c4, Content::Memory(ref b) if &b[..] == b"six!"));
+        // Gone: not found, whatever the cache held.
+        std::fs::remove_file(dir.path().join("a.txt")).unwrap();
+        assert!(matches!(
+            cache.resolve(&root, "a.txt", ct),
+            Err(OpenError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn a_symlink_swapped_in_is_not_served_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let root_dir = dir.path().join("root");
+        std::fs::create_dir(&root_dir).unwrap();
+        std::fs::write(root_dir.join("a.txt"), b"inside").unwrap();
+        std::fs::write(dir.path().join("secret"), b"outside").unwrap();
+        let root = MediaRoot::open(&root_dir).unwrap();
+        let cache = FileCache::new(CacheLimits::default());
+        cache.resolve(&root, "a.txt", ct).unwrap();
+        std::fs::remove_file(root_dir.join("a.txt")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), root_dir.join("a.txt")).unwrap();
+        assert!(matches!(
+            cache.resolve(&root, "a.txt", ct),
+            Err(OpenError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn memory_stays_within_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..50 {
+            std::fs::write(dir.path().join(format!("{i}")), vec![b'x'; 1000]).unwrap();
+        }
+        std::fs::write(dir.path().join("big"), vec![b'x'; 5000]).unwrap();
+        let root = MediaRoot::open(dir.path()).unwrap();
+        let limits = CacheLimits {
+            max_bytes: 10_000,
+            max_file_size: 4096,
+            max_entries: 20,
+        };
+        let cache = FileCache::new(limits);
+        for i in 0..50 {
+            cache.resolve(&root, &format!("{i}"), ct).unwrap();
+            let map = cache.map.read().unwrap();
+            assert!(map.bytes <= 10_000 && map.entries.len() <= 20);
+        }
+        let (_, c) = cache.resolve(&root, "big", ct).unwrap();
+        assert!(
+            matches!(c, Content::File(_)),
+            "above max_file_size: streamed"
+        );
+    }
+}
