@@ -131,13 +131,27 @@ pub enum ClaimError {
 
 /// Subjects are 1..=128 bytes of printable ASCII (0x21..=0x7E).
 pub(crate) fn check_subject(s: &str) -> Result<(), ClaimError> {
-    let ok = (1..=MAX_SUBJECT_LEN).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic());
+    check_subject_bytes(s.as_bytes())
+}
+
+pub(crate) fn check_subject_bytes(s: &[u8]) -> Result<(), ClaimError> {
+    let ok = (1..=MAX_SUBJECT_LEN).contains(&s.len()) && s.iter().all(|b| b.is_ascii_graphic());
     if ok { Ok(()) } else { Err(ClaimError::Subject) }
 }
 
 pub(crate) fn check_filename(s: &str) -> Result<(), ClaimError> {
+    check_filename_bytes(s.as_bytes())
+}
+
+/// Filenames: 1..=255 bytes, no control character (C0, DEL, or C1, which
+/// UTF-8 encodes as C2 80..C2 9F), no `/` or `\`. UTF-8 validity is the
+/// caller's to check.
+pub(crate) fn check_filename_bytes(s: &[u8]) -> Result<(), ClaimError> {
     let ok = (1..=MAX_FILENAME_LEN).contains(&s.len())
-        && !s.chars().any(|c| c.is_control() || c == '/' || c == '\\');
+        && !s
+            .iter()
+            .any(|&b| b < 0x20 || b == 0x7f || b == b'/' || b == b'\\')
+        && !s.windows(2).any(|w| w[0] == 0xc2 && w[1] <= 0x9f);
     if ok {
         Ok(())
     } else {
@@ -245,13 +259,13 @@ pub struct Claims {
 impl Claims {
     /// Parses a payload (the token without its tag).
     pub(crate) fn parse(payload: &[u8]) -> Result<Claims, MalformedToken> {
-        let raw = wire::decode_payload(payload)?;
+        let raw = wire::decode_fields(payload)?;
         let (disposition, filename) = match raw.disposition {
             Some((kind, name)) => (Some(kind), name),
-            None => (None, ""),
+            None => (None, &[][..]),
         };
         let content_type = raw.content_type.unwrap_or_default();
-        let mut text = String::with_capacity(
+        let mut text = Vec::with_capacity(
             raw.key_id.len()
                 + raw.subject.len()
                 + raw.path.len()
@@ -259,15 +273,22 @@ impl Claims {
                 + content_type.len(),
         );
         // Field lengths are bounded by the format (the sum is < 2048).
-        text.push_str(raw.key_id);
+        text.extend_from_slice(raw.key_id);
         let key_id_end = text.len() as u16;
-        text.push_str(raw.subject);
+        text.extend_from_slice(raw.subject);
         let subject_end = text.len() as u16;
-        text.push_str(raw.path);
+        text.extend_from_slice(raw.path);
         let path_end = text.len() as u16;
-        text.push_str(filename);
+        text.extend_from_slice(filename);
         let filename_end = text.len() as u16;
-        text.push_str(content_type);
+        text.extend_from_slice(content_type);
+        // One UTF-8 check for all text; each field must also be valid on
+        // its own, which holds when every boundary is a char boundary.
+        let text = String::from_utf8(text).map_err(|_| MalformedToken::Field("text"))?;
+        let bounds = [key_id_end, subject_end, path_end, filename_end];
+        if !bounds.iter().all(|&b| text.is_char_boundary(b as usize)) {
+            return Err(MalformedToken::Field("text"));
+        }
         Ok(Claims {
             text,
             key_id_end,

@@ -227,28 +227,32 @@ impl<'a> LinkBuilder<'a> {
         if self.methods.bits() == 0 {
             return Err(SignError::NoMethods);
         }
-        // Integer nanoseconds: exact, and much cheaper than calendar arithmetic.
-        let now = self
-            .issued_at
-            .unwrap_or_else(OffsetDateTime::now_utc)
-            .unix_timestamp_nanos();
-        let expires_ns = match (self.expires_at, self.ttl.or(self.signer.default_ttl)) {
-            (Some(at), _) => at.unix_timestamp_nanos(),
-            (None, Some(ttl)) => now + ttl.whole_nanoseconds(),
+        // Whole seconds plus nanoseconds: exact, and much cheaper than
+        // calendar arithmetic.
+        let now = self.issued_at.unwrap_or_else(OffsetDateTime::now_utc);
+        let (now_s, now_ns) = (now.unix_timestamp(), i64::from(now.nanosecond()));
+        let lifetime = match (self.expires_at, self.ttl.or(self.signer.default_ttl)) {
+            (Some(at), _) => at - now,
+            (None, Some(ttl)) => ttl,
             (None, None) => return Err(SignError::MissingExpiry),
         };
-        let lifetime = expires_ns - now;
-        if lifetime <= 0 {
+        if lifetime <= Duration::ZERO {
             return Err(SignError::NonPositiveLifetime);
         }
-        if lifetime > self.signer.max_ttl.whole_nanoseconds() {
+        if lifetime > self.signer.max_ttl {
             return Err(SignError::LifetimeTooLong {
-                lifetime: Duration::seconds((lifetime / NANOS) as i64),
+                lifetime,
                 max: self.signer.max_ttl,
             });
         }
-        let issued_at = unix_nanos(now)?;
-        let expires = unix_nanos(expires_ns)?;
+        // expires = floor(now + lifetime), in whole seconds.
+        let nanos = now_ns + i64::from(lifetime.subsec_nanoseconds());
+        let expires_s = now_s
+            .checked_add(lifetime.whole_seconds())
+            .and_then(|s| s.checked_add(nanos.div_euclid(NANOS)))
+            .ok_or(SignError::TimeOutOfRange)?;
+        let issued_at = unix_seconds(now_s)?;
+        let expires = unix_seconds(expires_s)?;
         if expires <= issued_at {
             return Err(SignError::NonPositiveLifetime);
         }
@@ -301,16 +305,16 @@ impl<'a> LinkBuilder<'a> {
     }
 }
 
-const NANOS: i128 = 1_000_000_000;
+const NANOS: i64 = 1_000_000_000;
 
 /// Unix seconds of `t`, within the range the format allows.
 fn unix(t: OffsetDateTime) -> Result<u64, SignError> {
-    unix_nanos(t.unix_timestamp_nanos())
+    unix_seconds(t.unix_timestamp())
 }
 
-/// Whole Unix seconds of a time in nanoseconds, within the format's range.
-fn unix_nanos(ns: i128) -> Result<u64, SignError> {
-    u64::try_from(ns.div_euclid(NANOS))
+/// Unix seconds within the format's range (1970..=9999).
+fn unix_seconds(s: i64) -> Result<u64, SignError> {
+    u64::try_from(s)
         .ok()
         .filter(|&s| s <= MAX_TIME)
         .ok_or(SignError::TimeOutOfRange)
