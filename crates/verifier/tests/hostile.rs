@@ -1,0 +1,213 @@
+//! Hostile HTTP: connection floods, clients that vanish mid-stream, range
+//! abuse, files that change while they are sent. Against the real server.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestServer, raw};
+use mediagate_verifier::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_is_capped_and_timed_out() {
+    let config = ServerConfig::default()
+        .with_max_connections(200)
+        .with_header_read_timeout(Duration::from_millis(800));
+    let s = TestServer::start_with(|b| b, config).await;
+    let mut idle = Vec::new();
+    for _ in 0..600 {
+        idle.push(TcpStream::connect(s.addr).await.unwrap());
+    }
+    // The server stays responsive: the idle connections are cut off at the
+    // header timeout, and the queued request is then served.
+    let started = Instant::now();
+    let r = s.get(&s.target("/pub/a.txt"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    // Every idle connection is eventually closed by the server.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for mut c in idle {
+        let mut buf = [0u8; 64];
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, c.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "an idle connection stayed open");
+    }
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_vanishing_mid_stream_leak_no_descriptors() {
+    let s = TestServer::start_with(|b| b.chunk_size(16 * 1024), ServerConfig::default()).await;
+    let target = s.target("/big.bin");
+    // Warm up (the runtime's own descriptors), then measure.
+    let _ = s.get(&s.target("/pub/a.txt"), &[]).await;
+    let baseline = open_fds();
+    for round in 0..10 {
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let addr = s.addr;
+            let target = target.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut c = TcpStream::connect(addr).await.unwrap();
+                c.write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                    .await
+                    .unwrap();
+                let mut buf = vec![0u8; 8192];
+                let _ = c.read(&mut buf).await;
+                // Drop: the client disappears with the body half sent.
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let _ = round;
+    }
+    // Descriptors return to the baseline once the server notices.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = open_fds();
+        if now <= baseline + 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "descriptors leaked: {baseline} -> {now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.get(&s.target("/pub/a.txt"), &[]).await.status, 200);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn range_abuse_never_amplifies() {
+    let s = TestServer::start().await;
+    let t = s.target("/big.bin");
+    // Apache Killer (CVE-2011-3192): many overlapping ranges.
+    let killer = format!(
+        "bytes=0-,{}",
+        (0..1300).map(|i| format!("5-{i}")).collect::<Vec<_>>().join(",")
+    );
+    let r = s.get(&t, &[("Range", &killer)]).await;
+    assert!(r.status == 200 || r.status == 431, "{}", r.status);
+    assert!(r.raw_len < 3_000_000 + 4096, "no amplification");
+    for h in [
+        "bytes=0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0",
+        "bytes=2999999-0",
+        "bytes=-18446744073709551616",
+        "bytes=18446744073709551615-18446744073709551615",
+        "bytes=1-2, 0-",
+        "bytes= -1",
+        "bytes=0-1;q=2",
+        "bytes=\u{0}",
+    ] {
+        let r = s.get(&t, &[("Range", h)]).await;
+        assert!(r.status < 500, "{h:?} -> {}", r.status);
+        assert!(r.raw_len < 3_000_000 + 4096, "{h:?}");
+    }
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn garbage_headers_never_5xx() {
+    let s = TestServer::start().await;
+    let t = s.target("/pub/a.txt");
+    let garbage = [
+        ("If-None-Match", "\u{1}\u{2}"),
+        ("If-None-Match", "W/"),
+        ("If-None-Match", "\"unterminated"),
+        ("If-Match", ",,,,"),
+        ("If-Modified-Since", "Mon, 99 Foo 9999 99:99:99 GMT"),
+        ("If-Unmodified-Since", "-1"),
+        ("If-Range", "W/\"x\""),
+        ("If-Range", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ("Cookie", "mg_token"),
+        ("Cookie", "=;=;=;;"),
+        ("X-Forwarded-For", "not an ip, also not"),
+        ("Accept-Encoding", "gzip;q=x"),
+    ];
+    for (name, value) in garbage {
+        let r = s.get(&t, &[(name, value)]).await;
+        assert!(r.status < 500, "{name}: {value:?} -> {}", r.status);
+    }
+    // Invalid bytes in header values: hyper refuses the request with a 400.
+    let r = raw(
+        s.addr,
+        format!("GET {t} HTTP/1.1\r\nHost: x\r\nIf-Match: \u{7f}\u{0}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(r.status < 500);
+    s.shutdown().await.unwrap();
+}
+
+/// Sends a request for `target` and reads the head plus `prefix` body bytes.
+async fn start_download(addr: std::net::SocketAddr, target: &str, prefix: usize) -> (TcpStream, Vec<u8>) {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while got.len() < prefix {
+        let n = c.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    (c, got)
+}
+
+#[tokio::test]
+async fn files_replaced_or_grown_while_streaming_stay_consistent() {
+    let s = TestServer::start_with(|b| b.chunk_size(64 * 1024), ServerConfig::default()).await;
+    // 64 MiB of a known pattern, so that the download is still running.
+    const LEN: usize = 64 << 20;
+    let pattern: Vec<u8> = (0..LEN).map(|i| (i % 253) as u8).collect();
+    std::fs::write(s.root.join("stream.bin"), &pattern).unwrap();
+    let target = s.target("/stream.bin");
+
+    // Replaced by rename: the download in flight keeps the old bytes.
+    let (mut c, mut got) = start_download(s.addr, &target, 1024).await;
+    std::fs::write(s.root.join("next.bin"), vec![0xEEu8; LEN]).unwrap();
+    std::fs::rename(s.root.join("next.bin"), s.root.join("stream.bin")).unwrap();
+    c.read_to_end(&mut got).await.unwrap();
+    let r = common::parse(&got);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), LEN);
+    assert!(r.body == pattern, "a renamed-over file must not mix versions");
+
+    // Grown while streaming: exactly the promised length is sent.
+    std::fs::write(s.root.join("grow.bin"), &pattern).unwrap();
+    let target = s.target("/grow.bin");
+    let (mut c, mut got) = start_download(s.addr, &target, 1024).await;
+    let mut f = std::fs::OpenOptions::new().append(true).open(s.root.join("grow.bin")).unwrap();
+    std::io::Write::write_all(&mut f, &[1u8; 1 << 20]).unwrap();
+    c.read_to_end(&mut got).await.unwrap();
+    let r = common::parse(&got);
+    assert_eq!(r.header("content-length"), Some(LEN.to_string().as_str()));
+    assert_eq!(r.body.len(), LEN);
+    assert!(r.body == pattern);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn many_requests_on_one_keep_alive_connection() {
+    let s = TestServer::start().await;
+    let t = s.target("/pub/a.txt");
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    // Pipelined: 50 requests in one write.
+    let one = format!("GET {t} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut all = one.repeat(49);
+    all.push_str(&format!("GET {t} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    c.write_all(all.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 50);
+    assert_eq!(text.matches("hello world\n").count(), 50);
+    s.shutdown().await.unwrap();
+}
