@@ -202,6 +202,36 @@ def wrk(port, target, seconds, connections=64):
     return rps, bps, int(non2xx.group(1)) if non2xx else 0
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid):
+    """`pid` and all its descendants."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def cpu_seconds(pid):
+    """(user, system) CPU seconds used so far by `pid` and its descendants."""
+    user = system = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            user += int(fields[11])
+            system += int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return user / CLK_TCK, system / CLK_TCK
+
+
 def peak_rss_during(pid, port, target, seconds, connections):
     """Runs wrk with `connections` concurrent downloads; samples VmRSS."""
     w = subprocess.Popen(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s",
@@ -301,23 +331,29 @@ def main():
                 if status != want:
                     raise RuntimeError(f"{who} answered {status} for {name} ({target})")
 
-        results = {}
+        pids = {"mediagate": mg.pid, "nginx-1": ng1.pid, "nginx-auto": nga.pid, "django": dj.pid}
+        results, cpu = {}, {}
         for name, unit, targets in workloads:
             for r in range(rounds):
                 order = list(targets.items())
                 if r % 2:
                     order.reverse()  # alternate A/B
                 for who, (port, target) in order:
+                    u0, s0 = cpu_seconds(pids[who])
                     rps, bps, _ = wrk(port, target, seconds)
+                    u1, s1 = cpu_seconds(pids[who])
                     value = bps if unit == "MB/s" else rps
                     results.setdefault((name, who), []).append(value)
+                    requests = max(rps * seconds, 1)
+                    cpu.setdefault((name, who), []).append(
+                        ((u1 - u0) / requests * 1e6, (s1 - s0) / requests * 1e6))
                     print(f"{name:<30} {who:<11} {fmt(value, unit):>12} {unit}", flush=True)
 
         rss_seconds = 3 if args.quick else 10
         big = mg_sign("/100m.bin")
         peak = peak_rss_during(mg.pid, mg_port, big, rss_seconds, 256)
         print(f"mediagate peak RSS with 256 concurrent 100 MiB downloads: {peak / (1 << 20):.1f} MiB")
-        report(out, results, workloads, peak, seconds, rounds, args.quick)
+        report(out, results, cpu, workloads, peak, seconds, rounds, args.quick)
         print(f"report written to {out}")
     finally:
         stop_all()
@@ -331,7 +367,7 @@ TARGETS = {
 }
 
 
-def report(out, results, workloads, peak, seconds, rounds, quick):
+def report(out, results, cpu, workloads, peak, seconds, rounds, quick):
     med = {k: statistics.median(v) for k, v in results.items()}
     lines = [
         "# Benchmarks",
@@ -367,6 +403,18 @@ def report(out, results, workloads, peak, seconds, rounds, quick):
             verdicts.append(("valid 1 KiB: >= 15x the Django view", mgv / dj >= 15, f"{mgv / dj:.1f}x"))
     verdicts.append(("peak RSS <= 64 MiB during 256 concurrent 100 MiB downloads", peak <= 64 << 20,
                      f"{peak / (1 << 20):.1f} MiB"))
+    lines += ["", "Server CPU per request (median over runs; microseconds of user and kernel time, "
+              "from /proc, the server's whole process tree):", "",
+              "| workload | server | user us/req | kernel us/req |", "|---|---|---|---|"]
+    for name, unit, targets in workloads:
+        if unit != "req/s":
+            continue
+        for who in targets:
+            samples = cpu.get((name, who))
+            if samples:
+                u = statistics.median(x[0] for x in samples)
+                k = statistics.median(x[1] for x in samples)
+                lines.append(f"| {name} | {who} | {u:.2f} | {k:.2f} |")
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     for what, ok, measured in verdicts:
         lines.append(f"| {what} | {measured} | {'yes' if ok else 'NO'} |")

@@ -61,6 +61,13 @@ fn first_and_last_tag_byte_errors_take_the_same_time() {
     b.sort_by(f64::total_cmp);
     let (ma, mb) = (a[a.len() / 2], b[b.len() / 2]);
     let diff = (ma - mb).abs() / ma.min(mb);
-    println!("median ns per refusal: first byte wrong {ma:.1}, last byte wrong {mb:.1} ({:.2}% apart)", diff * 100.0);
-    assert!(diff < 0.03, "first/last tag byte errors differ by {:.2}%", diff * 100.0);
+    println!(
+        "median ns per refusal: first byte wrong {ma:.1}, last byte wrong {mb:.1} ({:.2}% apart)",
+        diff * 100.0
+    );
+    assert!(
+        diff < 0.03,
+        "first/last tag byte errors differ by {:.2}%",
+        diff * 100.0
+    );
 }

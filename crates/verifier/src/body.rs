@@ -3,11 +3,11 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{Read, Seek, SeekFrom};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::access_log::AccessLog;
@@ -35,6 +35,8 @@ struct FileStream {
     remaining: u64,
     chunk: usize,
     sent: u64,
+    /// Whether the file's cursor is at `offset` (set on the first read).
+    positioned: bool,
     log: Option<AccessLog>,
 }
 
@@ -67,6 +69,7 @@ impl MediaBody {
                 remaining: len,
                 chunk,
                 sent: 0,
+                positioned: false,
                 log: Some(log),
             }),
         }
@@ -76,30 +79,26 @@ impl MediaBody {
 impl FileStream {
     fn read_chunk(&mut self) -> io::Result<Bytes> {
         let want = self.remaining.min(self.chunk as u64) as usize;
-        let mut buf = BytesMut::zeroed(want);
-        let mut filled = 0;
-        while filled < want {
-            match self
-                .file
-                .read_at(&mut buf[filled..], self.offset + filled as u64)
-            {
-                Ok(0) => {
-                    // The file shrank under us: abort rather than send a
-                    // response shorter than its Content-Length.
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shrank while being sent",
-                    ));
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        if !self.positioned {
+            self.file.seek(SeekFrom::Start(self.offset))?;
+            self.positioned = true;
+        }
+        // `read_to_end` on a `Take` fills the vector's spare capacity
+        // without zeroing it first, in one read when the kernel allows.
+        let mut buf = Vec::with_capacity(want);
+        (&mut self.file).take(want as u64).read_to_end(&mut buf)?;
+        if buf.len() < want {
+            // The file shrank under us: abort rather than send a response
+            // shorter than its Content-Length.
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being sent",
+            ));
         }
         self.offset += want as u64;
         self.remaining -= want as u64;
         self.sent += want as u64;
-        Ok(buf.freeze())
+        Ok(Bytes::from(buf))
     }
 
     fn finish(&mut self, error: Option<&io::Error>) {

@@ -31,14 +31,21 @@ async fn a_flood_of_idle_connections_is_capped_and_timed_out() {
     let started = Instant::now();
     let r = s.get(&s.target("/pub/a.txt"), &[]).await;
     assert_eq!(r.status, 200);
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
     // Every idle connection is eventually closed by the server.
     let deadline = Instant::now() + Duration::from_secs(15);
     for mut c in idle {
         let mut buf = [0u8; 64];
         let left = deadline.saturating_duration_since(Instant::now());
         let n = tokio::time::timeout(left, c.read(&mut buf)).await;
-        assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "an idle connection stayed open");
+        assert!(
+            matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+            "an idle connection stayed open"
+        );
     }
     s.shutdown().await.unwrap();
 }
@@ -77,7 +84,10 @@ async fn clients_vanishing_mid_stream_leak_no_descriptors() {
         if now <= baseline + 4 {
             break;
         }
-        assert!(Instant::now() < deadline, "descriptors leaked: {baseline} -> {now}");
+        assert!(
+            Instant::now() < deadline,
+            "descriptors leaked: {baseline} -> {now}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(s.get(&s.target("/pub/a.txt"), &[]).await.status, 200);
@@ -91,7 +101,10 @@ async fn range_abuse_never_amplifies() {
     // Apache Killer (CVE-2011-3192): many overlapping ranges.
     let killer = format!(
         "bytes=0-,{}",
-        (0..1300).map(|i| format!("5-{i}")).collect::<Vec<_>>().join(",")
+        (0..1300)
+            .map(|i| format!("5-{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
     );
     let r = s.get(&t, &[("Range", &killer)]).await;
     assert!(r.status == 200 || r.status == 431, "{}", r.status);
@@ -138,7 +151,10 @@ async fn garbage_headers_never_5xx() {
     // Invalid bytes in header values: hyper refuses the request with a 400.
     let r = raw(
         s.addr,
-        format!("GET {t} HTTP/1.1\r\nHost: x\r\nIf-Match: \u{7f}\u{0}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!(
+            "GET {t} HTTP/1.1\r\nHost: x\r\nIf-Match: \u{7f}\u{0}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .await;
     assert!(r.status < 500);
@@ -146,11 +162,17 @@ async fn garbage_headers_never_5xx() {
 }
 
 /// Sends a request for `target` and reads the head plus `prefix` body bytes.
-async fn start_download(addr: std::net::SocketAddr, target: &str, prefix: usize) -> (TcpStream, Vec<u8>) {
+async fn start_download(
+    addr: std::net::SocketAddr,
+    target: &str,
+    prefix: usize,
+) -> (TcpStream, Vec<u8>) {
     let mut c = TcpStream::connect(addr).await.unwrap();
-    c.write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    c.write_all(
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut got = Vec::new();
     let mut buf = vec![0u8; 4096];
     while got.len() < prefix {
@@ -178,13 +200,19 @@ async fn files_replaced_or_grown_while_streaming_stay_consistent() {
     let r = common::parse(&got);
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), LEN);
-    assert!(r.body == pattern, "a renamed-over file must not mix versions");
+    assert!(
+        r.body == pattern,
+        "a renamed-over file must not mix versions"
+    );
 
     // Grown while streaming: exactly the promised length is sent.
     std::fs::write(s.root.join("grow.bin"), &pattern).unwrap();
     let target = s.target("/grow.bin");
     let (mut c, mut got) = start_download(s.addr, &target, 1024).await;
-    let mut f = std::fs::OpenOptions::new().append(true).open(s.root.join("grow.bin")).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.root.join("grow.bin"))
+        .unwrap();
     std::io::Write::write_all(&mut f, &[1u8; 1 << 20]).unwrap();
     c.read_to_end(&mut got).await.unwrap();
     let r = common::parse(&got);
@@ -202,10 +230,15 @@ async fn many_requests_on_one_keep_alive_connection() {
     // Pipelined: 50 requests in one write.
     let one = format!("GET {t} HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut all = one.repeat(49);
-    all.push_str(&format!("GET {t} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    all.push_str(&format!(
+        "GET {t} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    ));
     c.write_all(all.as_bytes()).await.unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&out);
     assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 50);
     assert_eq!(text.matches("hello world\n").count(), 50);
