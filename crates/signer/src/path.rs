@@ -349,12 +349,57 @@ const PATH_ESCAPE: &AsciiSet = &CONTROLS
     .add(b'=')
     .add(b'\'');
 
+/// Whether `b` is written as is in a URL path (see [`PATH_ESCAPE`]).
+const fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'('
+                | b')'
+                | b'*'
+                | b','
+                | b':'
+                | b'@'
+                | b'/'
+        )
+}
+
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = is_plain(i as u8);
+        i += 1;
+    }
+    t
+};
+
+/// Calls `f` with the pieces of the URL (percent-encoded) form of `path`;
+/// a path that needs no escape is one piece.
+pub(crate) fn for_each_encoded(path: &str, mut f: impl FnMut(&str)) {
+    if path.bytes().all(|b| PLAIN[b as usize]) {
+        f(path);
+    } else {
+        utf8_percent_encode(path, PATH_ESCAPE).for_each(f);
+    }
+}
+
+/// Length of the URL form of `path`.
+pub(crate) fn encoded_len(path: &str) -> usize {
+    path.bytes()
+        .map(|b| if PLAIN[b as usize] { 1 } else { 3 })
+        .sum()
+}
+
 /// Appends the URL (percent-encoded) form of a canonical path to `out`.
 /// [`MediaPath::from_uri_path`] decodes it back to the same path.
 pub(crate) fn encode_path_into(path: &str, out: &mut String) {
-    for part in utf8_percent_encode(path, PATH_ESCAPE) {
-        out.push_str(part);
-    }
+    for_each_encoded(path, |piece| out.push_str(piece));
 }
 
 /// The URL (percent-encoded) form of a canonical path.
@@ -469,7 +514,26 @@ mod tests {
             .prop_filter("not a dot segment", |s| s != "." && s != "..")
     }
 
+    #[test]
+    fn plain_table_matches_the_escape_set() {
+        for b in 0..=255u8 {
+            let escaped =
+                utf8_percent_encode(std::str::from_utf8(&[b]).unwrap_or("\u{fffd}"), PATH_ESCAPE)
+                    .collect::<String>();
+            if b < 0x80 {
+                assert_eq!(PLAIN[b as usize], escaped.len() == 1, "byte {b:#x}");
+            } else {
+                assert!(!PLAIN[b as usize]);
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn encoded_len_is_exact(p in "/[a-zA-Z0-9 %é/;+._~-]{0,30}") {
+            prop_assert_eq!(encoded_len(&p), encode_path(&p).len());
+        }
+
         #[test]
         fn encode_then_decode_round_trips(segs in proptest::collection::vec(segment(), 1..6), dir in any::<bool>()) {
             let mut path = format!("/{}", segs.join("/"));

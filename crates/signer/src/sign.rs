@@ -379,8 +379,13 @@ impl SignedLink<'_> {
 
     fn render_query(&self, base: &str, path: &str) -> String {
         let base = base.trim_end_matches('/');
-        let mut out =
-            String::with_capacity(base.len() + path.len() * 3 / 2 + self.token.len() + 16);
+        let mut out = String::with_capacity(
+            base.len()
+                + path::encoded_len(path)
+                + 2
+                + transport::QUERY_PARAM.len()
+                + self.token.len(),
+        );
         out.push_str(base);
         path::encode_path_into(path, &mut out);
         out.push('?');
