@@ -3,11 +3,14 @@
 
 use std::fs::File;
 use std::io;
-use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+
+/// Chunk buffers kept per response for reuse.
+const POOL: usize = 2;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::access_log::AccessLog;
@@ -35,8 +38,8 @@ struct FileStream {
     remaining: u64,
     chunk: usize,
     sent: u64,
-    /// Whether the file's cursor is at `offset` (set on the first read).
-    positioned: bool,
+    /// Chunks handed out, to be reused when the connection is done with them.
+    pool: Vec<Bytes>,
     log: Option<AccessLog>,
 }
 
@@ -69,7 +72,7 @@ impl MediaBody {
                 remaining: len,
                 chunk,
                 sent: 0,
-                positioned: false,
+                pool: Vec::new(),
                 log: Some(log),
             }),
         }
@@ -77,28 +80,64 @@ impl MediaBody {
 }
 
 impl FileStream {
+    /// A buffer of `len` initialized bytes: one handed out earlier that
+    /// the connection has finished with, or a new one. Reusing buffers
+    /// spares a zeroing and an allocation per chunk.
+    fn buffer(&mut self, len: usize) -> BytesMut {
+        let mut i = 0;
+        while i < self.pool.len() {
+            let candidate = self.pool.swap_remove(i);
+            match candidate.try_into_mut() {
+                Ok(mut buf) => {
+                    if buf.len() >= len {
+                        buf.truncate(len);
+                    } else {
+                        buf.resize(len, 0);
+                    }
+                    return buf;
+                }
+                Err(still_in_use) => {
+                    self.pool.push(still_in_use);
+                    i += 1;
+                }
+            }
+        }
+        BytesMut::zeroed(len)
+    }
+
     fn read_chunk(&mut self) -> io::Result<Bytes> {
         let want = self.remaining.min(self.chunk as u64) as usize;
-        if !self.positioned {
-            self.file.seek(SeekFrom::Start(self.offset))?;
-            self.positioned = true;
-        }
-        // `read_to_end` on a `Take` fills the vector's spare capacity
-        // without zeroing it first, in one read when the kernel allows.
-        let mut buf = Vec::with_capacity(want);
-        (&mut self.file).take(want as u64).read_to_end(&mut buf)?;
-        if buf.len() < want {
-            // The file shrank under us: abort rather than send a response
-            // shorter than its Content-Length.
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being sent",
-            ));
+        let mut buf = self.buffer(want);
+        let mut filled = 0;
+        while filled < want {
+            match self
+                .file
+                .read_at(&mut buf[filled..], self.offset + filled as u64)
+            {
+                Ok(0) => {
+                    // The file shrank under us: abort rather than send a
+                    // response shorter than its Content-Length.
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while being sent",
+                    ));
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
         self.offset += want as u64;
         self.remaining -= want as u64;
         self.sent += want as u64;
-        Ok(Bytes::from(buf))
+        let data = buf.freeze();
+        // Keep a handle to get the buffer back once the connection has
+        // written it; at most POOL buffers per response.
+        if self.pool.len() >= POOL {
+            self.pool.remove(0);
+        }
+        self.pool.push(data.clone());
+        Ok(data)
     }
 
     fn finish(&mut self, error: Option<&io::Error>) {
