@@ -136,6 +136,7 @@ struct FileConfig {
     health_path: Option<String>,
     max_connections: Option<usize>,
     workers: Option<usize>,
+    chunk_size: Option<usize>,
     header_read_timeout: Option<String>,
     leeway: Option<String>,
     max_ttl: Option<String>,
@@ -298,6 +299,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     if let Some(m) = seconds(file.max_ttl.as_deref(), "max_ttl")? {
         b = b.max_ttl(m);
+    }
+    if let Some(c) = file.chunk_size {
+        b = b.chunk_size(c);
     }
     let gate = b.build()?;
     let mut config = ServerConfig::default();
