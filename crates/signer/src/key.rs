@@ -1,38 +1,5 @@
-//! Signing keys and the keyring: one active key, any number of verify-only keys.
-//!
-//! A [`Key`] is a short ASCII id plus a secret of at least
-//! [`MIN_SECRET_LEN`] bytes. The secret never appears in `Debug` output or
-//! error messages, and is wiped from memory when the key is dropped. The MAC
-//! key derived from it (see `docs/FORMAT.md`) is computed once, when the key
-//! is made, and each signature starts from a copy of that precomputed state.
-//!
-//! # Keys file
-//!
-//! [`Keyring::from_toml`] reads this TOML format ([`Keyring::to_toml`] writes it):
-//!
-//! ```toml
-//! # The key that signs new links. Every listed key verifies.
-//! active = "2026-11"
-//!
-//! [[keys]]
-//! id = "2026-10"
-//! secret = "7Zx1n0cW3JY8a0q5d3pWz2m3Y1Xh2cL0pQ9s8r7t6u5"   # base64url, no padding
-//!
-//! [[keys]]
-//! id = "2026-11"
-//! secret = "Q2hhbmdlIG1lOiBnZW5lcmF0ZSB3aXRoIG1lZGlhZ2F0ZSBrZXlnZW4"
-//! ```
-//!
-//! # Environment
-//!
-//! [`Keyring::from_env_value`] reads the compact form used in environment
-//! variables such as `MEDIAGATE_KEYS`: comma-separated `id:secret` pairs, the
-//! first being the active key: `2026-11:Q2hh...,2026-10:7Zx1...`.
-//!
-//! # Rotation
-//!
-//! Add a new key, make it `active`, and keep the old one listed until every
-//! link it signed has expired (at most the verifier's `max_ttl`).
+//! Keys and the keyring. The user-facing documentation (keys file, environment
+//! form, rotation) is `key_docs.md`, rendered as the public `keys` module.
 
 use std::fmt;
 
@@ -240,7 +207,7 @@ impl Keyring {
         Ok(self)
     }
 
-    /// Reads the TOML keys file format described in the [module docs](self).
+    /// Reads the TOML keys file format described in [`keys`](crate::keys).
     pub fn from_toml(text: &str) -> Result<Self, KeyError> {
         let file: KeysFile = toml::from_str(text).map_err(|e| KeyError::File(toml_message(&e)))?;
         let mut active = None;

@@ -33,5 +33,6 @@ pub mod spec {
 
 /// Key handling: the keys file, the environment form, and rotation.
 pub mod keys {
+    #![doc = include_str!("key_docs.md")]
     pub use crate::key::*;
 }

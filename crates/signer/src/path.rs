@@ -81,7 +81,12 @@ pub enum PathError {
     NotADirectory,
 }
 
-/// A validated, percent-decoded media path. See the [module docs](self).
+/// A validated, percent-decoded media path: absolute, `/`-separated UTF-8,
+/// validated and never normalized (no `.`, `..` or empty segments, no
+/// backslash, no control character; decoded from a URL exactly once,
+/// refusing `%2F` and malformed escapes). A path ending in `/` is a
+/// directory: as a link scope, a prefix. The rules are in `docs/FORMAT.md`
+/// §5.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct MediaPath<'a>(Cow<'a, str>);
 
