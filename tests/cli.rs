@@ -303,3 +303,100 @@ fn serve_answers_and_stops_on_sigterm() {
     assert!(!log.contains(&token));
     assert!(log.contains("stopped"));
 }
+
+#[test]
+fn serve_reads_a_config_file_and_env_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let k = keys.to_str().unwrap();
+    run(&["keygen", "--out", k]);
+    let root = dir.path().join("media");
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(root.join("a.txt"), "from the config root\n").unwrap();
+    std::fs::write(other.join("a.txt"), "from the env root\n").unwrap();
+    let config = dir.path().join("mediagate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "keys = {k:?}\nroot = {:?}\nlisten = \"127.0.0.1:0\"\nmount = \"/files\"\n\
+             health_path = \"/up\"\nmax_connections = 64\nheader_read_timeout = \"5s\"\n\
+             leeway = \"10s\"\nmax_ttl = \"1d\"\nworkers = 1\nchunk_size = 65536\n",
+            root.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let fetch = |env_root: Option<&str>| {
+        let mut cmd = bin();
+        cmd.args(["serve", "--config", config.to_str().unwrap()])
+            .stderr(Stdio::piped());
+        if let Some(r) = env_root {
+            cmd.env("MEDIAGATE_ROOT", r);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("server exited early").unwrap();
+            if let Some(rest) = line.split("addr=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        let (_, url, _) = run(&[
+            "sign",
+            "--keys",
+            k,
+            "--user",
+            "7",
+            "--path",
+            "/a.txt",
+            "--base-url",
+            "/files",
+        ]);
+        let get = |target: &str| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            write!(
+                s,
+                "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut res = String::new();
+            s.read_to_string(&mut res).unwrap();
+            res
+        };
+        let file = get(url.trim());
+        let health = get("/up");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        (file, health)
+    };
+    let (file, health) = fetch(None);
+    assert!(file.ends_with("from the config root\n"), "{file}");
+    assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"));
+    let (file, _) = fetch(Some(other.to_str().unwrap()));
+    assert!(file.ends_with("from the env root\n"), "{file}");
+    // A config with an unknown setting is a one-line error.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "rooot = \"/tmp\"\n").unwrap();
+    assert_one_line_error(
+        &["serve", "--config", bad.to_str().unwrap()],
+        "unknown field",
+    );
+    std::fs::write(&bad, "leeway = \"soon\"\n").unwrap();
+    assert_one_line_error(
+        &[
+            "serve",
+            "--config",
+            bad.to_str().unwrap(),
+            "--keys",
+            k,
+            "--root",
+            "/tmp",
+        ],
+        "leeway",
+    );
+}
