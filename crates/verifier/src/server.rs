@@ -16,7 +16,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::service::{MediaGate, PeerAddr};
+use crate::service::MediaGate;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -122,9 +122,10 @@ pub async fn serve(
             else {
                 return;
             };
-            let service = service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(PeerAddr(peer));
-                hyper::service::Service::call(&gate, req)
+            let service = service_fn(move |req: Request<Incoming>| {
+                std::future::ready(Ok::<_, std::convert::Infallible>(
+                    gate.handle_from(&req, Some(peer)),
+                ))
             });
             let io = TokioIo::new(stream);
             let result = if h2 {

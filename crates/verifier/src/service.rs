@@ -56,8 +56,20 @@ impl MediaGate {
     }
 
     /// Answers one request. Never fails: every problem is a 4xx (or, for a
-    /// server-side fault, a 5xx) response with a reason code.
+    /// server-side fault, a 5xx) response with a reason code. The client's
+    /// address is taken from a [`PeerAddr`] extension, when present.
     pub fn handle<B>(&self, req: &Request<B>) -> Response<MediaBody> {
+        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
+        self.handle_from(req, peer)
+    }
+
+    /// [`handle`](Self::handle) for a request from `peer` (what the bundled
+    /// server calls: no per-request extension to allocate).
+    pub fn handle_from<B>(
+        &self,
+        req: &Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> Response<MediaBody> {
         let started = Instant::now();
         let now = OffsetDateTime::now_utc();
         let cfg = &*self.config;
@@ -94,7 +106,6 @@ impl MediaGate {
             Err(r) => return self.refuse(req, None, r, started),
         };
         // 4. Grant (before any file-system access)
-        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
         let client_ip = authorize::client_ip(&cfg.client_ip, peer, req.headers());
         let grant =
             match authorize::authorize(&cfg.verifier, located.token, method, &path, client_ip, now)
