@@ -25,6 +25,50 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Starts `mediagate serve` with `cmd`'s arguments; returns the child, its
+/// stderr lines, and the address it logged.
+fn start_server(
+    mut cmd: Command,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+    String,
+) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited early").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    (child, lines, addr)
+}
+
+/// One HTTP/1.1 GET over a fresh connection; the whole response.
+fn http_get(addr: &str, target: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut res = String::new();
+    s.read_to_string(&mut res).unwrap();
+    res
+}
+
+/// Sends SIGTERM to `child` and checks that it exits cleanly.
+fn stop(mut child: std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+}
+
 fn assert_one_line_error(args: &[&str], needle: &str) {
     let (code, _, err) = run(args);
     assert_ne!(code, 0, "{args:?}");
@@ -243,28 +287,19 @@ fn serve_answers_and_stops_on_sigterm() {
     let root = dir.path().join("media");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("a.txt"), "served by the binary\n").unwrap();
-    let mut child = bin()
-        .args([
-            "serve",
-            "--keys",
-            k,
-            "--root",
-            root.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--mount",
-            "/media",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server exited early").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "--keys",
+        k,
+        "--root",
+        root.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--mount",
+        "/media",
+    ]);
+    let (child, lines, addr) = start_server(cmd);
     let (_, url, _) = run(&[
         "sign",
         "--keys",
@@ -276,27 +311,12 @@ fn serve_answers_and_stops_on_sigterm() {
         "--base-url",
         "/media",
     ]);
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        url.trim()
-    )
-    .unwrap();
-    let mut res = String::new();
-    s.read_to_string(&mut res).unwrap();
+    let res = http_get(&addr, url.trim());
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
     assert!(res.ends_with("served by the binary\n"));
     let token = url.trim().split("mg_token=").nth(1).unwrap().to_owned();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    stop(child);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let code = child.wait().unwrap();
-    assert!(code.success(), "{code:?}");
     // The access log names the user, never the token.
     let log = rest.join("\n");
     assert!(log.contains("user=\"7\""), "{log}");
@@ -329,19 +349,11 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
     .unwrap();
     let fetch = |env_root: Option<&str>| {
         let mut cmd = bin();
-        cmd.args(["serve", "--config", config.to_str().unwrap()])
-            .stderr(Stdio::piped());
+        cmd.args(["serve", "--config", config.to_str().unwrap()]);
         if let Some(r) = env_root {
             cmd.env("MEDIAGATE_ROOT", r);
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("server exited early").unwrap();
-            if let Some(rest) = line.split("addr=").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
+        let (child, _lines, addr) = start_server(cmd);
         let (_, url, _) = run(&[
             "sign",
             "--keys",
@@ -353,25 +365,9 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
             "--base-url",
             "/files",
         ]);
-        let get = |target: &str| {
-            let mut s = std::net::TcpStream::connect(&addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            write!(
-                s,
-                "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let mut res = String::new();
-            s.read_to_string(&mut res).unwrap();
-            res
-        };
-        let file = get(url.trim());
-        let health = get("/up");
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(child.wait().unwrap().success());
+        let file = http_get(&addr, url.trim());
+        let health = http_get(&addr, "/up");
+        stop(child);
         (file, health)
     };
     let (file, health) = fetch(None);

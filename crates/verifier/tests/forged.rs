@@ -22,34 +22,37 @@ fn flip(token: &str, byte_from_end: usize) -> String {
     URL_SAFE_NO_PAD.encode(raw)
 }
 
+/// A token for /pub/a.txt from another signer.
+fn token_from(signer: &Signer, ttl: Ttl) -> String {
+    signer
+        .link("/pub/a.txt")
+        .user("tester")
+        .ttl(ttl)
+        .sign()
+        .unwrap()
+        .into_token()
+}
+
 #[tokio::test]
 async fn forged_links_get_the_right_refusal() {
     let s = TestServer::start().await;
     let good = s.token("/pub/a.txt");
     let raw = URL_SAFE_NO_PAD.decode(&good).unwrap();
     let payload = &raw[..raw.len() - 32];
-    let other_key = Signer::new(Keyring::new(Key::new("test", &[7u8; 32]).unwrap()))
-        .link("/pub/a.txt")
-        .user("tester")
-        .ttl(Ttl::minutes(5))
-        .sign()
-        .unwrap()
-        .into_token();
-    let unknown_key = Signer::new(Keyring::new(Key::new("other", &[42u8; 32]).unwrap()))
-        .link("/pub/a.txt")
-        .user("tester")
-        .ttl(Ttl::minutes(5))
-        .sign()
-        .unwrap()
-        .into_token();
-    let long_lived = Signer::new(s.keyring.clone())
-        .max_ttl(Ttl::days(30))
-        .link("/pub/a.txt")
-        .user("tester")
-        .ttl(Ttl::days(20))
-        .sign()
-        .unwrap()
-        .into_token();
+    // Same key id, another secret; another key id; a signer that allows
+    // lifetimes the verifier does not.
+    let other_key = token_from(
+        &Signer::new(Keyring::new(Key::new("test", &[7u8; 32]).unwrap())),
+        Ttl::minutes(5),
+    );
+    let unknown_key = token_from(
+        &Signer::new(Keyring::new(Key::new("other", &[42u8; 32]).unwrap())),
+        Ttl::minutes(5),
+    );
+    let long_lived = token_from(
+        &Signer::new(s.keyring.clone()).max_ttl(Ttl::days(30)),
+        Ttl::days(20),
+    );
     let future = s
         .signer
         .link("/pub/a.txt")
