@@ -137,6 +137,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     workers: Option<usize>,
     chunk_size: Option<usize>,
+    sendfile: Option<bool>,
     header_read_timeout: Option<String>,
     leeway: Option<String>,
     max_ttl: Option<String>,
@@ -307,6 +308,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     let mut config = ServerConfig::default();
     if let Some(n) = file.max_connections {
         config.max_connections = n;
+    }
+    if let Some(on) = file.sendfile {
+        config.sendfile = on;
     }
     if let Some(t) = seconds(file.header_read_timeout.as_deref(), "header_read_timeout")? {
         config.header_read_timeout = std::time::Duration::from_secs(t.whole_seconds() as u64);

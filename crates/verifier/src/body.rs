@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -14,6 +15,7 @@ const POOL: usize = 2;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::access_log::AccessLog;
+use crate::sendfile::{self, Lane};
 
 /// The body of every response the service sends.
 #[derive(Debug)]
@@ -33,7 +35,7 @@ enum Kind {
 /// slows the reads (backpressure).
 #[derive(Debug)]
 struct FileStream {
-    file: File,
+    file: Arc<File>,
     offset: u64,
     remaining: u64,
     chunk: usize,
@@ -41,6 +43,9 @@ struct FileStream {
     /// Chunks handed out, to be reused when the connection is done with them.
     pool: Vec<Bytes>,
     log: Option<AccessLog>,
+    /// Set when the connection sends file spans itself (HTTP/1 over TCP):
+    /// the body then hands out placeholders instead of reading.
+    lane: Option<Lane>,
 }
 
 impl MediaBody {
@@ -63,17 +68,27 @@ impl MediaBody {
     }
 
     /// Streams `len` bytes of `file` from `offset`; `log` is written when the
-    /// body is finished or dropped, with the bytes actually sent.
-    pub(crate) fn file(file: File, offset: u64, len: u64, chunk: usize, log: AccessLog) -> Self {
+    /// body is finished or dropped, with the bytes handed to the connection.
+    /// With a `lane`, the connection sends the bytes itself (see
+    /// [`crate::sendfile`]); otherwise they are read in `chunk`-sized pieces.
+    pub(crate) fn file(
+        file: File,
+        offset: u64,
+        len: u64,
+        chunk: usize,
+        log: AccessLog,
+        lane: Option<&Lane>,
+    ) -> Self {
         MediaBody {
             kind: Kind::File(FileStream {
-                file,
+                file: Arc::new(file),
                 offset,
                 remaining: len,
                 chunk,
                 sent: 0,
                 pool: Vec::new(),
                 log: Some(log),
+                lane: lane.cloned(),
             }),
         }
     }
@@ -103,6 +118,20 @@ impl FileStream {
             }
         }
         BytesMut::zeroed(len)
+    }
+
+    /// The next piece of the body: a placeholder for the connection to
+    /// fill with `sendfile`, or bytes read from the file.
+    fn next_chunk(&mut self) -> io::Result<Bytes> {
+        let Some(lane) = &self.lane else {
+            return self.read_chunk();
+        };
+        let span = self.remaining.min(sendfile::MAX_SPAN as u64) as usize;
+        let placeholder = lane.push(&self.file, self.offset, span);
+        self.offset += span as u64;
+        self.remaining -= span as u64;
+        self.sent += span as u64;
+        Ok(placeholder)
     }
 
     fn read_chunk(&mut self) -> io::Result<Bytes> {
@@ -177,7 +206,7 @@ impl Body for MediaBody {
                 // Reads are synchronous, like nginx without aio: from the page
                 // cache they take microseconds, far less than a hand-off to a
                 // blocking thread pool would cost.
-                match stream.read_chunk() {
+                match stream.next_chunk() {
                     Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
                     Err(e) => {
                         stream.finish(Some(&e));

@@ -12,7 +12,10 @@ use crate::cache::{CacheLimits, FileCache};
 use crate::fs::{MediaRoot, RootError};
 use crate::service::MediaGate;
 
-/// The chunk size files are streamed in, unless configured otherwise.
+/// The chunk size files are read and sent in where the connection does
+/// not send them with `sendfile` (HTTP/2, an embedding server, or
+/// [`ServerConfig::sendfile`](crate::ServerConfig::sendfile) off), unless
+/// configured otherwise.
 ///
 /// Chosen by measurement (100 MiB downloads, wrk -c64, 2 cores): with
 /// buffers reused and one pread per chunk, 64, 128 and 256 KiB all reach
@@ -199,7 +202,8 @@ impl Builder {
         self
     }
 
-    /// The size of the chunks files are read and sent in (default 64 KiB).
+    /// The size of the chunks files are read and sent in when not sent with
+    /// `sendfile` (default [`DEFAULT_CHUNK_SIZE`], 64 KiB).
     pub fn chunk_size(mut self, bytes: usize) -> Self {
         self.chunk_size = bytes;
         self

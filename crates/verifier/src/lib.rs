@@ -12,6 +12,7 @@ mod headers;
 mod keys;
 mod reject;
 mod response;
+mod sendfile;
 mod server;
 mod service;
 mod target;

@@ -16,6 +16,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::sendfile::{Lane, SendfileIo};
 use crate::service::MediaGate;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -37,6 +38,11 @@ pub struct ServerConfig {
     pub http2: bool,
     /// Largest request head accepted, in bytes; larger ones get 431 (default 16 KiB).
     pub max_header_bytes: usize,
+    /// Whether HTTP/1 file bodies go from the page cache to the socket with
+    /// `sendfile(2)` instead of being read and written (default true; see
+    /// [`crate::sendfile`] in the source). Turn it off for a file system
+    /// that cannot `sendfile`.
+    pub sendfile: bool,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +53,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(10),
             http2: true,
             max_header_bytes: 16 * 1024,
+            sendfile: true,
         }
     }
 }
@@ -79,6 +86,12 @@ impl ServerConfig {
     /// Sets [`max_header_bytes`](Self::max_header_bytes).
     pub fn with_max_header_bytes(mut self, bytes: usize) -> Self {
         self.max_header_bytes = bytes;
+        self
+    }
+
+    /// Sets [`sendfile`](Self::sendfile).
+    pub fn with_sendfile(mut self, enabled: bool) -> Self {
+        self.sendfile = enabled;
         self
     }
 }
@@ -122,26 +135,43 @@ pub async fn serve(
             else {
                 return;
             };
-            let service = service_fn(move |req: Request<Incoming>| {
-                std::future::ready(Ok::<_, std::convert::Infallible>(
-                    gate.handle_from(&req, Some(peer)),
-                ))
-            });
-            let io = TokioIo::new(stream);
             let result = if h2 {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond(
+                        &req,
+                        Some(peer),
+                        None,
+                    )))
+                });
                 let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
                 b.timer(TokioTimer::new())
                     .keep_alive_interval(Some(Duration::from_secs(20)))
                     .keep_alive_timeout(Duration::from_secs(20))
                     .max_concurrent_streams(128)
                     .max_header_list_size(config.max_header_bytes as u32);
-                watcher.watch(b.serve_connection(io, service)).await
+                watcher
+                    .watch(b.serve_connection(TokioIo::new(stream), service))
+                    .await
             } else {
+                let lane = config.sendfile.then(Lane::default);
+                let io = SendfileIo::new(stream, lane.clone().unwrap_or_default());
+                let service = service_fn(move |req: Request<Incoming>| {
+                    std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond(
+                        &req,
+                        Some(peer),
+                        lane.as_ref(),
+                    )))
+                });
                 let mut b = hyper::server::conn::http1::Builder::new();
                 b.timer(TokioTimer::new())
                     .header_read_timeout(Some(config.header_read_timeout))
                     .keep_alive(true)
-                    .max_buf_size(config.max_header_bytes.max(8192));
+                    .max_buf_size(config.max_header_bytes.max(8192))
+                    // Queued (vectored) writes: hyper then passes body
+                    // frames to the connection untouched, which sendfile
+                    // placeholders rely on. (`pipeline_flush` would switch
+                    // to copying and must stay off.)
+                    .writev(true);
                 watcher.watch(b.serve_connection(io, service)).await
             };
             if let Err(e) = result {

@@ -19,6 +19,7 @@ use crate::cache::Content;
 use crate::config::{Builder, Config};
 use crate::fs::OpenError;
 use crate::reject::Reject;
+use crate::sendfile::Lane;
 use crate::{authorize, response, target, token};
 
 /// The peer address of a connection, as a request extension. The bundled
@@ -69,6 +70,17 @@ impl MediaGate {
         &self,
         req: &Request<B>,
         peer: Option<SocketAddr>,
+    ) -> Response<MediaBody> {
+        self.respond(req, peer, None)
+    }
+
+    /// [`handle_from`](Self::handle_from) on a connection that sends file
+    /// bodies itself through `lane` (see [`crate::sendfile`]).
+    pub(crate) fn respond<B>(
+        &self,
+        req: &Request<B>,
+        peer: Option<SocketAddr>,
+        lane: Option<&Lane>,
     ) -> Response<MediaBody> {
         let started = Instant::now();
         let now = OffsetDateTime::now_utc();
@@ -152,7 +164,7 @@ impl MediaGate {
                 MediaBody::bytes(bytes.slice(start as usize..end as usize), log)
             }
             (Some((start, end)), Content::File(file)) => {
-                MediaBody::file(file, start, end - start, cfg.chunk_size, log)
+                MediaBody::file(file, start, end - start, cfg.chunk_size, log, lane)
             }
         };
         res

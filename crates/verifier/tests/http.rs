@@ -428,6 +428,70 @@ async fn large_files_stream_completely() {
     s.shutdown().await.unwrap();
 }
 
+/// Splits pipelined responses by their Content-Length; `heads` says which
+/// answer a HEAD request (no body).
+fn split_responses(mut buf: &[u8], heads: &[bool]) -> Vec<common::Response> {
+    let mut out = Vec::new();
+    for &head in heads {
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut r = common::parse(&buf[..end]);
+        let len: usize = if head {
+            0
+        } else {
+            r.header("content-length").unwrap().parse().unwrap()
+        };
+        r.body = buf[end..end + len].to_vec();
+        out.push(r);
+        buf = &buf[end + len..];
+    }
+    assert!(
+        buf.is_empty(),
+        "{} bytes after the last response",
+        buf.len()
+    );
+    out
+}
+
+#[tokio::test]
+async fn file_bodies_are_the_same_with_and_without_sendfile() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    for sendfile in [true, false] {
+        let config = ServerConfig::default().with_sendfile(sendfile);
+        let s = TestServer::start_with(|b| b, config).await;
+        let t = s.target("/big.bin");
+        // Pipelined on one connection: whole file, a range across the
+        // 1 MiB span boundaries, a HEAD, a small file, the file again.
+        let requests = format!(
+            "GET {t} HTTP/1.1\r\nHost: x\r\n\r\n\
+             GET {t} HTTP/1.1\r\nHost: x\r\nRange: bytes=1048000-2097999\r\n\r\n\
+             HEAD {t} HTTP/1.1\r\nHost: x\r\n\r\n\
+             GET {a} HTTP/1.1\r\nHost: x\r\n\r\n\
+             GET {t} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            a = s.target("/pub/a.txt"),
+        );
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(requests.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(20), c.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        let r = split_responses(&out, &[false, false, true, false, false]);
+        let statuses: Vec<u16> = r.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [200, 206, 200, 200, 200], "sendfile {sendfile}");
+        assert!(r[0].body == big, "sendfile {sendfile}");
+        assert!(
+            r[1].body == big[1_048_000..2_098_000],
+            "sendfile {sendfile}"
+        );
+        assert_eq!(r[2].header("content-length"), Some("3000000"));
+        assert_eq!(r[3].body, b"hello world\n");
+        assert!(r[4].body == big, "sendfile {sendfile}");
+        s.shutdown().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_file_truncated_while_streaming_aborts_the_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
