@@ -8,7 +8,10 @@ by its PID on the way out.
 
   --quick     one short round per workload (what CI runs so this never rots)
   --out FILE  where to write the report (default: BENCHMARKS.md, or
-              target/load/BENCHMARKS.quick.md with --quick)
+              target/load/BENCHMARKS.quick.md for a quick or partial run)
+  --only TEXT, --rounds N, --seconds S
+              a partial run, for profiling one workload: only the workloads
+              whose name contains TEXT, N rounds of S seconds each
 """
 import argparse
 import hashlib
@@ -281,10 +284,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
+    ap.add_argument("--only", help="run only the workloads whose name contains this")
+    ap.add_argument("--rounds", type=int, help="rounds per workload (default 3, quick 1)")
+    ap.add_argument("--seconds", type=int, help="seconds per wrk run (default 5, quick 1)")
     args = ap.parse_args()
     seconds, rounds, big_mib = (1, 1, 100) if args.quick else (5, 3, 100)
+    seconds = args.seconds or seconds
+    rounds = args.rounds or rounds
+    partial = args.quick or args.only or args.rounds or args.seconds
     out = Path(args.out) if args.out else (
-        ROOT / "target/load/BENCHMARKS.quick.md" if args.quick else ROOT / "BENCHMARKS.md")
+        ROOT / "target/load/BENCHMARKS.quick.md" if partial else ROOT / "BENCHMARKS.md")
     tmp = Path(tempfile.mkdtemp(prefix="mediagate-load-"))
     tmp.chmod(0o755)  # nginx's workers run as an unprivileged user
     try:
@@ -324,6 +333,8 @@ def main():
                 "nginx-1": (ng1_port, ng(seg, "/hls/show/")),
                 "nginx-auto": (nga_port, ng(seg, "/hls/show/"))}),
         ]
+        if args.only:
+            workloads = [w for w in workloads if args.only in w[0]]
         # Sanity: every valid target answers 200 and every invalid one 403.
         for name, _, targets in workloads:
             for who, (port, target) in targets.items():
@@ -354,7 +365,7 @@ def main():
                          wrk_cpu / requests * 1e6))
                     print(f"{name:<30} {who:<11} {fmt(value, unit):>12} {unit}", flush=True)
 
-        rss_seconds = 3 if args.quick else 10
+        rss_seconds = 3 if partial else 10
         big = mg_sign("/100m.bin")
         peak = peak_rss_during(mg.pid, mg_port, big, rss_seconds, 256)
         print(f"mediagate peak RSS with 256 concurrent 100 MiB downloads: {peak / (1 << 20):.1f} MiB")
@@ -427,7 +438,7 @@ def report(out, results, cpu, workloads, peak, seconds, rounds, quick):
     for what, ok, measured in verdicts:
         lines.append(f"| {what} | {measured} | {'yes' if ok else 'NO'} |")
     out.parent.mkdir(parents=True, exist_ok=True)
-    existing = out.read_text() if out.exists() and not quick else ""
+    existing = out.read_text() if out.exists() and out.name == "BENCHMARKS.md" else ""
     marker = "<!-- measured results above; analysis below is kept across runs -->"
     tail = existing.split(marker, 1)[1] if marker in existing else "\n"
     out.write_text("\n".join(lines) + "\n\n" + marker + tail)

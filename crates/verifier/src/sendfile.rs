@@ -145,6 +145,33 @@ impl SendfileIo {
             }
         }
     }
+
+    /// Writes `bufs` with `MSG_MORE`.
+    fn poll_send_more(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        use rustix::net::{SendAncillaryBuffer, SendFlags, sendmsg};
+        let tcp = self.io.inner();
+        loop {
+            ready!(tcp.poll_write_ready(cx))?;
+            let sent = tcp.try_io(Interest::WRITABLE, || {
+                sendmsg(
+                    tcp,
+                    bufs,
+                    &mut SendAncillaryBuffer::default(),
+                    SendFlags::MORE | SendFlags::NOSIGNAL,
+                )
+                .map_err(io::Error::from)
+            });
+            match sent {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
 }
 
 impl hyper::rt::Read for SendfileIo {
@@ -182,11 +209,14 @@ impl hyper::rt::Write for SendfileIo {
             return self.poll_send_span(cx, at, bufs[0].len());
         }
         // Ordinary bytes up to the next placeholder go out in one writev.
-        let plain = bufs
-            .iter()
-            .position(|b| placeholder_offset(b).is_some())
-            .unwrap_or(bufs.len());
-        Pin::new(&mut self.io).poll_write_vectored(cx, &bufs[..plain])
+        match bufs.iter().position(|b| placeholder_offset(b).is_some()) {
+            // A response head followed by file bytes: tell the kernel more
+            // is coming, so that the head shares a segment with the body
+            // instead of travelling (and waking the client) alone; nginx's
+            // `tcp_nopush` does the same with TCP_CORK.
+            Some(plain) => self.poll_send_more(cx, &bufs[..plain]),
+            None => Pin::new(&mut self.io).poll_write_vectored(cx, bufs),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
