@@ -209,7 +209,7 @@ impl Builder {
         self
     }
 
-    /// Limits of the file cache (default: 32 MiB of files up to 64 KiB,
+    /// Limits of the file cache (default: 32 MiB of files up to 16 KiB,
     /// 16384 entries; see [`CacheLimits`]).
     pub fn cache_limits(mut self, limits: CacheLimits) -> Self {
         self.cache_limits = limits;
