@@ -257,27 +257,37 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// Parses a payload (the token without its tag).
+    /// Parses a payload (the token without its tag), checking every field.
     pub(crate) fn parse(payload: &[u8]) -> Result<Claims, MalformedToken> {
-        let raw = wire::decode_fields(payload)?;
-        let (disposition, filename) = match raw.disposition {
+        let fields = wire::decode_fields(payload)?;
+        let path = fields.path.validate()?;
+        Claims::from_fields(&fields, path)
+    }
+
+    /// Claims from decoded fields and their path, which the caller has
+    /// proven canonical (see [`wire::UncheckedPath`]).
+    pub(crate) fn from_fields(
+        fields: &wire::Fields<'_>,
+        path: &str,
+    ) -> Result<Claims, MalformedToken> {
+        let (disposition, filename) = match fields.disposition {
             Some((kind, name)) => (Some(kind), name),
             None => (None, &[][..]),
         };
-        let content_type = raw.content_type.unwrap_or_default();
+        let content_type = fields.content_type.unwrap_or_default();
         let mut text = Vec::with_capacity(
-            raw.key_id.len()
-                + raw.subject.len()
-                + raw.path.len()
+            fields.key_id.len()
+                + fields.subject.len()
+                + path.len()
                 + filename.len()
                 + content_type.len(),
         );
         // Field lengths are bounded by the format (the sum is < 2048).
-        text.extend_from_slice(raw.key_id);
+        text.extend_from_slice(fields.key_id);
         let key_id_end = text.len() as u16;
-        text.extend_from_slice(raw.subject);
+        text.extend_from_slice(fields.subject);
         let subject_end = text.len() as u16;
-        text.extend_from_slice(raw.path);
+        text.extend_from_slice(path.as_bytes());
         let path_end = text.len() as u16;
         text.extend_from_slice(filename);
         let filename_end = text.len() as u16;
@@ -295,14 +305,14 @@ impl Claims {
             subject_end,
             path_end,
             filename_end,
-            has_content_type: raw.content_type.is_some(),
-            methods: raw.methods,
-            issued_at: raw.issued_at,
-            expires: raw.expires,
-            not_before: raw.not_before,
-            client_net: raw.client_net,
+            has_content_type: fields.content_type.is_some(),
+            methods: fields.methods,
+            issued_at: fields.issued_at,
+            expires: fields.expires,
+            not_before: fields.not_before,
+            client_net: fields.client_net,
             disposition,
-            generation: raw.generation,
+            generation: fields.generation,
         })
     }
 

@@ -189,7 +189,18 @@ impl Verifier {
         request: &RequestFacts<'_>,
         now: OffsetDateTime,
     ) -> Result<Grant, VerifyError> {
-        let claims = self.authenticate(token)?;
+        let claims = with_decoded(token, |payload, tag| {
+            self.check_mac(payload, tag)?;
+            let fields = wire::decode_fields(payload)?;
+            // A signed path that covers the request's canonical path is
+            // canonical itself; only one that does not needs the full check,
+            // which still comes first, so that the error is the same.
+            let path = match fields.path.covering(request.path) {
+                Some(path) => path,
+                None => fields.path.validate()?,
+            };
+            Ok(Claims::from_fields(&fields, path)?)
+        })?;
         self.check(&claims, request, now)?;
         Ok(Grant { claims })
     }
@@ -199,18 +210,22 @@ impl Verifier {
     /// that explain a link (`mediagate inspect`).
     pub fn authenticate(&self, token: &str) -> Result<Claims, VerifyError> {
         with_decoded(token, |payload, tag| {
-            if payload[0] != VERSION {
-                return Err(VerifyError::UnsupportedVersion(payload[0]));
-            }
-            let key_id = wire::peek_key_id(payload)?;
-            let key = self.keyring.get(key_id).ok_or(VerifyError::UnknownKey)?;
-            let mut mac = key.link_mac();
-            mac.update(payload);
-            // Constant-time comparison of the full 32-byte tag.
-            mac.verify_slice(tag)
-                .map_err(|_| VerifyError::BadSignature)?;
+            self.check_mac(payload, tag)?;
             Ok(Claims::parse(payload)?)
         })
+    }
+
+    /// Version, key id and MAC: everything before a payload is trusted.
+    fn check_mac(&self, payload: &[u8], tag: &[u8]) -> Result<(), VerifyError> {
+        if payload[0] != VERSION {
+            return Err(VerifyError::UnsupportedVersion(payload[0]));
+        }
+        let key_id = wire::peek_key_id(payload)?;
+        let key = self.keyring.get(key_id).ok_or(VerifyError::UnknownKey)?;
+        let mut mac = key.link_mac();
+        mac.update(payload);
+        // Constant-time comparison of the full 32-byte tag.
+        mac.verify_slice(tag).map_err(|_| VerifyError::BadSignature)
     }
 
     fn check(

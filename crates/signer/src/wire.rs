@@ -18,7 +18,7 @@ use ipnet::IpNet;
 
 use crate::claims::{DispositionType, Methods};
 use crate::key::{MAX_KEY_ID_LEN, is_valid_key_id};
-use crate::path::{self, MAX_PATH_LEN};
+use crate::path::{self, MAX_PATH_LEN, MediaPath};
 
 /// The format version this crate writes and reads.
 pub const VERSION: u8 = 1;
@@ -325,8 +325,8 @@ impl<'a> Reader<'a> {
 }
 
 /// The fields of a payload, with text still as bytes: checked against every
-/// rule, except that UTF-8 validity is left to the caller, who validates all
-/// text at once (one pass instead of one per field).
+/// rule, except UTF-8 validity (left to the caller) and the path's canonical
+/// form (see [`UncheckedPath`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fields<'a> {
     pub key_id: &'a [u8],
@@ -335,11 +335,38 @@ pub(crate) struct Fields<'a> {
     pub expires: u64,
     pub not_before: Option<u64>,
     pub subject: &'a [u8],
-    pub path: &'a [u8],
+    pub path: UncheckedPath<'a>,
     pub client_net: Option<IpNet>,
     pub disposition: Option<(DispositionType, &'a [u8])>,
     pub content_type: Option<&'a [u8]>,
     pub generation: Option<u64>,
+}
+
+/// A payload's path field, not yet known to be canonical. The only ways to
+/// a `&str` are a full check ([`validate`](Self::validate)) or a match
+/// against a canonical request path ([`covering`](Self::covering)), which
+/// proves the same thing for less: an exact copy of a canonical path is
+/// canonical, and so is a prefix of one that ends in `/` (whole segments of
+/// a canonical path, at most as long).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UncheckedPath<'a>(&'a [u8]);
+
+impl<'a> UncheckedPath<'a> {
+    /// The path, if it is canonical.
+    pub(crate) fn validate(self) -> Result<&'a str, MalformedToken> {
+        path::validate_bytes(self.0).map_err(|_| MalformedToken::Field("path"))?;
+        std::str::from_utf8(self.0).map_err(|_| MalformedToken::Field("path"))
+    }
+
+    /// The path, if as a scope (exact, or a prefix ending in `/`) it covers
+    /// the canonical path `request`; borrowed from `request`.
+    pub(crate) fn covering<'r>(self, request: &'r MediaPath<'_>) -> Option<&'r str> {
+        let request = request.as_str();
+        let n = self.0.len();
+        let covers = request.as_bytes().get(..n) == Some(self.0)
+            && (n == request.len() || self.0.last() == Some(&b'/'));
+        if covers { request.get(..n) } else { None }
+    }
 }
 
 /// Parses an authenticated payload strictly: every field must satisfy the
@@ -380,8 +407,7 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
     let subject = r.take(subject_len, "subject")?;
     crate::claims::check_subject_bytes(subject).map_err(|_| MalformedToken::Field("subject"))?;
     let path_len = r.u16("path")? as usize;
-    let path = r.take(path_len, "path")?;
-    path::validate_bytes(path).map_err(|_| MalformedToken::Field("path"))?;
+    let path = UncheckedPath(r.take(path_len, "path")?);
     let client_net = if flags & FLAG_CLIENT_NET != 0 {
         let addr = match r.u8("client_net")? {
             4 => {
@@ -469,7 +495,7 @@ pub(crate) fn decode_payload(payload: &[u8]) -> Result<RawClaims<'_>, MalformedT
         expires: f.expires,
         not_before: f.not_before,
         subject: text(f.subject, "subject")?,
-        path: text(f.path, "path")?,
+        path: f.path.validate()?,
         client_net: f.client_net,
         disposition: match f.disposition {
             Some((kind, name)) => Some((kind, text(name, "disposition")?)),

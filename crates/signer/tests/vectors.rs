@@ -623,6 +623,20 @@ fn regenerate() {
         p[at..at + 13].copy_from_slice(b"/../eos/x.mp4");
         resign(&p)
     };
+    // Same-length rewrites of a signed path into non-canonical ones.
+    let rewrite_path = |from: &str, to: &[u8]| {
+        let t = sign(&signer, &base(from)).unwrap();
+        let mut p = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        p.truncate(p.len() - 32);
+        let at = p
+            .windows(from.len())
+            .position(|w| w == from.as_bytes())
+            .unwrap();
+        p[at..at + to.len()].copy_from_slice(to);
+        resign(&p)
+    };
+    let empty_segment_prefix = rewrite_path("/videos/abc/", b"/videos//bc/");
+    let backslash_prefix = rewrite_path("/videos/abc/", b"/videos/a\\c/");
     let long_lifetime = {
         let s = Signer::new(ring.clone()).max_ttl(Duration::days(30));
         sign(
@@ -809,8 +823,29 @@ fn regenerate() {
         ),
         (
             "signed payload with a dot-segment path",
-            dot_path,
+            dot_path.clone(),
             get("/videos/a.mp4"),
+            "malformed_token",
+        ),
+        (
+            "signed payload with a dot-segment path, also expired",
+            dot_path.clone(),
+            Request {
+                now: T0 + 86400 * 365,
+                ..get("/videos/a.mp4")
+            },
+            "malformed_token",
+        ),
+        (
+            "signed prefix with an empty segment",
+            empty_segment_prefix,
+            get("/videos/bc/x.mp4"),
+            "malformed_token",
+        ),
+        (
+            "signed prefix with a backslash",
+            backslash_prefix,
+            get("/videos/abc/x.mp4"),
             "malformed_token",
         ),
         (
