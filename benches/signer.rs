@@ -59,8 +59,7 @@ fn benches(c: &mut Criterion) {
                 .user(black_box("user-123456"))
                 .issued_at(now)
                 .ttl(Duration::minutes(10))
-                .sign()
-                .map(|l| l.into_token())
+                .token()
         })
     });
     g.bench_function("mint_url", |b| {
@@ -70,8 +69,7 @@ fn benches(c: &mut Criterion) {
                 .user(black_box("user-123456"))
                 .issued_at(now)
                 .ttl(Duration::minutes(10))
-                .sign()
-                .map(|l| l.url("https://media.example.com/media"))
+                .url("https://media.example.com/media")
         })
     });
     let path = MediaPath::parse(PATH).expect("canonical");
@@ -122,7 +120,7 @@ fn main() {
     let baseline = Hmac::<Sha256>::new_from_slice(&[7u8; 32]).expect("any key length");
     let path = MediaPath::parse(PATH).expect("canonical");
     let facts = RequestFacts::new(Method::Get, &path);
-    let mut fns: [(&str, &mut dyn FnMut()); 4] = [
+    let mut fns: [(&str, &mut dyn FnMut()); 5] = [
         ("baseline_hmac", &mut || {
             let mut m = baseline.clone();
             m.update(black_box(&payload));
@@ -134,11 +132,19 @@ fn main() {
                 .user(black_box("user-123456"))
                 .issued_at(now)
                 .ttl(Duration::minutes(10))
-                .sign()
-                .map(|l| l.into_token());
+                .token();
             black_box(t).ok();
         }),
         ("mint_url", &mut || {
+            let u = signer
+                .link(black_box(PATH))
+                .user(black_box("user-123456"))
+                .issued_at(now)
+                .ttl(Duration::minutes(10))
+                .url("https://media.example.com/media");
+            black_box(u).ok();
+        }),
+        ("sign_then_url", &mut || {
             let u = signer
                 .link(black_box(PATH))
                 .user(black_box("user-123456"))
@@ -161,7 +167,11 @@ fn main() {
     );
     for ((name, _), ns) in fns.iter().zip(&medians).skip(1) {
         let ratio = ns / base;
-        let mark = if ratio <= 1.5 { "ok" } else { "OVER TARGET" };
-        println!("  {name:<12} {ns:>8.0} ns  {ratio:>5.2}x  {mark}");
+        let mark = match (*name, ratio <= 1.5) {
+            ("sign_then_url", _) => "(not a target: SignedLink kept, then rendered)",
+            (_, true) => "ok",
+            (_, false) => "OVER TARGET",
+        };
+        println!("  {name:<14} {ns:>8.0} ns  {ratio:>5.2}x  {mark}");
     }
 }

@@ -36,12 +36,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if let Some(name) = attachment.as_deref() {
                 link = link.attachment(name);
             }
-            let signed = link
-                .sign()
+            // Signed and rendered in one step: the URL is the only
+            // allocation. It percent-encodes every character HTML gives
+            // meaning to (quotes, <, >, &), so it is safe in an attribute.
+            let url = link
+                .url("/media")
                 .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-            // The URL percent-encodes every character HTML gives meaning to
-            // (quotes, <, >, &), so it is safe in an attribute as it is.
-            Ok(minijinja::Value::from_safe_string(signed.url("/media")))
+            Ok(minijinja::Value::from_safe_string(url))
         },
     );
 

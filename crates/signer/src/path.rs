@@ -384,27 +384,54 @@ const PLAIN: [bool; 256] = {
     t
 };
 
-/// Calls `f` with the pieces of the URL (percent-encoded) form of `path`;
-/// a path that needs no escape is one piece.
-pub(crate) fn for_each_encoded(path: &str, mut f: impl FnMut(&str)) {
-    if path.bytes().all(|b| PLAIN[b as usize]) {
-        f(path);
-    } else {
-        utf8_percent_encode(path, PATH_ESCAPE).for_each(f);
+/// Whether `b` needs escaping: the complement of [`PLAIN`] as comparisons,
+/// which the compiler vectorizes (a table lookup it cannot).
+#[inline]
+fn needs_escape(b: u8) -> bool {
+    b <= 0x20
+        || matches!(b, 0x22..=0x23 | 0x25..=0x27 | 0x2b | 0x3b..=0x3f | 0x5b..=0x5e | 0x60)
+        || (b >= 0x7b && b != b'~')
+}
+
+/// The URL (percent-encoded) form of a path, measured once and then
+/// written: a path that needs no escape (nearly all) is copied as is.
+pub(crate) struct Encoded<'a> {
+    path: &'a str,
+    len: usize,
+    plain: bool,
+}
+
+impl<'a> Encoded<'a> {
+    pub(crate) fn new(path: &'a str) -> Self {
+        // A fold without early exit, so that it vectorizes.
+        let escapes = path.bytes().fold(false, |any, b| any | needs_escape(b));
+        let len = if escapes {
+            path.bytes()
+                .map(|b| if PLAIN[b as usize] { 1 } else { 3 })
+                .sum()
+        } else {
+            path.len()
+        };
+        Encoded {
+            path,
+            len,
+            plain: !escapes,
+        }
     }
-}
 
-/// Length of the URL form of `path`.
-pub(crate) fn encoded_len(path: &str) -> usize {
-    path.bytes()
-        .map(|b| if PLAIN[b as usize] { 1 } else { 3 })
-        .sum()
-}
+    /// The length of the encoded form.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
 
-/// Appends the URL (percent-encoded) form of a canonical path to `out`.
-/// [`MediaPath::from_uri_path`] decodes it back to the same path.
-pub(crate) fn encode_path_into(path: &str, out: &mut String) {
-    for_each_encoded(path, |piece| out.push_str(piece));
+    /// Appends the encoded form to `out`.
+    pub(crate) fn push_to(&self, out: &mut String) {
+        if self.plain {
+            out.push_str(self.path);
+        } else {
+            utf8_percent_encode(self.path, PATH_ESCAPE).for_each(|piece| out.push_str(piece));
+        }
+    }
 }
 
 /// The URL (percent-encoded) form of a canonical path.
@@ -413,8 +440,9 @@ pub(crate) fn encode_path_into(path: &str, out: &mut String) {
 /// assert_eq!(mediagate_signer::encode_path("/a b/é.txt"), "/a%20b/%C3%A9.txt");
 /// ```
 pub fn encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len() + 8);
-    encode_path_into(path, &mut out);
+    let encoded = Encoded::new(path);
+    let mut out = String::with_capacity(encoded.len());
+    encoded.push_to(&mut out);
     out
 }
 
@@ -530,13 +558,21 @@ mod tests {
             } else {
                 assert!(!PLAIN[b as usize]);
             }
+            assert_eq!(needs_escape(b), !PLAIN[b as usize], "byte {b:#x}");
         }
     }
 
     proptest! {
         #[test]
         fn encoded_len_is_exact(p in "/[a-zA-Z0-9 %é/;+._~-]{0,30}") {
-            prop_assert_eq!(encoded_len(&p), encode_path(&p).len());
+            prop_assert_eq!(Encoded::new(&p).len(), encode_path(&p).len());
+        }
+
+        #[test]
+        fn encoded_len_is_exact_for_any_text(p in any::<String>()) {
+            let encoded = encode_path(&p);
+            prop_assert_eq!(Encoded::new(&p).len(), encoded.len());
+            prop_assert_eq!(encoded == p, p.bytes().all(|b| PLAIN[b as usize]));
         }
 
         #[test]

@@ -10,7 +10,7 @@ use time::{Duration, OffsetDateTime};
 use crate::claims::{self, ClaimError, DispositionType, Methods};
 use crate::key::Keyring;
 use crate::path::{self, MediaPath, PathError};
-use crate::transport;
+use crate::transport::{self, Token};
 use crate::wire::{self, MAX_TIME, PayloadBuf, RawClaims};
 
 /// The longest lifetime a [`Signer`] or [`Verifier`](crate::Verifier)
@@ -221,6 +221,35 @@ impl<'a> LinkBuilder<'a> {
 
     /// Checks the claims and signs. Allocates only the token string.
     pub fn sign(self) -> Result<SignedLink<'a>, SignError> {
+        self.seal(|sealed| SignedLink {
+            token: wire::encode_token(sealed.bytes),
+            path: sealed.path,
+            expires: sealed.expires,
+        })
+    }
+
+    /// Signs and renders the token in one step; allocates only the token.
+    pub fn token(self) -> Result<String, SignError> {
+        self.seal(|sealed| transport::render_token(Token::Signed(sealed.bytes)))
+    }
+
+    /// Signs and renders the query-form URL (see [`SignedLink::url`]) in one
+    /// step; allocates only the URL. What a template calls per link.
+    pub fn url(self, base: &str) -> Result<String, SignError> {
+        self.seal(|sealed| transport::render_url(base, sealed.path, Token::Signed(sealed.bytes)))
+    }
+
+    /// Signs and renders the path-form URL (see [`SignedLink::path_form`])
+    /// in one step; allocates only the URL.
+    pub fn path_form(self, base: &str) -> Result<String, SignError> {
+        self.seal(|sealed| {
+            transport::render_path_form(base, sealed.path, Token::Signed(sealed.bytes))
+        })
+    }
+
+    /// Checks the claims, signs them in a stack buffer (a heap one for
+    /// unusually long links) and hands the signed bytes to `render`.
+    fn seal<R>(self, render: impl FnOnce(Sealed<'_, 'a>) -> R) -> Result<R, SignError> {
         let path = MediaPath::parse(self.path)?;
         let subject = self.subject.ok_or(SignError::MissingSubject)?;
         claims::check_subject(subject)?;
@@ -296,13 +325,19 @@ impl<'a> LinkBuilder<'a> {
         let mut mac = key.link_mac();
         mac.update(buf.as_slice());
         buf.extend_from_slice(&mac.finalize().into_bytes());
-        let token = wire::encode_token(buf.as_slice());
-        Ok(SignedLink {
-            token,
+        Ok(render(Sealed {
+            bytes: buf.as_slice(),
             path: self.path,
             expires,
-        })
+        }))
     }
+}
+
+/// A link's signed bytes (payload and tag), before any rendering.
+struct Sealed<'b, 'a> {
+    bytes: &'b [u8],
+    path: &'a str,
+    expires: u64,
 }
 
 const NANOS: i64 = 1_000_000_000;
@@ -354,67 +389,39 @@ impl SignedLink<'_> {
 
     /// The query string that carries the token: `mg_token=<token>`.
     pub fn query(&self) -> String {
-        let mut out = String::with_capacity(transport::QUERY_PARAM.len() + 1 + self.token.len());
-        self.push_query(&mut out);
-        out
-    }
-
-    fn push_query(&self, out: &mut String) {
-        out.push_str(transport::QUERY_PARAM);
-        out.push('=');
-        out.push_str(&self.token);
+        transport::render_query(Token::Encoded(&self.token))
     }
 
     /// `base` + path + `?mg_token=<token>`.
     pub fn url(&self, base: &str) -> String {
-        self.render_query(base, self.path)
+        transport::render_url(base, self.path, Token::Encoded(&self.token))
     }
 
     /// The query-form URL of `file`, which must lie within a prefix link's
     /// scope (or be the exact path).
     pub fn url_for(&self, base: &str, file: &str) -> Result<String, SignError> {
         self.check_within(file)?;
-        Ok(self.render_query(base, file))
-    }
-
-    fn render_query(&self, base: &str, path: &str) -> String {
-        let base = base.trim_end_matches('/');
-        let mut out = String::with_capacity(
-            base.len()
-                + path::encoded_len(path)
-                + 2
-                + transport::QUERY_PARAM.len()
-                + self.token.len(),
-        );
-        out.push_str(base);
-        path::encode_path_into(path, &mut out);
-        out.push('?');
-        self.push_query(&mut out);
-        out
+        Ok(transport::render_url(
+            base,
+            file,
+            Token::Encoded(&self.token),
+        ))
     }
 
     /// `base` + `/_mg/<token>` + path: the token as a leading path segment,
     /// so that relative URLs inside a playlist (HLS, DASH) inherit it.
     pub fn path_form(&self, base: &str) -> String {
-        self.render_path_form(base, self.path)
+        transport::render_path_form(base, self.path, Token::Encoded(&self.token))
     }
 
     /// The path-form URL of `file`, which must lie within the link's scope.
     pub fn path_form_for(&self, base: &str, file: &str) -> Result<String, SignError> {
         self.check_within(file)?;
-        Ok(self.render_path_form(base, file))
-    }
-
-    fn render_path_form(&self, base: &str, path: &str) -> String {
-        let base = base.trim_end_matches('/');
-        let mut out = String::with_capacity(base.len() + path.len() * 3 / 2 + self.token.len() + 8);
-        out.push_str(base);
-        out.push('/');
-        out.push_str(transport::PATH_MARKER);
-        out.push('/');
-        out.push_str(&self.token);
-        path::encode_path_into(path, &mut out);
-        out
+        Ok(transport::render_path_form(
+            base,
+            file,
+            Token::Encoded(&self.token),
+        ))
     }
 
     /// A `Set-Cookie` value that carries the token for requests below
@@ -423,18 +430,7 @@ impl SignedLink<'_> {
     /// `now` computes `Max-Age`.
     pub fn set_cookie(&self, mount: &str, now: OffsetDateTime) -> String {
         let max_age = (self.expires as i64 - now.unix_timestamp()).max(0);
-        let mount = mount.trim_end_matches('/');
-        let mut out = String::with_capacity(self.token.len() + mount.len() + self.path.len() + 80);
-        out.push_str(transport::COOKIE_NAME);
-        out.push('=');
-        out.push_str(&self.token);
-        out.push_str("; Path=");
-        out.push_str(mount);
-        path::encode_path_into(self.path, &mut out);
-        out.push_str("; Max-Age=");
-        out.push_str(&max_age.to_string());
-        out.push_str("; Secure; HttpOnly; SameSite=Lax");
-        out
+        transport::render_set_cookie(mount, self.path, max_age, Token::Encoded(&self.token))
     }
 
     fn check_within(&self, file: &str) -> Result<(), SignError> {

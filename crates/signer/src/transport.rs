@@ -1,6 +1,7 @@
 //! How a token travels with a request: as a query parameter, a cookie, or a
-//! leading path segment. [`SignedLink`](crate::SignedLink) renders each; the
-//! functions here find the token again, refusing any ambiguous request.
+//! leading path segment. The renderings (what [`SignedLink`](crate::SignedLink)
+//! and [`LinkBuilder`](crate::LinkBuilder) hand out) are built here, and the
+//! public functions find the token again, refusing any ambiguous request.
 //!
 //! ```
 //! use mediagate_signer::transport::{split_path_form, token_from_query};
@@ -107,6 +108,95 @@ pub fn split_path_form(path: &str) -> Result<Option<(&str, &str)>, TransportErro
         return Err(TransportError::Empty);
     }
     Ok(Some((token, rest)))
+}
+
+/// A token to render: already encoded, or the signed bytes, encoded
+/// straight into the output (so that minting and rendering a link in one
+/// step allocates the output and nothing else).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Token<'a> {
+    Encoded(&'a str),
+    Signed(&'a [u8]),
+}
+
+impl Token<'_> {
+    fn len(self) -> usize {
+        match self {
+            Token::Encoded(t) => t.len(),
+            Token::Signed(b) => crate::wire::encoded_len(b.len()),
+        }
+    }
+
+    fn push_to(self, out: &mut String) {
+        match self {
+            Token::Encoded(t) => out.push_str(t),
+            Token::Signed(b) => crate::wire::encode_token_into(b, out),
+        }
+    }
+}
+
+/// The token alone.
+pub(crate) fn render_token(token: Token<'_>) -> String {
+    let mut out = String::with_capacity(token.len());
+    token.push_to(&mut out);
+    out
+}
+
+/// `mg_token=<token>`.
+pub(crate) fn render_query(token: Token<'_>) -> String {
+    let mut out = String::with_capacity(QUERY_PARAM.len() + 1 + token.len());
+    out.push_str(QUERY_PARAM);
+    out.push('=');
+    token.push_to(&mut out);
+    out
+}
+
+/// `base` + encoded `path` + `?mg_token=<token>`.
+pub(crate) fn render_url(base: &str, path: &str, token: Token<'_>) -> String {
+    let base = base.trim_end_matches('/');
+    let encoded = crate::path::Encoded::new(path);
+    let mut out =
+        String::with_capacity(base.len() + encoded.len() + 2 + QUERY_PARAM.len() + token.len());
+    out.push_str(base);
+    encoded.push_to(&mut out);
+    out.push('?');
+    out.push_str(QUERY_PARAM);
+    out.push('=');
+    token.push_to(&mut out);
+    out
+}
+
+/// `base` + `/_mg/<token>` + encoded `path`.
+pub(crate) fn render_path_form(base: &str, path: &str, token: Token<'_>) -> String {
+    let base = base.trim_end_matches('/');
+    let encoded = crate::path::Encoded::new(path);
+    let mut out =
+        String::with_capacity(base.len() + PATH_MARKER.len() + 2 + token.len() + encoded.len());
+    out.push_str(base);
+    out.push('/');
+    out.push_str(PATH_MARKER);
+    out.push('/');
+    token.push_to(&mut out);
+    encoded.push_to(&mut out);
+    out
+}
+
+/// A `Set-Cookie` value carrying the token for requests below `mount` +
+/// `path`, for `max_age` seconds.
+pub(crate) fn render_set_cookie(mount: &str, path: &str, max_age: i64, token: Token<'_>) -> String {
+    let mount = mount.trim_end_matches('/');
+    let encoded = crate::path::Encoded::new(path);
+    let mut out = String::with_capacity(token.len() + mount.len() + encoded.len() + 80);
+    out.push_str(COOKIE_NAME);
+    out.push('=');
+    token.push_to(&mut out);
+    out.push_str("; Path=");
+    out.push_str(mount);
+    encoded.push_to(&mut out);
+    out.push_str("; Max-Age=");
+    out.push_str(&max_age.to_string());
+    out.push_str("; Secure; HttpOnly; SameSite=Lax");
+    out
 }
 
 #[cfg(test)]

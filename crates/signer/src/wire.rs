@@ -268,6 +268,11 @@ pub(crate) fn encode_token(bytes: &[u8]) -> String {
     base64_simd::URL_SAFE_NO_PAD.encode_to_string(bytes)
 }
 
+/// Appends `payload || tag`, encoded as a token, to `out`.
+pub(crate) fn encode_token_into(bytes: &[u8], out: &mut String) {
+    base64_simd::URL_SAFE_NO_PAD.encode_append(bytes, out);
+}
+
 /// Reads the key id from an unauthenticated payload, so that the right key
 /// can check the MAC. Nothing else is read before the MAC check.
 pub(crate) fn peek_key_id(payload: &[u8]) -> Result<&[u8], MalformedToken> {

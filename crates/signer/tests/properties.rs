@@ -71,7 +71,11 @@ proptest! {
         if let Some(g) = generation {
             b = b.generation(g);
         }
-        let link = b.sign().unwrap();
+        let link = b.clone().sign().unwrap();
+        // Minting and rendering in one step gives the same strings.
+        prop_assert_eq!(b.clone().token().unwrap(), link.token());
+        prop_assert_eq!(b.clone().url("https://m.example/media").unwrap(), link.url("https://m.example/media"));
+        prop_assert_eq!(b.path_form("/m").unwrap(), link.path_form("/m"));
         let req_path = request_path(&path);
         let mp = MediaPath::parse(&req_path).unwrap();
         let mut facts = RequestFacts::new(Method::Get, &mp);
