@@ -209,17 +209,18 @@ pub(crate) fn validate_bytes(bytes: &[u8]) -> Result<(), PathError> {
     if bytes.len() > MAX_PATH_LEN {
         return Err(PathError::TooLong);
     }
-    // Two folds over u8 without early exit, which the compiler vectorizes:
-    // any byte that needs a closer look, and any "//" or "/." pair.
-    let special = bytes.iter().fold(0u8, |acc, &b| {
-        acc | u8::from(b < 0x20) | u8::from(b == 0x7f) | u8::from(b == b'\\') | (b & 0x80)
+    // One fold without early exit over each byte and the one before it
+    // (the first byte is the '/' checked above), which the compiler
+    // vectorizes: any byte that needs a closer look, and any "//" or "/.".
+    let flagged = bytes.iter().zip(&bytes[1..]).fold(0u8, |acc, (&a, &b)| {
+        acc | u8::from(b < 0x20)
+            | u8::from(b == 0x7f)
+            | u8::from(b == b'\\')
+            | (b >> 7)
+            | (u8::from(a == b'/') & (u8::from(b == b'/') | u8::from(b == b'.')))
     });
-    let slash_pair = bytes.iter().zip(&bytes[1..]).fold(0u8, |acc, (&a, &b)| {
-        acc | (u8::from(a == b'/') & (u8::from(b == b'/') | u8::from(b == b'.')))
-    });
-    let (special, slash_pair) = (special != 0, slash_pair != 0);
     // A path this short cannot hold an over-long segment.
-    if !special && !slash_pair && bytes.len() <= MAX_SEGMENT_LEN + 1 {
+    if flagged == 0 && bytes.len() <= MAX_SEGMENT_LEN + 1 {
         return Ok(());
     }
     validate_slow(bytes)
