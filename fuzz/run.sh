@@ -7,19 +7,33 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(token path request)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(token path request signed)
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 # An explicit --target keeps RUSTFLAGS off build scripts.
 triple=$(rustc -vV | sed -n 's/^host: //p')
 cargo build --release --quiet --target "$triple" --target-dir target $(printf -- '--bin %s ' "${targets[@]}")
-mkdir -p corpus/path corpus/request corpus/token
+mkdir -p corpus/path corpus/request corpus/token corpus/signed
 # Seed the path and request corpora from the traversal payloads.
 for f in ../crates/verifier/tests/data/traversal-extra.txt ../../shared/corpus/traversal-public.txt; do
   [ -f "$f" ] || continue
   n=0; while IFS= read -r line; do n=$((n+1)); printf '%s' "$line" > "corpus/path/seed-$(basename "$f")-$n"; printf '%s\nbytes=0-1\n' "$line" > "corpus/request/seed-$(basename "$f")-$n"; done < "$f"
 done
+# Seed the signed-payload corpus with the payloads of the format vectors.
+python3 - <<'PY'
+import base64, json, pathlib
+vectors = json.loads(pathlib.Path("../crates/signer/tests/vectors.json").read_text())
+for i, case in enumerate(vectors["valid"] + vectors["invalid"]):
+    token = case.get("token", "")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except Exception:
+        continue
+    if len(raw) > 32:
+        path = case.get("request", {}).get("path") or case.get("claims", {}).get("path", "/a/b")
+        pathlib.Path(f"corpus/signed/seed-{i}").write_bytes(path.encode() + b"\0" + raw[:-32])
+PY
 for t in "${targets[@]}"; do
   mkdir -p "artifacts/$t"
   echo "== fuzzing $t for ${secs}s"
