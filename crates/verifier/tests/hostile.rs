@@ -52,7 +52,13 @@ async fn a_flood_of_idle_connections_is_capped_and_timed_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_vanishing_mid_stream_leak_no_descriptors() {
-    let s = TestServer::start_with(|b| b.chunk_size(16 * 1024), ServerConfig::default()).await;
+    for sendfile in [true, false] {
+        clients_vanishing_mid_stream(ServerConfig::default().with_sendfile(sendfile)).await;
+    }
+}
+
+async fn clients_vanishing_mid_stream(config: ServerConfig) {
+    let s = TestServer::start_with(|b| b.chunk_size(16 * 1024), config).await;
     let target = s.target("/big.bin");
     // Warm up (the runtime's own descriptors), then measure.
     let _ = s.get(&s.target("/pub/a.txt"), &[]).await;
@@ -185,7 +191,13 @@ async fn start_download(
 
 #[tokio::test]
 async fn files_replaced_or_grown_while_streaming_stay_consistent() {
-    let s = TestServer::start_with(|b| b.chunk_size(64 * 1024), ServerConfig::default()).await;
+    for sendfile in [true, false] {
+        replaced_or_grown_while_streaming(ServerConfig::default().with_sendfile(sendfile)).await;
+    }
+}
+
+async fn replaced_or_grown_while_streaming(config: ServerConfig) {
+    let s = TestServer::start_with(|b| b.chunk_size(64 * 1024), config).await;
     // 64 MiB of a known pattern, so that the download is still running.
     const LEN: usize = 64 << 20;
     let pattern: Vec<u8> = (0..LEN).map(|i| (i % 253) as u8).collect();

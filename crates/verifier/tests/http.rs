@@ -494,8 +494,14 @@ async fn file_bodies_are_the_same_with_and_without_sendfile() {
 
 #[tokio::test]
 async fn a_file_truncated_while_streaming_aborts_the_connection() {
+    for sendfile in [true, false] {
+        truncated_while_streaming(ServerConfig::default().with_sendfile(sendfile)).await;
+    }
+}
+
+async fn truncated_while_streaming(config: ServerConfig) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let s = TestServer::start_with(|b| b.chunk_size(64 * 1024), ServerConfig::default()).await;
+    let s = TestServer::start_with(|b| b.chunk_size(64 * 1024), config).await;
     // Larger than every socket buffer on the way, so that the server is
     // still reading when the file shrinks (sparse: no disk used).
     const LEN: u64 = 256 << 20;
