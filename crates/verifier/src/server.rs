@@ -39,9 +39,9 @@ pub struct ServerConfig {
     /// Largest request head accepted, in bytes; larger ones get 431 (default 16 KiB).
     pub max_header_bytes: usize,
     /// Whether HTTP/1 file bodies go from the page cache to the socket with
-    /// `sendfile(2)` instead of being read and written (default true; see
-    /// [`crate::sendfile`] in the source). Turn it off for a file system
-    /// that cannot `sendfile`.
+    /// `sendfile(2)` instead of being read and written (default true; the
+    /// mechanism is described in `src/sendfile.rs`). Turn it off for a file
+    /// system that cannot `sendfile`.
     pub sendfile: bool,
 }
 
