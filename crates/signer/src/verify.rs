@@ -189,19 +189,19 @@ impl Verifier {
         request: &RequestFacts<'_>,
         now: OffsetDateTime,
     ) -> Result<Grant, VerifyError> {
-        let claims = with_decoded(token, |payload, tag| {
+        let (claims, covered) = with_decoded(token, |payload, tag| {
             self.check_mac(payload, tag)?;
             let fields = wire::decode_fields(payload)?;
             // A signed path that covers the request's canonical path is
             // canonical itself; only one that does not needs the full check,
             // which still comes first, so that the error is the same.
-            let path = match fields.path.covering(request.path) {
-                Some(path) => path,
-                None => fields.path.validate()?,
+            let (path, covered) = match fields.path.covering(request.path) {
+                Some(path) => (path, true),
+                None => (fields.path.validate()?, false),
             };
-            Ok(Claims::from_fields(&fields, path)?)
+            Ok((Claims::from_fields(&fields, path)?, covered))
         })?;
-        self.check(&claims, request, now)?;
+        self.check(&claims, covered, request, now)?;
         Ok(Grant { claims })
     }
 
@@ -228,9 +228,12 @@ impl Verifier {
         mac.verify_slice(tag).map_err(|_| VerifyError::BadSignature)
     }
 
+    /// The checks on authenticated claims, in spec order; `covered` is
+    /// whether the scope covers the request's path (decided while parsing).
     fn check(
         &self,
         claims: &Claims,
+        covered: bool,
         request: &RequestFacts<'_>,
         now: OffsetDateTime,
     ) -> Result<(), VerifyError> {
@@ -266,7 +269,7 @@ impl Verifier {
         if !claims.methods().contains(request.method) {
             return Err(VerifyError::MethodNotAllowed);
         }
-        if !claims.covers(request.path) {
+        if !covered {
             return Err(VerifyError::ScopeMismatch);
         }
         if claims.client_net().is_some() {
