@@ -222,7 +222,7 @@ impl<'a> LinkBuilder<'a> {
     /// Checks the claims and signs. Allocates only the token string.
     pub fn sign(self) -> Result<SignedLink<'a>, SignError> {
         self.seal(|sealed| SignedLink {
-            token: wire::encode_token(sealed.bytes),
+            token: transport::render_token(Token::Signed(sealed.bytes)),
             path: sealed.path,
             expires: sealed.expires,
         })

@@ -263,11 +263,6 @@ pub(crate) fn decode_token_into(token: &str, out: &mut [u8]) -> Result<(), Malfo
         .map_err(|_| MalformedToken::Encoding)
 }
 
-/// Encodes `payload || tag` as a token.
-pub(crate) fn encode_token(bytes: &[u8]) -> String {
-    base64_simd::URL_SAFE_NO_PAD.encode_to_string(bytes)
-}
-
 /// Appends `payload || tag`, encoded as a token, to `out`.
 pub(crate) fn encode_token_into(bytes: &[u8], out: &mut String) {
     base64_simd::URL_SAFE_NO_PAD.encode_append(bytes, out);
