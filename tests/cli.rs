@@ -60,6 +60,23 @@ fn http_get(addr: &str, target: &str) -> String {
 }
 
 /// Sends SIGTERM to `child` and checks that it exits cleanly.
+/// A link for user 7 to /a.txt below `base`, signed by the CLI.
+fn sign_a_txt(keys: &str, base: &str) -> String {
+    let (code, url, err) = run(&[
+        "sign",
+        "--keys",
+        keys,
+        "--user",
+        "7",
+        "--path",
+        "/a.txt",
+        "--base-url",
+        base,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    url
+}
+
 fn stop(mut child: std::process::Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -300,17 +317,7 @@ fn serve_answers_and_stops_on_sigterm() {
         "/media",
     ]);
     let (child, lines, addr) = start_server(cmd);
-    let (_, url, _) = run(&[
-        "sign",
-        "--keys",
-        k,
-        "--user",
-        "7",
-        "--path",
-        "/a.txt",
-        "--base-url",
-        "/media",
-    ]);
+    let url = sign_a_txt(k, "/media");
     let res = http_get(&addr, url.trim());
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
     assert!(res.ends_with("served by the binary\n"));
@@ -354,17 +361,7 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
             cmd.env("MEDIAGATE_ROOT", r);
         }
         let (child, _lines, addr) = start_server(cmd);
-        let (_, url, _) = run(&[
-            "sign",
-            "--keys",
-            k,
-            "--user",
-            "7",
-            "--path",
-            "/a.txt",
-            "--base-url",
-            "/files",
-        ]);
+        let url = sign_a_txt(k, "/files");
         let file = http_get(&addr, url.trim());
         let health = http_get(&addr, "/up");
         stop(child);
