@@ -3,7 +3,6 @@
 
 use std::net::IpAddr;
 
-use hmac::Mac as _;
 use ipnet::IpNet;
 use time::{Duration, OffsetDateTime};
 
@@ -322,9 +321,8 @@ impl<'a> LinkBuilder<'a> {
         };
         let mut buf = PayloadBuf::new(bytes);
         wire::encode_payload(&claims, &mut buf);
-        let mut mac = key.link_mac();
-        mac.update(buf.as_slice());
-        buf.extend_from_slice(&mac.finalize().into_bytes());
+        let tag = key.link_tag(buf.as_slice());
+        buf.extend_from_slice(&tag);
         Ok(render(Sealed {
             bytes: buf.as_slice(),
             path: self.path,

@@ -8,7 +8,6 @@
 use std::net::IpAddr;
 use std::ops::Deref;
 
-use hmac::Mac as _;
 use time::{Duration, OffsetDateTime};
 
 use crate::claims::{Claims, Method};
@@ -216,16 +215,18 @@ impl Verifier {
     }
 
     /// Version, key id and MAC: everything before a payload is trusted.
-    fn check_mac(&self, payload: &[u8], tag: &[u8]) -> Result<(), VerifyError> {
+    fn check_mac(&self, payload: &[u8], tag: &[u8; TAG_LEN]) -> Result<(), VerifyError> {
         if payload[0] != VERSION {
             return Err(VerifyError::UnsupportedVersion(payload[0]));
         }
         let key_id = wire::peek_key_id(payload)?;
         let key = self.keyring.get(key_id).ok_or(VerifyError::UnknownKey)?;
-        let mut mac = key.link_mac();
-        mac.update(payload);
         // Constant-time comparison of the full 32-byte tag.
-        mac.verify_slice(tag).map_err(|_| VerifyError::BadSignature)
+        if key.link_tag_matches(payload, tag) {
+            Ok(())
+        } else {
+            Err(VerifyError::BadSignature)
+        }
     }
 
     /// The checks on authenticated claims, in spec order; `covered` is
@@ -300,7 +301,7 @@ pub fn decode_unverified(token: &str) -> Result<Claims, VerifyError> {
 /// tokens) and hands its payload and tag to `f`.
 fn with_decoded<T>(
     token: &str,
-    f: impl FnOnce(&[u8], &[u8]) -> Result<T, VerifyError>,
+    f: impl FnOnce(&[u8], &[u8; TAG_LEN]) -> Result<T, VerifyError>,
 ) -> Result<T, VerifyError> {
     let len = wire::decoded_len(token)?;
     let mut stack = [0u8; wire::STACK_BUF_LEN];
@@ -314,6 +315,8 @@ fn with_decoded<T>(
     wire::decode_token_into(token, buf)?;
     // decoded_len guarantees at least MIN_TOKEN_LEN characters, which
     // decode to more than TAG_LEN + 1 bytes.
-    let (payload, tag) = buf.split_at(len - TAG_LEN);
-    f(payload, tag)
+    match buf.split_last_chunk::<TAG_LEN>() {
+        Some((payload, tag)) => f(payload, tag),
+        None => Err(MalformedToken::TooShort.into()),
+    }
 }

@@ -1,8 +1,8 @@
 //! Constant-time tag comparison, checked statistically.
 //!
-//! The guarantee is by construction: the tag is compared with
-//! `Mac::verify_slice`, which uses the `subtle` crate's constant-time
-//! equality over all 32 bytes. This test measures it anyway: a token whose
+//! The guarantee is by construction: the tag is compared with the `subtle`
+//! crate's constant-time equality over all 32 bytes (as four 64-bit words,
+//! folded before the one branch). This test measures it anyway: a token whose
 //! *first* tag byte is wrong must take as long to refuse as one whose
 //! *last* tag byte is wrong (an early-exit comparison would refuse the
 //! first kind sooner). Timing on shared machines is noisy, so the test is
