@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use time::OffsetDateTime;
 
 use crate::path::MediaPath;
+use crate::scan;
 use crate::wire::{self, MAX_CONTENT_TYPE_LEN, MAX_FILENAME_LEN, MAX_SUBJECT_LEN, MalformedToken};
 
 /// An HTTP method a link can grant.
@@ -135,10 +136,13 @@ pub(crate) fn check_subject(s: &str) -> Result<(), ClaimError> {
 }
 
 pub(crate) fn check_subject_bytes(s: &[u8]) -> Result<(), ClaimError> {
-    let ok = (1..=MAX_SUBJECT_LEN).contains(&s.len()) && s.iter().all(|b| b.is_ascii_graphic());
+    let ok = (1..=MAX_SUBJECT_LEN).contains(&s.len())
+        && scan::any_byte(s, b'a', |b| u8::from(!b.is_ascii_graphic())) == 0;
     if ok { Ok(()) } else { Err(ClaimError::Subject) }
 }
 
+/// Filenames: 1..=255 bytes, no control character (C0, DEL, or C1, which
+/// UTF-8 encodes as C2 80..C2 9F), no `/` or `\`.
 pub(crate) fn check_filename(s: &str) -> Result<(), ClaimError> {
     check_filename_bytes(s.as_bytes())
 }
@@ -147,12 +151,19 @@ pub(crate) fn check_filename(s: &str) -> Result<(), ClaimError> {
 /// UTF-8 encodes as C2 80..C2 9F), no `/` or `\`. UTF-8 validity is the
 /// caller's to check.
 pub(crate) fn check_filename_bytes(s: &[u8]) -> Result<(), ClaimError> {
-    let ok = (1..=MAX_FILENAME_LEN).contains(&s.len())
-        && !s
-            .iter()
-            .any(|&b| b < 0x20 || b == 0x7f || b == b'/' || b == b'\\')
-        && !s.windows(2).any(|w| w[0] == 0xc2 && w[1] <= 0x9f);
-    if ok {
+    if s.is_empty() || s.len() > MAX_FILENAME_LEN {
+        return Err(ClaimError::Filename);
+    }
+    // Bit 0: a refused byte; bit 1: a C2 byte, which may start a C1 control
+    // and calls for a look at the byte after it.
+    let flags = scan::any_byte(s, b'a', |b| {
+        (u8::from(b < 0x20) | u8::from(b == 0x7f) | u8::from(b == b'/') | u8::from(b == b'\\'))
+            | (u8::from(b == 0xc2) << 1)
+    });
+    let c1 = flags & 2 != 0
+        && s.windows(2)
+            .any(|w| w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1]));
+    if flags & 1 == 0 && !c1 {
         Ok(())
     } else {
         Err(ClaimError::Filename)
@@ -160,8 +171,37 @@ pub(crate) fn check_filename_bytes(s: &[u8]) -> Result<(), ClaimError> {
 }
 
 fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TOKEN_BYTE[b as usize]
 }
+
+/// The bytes of an HTTP token (RFC 9110 `tchar`).
+static TOKEN_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        i += 1;
+    }
+    t
+};
 
 fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_token_byte)
@@ -291,14 +331,11 @@ impl Claims {
         let path_end = text.len() as u16;
         text.extend_from_slice(filename);
         let filename_end = text.len() as u16;
-        text.extend_from_slice(content_type);
-        // One UTF-8 check for all text; each field must also be valid on
-        // its own, which holds when every boundary is a char boundary.
-        let text = String::from_utf8(text).map_err(|_| MalformedToken::Field("text"))?;
-        let bounds = [key_id_end, subject_end, path_end, filename_end];
-        if !bounds.iter().all(|&b| text.is_char_boundary(b as usize)) {
-            return Err(MalformedToken::Field("text"));
-        }
+        text.extend_from_slice(content_type.as_bytes());
+        // The one UTF-8 check of the whole text. The key id, the subject
+        // and the content type are ASCII and the path is text, so this
+        // checks the filename, and every boundary is a char boundary.
+        let text = String::from_utf8(text).map_err(|_| MalformedToken::Field("disposition"))?;
         Ok(Claims {
             text,
             key_id_end,
@@ -484,8 +521,29 @@ mod tests {
     fn filename_rules() {
         assert!(check_filename("report 2026.pdf").is_ok());
         assert!(check_filename("résumé.pdf").is_ok());
+        assert!(check_filename("no\u{a0}break.pdf").is_ok());
+        assert!(check_filename("x").is_ok());
+        for bad in ["a\u{85}b", "\u{9f}", "a\u{80}", "/", "\\", "\u{7f}", "x\t"] {
+            assert!(check_filename(bad).is_err(), "{bad:?}");
+        }
         for bad in ["", "a/b", "a\\b", "a\r\nb", &"x".repeat(256)] {
             assert!(check_filename(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn filename_check_is_the_char_rule(name in "\\PC{0,3}[\\x00-\\x{a0}/\\\\]{0,3}\\PC{0,3}") {
+            let expected = !name.is_empty()
+                && name.len() <= MAX_FILENAME_LEN
+                && !name.chars().any(|c| c.is_control() || c == '/' || c == '\\');
+            proptest::prop_assert_eq!(check_filename(&name).is_ok(), expected, "{:?}", name);
+        }
+
+        #[test]
+        fn token_bytes_are_tchar(b in proptest::prelude::any::<u8>()) {
+            let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            proptest::prop_assert_eq!(is_token_byte(b), tchar);
         }
     }
 

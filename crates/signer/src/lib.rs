@@ -5,6 +5,7 @@
 mod claims;
 mod key;
 mod path;
+mod scan;
 mod sign;
 pub mod transport;
 mod verify;

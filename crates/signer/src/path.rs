@@ -385,13 +385,24 @@ const PLAIN: [bool; 256] = {
     t
 };
 
-/// Whether `b` needs escaping: the complement of [`PLAIN`] as comparisons,
-/// which the compiler vectorizes (a table lookup it cannot).
+/// Whether `b` needs escaping (1) or not (0): the complement of [`PLAIN`]
+/// as branch-free comparisons, which the compiler vectorizes (neither a
+/// table lookup nor short-circuit logic would be).
 #[inline]
-fn needs_escape(b: u8) -> bool {
-    b <= 0x20
-        || matches!(b, 0x22..=0x23 | 0x25..=0x27 | 0x2b | 0x3b..=0x3f | 0x5b..=0x5e | 0x60)
-        || (b >= 0x7b && b != b'~')
+fn needs_escape(b: u8) -> u8 {
+    u8::from(b <= 0x20)
+        | u8::from(b.wrapping_sub(0x22) <= 0x23 - 0x22)
+        | u8::from(b.wrapping_sub(0x25) <= 0x27 - 0x25)
+        | u8::from(b == 0x2b)
+        | u8::from(b.wrapping_sub(0x3b) <= 0x3f - 0x3b)
+        | u8::from(b.wrapping_sub(0x5b) <= 0x5e - 0x5b)
+        | u8::from(b == 0x60)
+        | (u8::from(b >= 0x7b) & u8::from(b != b'~'))
+}
+
+/// Whether any byte of `bytes` needs escaping.
+fn any_needs_escape(bytes: &[u8]) -> bool {
+    crate::scan::any_byte(bytes, b'a', needs_escape) != 0
 }
 
 /// The URL (percent-encoded) form of a path, measured once and then
@@ -404,8 +415,7 @@ pub(crate) struct Encoded<'a> {
 
 impl<'a> Encoded<'a> {
     pub(crate) fn new(path: &'a str) -> Self {
-        // A fold without early exit, so that it vectorizes.
-        let escapes = path.bytes().fold(false, |any, b| any | needs_escape(b));
+        let escapes = any_needs_escape(path.as_bytes());
         let len = if escapes {
             path.bytes()
                 .map(|b| if PLAIN[b as usize] { 1 } else { 3 })
@@ -559,11 +569,16 @@ mod tests {
             } else {
                 assert!(!PLAIN[b as usize]);
             }
-            assert_eq!(needs_escape(b), !PLAIN[b as usize], "byte {b:#x}");
+            assert_eq!(needs_escape(b) == 1, !PLAIN[b as usize], "byte {b:#x}");
         }
     }
 
     proptest! {
+        #[test]
+        fn blockwise_escape_check_agrees_with_the_table(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            prop_assert_eq!(any_needs_escape(&bytes), bytes.iter().any(|&b| !PLAIN[b as usize]));
+        }
+
         #[test]
         fn encoded_len_is_exact(p in "/[a-zA-Z0-9 %é/;+._~-]{0,30}") {
             prop_assert_eq!(Encoded::new(&p).len(), encode_path(&p).len());

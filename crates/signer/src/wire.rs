@@ -324,9 +324,10 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The fields of a payload, with text still as bytes: checked against every
-/// rule, except UTF-8 validity (left to the caller) and the path's canonical
-/// form (see [`UncheckedPath`]).
+/// The fields of a payload, checked against every rule except the path's
+/// canonical form (see [`UncheckedPath`]) and UTF-8 validity: the key id,
+/// the subject (both checked ASCII) and the filename are left as bytes, for
+/// the caller to turn into text in one UTF-8 check with the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fields<'a> {
     pub key_id: &'a [u8],
@@ -338,7 +339,7 @@ pub(crate) struct Fields<'a> {
     pub path: UncheckedPath<'a>,
     pub client_net: Option<IpNet>,
     pub disposition: Option<(DispositionType, &'a [u8])>,
-    pub content_type: Option<&'a [u8]>,
+    pub content_type: Option<&'a str>,
     pub generation: Option<u64>,
 }
 
@@ -449,11 +450,9 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
     };
     let content_type = if flags & FLAG_CONTENT_TYPE != 0 {
         let len = r.u8("content_type")? as usize;
-        let ct = r.take(len, "content_type")?;
-        std::str::from_utf8(ct)
-            .ok()
-            .and_then(|ct| crate::claims::check_content_type(ct).ok())
-            .ok_or(MalformedToken::Field("content_type"))?;
+        let ct = std::str::from_utf8(r.take(len, "content_type")?)
+            .map_err(|_| MalformedToken::Field("content_type"))?;
+        crate::claims::check_content_type(ct).map_err(|_| MalformedToken::Field("content_type"))?;
         Some(ct)
     } else {
         None
@@ -481,30 +480,25 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
     })
 }
 
-/// [`decode_fields`] with each text field checked as UTF-8 on its own.
+/// [`decode_fields`] with the path checked: the claims a payload encodes.
 #[cfg(test)]
 pub(crate) fn decode_payload(payload: &[u8]) -> Result<RawClaims<'_>, MalformedToken> {
     let f = decode_fields(payload)?;
-    fn text<'a>(b: &'a [u8], field: &'static str) -> Result<&'a str, MalformedToken> {
-        std::str::from_utf8(b).map_err(|_| MalformedToken::Field(field))
-    }
+    let text = |b| std::str::from_utf8(b).map_err(|_| MalformedToken::Field("text"));
     Ok(RawClaims {
-        key_id: text(f.key_id, "key_id")?,
+        key_id: text(f.key_id)?,
         methods: f.methods,
         issued_at: f.issued_at,
         expires: f.expires,
         not_before: f.not_before,
-        subject: text(f.subject, "subject")?,
+        subject: text(f.subject)?,
         path: f.path.validate()?,
         client_net: f.client_net,
         disposition: match f.disposition {
-            Some((kind, name)) => Some((kind, text(name, "disposition")?)),
+            Some((kind, name)) => Some((kind, text(name)?)),
             None => None,
         },
-        content_type: f
-            .content_type
-            .map(|ct| text(ct, "content_type"))
-            .transpose()?,
+        content_type: f.content_type,
         generation: f.generation,
     })
 }
