@@ -209,11 +209,11 @@ pub(crate) fn validate_bytes(bytes: &[u8]) -> Result<(), PathError> {
     if bytes.len() > MAX_PATH_LEN {
         return Err(PathError::TooLong);
     }
-    // One fold without early exit over each byte and the one before it
-    // (the first byte is the '/' checked above), which the compiler
-    // vectorizes: any byte that needs a closer look, and any "//" or "/.".
-    let flagged = bytes.iter().zip(&bytes[1..]).fold(0u8, |acc, (&a, &b)| {
-        acc | u8::from(b < 0x20)
+    // One vectorized scan over each byte and the one before it (the first
+    // byte is the '/' checked above): any byte that needs a closer look,
+    // and any "//" or "/.".
+    let flagged = crate::scan::any_pair(bytes, b'a', |a, b| {
+        u8::from(b < 0x20)
             | u8::from(b == 0x7f)
             | u8::from(b == b'\\')
             | (b >> 7)

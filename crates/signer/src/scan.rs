@@ -3,25 +3,74 @@
 //! user id, filename) are folds without early exit, over whole 16-byte
 //! blocks.
 
-/// ORs `f(b)` over every byte of `bytes`. Runs in whole 16-byte blocks, the
-/// last one padded with `pad` (for which `f` must return 0), so that all of
-/// it vectorizes: a scalar loop over the remainder would cost as much as the
-/// rest on a typical path.
+/// ORs `f(b)` over every byte of `bytes`, in whole 16-byte blocks so that
+/// all of it vectorizes: a scalar loop over the remainder would cost as much
+/// as the rest on a typical path. The remainder is covered by a last block
+/// that overlaps the one before it (harmless for an OR) or, in a string
+/// shorter than a block, by a copy padded with `pad`, for which `f` must
+/// return 0.
 #[inline]
 pub(crate) fn any_byte(bytes: &[u8], pad: u8, f: impl Fn(u8) -> u8) -> u8 {
     // One lane per position, ORed across blocks, then once across lanes.
     let mut lanes = [0u8; 16];
-    let mut or_block = |block: &[u8]| {
+    let mut or_block = |block: &[u8; 16]| {
         for (lane, &b) in lanes.iter_mut().zip(block) {
             *lane |= f(b);
         }
     };
-    let mut blocks = bytes.chunks_exact(16);
-    blocks.by_ref().for_each(&mut or_block);
-    let rest = blocks.remainder();
-    let mut last = [pad; 16];
-    last[..rest.len()].copy_from_slice(rest);
-    or_block(&last);
+    let mut rest = bytes;
+    while let Some((block, tail)) = rest.split_first_chunk::<16>() {
+        or_block(block);
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        match bytes.last_chunk::<16>() {
+            Some(block) => or_block(block),
+            None => {
+                let mut last = [pad; 16];
+                last[..rest.len()].copy_from_slice(rest);
+                or_block(&last);
+            }
+        }
+    }
+    lanes.iter().fold(0, |any, &lane| any | lane)
+}
+
+/// ORs `f(a, b)` over every pair of neighbours `(bytes[i], bytes[i + 1])`,
+/// blockwise like [`any_byte`]; `f(pad, pad)` must return 0.
+#[inline]
+pub(crate) fn any_pair(bytes: &[u8], pad: u8, f: impl Fn(u8, u8) -> u8) -> u8 {
+    let mut lanes = [0u8; 16];
+    let mut or_blocks = |a: &[u8; 16], b: &[u8; 16]| {
+        for ((lane, &a), &b) in lanes.iter_mut().zip(a).zip(b) {
+            *lane |= f(a, b);
+        }
+    };
+    // The 16 pairs starting at `i`, if there are that many.
+    let block_at = |i: usize| {
+        let a = bytes.get(i..)?.first_chunk::<16>()?;
+        let b = bytes.get(i + 1..)?.first_chunk::<16>()?;
+        Some((a, b))
+    };
+    let pairs = bytes.len().saturating_sub(1);
+    let mut i = 0;
+    while let Some((a, b)) = block_at(i) {
+        or_blocks(a, b);
+        i += 16;
+    }
+    if i < pairs {
+        match block_at(pairs.saturating_sub(16)) {
+            // Overlaps the pairs already seen: harmless for an OR.
+            Some((a, b)) if pairs >= 16 => or_blocks(a, b),
+            _ => {
+                let (mut a, mut b) = ([pad; 16], [pad; 16]);
+                let n = pairs.min(16);
+                a[..n].copy_from_slice(&bytes[..n]);
+                b[..n].copy_from_slice(&bytes[1..=n]);
+                or_blocks(&a, &b);
+            }
+        }
+    }
     lanes.iter().fold(0, |any, &lane| any | lane)
 }
 
@@ -31,6 +80,13 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn any_pair_is_any_window(bytes in proptest::collection::vec(0u8..4, 0..70)) {
+            let f = |a: u8, b: u8| u8::from(a == 1 && b == 2);
+            let expected = bytes.windows(2).any(|w| f(w[0], w[1]) == 1);
+            prop_assert_eq!(any_pair(&bytes, 0, f) != 0, expected);
+        }
+
         #[test]
         fn any_byte_is_any(bytes in proptest::collection::vec(any::<u8>(), 0..70), probe in any::<u8>()) {
             let hit = any_byte(&bytes, probe.wrapping_add(1), |b| u8::from(b == probe)) != 0;
