@@ -89,11 +89,12 @@ fn placeholder_offset(slice: &[u8]) -> Option<usize> {
 #[derive(Debug)]
 pub(crate) struct SendfileIo {
     io: TokioIo<TcpStream>,
-    lane: Lane,
+    /// `None` when sendfile is off: no body hands out placeholders then.
+    lane: Option<Lane>,
 }
 
 impl SendfileIo {
-    pub(crate) fn new(stream: TcpStream, lane: Lane) -> Self {
+    pub(crate) fn new(stream: TcpStream, lane: Option<Lane>) -> Self {
         SendfileIo {
             io: TokioIo::new(stream),
             lane,
@@ -111,7 +112,10 @@ impl SendfileIo {
         let tcp = self.io.inner();
         loop {
             ready!(tcp.poll_write_ready(cx))?;
-            let mut spans = self.lane.spans();
+            let mut spans = match &self.lane {
+                Some(lane) => lane.spans(),
+                None => return Poll::Ready(Err(io::Error::other("placeholder without a lane"))),
+            };
             let Some(span) = spans.front_mut() else {
                 return Poll::Ready(Err(io::Error::other("placeholder without a file span")));
             };
@@ -260,14 +264,14 @@ mod tests {
     }
 
     /// A connected pair: our end wrapped in `SendfileIo`, the peer's end.
-    async fn pair(lane: Lane) -> (SendfileIo, TcpStream) {
+    async fn pair(lane: impl Into<Option<Lane>>) -> (SendfileIo, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let client = TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
-        (SendfileIo::new(server, lane), client)
+        (SendfileIo::new(server, lane.into()), client)
     }
 
     fn file_with(data: &[u8]) -> Arc<File> {
@@ -338,6 +342,24 @@ mod tests {
             .await
             .expect_err("refused");
         assert!(err.to_string().contains("without a file span"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn without_a_lane_a_placeholder_is_an_error_and_bytes_pass() {
+        use tokio::io::AsyncReadExt as _;
+        let lane = Lane::default();
+        let (mut io, mut peer) = pair(None).await;
+        write_all_vectored(&mut io, &[Bytes::from_static(b"plain")])
+            .await
+            .expect("ordinary bytes are written");
+        let mut got = [0u8; 5];
+        peer.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got, b"plain");
+        let p = lane.push(&file_with(b"abcdef"), 0, 6);
+        let err = write_all_vectored(&mut io, &[p])
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("without a lane"), "{err}");
     }
 
     #[tokio::test]

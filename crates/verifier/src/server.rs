@@ -154,7 +154,7 @@ pub async fn serve(
                     .await
             } else {
                 let lane = config.sendfile.then(Lane::default);
-                let io = SendfileIo::new(stream, lane.clone().unwrap_or_default());
+                let io = SendfileIo::new(stream, lane.clone());
                 let service = service_fn(move |req: Request<Incoming>| {
                     std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond(
                         &req,
