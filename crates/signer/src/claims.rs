@@ -137,7 +137,7 @@ pub(crate) fn check_subject(s: &str) -> Result<(), ClaimError> {
 
 pub(crate) fn check_subject_bytes(s: &[u8]) -> Result<(), ClaimError> {
     let ok = (1..=MAX_SUBJECT_LEN).contains(&s.len())
-        && scan::any_byte(s, b'a', |b| u8::from(!b.is_ascii_graphic())) == 0;
+        && scan::any_byte(s, |b| u8::from(!b.is_ascii_graphic())) == 0;
     if ok { Ok(()) } else { Err(ClaimError::Subject) }
 }
 
@@ -156,7 +156,7 @@ pub(crate) fn check_filename_bytes(s: &[u8]) -> Result<(), ClaimError> {
     }
     // Bit 0: a refused byte; bit 1: a C2 byte, which may start a C1 control
     // and calls for a look at the byte after it.
-    let flags = scan::any_byte(s, b'a', |b| {
+    let flags = scan::any_byte(s, |b| {
         (u8::from(b < 0x20) | u8::from(b == 0x7f) | u8::from(b == b'/') | u8::from(b == b'\\'))
             | (u8::from(b == 0xc2) << 1)
     });

@@ -212,7 +212,7 @@ pub(crate) fn validate_bytes(bytes: &[u8]) -> Result<(), PathError> {
     // One vectorized scan over each byte and the one before it (the first
     // byte is the '/' checked above): any byte that needs a closer look,
     // and any "//" or "/.".
-    let flagged = crate::scan::any_pair(bytes, b'a', |a, b| {
+    let flagged = crate::scan::any_pair(bytes, |a, b| {
         u8::from(b < 0x20)
             | u8::from(b == 0x7f)
             | u8::from(b == b'\\')
@@ -402,7 +402,7 @@ fn needs_escape(b: u8) -> u8 {
 
 /// Whether any byte of `bytes` needs escaping.
 fn any_needs_escape(bytes: &[u8]) -> bool {
-    crate::scan::any_byte(bytes, b'a', needs_escape) != 0
+    crate::scan::any_byte(bytes, needs_escape) != 0
 }
 
 /// The URL (percent-encoded) form of a path, measured once and then

@@ -6,11 +6,10 @@
 /// ORs `f(b)` over every byte of `bytes`, in whole 16-byte blocks so that
 /// all of it vectorizes: a scalar loop over the remainder would cost as much
 /// as the rest on a typical path. The remainder is covered by a last block
-/// that overlaps the one before it (harmless for an OR) or, in a string
-/// shorter than a block, by a copy padded with `pad`, for which `f` must
-/// return 0.
+/// that overlaps the one before it (harmless for an OR); a string shorter
+/// than a block is scanned byte by byte.
 #[inline]
-pub(crate) fn any_byte(bytes: &[u8], pad: u8, f: impl Fn(u8) -> u8) -> u8 {
+pub(crate) fn any_byte(bytes: &[u8], f: impl Fn(u8) -> u8) -> u8 {
     // One lane per position, ORed across blocks, then once across lanes.
     let mut lanes = [0u8; 16];
     let mut or_block = |block: &[u8; 16]| {
@@ -23,23 +22,19 @@ pub(crate) fn any_byte(bytes: &[u8], pad: u8, f: impl Fn(u8) -> u8) -> u8 {
         or_block(block);
         rest = tail;
     }
-    if !rest.is_empty() {
-        match bytes.last_chunk::<16>() {
-            Some(block) => or_block(block),
-            None => {
-                let mut last = [pad; 16];
-                last[..rest.len()].copy_from_slice(rest);
-                or_block(&last);
-            }
-        }
+    match bytes.last_chunk::<16>() {
+        Some(block) if !rest.is_empty() => or_block(block),
+        Some(_) => {}
+        // Shorter than a block: a scalar loop beats copying into one.
+        None => return bytes.iter().fold(0, |any, &b| any | f(b)),
     }
     lanes.iter().fold(0, |any, &lane| any | lane)
 }
 
 /// ORs `f(a, b)` over every pair of neighbours `(bytes[i], bytes[i + 1])`,
-/// blockwise like [`any_byte`]; `f(pad, pad)` must return 0.
+/// blockwise like [`any_byte`].
 #[inline]
-pub(crate) fn any_pair(bytes: &[u8], pad: u8, f: impl Fn(u8, u8) -> u8) -> u8 {
+pub(crate) fn any_pair(bytes: &[u8], f: impl Fn(u8, u8) -> u8) -> u8 {
     let mut lanes = [0u8; 16];
     let mut or_blocks = |a: &[u8; 16], b: &[u8; 16]| {
         for ((lane, &a), &b) in lanes.iter_mut().zip(a).zip(b) {
@@ -53,23 +48,21 @@ pub(crate) fn any_pair(bytes: &[u8], pad: u8, f: impl Fn(u8, u8) -> u8) -> u8 {
         Some((a, b))
     };
     let pairs = bytes.len().saturating_sub(1);
+    if pairs < 16 {
+        // Fewer pairs than a block: a scalar loop beats copying into one.
+        return bytes
+            .iter()
+            .zip(bytes.get(1..).unwrap_or_default())
+            .fold(0, |any, (&a, &b)| any | f(a, b));
+    }
     let mut i = 0;
     while let Some((a, b)) = block_at(i) {
         or_blocks(a, b);
         i += 16;
     }
-    if i < pairs {
-        match block_at(pairs.saturating_sub(16)) {
-            // Overlaps the pairs already seen: harmless for an OR.
-            Some((a, b)) if pairs >= 16 => or_blocks(a, b),
-            _ => {
-                let (mut a, mut b) = ([pad; 16], [pad; 16]);
-                let n = pairs.min(16);
-                a[..n].copy_from_slice(&bytes[..n]);
-                b[..n].copy_from_slice(&bytes[1..=n]);
-                or_blocks(&a, &b);
-            }
-        }
+    // The last block overlaps the pairs already seen: harmless for an OR.
+    if let (true, Some((a, b))) = (i < pairs, block_at(pairs - 16)) {
+        or_blocks(a, b);
     }
     lanes.iter().fold(0, |any, &lane| any | lane)
 }
@@ -84,12 +77,12 @@ mod tests {
         fn any_pair_is_any_window(bytes in proptest::collection::vec(0u8..4, 0..70)) {
             let f = |a: u8, b: u8| u8::from(a == 1 && b == 2);
             let expected = bytes.windows(2).any(|w| f(w[0], w[1]) == 1);
-            prop_assert_eq!(any_pair(&bytes, 0, f) != 0, expected);
+            prop_assert_eq!(any_pair(&bytes, f) != 0, expected);
         }
 
         #[test]
         fn any_byte_is_any(bytes in proptest::collection::vec(any::<u8>(), 0..70), probe in any::<u8>()) {
-            let hit = any_byte(&bytes, probe.wrapping_add(1), |b| u8::from(b == probe)) != 0;
+            let hit = any_byte(&bytes, |b| u8::from(b == probe)) != 0;
             prop_assert_eq!(hit, bytes.contains(&probe));
         }
     }
