@@ -580,6 +580,22 @@ fn run(cli: Cli) -> Result<bool> {
     }
 }
 
+/// A clap error as one line: its first paragraph (the message, and for a
+/// missing argument the arguments it lists), without the tips and usage
+/// block that follow the first blank line.
+fn one_line(text: &str) -> String {
+    let words: Vec<&str> = text
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(|line| line.trim().trim_start_matches("error: "))
+        .collect();
+    if words.is_empty() {
+        "invalid arguments".to_owned()
+    } else {
+        words.join(" ")
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -598,10 +614,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 };
             }
-            // One line, not clap's usage block.
-            let text = e.to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("mediagate: {}", line.trim_start_matches("error: ").trim());
+            eprintln!("mediagate: {}", one_line(&e.to_string()));
             return ExitCode::from(2);
         }
     };

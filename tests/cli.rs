@@ -214,6 +214,9 @@ fn bad_inputs_are_one_line_errors() {
     let keys = dir.path().join("keys.toml");
     let k = keys.to_str().unwrap();
     assert_one_line_error(&["sign", "--user", "1", "--path", "/a"], "no keys");
+    // Clap's errors keep what they are about on the one line.
+    assert_one_line_error(&["sign", "--path", "/a"], "not provided: --user <USER>");
+    assert_one_line_error(&["sign", "--bogus"], "unexpected argument '--bogus'");
     assert_one_line_error(
         &[
             "sign",
