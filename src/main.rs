@@ -580,6 +580,24 @@ fn run(cli: Cli) -> Result<bool> {
     }
 }
 
+/// An error and its causes on one line, each cause once: the library errors
+/// name their cause in their own message and also return it as `source`,
+/// which `{:#}` would print a second time.
+fn describe(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// A clap error as one line: its first paragraph (the message, and for a
 /// missing argument the arguments it lists), without the tips and usage
 /// block that follow the first blank line.
@@ -622,7 +640,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("mediagate: error: {e:#}");
+            eprintln!("mediagate: error: {}", describe(&e));
             ExitCode::from(2)
         }
     }

@@ -91,6 +91,9 @@ fn assert_one_line_error(args: &[&str], needle: &str) {
     assert_ne!(code, 0, "{args:?}");
     assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     assert!(err.contains(needle), "{args:?}: {err}");
+    // Each cause once (a source that the message already names is not
+    // repeated).
+    assert_eq!(err.matches(needle).count(), 1, "{args:?}: {err}");
     assert!(!err.contains("panicked") && !err.contains("backtrace"));
 }
 
@@ -272,7 +275,14 @@ fn bad_inputs_are_one_line_errors() {
     );
     assert_one_line_error(
         &["serve", "--keys", k, "--root", "/nonexistent/media"],
-        "media root",
+        "(os error 2)",
+    );
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let e = empty.to_str().unwrap();
+    assert_one_line_error(
+        &["sign", "--keys", e, "--user", "1", "--path", "/a"],
+        "missing field `active`",
     );
     let file = dir.path().join("f");
     std::fs::write(&file, "x").unwrap();

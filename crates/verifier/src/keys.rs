@@ -19,7 +19,7 @@ pub enum LoadKeysError {
         source: std::io::Error,
     },
     /// The keys are invalid.
-    #[error("keys file {path}: {source}")]
+    #[error("{path}: {source}")]
     Keys {
         /// The file (or environment variable).
         path: String,
