@@ -113,6 +113,12 @@ fn keygen_creates_a_private_file_and_rotates() {
     assert!(text.contains("id = \"first\""));
     assert_one_line_error(&["keygen", "--out", k, "--id", "second"], "listed twice");
     assert_one_line_error(&["keygen", "--out", k, "--id", "bad id"], "key id");
+    // A file that cannot be written is named as given, and nothing is left.
+    let missing = dir.path().join("no-such-dir").join("keys.toml");
+    let m = missing.to_str().unwrap();
+    assert_one_line_error(&["keygen", "--out", m], &format!("cannot write {m}"));
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "only keys.toml: {left:?}");
 }
 
 #[test]
