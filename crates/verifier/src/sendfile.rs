@@ -302,6 +302,11 @@ mod tests {
         Ok(())
     }
 
+    /// Writes `parts`, which must be refused; the error.
+    async fn refused(io: &mut SendfileIo, parts: &[Bytes]) -> io::Error {
+        write_all_vectored(io, parts).await.expect_err("refused")
+    }
+
     #[tokio::test]
     async fn placeholders_become_file_bytes_between_ordinary_ones() {
         use tokio::io::AsyncReadExt as _;
@@ -338,9 +343,7 @@ mod tests {
         let file = file_with(b"abcdef");
         // Registered with another lane: ours has no span for it.
         let p = lane.push(&file, 0, 6);
-        let err = write_all_vectored(&mut io, &[p])
-            .await
-            .expect_err("refused");
+        let err = refused(&mut io, &[p]).await;
         assert!(err.to_string().contains("without a file span"), "{err}");
     }
 
@@ -356,9 +359,7 @@ mod tests {
         peer.read_exact(&mut got).await.expect("read");
         assert_eq!(&got, b"plain");
         let p = lane.push(&file_with(b"abcdef"), 0, 6);
-        let err = write_all_vectored(&mut io, &[p])
-            .await
-            .expect_err("refused");
+        let err = refused(&mut io, &[p]).await;
         assert!(err.to_string().contains("without a lane"), "{err}");
     }
 
@@ -369,9 +370,7 @@ mod tests {
         let file = file_with(b"abcdefgh");
         let p = lane.push(&file, 0, 8);
         // Skipping the first bytes of the span does not match it.
-        let err = write_all_vectored(&mut io, &[p.slice(2..)])
-            .await
-            .expect_err("refused");
+        let err = refused(&mut io, &[p.slice(2..)]).await;
         assert!(err.to_string().contains("out of step"), "{err}");
     }
 
@@ -381,9 +380,7 @@ mod tests {
         let (mut io, _peer) = pair(lane.clone()).await;
         let file = file_with(b"abc");
         let p = lane.push(&file, 0, 10);
-        let err = write_all_vectored(&mut io, &[p])
-            .await
-            .expect_err("refused");
+        let err = refused(&mut io, &[p]).await;
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

@@ -428,6 +428,21 @@ async fn large_files_stream_completely() {
     s.shutdown().await.unwrap();
 }
 
+/// Sends pipelined `requests` on one connection (the last one closing it)
+/// and splits the answers; `heads` says which answer a HEAD request.
+async fn pipelined(s: &TestServer, requests: &str, heads: &[bool]) -> Vec<common::Response> {
+    let mut out = Vec::new();
+    let closed = common::send_raw(
+        s.addr,
+        requests.as_bytes(),
+        &mut out,
+        std::time::Duration::from_secs(20),
+    )
+    .await;
+    assert!(closed, "all responses within 20 s");
+    split_responses(&out, heads)
+}
+
 /// Splits pipelined responses by their Content-Length; `heads` says which
 /// answer a HEAD request (no body).
 fn split_responses(mut buf: &[u8], heads: &[bool]) -> Vec<common::Response> {
@@ -454,7 +469,6 @@ fn split_responses(mut buf: &[u8], heads: &[bool]) -> Vec<common::Response> {
 
 #[tokio::test]
 async fn file_bodies_are_the_same_with_and_without_sendfile() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     for sendfile in [true, false] {
         let config = ServerConfig::default().with_sendfile(sendfile);
@@ -470,14 +484,7 @@ async fn file_bodies_are_the_same_with_and_without_sendfile() {
              GET {t} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             a = s.target("/pub/a.txt"),
         );
-        let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-        c.write_all(requests.as_bytes()).await.unwrap();
-        let mut out = Vec::new();
-        tokio::time::timeout(std::time::Duration::from_secs(20), c.read_to_end(&mut out))
-            .await
-            .unwrap()
-            .unwrap();
-        let r = split_responses(&out, &[false, false, true, false, false]);
+        let r = pipelined(&s, &requests, &[false, false, true, false, false]).await;
         let statuses: Vec<u16> = r.iter().map(|r| r.status).collect();
         assert_eq!(statuses, [200, 206, 200, 200, 200], "sendfile {sendfile}");
         assert!(r[0].body == big, "sendfile {sendfile}");
@@ -508,7 +515,6 @@ fn expected(range: &Option<(Option<u64>, Option<u64>)>, len: u64) -> (u16, std::
 
 #[tokio::test]
 async fn random_pipelined_mixes_get_exactly_the_right_bytes() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let files: [(&str, Vec<u8>); 3] = [
         (
             "/big.bin",
@@ -563,15 +569,8 @@ async fn random_pipelined_mixes_get_exactly_the_right_bytes() {
                 ));
                 plan.push((head, expected(&range, len), data));
             }
-            let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-            c.write_all(requests.as_bytes()).await.unwrap();
-            let mut out = Vec::new();
-            tokio::time::timeout(std::time::Duration::from_secs(20), c.read_to_end(&mut out))
-                .await
-                .unwrap()
-                .unwrap();
             let heads: Vec<bool> = plan.iter().map(|p| p.0).collect();
-            let responses = split_responses(&out, &heads);
+            let responses = pipelined(&s, &requests, &heads).await;
             for (r, (head, (status, bytes), data)) in responses.iter().zip(&plan) {
                 assert_eq!(r.status, *status, "sendfile {sendfile}\n{requests}");
                 if *status == 416 {

@@ -163,12 +163,26 @@ impl Response {
     }
 }
 
-/// Sends raw bytes, reads to EOF (10 s at most), parses one response.
-pub async fn raw(addr: SocketAddr, request: &[u8]) -> Response {
+/// Sends raw bytes on a new connection and reads into `buf` until the
+/// server closes it or `limit` passes; whether it closed in time.
+pub async fn send_raw(
+    addr: SocketAddr,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+    limit: Duration,
+) -> bool {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(request).await.unwrap();
+    matches!(
+        tokio::time::timeout(limit, s.read_to_end(buf)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Sends raw bytes, reads to EOF (10 s at most), parses one response.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> Response {
     let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    send_raw(addr, request, &mut buf, Duration::from_secs(10)).await;
     parse(&buf)
 }
 
