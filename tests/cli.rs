@@ -346,6 +346,7 @@ fn serve_answers_and_stops_on_sigterm() {
     // The access log names the user, never the token.
     let log = rest.join("\n");
     assert!(log.contains("user=\"7\""), "{log}");
+    assert!(log.contains("micros="), "the line times the request: {log}");
     assert!(!log.contains(&token));
     assert!(log.contains("stopped"));
 }

@@ -26,17 +26,23 @@ struct Pending {
 }
 
 impl AccessLog {
-    /// Starts a line, or nothing when access logging is off (so that a quiet
-    /// server allocates nothing for it).
+    /// When a request started, if access logging is on; `None` otherwise, so
+    /// that a quiet server neither reads the clock nor builds a line.
+    pub(crate) fn clock() -> Option<Instant> {
+        tracing::enabled!(target: TARGET, Level::INFO).then(Instant::now)
+    }
+
+    /// Starts a line for a request that started at `started` (from
+    /// [`clock`](Self::clock)), or nothing when that is `None`.
     pub(crate) fn start(
         method: &http::Method,
         path: &str,
         user: Option<&str>,
         status: u16,
         reason: Option<&'static str>,
-        started: Instant,
+        started: Option<Instant>,
     ) -> Self {
-        let inner = tracing::enabled!(target: TARGET, Level::INFO).then(|| {
+        let inner = started.map(|started| {
             Box::new(Pending {
                 method: method.clone(),
                 // Only the path (the query may hold a token), with a

@@ -82,7 +82,7 @@ impl MediaGate {
         peer: Option<SocketAddr>,
         lane: Option<&Lane>,
     ) -> Response<MediaBody> {
-        let started = Instant::now();
+        let started = AccessLog::clock();
         let now = OffsetDateTime::now_utc();
         let cfg = &*self.config;
         let raw_path = req.uri().path();
@@ -175,7 +175,7 @@ impl MediaGate {
         req: &Request<B>,
         user: Option<&str>,
         r: Reject,
-        started: Instant,
+        started: Option<Instant>,
     ) -> Response<MediaBody> {
         let mut res = response::reject(r);
         let bytes = if req.method() == http::Method::HEAD {
