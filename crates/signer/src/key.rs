@@ -87,16 +87,8 @@ pub(crate) fn is_valid_key_id(id: &[u8]) -> bool {
 }
 
 /// Which bytes a key id may hold: `A-Z a-z 0-9 . _ -`.
-static KEY_ID_BYTE: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-';
-        b += 1;
-    }
-    t
-};
+static KEY_ID_BYTE: [bool; 256] = crate::scan::byte_table!(false, |b| b.is_ascii_alphanumeric()
+    || matches!(b, b'.' | b'_' | b'-'));
 
 /// One signing key: an id and a secret. `Debug` never shows the secret.
 #[derive(Clone)]

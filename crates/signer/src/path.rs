@@ -172,22 +172,14 @@ const CONTROL: u8 = 3;
 const BACKSLASH: u8 = 4;
 const HIGH: u8 = 5;
 
-const CLASS: [u8; 256] = {
-    let mut t = [OK; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = match i as u8 {
-            b'/' => SLASH,
-            b'.' => DOT,
-            b'\\' => BACKSLASH,
-            0x00..=0x1f | 0x7f => CONTROL,
-            0x80..=0xff => HIGH,
-            _ => OK,
-        };
-        i += 1;
-    }
-    t
-};
+const CLASS: [u8; 256] = crate::scan::byte_table!(OK, |b| match b {
+    b'/' => SLASH,
+    b'.' => DOT,
+    b'\\' => BACKSLASH,
+    0x00..=0x1f | 0x7f => CONTROL,
+    0x80..=0xff => HIGH,
+    _ => OK,
+});
 
 /// Checks the canonical-path rules on a decoded path. Runs for every link
 /// signed and every request verified, so the common case (no special byte,
@@ -375,15 +367,7 @@ const fn is_plain(b: u8) -> bool {
         )
 }
 
-const PLAIN: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = is_plain(i as u8);
-        i += 1;
-    }
-    t
-};
+const PLAIN: [bool; 256] = crate::scan::byte_table!(false, |b| is_plain(b));
 
 /// Whether `b` needs escaping (1) or not (0): the complement of [`PLAIN`]
 /// as branch-free comparisons, which the compiler vectorizes (neither a

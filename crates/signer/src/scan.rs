@@ -1,7 +1,23 @@
-//! Branch-free scans over bytes, written so that the compiler vectorizes
-//! them: the checks every link passes through on the way in and out (path,
-//! user id, filename) are folds without early exit, over whole 16-byte
-//! blocks.
+//! Byte classes: lookup tables built at compile time, and branch-free
+//! scans written so that the compiler vectorizes them (the checks every link
+//! passes through on the way in and out: path, user id, filename are folds
+//! without early exit, over whole 16-byte blocks).
+
+/// A 256-entry lookup table, built at compile time: `byte_table!(init, |b|
+/// value)` is `init` everywhere, then `value` for each byte `b`.
+macro_rules! byte_table {
+    ($init:expr, |$b:ident| $value:expr) => {{
+        let mut table = [$init; 256];
+        let mut i = 0;
+        while i < 256 {
+            let $b = i as u8;
+            table[i] = $value;
+            i += 1;
+        }
+        table
+    }};
+}
+pub(crate) use byte_table;
 
 /// ORs `f(b)` over every byte of `bytes`, in whole 16-byte blocks so that
 /// all of it vectorizes: a scalar loop over the remainder would cost as much
