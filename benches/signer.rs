@@ -66,28 +66,11 @@ fn setup(shape: Shape) -> (Signer, Verifier, String, Vec<u8>) {
 }
 
 fn benches(c: &mut Criterion) {
-    let (signer, verifier, token, payload) = setup(Shape::Plain);
-    // The clock is read once: reading it is not the signer's cost.
-    let now = now();
     let mut g = c.benchmark_group("signer");
-    let baseline = Hmac::<Sha256>::new_from_slice(&[7u8; 32]).expect("any key length");
-    g.bench_function("baseline_hmac", |b| {
-        b.iter(|| {
-            let mut m = baseline.clone();
-            m.update(black_box(&payload));
-            black_box(m.finalize().into_bytes())
-        })
-    });
-    g.bench_function("mint_token", |b| {
-        b.iter(|| link(&signer, now, Shape::Plain).token())
-    });
-    g.bench_function("mint_url", |b| {
-        b.iter(|| link(&signer, now, Shape::Plain).url("https://media.example.com/media"))
-    });
-    let path = MediaPath::parse(PATH).expect("canonical");
-    let facts = RequestFacts::new(Method::Get, &path);
-    g.bench_function("verify", |b| {
-        b.iter(|| verifier.verify(black_box(&token), &facts, now))
+    with_timed(Shape::Plain, |fns, _| {
+        for (name, f) in fns.iter_mut() {
+            g.bench_function(*name, |b| b.iter(&mut *f));
+        }
     });
     g.finish();
 }
@@ -124,10 +107,11 @@ fn interleaved(fns: &mut [(&str, &mut dyn FnMut())], rounds: usize, batch: usize
         .collect()
 }
 
-/// Times every function beside the baseline for links of one shape and
-/// prints the ratios.
-fn ratios(shape: Shape) {
+/// Builds the timed functions for links of one shape (the baseline first)
+/// and hands them to `run` with the payload's length.
+fn with_timed(shape: Shape, run: impl FnOnce(&mut [(&str, &mut dyn FnMut())], usize)) {
     let (signer, verifier, token, payload) = setup(shape);
+    // The clock is read once: reading it is not the signer's cost.
     let now = now();
     let baseline = Hmac::<Sha256>::new_from_slice(&[7u8; 32]).expect("any key length");
     let path = MediaPath::parse(PATH).expect("canonical");
@@ -172,24 +156,32 @@ fn ratios(shape: Shape) {
             black_box((m.finalize().into_bytes(), tag));
         }),
     ];
-    let medians = interleaved(&mut fns, 300, 1000);
-    let base = medians[0];
-    println!(
-        "\n{}: ratios against raw HMAC-SHA256 with a precomputed key over the same {}-byte \
-         payload ({base:.0} ns), interleaved medians; target <= 1.5x:",
-        shape.name(),
-        payload.len()
-    );
-    for ((name, _), ns) in fns.iter().zip(&medians).skip(1) {
-        let ratio = ns / base;
-        let mark = match (*name, ratio <= 1.5) {
-            ("sign_then_url", _) => "(not a target: SignedLink kept, then rendered)",
-            ("verify_floor", _) => "(not a target: decode + MAC only)",
-            (_, true) => "ok",
-            (_, false) => "OVER TARGET",
-        };
-        println!("  {name:<14} {ns:>8.0} ns  {ratio:>5.2}x  {mark}");
-    }
+    run(&mut fns, payload.len());
+}
+
+/// Times every function beside the baseline for links of one shape and
+/// prints the ratios.
+fn ratios(shape: Shape) {
+    with_timed(shape, |fns, payload_len| {
+        let medians = interleaved(fns, 300, 1000);
+        let base = medians[0];
+        println!(
+            "\n{}: ratios against raw HMAC-SHA256 with a precomputed key over the same {}-byte \
+             payload ({base:.0} ns), interleaved medians; target <= 1.5x:",
+            shape.name(),
+            payload_len
+        );
+        for ((name, _), ns) in fns.iter().zip(&medians).skip(1) {
+            let ratio = ns / base;
+            let mark = match (*name, ratio <= 1.5) {
+                ("sign_then_url", _) => "(not a target: SignedLink kept, then rendered)",
+                ("verify_floor", _) => "(not a target: decode + MAC only)",
+                (_, true) => "ok",
+                (_, false) => "OVER TARGET",
+            };
+            println!("  {name:<14} {ns:>8.0} ns  {ratio:>5.2}x  {mark}");
+        }
+    });
 }
 
 fn main() {
