@@ -51,6 +51,19 @@ impl Default for CacheLimits {
     }
 }
 
+impl CacheLimits {
+    /// A `1/n` part of these limits (at least one entry), for one of `n`
+    /// caches that together keep within them.
+    pub(crate) fn share(self, n: usize) -> CacheLimits {
+        let n = n.max(1);
+        CacheLimits {
+            max_bytes: self.max_bytes / n,
+            max_file_size: self.max_file_size,
+            max_entries: (self.max_entries / n).max(1),
+        }
+    }
+}
+
 /// One version of one file, with its response headers precomputed.
 #[derive(Debug)]
 pub(crate) struct Entry {
@@ -79,7 +92,8 @@ struct Map {
     bytes: usize,
 }
 
-/// The cache; shared by every worker.
+/// The cache of one [`MediaGate`](crate::MediaGate) and its clones; the
+/// bundled server gives each worker thread its own.
 #[derive(Debug)]
 pub(crate) struct FileCache {
     map: RwLock<Map>,
@@ -215,6 +229,23 @@ mod tests {
 
     fn ct() -> HeaderValue {
         HeaderValue::from_static("text/plain")
+    }
+
+    #[test]
+    fn shares_keep_within_the_limits() {
+        let all = CacheLimits::default();
+        let part = all.share(3);
+        assert!(3 * part.max_bytes <= all.max_bytes);
+        assert!(3 * part.max_entries <= all.max_entries);
+        assert_eq!(part.max_file_size, all.max_file_size);
+        assert_eq!(all.share(1), all);
+        assert_eq!(all.share(0), all);
+        let tiny = CacheLimits {
+            max_bytes: 0,
+            max_file_size: 10,
+            max_entries: 1,
+        };
+        assert_eq!(tiny.share(4).max_entries, 1, "never zero entries");
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub(crate) struct Config {
     pub client_ip: ClientIpSource,
     pub health_path: Option<String>,
     pub chunk_size: usize,
-    pub cache: FileCache,
+    pub cache_limits: CacheLimits,
 }
 
 /// Builds a [`MediaGate`]. Every setting has a default, given with it.
@@ -236,17 +236,21 @@ impl Builder {
         let verifier = Verifier::new(self.keyring)
             .leeway(self.leeway)
             .max_ttl(self.max_ttl);
-        Ok(MediaGate::from_config(Arc::new(Config {
-            root,
-            verifier,
-            mount,
-            transports: self.transports,
-            cache_policy: self.cache,
-            client_ip: self.client_ip,
-            health_path: self.health_path,
-            chunk_size: self.chunk_size,
-            cache: FileCache::new(self.cache_limits),
-        })))
+        let cache = FileCache::new(self.cache_limits);
+        Ok(MediaGate::from_config(
+            Arc::new(Config {
+                root,
+                verifier,
+                mount,
+                transports: self.transports,
+                cache_policy: self.cache,
+                client_ip: self.client_ip,
+                health_path: self.health_path,
+                chunk_size: self.chunk_size,
+                cache_limits: self.cache_limits,
+            }),
+            cache,
+        ))
     }
 }
 

@@ -224,7 +224,9 @@ impl Workers {
     /// its own thread: nginx's model, with no work stealing and no wake-ups
     /// across threads. Blocks until `shutdown` completes and every worker
     /// has drained (see [`ServerConfig::drain_timeout`]). The connection cap
-    /// is shared out evenly.
+    /// and the file cache's limits are shared out evenly: each worker has a
+    /// cache of its own, so that serving a cached file writes no memory
+    /// that another core reads.
     pub fn run(
         self,
         gate: MediaGate,
@@ -237,7 +239,7 @@ impl Workers {
         per_worker.max_connections = (config.max_connections / n).max(1);
         let mut threads = Vec::with_capacity(n);
         for (i, listener) in self.listeners.into_iter().enumerate() {
-            let gate = gate.clone();
+            let gate = gate.with_own_cache(n);
             let config = per_worker.clone();
             let mut stop = stop_rx.clone();
             let thread = std::thread::Builder::new()

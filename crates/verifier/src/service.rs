@@ -15,7 +15,7 @@ use mediagate_signer::{Keyring, Method};
 
 use crate::access_log::AccessLog;
 use crate::body::MediaBody;
-use crate::cache::Content;
+use crate::cache::{Content, FileCache};
 use crate::config::{Builder, Config};
 use crate::fs::OpenError;
 use crate::reject::Reject;
@@ -38,6 +38,7 @@ pub struct PeerAddr(pub SocketAddr);
 #[derive(Debug, Clone)]
 pub struct MediaGate {
     config: Arc<Config>,
+    cache: Arc<FileCache>,
 }
 
 impl MediaGate {
@@ -47,8 +48,23 @@ impl MediaGate {
         Builder::new(root.into(), keyring)
     }
 
-    pub(crate) fn from_config(config: Arc<Config>) -> Self {
-        MediaGate { config }
+    pub(crate) fn from_config(config: Arc<Config>, cache: FileCache) -> Self {
+        MediaGate {
+            config,
+            cache: Arc::new(cache),
+        }
+    }
+
+    /// A copy with a cache of its own, holding a `1/share` part of the
+    /// configured limits. The bundled server gives one to each worker
+    /// thread, so that a cache hit touches no memory another thread
+    /// writes (a shared cache's lock word and reference counts bounce
+    /// between the cores on every request).
+    pub(crate) fn with_own_cache(&self, share: usize) -> Self {
+        MediaGate {
+            config: self.config.clone(),
+            cache: Arc::new(FileCache::new(self.config.cache_limits.share(share))),
+        }
     }
 
     /// The canonical media root.
@@ -126,7 +142,7 @@ impl MediaGate {
                 Err(r) => return self.refuse(req, None, r, started),
             };
         // 5. File
-        let resolved = cfg.cache.resolve(&cfg.root, path.relative(), || {
+        let resolved = self.cache.resolve(&cfg.root, path.relative(), || {
             response::guess_content_type(path.as_str())
         });
         let (entry, content) = match resolved {

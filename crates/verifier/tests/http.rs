@@ -779,6 +779,33 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
 }
 
 #[tokio::test]
+async fn no_worker_serves_a_changed_file_stale() {
+    // Each worker caches files on its own; every one must revalidate.
+    let s = TestServer::start_workers(2).await;
+    let t = s.target("/pub/a.txt");
+    let fetch_all = |want: &'static str| {
+        let s = &s;
+        let t = &t;
+        async move {
+            // Many connections: the kernel spreads them over both workers,
+            // and each fetch after the first is a cache hit in its worker.
+            for _ in 0..24 {
+                let r = s.get(t, &[]).await;
+                assert_eq!(r.status, 200);
+                assert_eq!(r.text(), want);
+            }
+        }
+    };
+    fetch_all("hello world\n").await;
+    std::fs::write(s.root.join("pub/new.txt"), "replaced\n").unwrap();
+    std::fs::rename(s.root.join("pub/new.txt"), s.root.join("pub/a.txt")).unwrap();
+    fetch_all("replaced\n").await;
+    std::fs::write(s.root.join("pub/a.txt"), "REPLACED\n").unwrap();
+    fetch_all("REPLACED\n").await;
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_changed_file_is_never_served_stale() {
     let s = TestServer::start().await;
     let t = s.target("/pub/a.txt");

@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use mediagate_verifier::signer::time::Duration as TtlDuration;
 use mediagate_verifier::signer::{Key, Keyring, Signer};
-use mediagate_verifier::{Builder, MediaGate, ServerConfig};
+use mediagate_verifier::{Builder, MediaGate, ServerConfig, Workers};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// What stops a test server.
+type BoxFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Content of the canary files planted outside the root.
 pub const CANARY: &str = "CANARY-OUTSIDE-THE-ROOT";
@@ -76,17 +79,48 @@ impl TestServer {
         configure: impl FnOnce(Builder) -> Builder,
         config: ServerConfig,
     ) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        Self::start_on(addr, configure, |gate, stopped| {
+            tokio::spawn(mediagate_verifier::serve(listener, gate, config, stopped))
+        })
+    }
+
+    /// The bundled server's multi-threaded mode: `threads` workers, each
+    /// with its own runtime, socket and file cache.
+    pub async fn start_workers(threads: usize) -> TestServer {
+        let workers = Workers::bind("127.0.0.1:0".parse().unwrap(), threads).unwrap();
+        Self::start_on(
+            workers.local_addr(),
+            |b| b,
+            |gate, stopped| {
+                tokio::task::spawn_blocking(move || {
+                    workers.run(gate, ServerConfig::default(), stopped)
+                })
+            },
+        )
+    }
+
+    fn start_on<S>(
+        addr: SocketAddr,
+        configure: impl FnOnce(Builder) -> Builder,
+        spawn: S,
+    ) -> TestServer
+    where
+        S: FnOnce(MediaGate, BoxFuture) -> tokio::task::JoinHandle<std::io::Result<()>>,
+    {
         let (dir, root) = media_tree();
         let keyring = Keyring::new(Key::new("test", &[42u8; 32]).unwrap());
         let gate: MediaGate = configure(MediaGate::builder(&root, keyring.clone()).mount("/media"))
             .build()
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(mediagate_verifier::serve(listener, gate, config, async {
-            let _ = stopped.await;
-        }));
+        let task = spawn(
+            gate,
+            Box::pin(async {
+                let _ = stopped.await;
+            }),
+        );
         TestServer {
             addr,
             dir,
