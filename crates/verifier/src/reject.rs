@@ -58,6 +58,7 @@ impl Reject {
             "missing_token" => "missing_token\n",
             "ambiguous_token" => "ambiguous_token\n",
             "bad_path" => "bad_path\n",
+            "bad_host" => "bad_host\n",
             "not_found" => "not_found\n",
             "method_not_allowed" => "method_not_allowed\n",
             "busy" => "busy\n",

@@ -135,45 +135,44 @@ pub async fn serve(
             else {
                 return;
             };
-            let result = if h2 {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond(
-                        &req,
-                        Some(peer),
-                        None,
-                    )))
-                });
-                let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-                b.timer(TokioTimer::new())
-                    .keep_alive_interval(Some(Duration::from_secs(20)))
-                    .keep_alive_timeout(Duration::from_secs(20))
-                    .max_concurrent_streams(128)
-                    .max_header_list_size(config.max_header_bytes as u32);
-                watcher
-                    .watch(b.serve_connection(TokioIo::new(stream), service))
-                    .await
-            } else {
-                let lane = config.sendfile.then(Lane::default);
-                let io = SendfileIo::new(stream, lane.clone());
-                let service = service_fn(move |req: Request<Incoming>| {
-                    std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond(
-                        &req,
-                        Some(peer),
-                        lane.as_ref(),
-                    )))
-                });
-                let mut b = hyper::server::conn::http1::Builder::new();
-                b.timer(TokioTimer::new())
-                    .header_read_timeout(Some(config.header_read_timeout))
-                    .keep_alive(true)
-                    .max_buf_size(config.max_header_bytes.max(8192))
-                    // Queued (vectored) writes: hyper then passes body
-                    // frames to the connection untouched, which sendfile
-                    // placeholders rely on. (`pipeline_flush` would switch
-                    // to copying and must stay off.)
-                    .writev(true);
-                watcher.watch(b.serve_connection(io, service)).await
-            };
+            let result =
+                if h2 {
+                    let service =
+                        service_fn(move |req: Request<Incoming>| {
+                            std::future::ready(Ok::<_, std::convert::Infallible>(
+                                gate.respond_on_wire(&req, Some(peer), None),
+                            ))
+                        });
+                    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                    b.timer(TokioTimer::new())
+                        .keep_alive_interval(Some(Duration::from_secs(20)))
+                        .keep_alive_timeout(Duration::from_secs(20))
+                        .max_concurrent_streams(128)
+                        .max_header_list_size(config.max_header_bytes as u32);
+                    watcher
+                        .watch(b.serve_connection(TokioIo::new(stream), service))
+                        .await
+                } else {
+                    let lane = config.sendfile.then(Lane::default);
+                    let io = SendfileIo::new(stream, lane.clone());
+                    let service =
+                        service_fn(move |req: Request<Incoming>| {
+                            std::future::ready(Ok::<_, std::convert::Infallible>(
+                                gate.respond_on_wire(&req, Some(peer), lane.as_ref()),
+                            ))
+                        });
+                    let mut b = hyper::server::conn::http1::Builder::new();
+                    b.timer(TokioTimer::new())
+                        .header_read_timeout(Some(config.header_read_timeout))
+                        .keep_alive(true)
+                        .max_buf_size(config.max_header_bytes.max(8192))
+                        // Queued (vectored) writes: hyper then passes body
+                        // frames to the connection untouched, which sendfile
+                        // placeholders rely on. (`pipeline_flush` would switch
+                        // to copying and must stay off.)
+                        .writev(true);
+                    watcher.watch(b.serve_connection(io, service)).await
+                };
             if let Err(e) = result {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }

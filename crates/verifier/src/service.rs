@@ -20,7 +20,7 @@ use crate::config::{Builder, Config};
 use crate::fs::OpenError;
 use crate::reject::Reject;
 use crate::sendfile::Lane;
-use crate::{authorize, response, target, token};
+use crate::{authorize, headers, response, target, token};
 
 /// The peer address of a connection, as a request extension. The bundled
 /// server inserts it; when embedding the service elsewhere, insert it for
@@ -75,6 +75,10 @@ impl MediaGate {
     /// Answers one request. Never fails: every problem is a 4xx (or, for a
     /// server-side fault, a 5xx) response with a reason code. The client's
     /// address is taken from a [`PeerAddr`] extension, when present.
+    ///
+    /// HTTP-level rules are the server's: the bundled one ([`crate::serve`])
+    /// also refuses, with 400 `bad_host`, a request without a `Host` on
+    /// HTTP/1.1, or with two, or with a malformed one (RFC 9112 §3.2).
     pub fn handle<B>(&self, req: &Request<B>) -> Response<MediaBody> {
         let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
         self.handle_from(req, peer)
@@ -88,6 +92,25 @@ impl MediaGate {
         peer: Option<SocketAddr>,
     ) -> Response<MediaBody> {
         self.respond(req, peer, None)
+    }
+
+    /// What the bundled server calls for each request read off a
+    /// connection: first the wire-level rule that a request carries one
+    /// well-formed `Host` (one at most on HTTP/1.0 and HTTP/2; RFC 9112
+    /// §3.2), then [`respond`](Self::respond). A server embedding the
+    /// service applies its own HTTP rules, and requests built in process
+    /// (tests) need no `Host`.
+    pub(crate) fn respond_on_wire<B>(
+        &self,
+        req: &Request<B>,
+        peer: Option<SocketAddr>,
+        lane: Option<&Lane>,
+    ) -> Response<MediaBody> {
+        if !headers::host::is_acceptable(req.version(), req.headers()) {
+            let reject = Reject::BadRequest("bad_host");
+            return self.refuse(req, None, reject, AccessLog::clock());
+        }
+        self.respond(req, peer, lane)
     }
 
     /// [`handle_from`](Self::handle_from) on a connection that sends file

@@ -686,6 +686,58 @@ async fn oversized_heads_are_refused() {
 }
 
 #[tokio::test]
+async fn host_header_rules() {
+    // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any
+    // request with two, or with one that is not uri-host[:port].
+    let s = TestServer::start().await;
+    let t = s.target("/pub/a.txt");
+    let request = |version: &str, hosts: &[&str]| {
+        let mut r = format!("GET {t} {version}\r\n");
+        for h in hosts {
+            r.push_str(&format!("Host:{h}\r\n"));
+        }
+        r + "Connection: close\r\n\r\n"
+    };
+    let cases: &[(&str, &[&str], u16)] = &[
+        ("HTTP/1.1", &[" media.example.com"], 200),
+        ("HTTP/1.1", &[" media.example.com:8443"], 200),
+        ("HTTP/1.1", &[" [::1]:8080"], 200),
+        ("HTTP/1.1", &[""], 200),
+        ("HTTP/1.0", &[], 200),
+        ("HTTP/1.1", &[], 400),
+        ("HTTP/1.1", &[" a", " a"], 400),
+        ("HTTP/1.0", &[" a", " b"], 400),
+        ("HTTP/1.1", &[" user@media.example.com"], 400),
+        ("HTTP/1.1", &[" media.example.com:80:80"], 400),
+        ("HTTP/1.1", &[" media.example.com/x"], 400),
+        ("HTTP/1.1", &[" [::1"], 400),
+    ];
+    for (version, hosts, status) in cases {
+        let r = common::raw(s.addr, request(version, hosts).as_bytes()).await;
+        assert_eq!(r.status, *status, "{version} {hosts:?}");
+        if *status == 400 {
+            assert_eq!(r.text(), "bad_host\n", "{version} {hosts:?}");
+        } else {
+            assert_eq!(r.text(), "hello world\n");
+        }
+    }
+    // The health endpoint (on by default) follows the same rule.
+    let r = common::raw(
+        s.addr,
+        b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let r = common::raw(
+        s.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn odd_request_targets_never_5xx() {
     let s = TestServer::start().await;
     for req in [
