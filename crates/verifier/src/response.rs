@@ -16,6 +16,7 @@ use crate::cache::Entry;
 use crate::config::CachePolicy;
 use crate::headers::conditional::{self, Conditions, Precondition, Validators};
 use crate::headers::range::{self, RangeRequest};
+use crate::headers::{self, Single};
 use crate::reject::Reject;
 
 const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
@@ -57,10 +58,6 @@ pub(crate) fn health(head: bool) -> Response<MediaBody> {
     h.insert(CONTENT_LENGTH, HeaderValue::from(3));
     h.insert(CACHE_CONTROL, NO_STORE);
     res
-}
-
-fn first(headers: &HeaderMap, name: http::header::HeaderName) -> Option<&str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// The content type guessed from the extension (cached per file).
@@ -110,11 +107,15 @@ pub(crate) fn file(
         etag: entry.etag.to_str().unwrap_or_default(),
         last_modified: entry.last_modified,
     };
+    let if_match = headers::list(req_headers, IF_MATCH);
+    let if_none_match = headers::list(req_headers, IF_NONE_MATCH);
     let conditions = Conditions {
-        if_match: first(req_headers, IF_MATCH),
-        if_none_match: first(req_headers, IF_NONE_MATCH),
-        if_modified_since: first(req_headers, IF_MODIFIED_SINCE),
-        if_unmodified_since: first(req_headers, IF_UNMODIFIED_SINCE),
+        if_match: if_match.as_deref(),
+        if_none_match: if_none_match.as_deref(),
+        // An invalid date is ignored (RFC 9110 §13.1.3-4), and so is a
+        // date sent twice.
+        if_modified_since: headers::single(req_headers, IF_MODIFIED_SINCE).valid(),
+        if_unmodified_since: headers::single(req_headers, IF_UNMODIFIED_SINCE).valid(),
     };
     let mut headers = HeaderMap::with_capacity(12);
     let h = &mut headers;
@@ -148,13 +149,15 @@ pub(crate) fn file(
     {
         h.insert(CONTENT_DISPOSITION, cd);
     }
-    let range = match first(req_headers, RANGE) {
-        Some(r)
-            if first(req_headers, IF_RANGE)
-                .is_none_or(|ir| conditional::if_range_holds(ir, &validators)) =>
-        {
-            range::evaluate(r, len)
-        }
+    // A Range sent twice is not a valid range: the whole file (as for any
+    // range the server does not take). An If-Range sent twice does not hold.
+    let if_range_holds = match headers::single(req_headers, IF_RANGE) {
+        Single::Absent => true,
+        Single::One(ir) => conditional::if_range_holds(ir, &validators),
+        Single::Invalid => false,
+    };
+    let range = match headers::single(req_headers, RANGE) {
+        Single::One(r) if if_range_holds => range::evaluate(r, len),
         _ => RangeRequest::Full,
     };
     let mut status = StatusCode::OK;

@@ -283,6 +283,65 @@ async fn conditional_requests() {
 }
 
 #[tokio::test]
+async fn header_fields_sent_on_several_lines() {
+    // RFC 9110 §5.3: the lines of a list field (If-Match, If-None-Match)
+    // form one list; a singleton (Range, If-Range, the dates) sent twice
+    // is not a valid value.
+    let s = TestServer::start().await;
+    let t = s.target("/pub/a.txt");
+    let first = s.get(&t, &[]).await;
+    let etag = first.header("etag").unwrap().to_owned();
+    let lm = first.header("last-modified").unwrap().to_owned();
+    let old = "Sat, 01 Jan 2000 00:00:00 GMT";
+    // (request headers, status, body length)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16, usize);
+    let cases: Vec<Case> = vec![
+        // The matching tag on the second line counts.
+        (
+            vec![("If-None-Match", "\"x\""), ("If-None-Match", &etag)],
+            304,
+            0,
+        ),
+        (vec![("If-Match", "\"x\""), ("If-Match", &etag)], 200, 12),
+        (vec![("If-Match", "\"x\""), ("If-Match", "\"y\"")], 412, 0),
+        // Two ranges on two lines: not one valid range, the whole file.
+        (
+            vec![("Range", "bytes=0-1"), ("Range", "bytes=2-3")],
+            200,
+            12,
+        ),
+        (vec![("Range", "bytes=0-1")], 206, 2),
+        // If-Range twice does not hold: the whole file.
+        (
+            vec![
+                ("Range", "bytes=0-1"),
+                ("If-Range", &etag),
+                ("If-Range", &etag),
+            ],
+            200,
+            12,
+        ),
+        (vec![("Range", "bytes=0-1"), ("If-Range", &etag)], 206, 2),
+        // A date sent twice is ignored, like an invalid one.
+        (
+            vec![("If-Modified-Since", &lm), ("If-Modified-Since", &lm)],
+            200,
+            12,
+        ),
+        (
+            vec![("If-Unmodified-Since", old), ("If-Unmodified-Since", old)],
+            200,
+            12,
+        ),
+    ];
+    for (headers, status, len) in cases {
+        let r = s.get(&t, &headers).await;
+        assert_eq!((r.status, r.body.len()), (status, len), "{headers:?}");
+    }
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn path_form_cookie_and_prefix_scope() {
     let s = TestServer::start().await;
     let show = s.token("/videos/show/");

@@ -23,7 +23,8 @@ pub(crate) struct Validators<'a> {
     pub last_modified: Option<SystemTime>,
 }
 
-/// The request's conditional header values (only the first of each).
+/// The request's conditional header values: the lists with all their
+/// lines joined, the dates only when sent once (see [`super::single`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Conditions<'a> {
     pub if_match: Option<&'a str>,
