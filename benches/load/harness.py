@@ -288,6 +288,11 @@ def main():
     ap.add_argument("--rounds", type=int, help="rounds per workload (default 3, quick 1)")
     ap.add_argument("--seconds", type=int, help="seconds per wrk run (default 5, quick 1)")
     args = ap.parse_args()
+    # wrk's 1000 connections, and the servers' side of them, need descriptors.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     seconds, rounds, big_mib = (1, 1, 100) if args.quick else (5, 3, 100)
     seconds = args.seconds or seconds
     rounds = args.rounds or rounds
@@ -332,6 +337,10 @@ def main():
                 "mediagate": (mg_port, mg_prefix),
                 "nginx-1": (ng1_port, ng(seg, "/hls/show/")),
                 "nginx-auto": (nga_port, ng(seg, "/hls/show/"))}),
+            # Not a target: many clients at once (an edge's normal state).
+            (MANY_CLIENTS, "req/s", {
+                "mediagate": (mg_port, mg_valid), "nginx-1": (ng1_port, ng_valid),
+                "nginx-auto": (nga_port, ng_valid)}),
         ]
         if args.only:
             workloads = [w for w in workloads if args.only in w[0]]
@@ -345,7 +354,13 @@ def main():
 
         pids = {"mediagate": mg.pid, "nginx-1": ng1.pid, "nginx-auto": nga.pid, "django": dj.pid}
         results, cpu = {}, {}
+        rss_seconds = 3 if partial else 10
+        big = mg_sign("/100m.bin")
+        peak = None
         for name, unit, targets in workloads:
+            if name == MANY_CLIENTS and peak is None:
+                # Before the 1000 clients, whose buffers the allocator keeps.
+                peak = peak_rss_during(mg.pid, mg_port, big, rss_seconds, 256)
             for r in range(rounds):
                 order = list(targets.items())
                 if r % 2:
@@ -353,7 +368,8 @@ def main():
                 for who, (port, target) in order:
                     u0, s0 = cpu_seconds(pids[who])
                     w0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                    rps, bps, _ = wrk(port, target, seconds)
+                    connections = 1000 if name == MANY_CLIENTS else 64
+                    rps, bps, _ = wrk(port, target, seconds, connections)
                     w1 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     u1, s1 = cpu_seconds(pids[who])
                     value = bps if unit == "MB/s" else rps
@@ -367,9 +383,8 @@ def main():
                          wrk_cpu / requests * 1e6))
                     print(f"{name:<30} {who:<11} {fmt(value, unit):>12} {unit}", flush=True)
 
-        rss_seconds = 3 if partial else 10
-        big = mg_sign("/100m.bin")
-        peak = peak_rss_during(mg.pid, mg_port, big, rss_seconds, 256)
+        if peak is None:
+            peak = peak_rss_during(mg.pid, mg_port, big, rss_seconds, 256)
         print(f"mediagate peak RSS with 256 concurrent 100 MiB downloads: {peak / (1 << 20):.1f} MiB")
         report(out, results, cpu, workloads, peak, seconds, rounds, args.quick)
         print(f"report written to {out}")
@@ -377,6 +392,8 @@ def main():
         stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
 
+
+MANY_CLIENTS = "valid 1 KiB, 1000 connections"
 
 TARGETS = {
     "valid signed 1 KiB": 1.2,
@@ -392,7 +409,7 @@ def report(out, results, cpu, workloads, peak, seconds, rounds, quick):
         "",
         f"Measured {time.strftime('%Y-%m-%d')} by `benches/load/run.sh{' --quick' if quick else ''}` on "
         f"{machine()}.",
-        f"wrk -t2 -c64, {seconds} s per run, {rounds} round(s) per target, targets alternated; "
+        f"wrk -t2 -c64 (-c1000 for the many-clients row), {seconds} s per run, {rounds} round(s) per target, targets alternated; "
         "every server on 127.0.0.1 of the same machine (so the load generator shares the 2 cores). "
         "Absolute numbers drift between runs on shared machines; compare the ratios.",
         "",
