@@ -28,7 +28,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use hyper_util::rt::TokioIo;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -89,15 +89,20 @@ fn placeholder_offset(slice: &[u8]) -> Option<usize> {
 #[derive(Debug)]
 pub(crate) struct SendfileIo {
     io: TokioIo<TcpStream>,
-    /// `None` when sendfile is off: no body hands out placeholders then.
+    /// `None` when sendfile is off (and on HTTP/2): no body hands out
+    /// placeholders then, and this is a plain TCP stream.
     lane: Option<Lane>,
+    /// Bytes the server read before handing the connection over (while
+    /// telling HTTP/1 from HTTP/2); reads return them first.
+    read_ahead: Bytes,
 }
 
 impl SendfileIo {
-    pub(crate) fn new(stream: TcpStream, lane: Option<Lane>) -> Self {
+    pub(crate) fn new(stream: TcpStream, lane: Option<Lane>, read_ahead: Bytes) -> Self {
         SendfileIo {
             io: TokioIo::new(stream),
             lane,
+            read_ahead,
         }
     }
 
@@ -184,7 +189,19 @@ impl hyper::rt::Read for SendfileIo {
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        if self.read_ahead.is_empty() {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let mut buf = buf;
+        let n = self.read_ahead.len().min(buf.remaining());
+        buf.put_slice(&self.read_ahead[..n]);
+        if n == self.read_ahead.len() {
+            // Release the buffer rather than keep it for the connection's life.
+            self.read_ahead = Bytes::new();
+        } else {
+            self.read_ahead.advance(n);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -271,7 +288,35 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let client = TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
-        (SendfileIo::new(server, lane.into()), client)
+        (SendfileIo::new(server, lane.into(), Bytes::new()), client)
+    }
+
+    /// One read of at most `max` bytes through hyper's interface.
+    async fn read_some(io: &mut SendfileIo, max: usize) -> Vec<u8> {
+        let mut storage = vec![0u8; max];
+        let mut buf = hyper::rt::ReadBuf::new(&mut storage);
+        std::future::poll_fn(|cx| {
+            hyper::rt::Read::poll_read(Pin::new(&mut *io), cx, buf.unfilled())
+        })
+        .await
+        .expect("read");
+        buf.filled().to_vec()
+    }
+
+    #[tokio::test]
+    async fn bytes_read_ahead_come_first_then_the_socket() {
+        use tokio::io::AsyncWriteExt as _;
+        let (io, mut client) = pair(None).await;
+        let mut io = SendfileIo {
+            read_ahead: Bytes::from_static(b"GET / HTTP/1.1\r\n"),
+            ..io
+        };
+        assert_eq!(read_some(&mut io, 5).await, b"GET /");
+        assert_eq!(read_some(&mut io, 100).await, b" HTTP/1.1\r\n");
+        client.write_all(b"Host: x\r\n").await.expect("write");
+        assert_eq!(read_some(&mut io, 100).await, b"Host: x\r\n");
+        drop(client);
+        assert_eq!(read_some(&mut io, 100).await, b"", "then end of stream");
     }
 
     fn file_with(data: &[u8]) -> Arc<File> {

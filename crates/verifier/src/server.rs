@@ -8,11 +8,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -20,6 +22,10 @@ use crate::sendfile::{Lane, SendfileIo};
 use crate::service::MediaGate;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Most bytes read before the connection goes to hyper: a typical request
+/// head, signed link included, fits.
+const READ_AHEAD: usize = 2048;
 
 /// Settings of [`serve`]. Every field has a default, given with it.
 #[derive(Debug, Clone)]
@@ -131,7 +137,9 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let Some(h2) = detect_h2(&stream, config.header_read_timeout, config.http2).await
+            let mut stream = stream;
+            let Some((h2, first)) =
+                read_ahead(&mut stream, config.header_read_timeout, config.http2).await
             else {
                 return;
             };
@@ -150,11 +158,11 @@ pub async fn serve(
                         .max_concurrent_streams(128)
                         .max_header_list_size(config.max_header_bytes as u32);
                     watcher
-                        .watch(b.serve_connection(TokioIo::new(stream), service))
+                        .watch(b.serve_connection(SendfileIo::new(stream, None, first), service))
                         .await
                 } else {
                     let lane = config.sendfile.then(Lane::default);
-                    let io = SendfileIo::new(stream, lane.clone());
+                    let io = SendfileIo::new(stream, lane.clone(), first);
                     let service =
                         service_fn(move |req: Request<Incoming>| {
                             std::future::ready(Ok::<_, std::convert::Infallible>(
@@ -294,32 +302,37 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(std::net::TcpListener::from(fd))
 }
 
-/// Waits (at most `timeout`) for the first bytes, and tells whether they
-/// are the HTTP/2 preface. `None`: the client sent nothing in time, or left.
-async fn detect_h2(stream: &TcpStream, timeout: Duration, http2: bool) -> Option<bool> {
+/// Reads the connection's first bytes (waiting at most `timeout` for
+/// them) until they tell HTTP/1 from the HTTP/2 preface, and returns which
+/// it is with the bytes read, which the connection's IO hands to hyper
+/// first. `None`: the client sent nothing in time, or left.
+///
+/// A single read usually carries a whole HTTP/1 request head, so hyper
+/// then parses it without reading the socket again: one `recvfrom` for the
+/// first request, where peeking cost two.
+async fn read_ahead(
+    stream: &mut TcpStream,
+    timeout: Duration,
+    http2: bool,
+) -> Option<(bool, Bytes)> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut buf = [0u8; 24];
+    let mut buf = BytesMut::with_capacity(READ_AHEAD);
     loop {
-        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+        let n = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))
             .await
             .ok()?
             .ok()?;
         if n == 0 {
             return None;
         }
-        let h2 = buf[..n] == H2_PREFACE[..n];
-        if !h2 || !http2 {
-            return Some(false);
+        let seen = buf.len().min(H2_PREFACE.len());
+        if !http2 || buf[..seen] != H2_PREFACE[..seen] {
+            return Some((false, buf.freeze()));
         }
-        if n == H2_PREFACE.len() {
-            return Some(true);
+        if seen == H2_PREFACE.len() {
+            return Some((true, buf.freeze()));
         }
-        // A partial preface: wait for the rest (peek returns at once while
-        // any byte is buffered).
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
+        // A partial preface: read on.
     }
 }
 

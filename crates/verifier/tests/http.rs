@@ -857,6 +857,54 @@ async fn http2_with_prior_knowledge() {
 }
 
 #[tokio::test]
+async fn protocol_detection_waits_for_split_first_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start().await;
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(30));
+    // The HTTP/2 preface in two segments: still HTTP/2 (the server's first
+    // frame is its SETTINGS).
+    let mut h2 = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    h2.set_nodelay(true).unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    pause().await;
+    h2.write_all(b"\r\nSM\r\n\r\n").await.unwrap();
+    h2.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap(); // empty SETTINGS
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(std::time::Duration::from_secs(5), h2.read_exact(&mut frame))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(frame[3], 4, "a SETTINGS frame: {frame:?}");
+    drop(h2);
+    // An HTTP/1.1 request whose first byte arrives alone, then the rest in
+    // pieces: one request, answered in full.
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        s.target("/pub/a.txt")
+    );
+    let mut h1 = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    h1.set_nodelay(true).unwrap();
+    let (first, rest) = request.as_bytes().split_at(1);
+    h1.write_all(first).await.unwrap();
+    pause().await;
+    for piece in rest.chunks(40) {
+        h1.write_all(piece).await.unwrap();
+        pause().await;
+    }
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        h1.read_to_end(&mut response),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let r = common::parse(&response);
+    assert_eq!((r.status, r.text().as_str()), (200, "hello world\n"));
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn graceful_shutdown_finishes_requests_in_flight() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = TestServer::start_with(|b| b.chunk_size(4096), ServerConfig::default()).await;
