@@ -194,9 +194,10 @@ def start_django(tmp: Path, media: Path):
 UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 
 
-def wrk(port, target, seconds, connections=64):
+def wrk(port, target, seconds, connections=64, headers=()):
+    extra = [arg for h in headers for arg in ("-H", h)]
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", *extra,
          f"http://127.0.0.1:{port}{target}"],
         capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -337,8 +338,12 @@ def main():
                 "mediagate": (mg_port, mg_prefix),
                 "nginx-1": (ng1_port, ng(seg, "/hls/show/")),
                 "nginx-auto": (nga_port, ng(seg, "/hls/show/"))}),
-            # Not a target: many clients at once (an edge's normal state).
+            # Not targets: many clients at once (an edge's normal state), and
+            # a new connection for every request (clients without keep-alive).
             (MANY_CLIENTS, "req/s", {
+                "mediagate": (mg_port, mg_valid), "nginx-1": (ng1_port, ng_valid),
+                "nginx-auto": (nga_port, ng_valid)}),
+            (NO_KEEPALIVE, "req/s", {
                 "mediagate": (mg_port, mg_valid), "nginx-1": (ng1_port, ng_valid),
                 "nginx-auto": (nga_port, ng_valid)}),
         ]
@@ -358,7 +363,7 @@ def main():
         big = mg_sign("/100m.bin")
         peak = None
         for name, unit, targets in workloads:
-            if name == MANY_CLIENTS and peak is None:
+            if name in (MANY_CLIENTS, NO_KEEPALIVE) and peak is None:
                 # Before the 1000 clients, whose buffers the allocator keeps.
                 peak = peak_rss_during(mg.pid, mg_port, big, rss_seconds, 256)
             for r in range(rounds):
@@ -369,7 +374,8 @@ def main():
                     u0, s0 = cpu_seconds(pids[who])
                     w0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     connections = 1000 if name == MANY_CLIENTS else 64
-                    rps, bps, _ = wrk(port, target, seconds, connections)
+                    headers = ("Connection: close",) if name == NO_KEEPALIVE else ()
+                    rps, bps, _ = wrk(port, target, seconds, connections, headers)
                     w1 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     u1, s1 = cpu_seconds(pids[who])
                     value = bps if unit == "MB/s" else rps
@@ -394,6 +400,7 @@ def main():
 
 
 MANY_CLIENTS = "valid 1 KiB, 1000 connections"
+NO_KEEPALIVE = "valid 1 KiB, a connection per request"
 
 TARGETS = {
     "valid signed 1 KiB": 1.2,
@@ -409,7 +416,7 @@ def report(out, results, cpu, workloads, peak, seconds, rounds, quick):
         "",
         f"Measured {time.strftime('%Y-%m-%d')} by `benches/load/run.sh{' --quick' if quick else ''}` on "
         f"{machine()}.",
-        f"wrk -t2 -c64 (-c1000 for the many-clients row), {seconds} s per run, {rounds} round(s) per target, targets alternated; "
+        f"wrk -t2 -c64 (-c1000 for the many-clients row; `Connection: close` for the connection-per-request row), {seconds} s per run, {rounds} round(s) per target, targets alternated; "
         "every server on 127.0.0.1 of the same machine (so the load generator shares the 2 cores). "
         "Absolute numbers drift between runs on shared machines; compare the ratios.",
         "",
