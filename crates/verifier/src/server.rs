@@ -110,6 +110,10 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    // Accepted sockets inherit TCP_NODELAY from the listener (Linux): set
+    // per connection only when the listener does not have it already.
+    let nodelay_inherited =
+        rustix::net::sockopt::tcp_nodelay(std::os::fd::AsFd::as_fd(&listener)).unwrap_or(false);
     let permits = std::sync::Arc::new(Semaphore::new(config.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -131,7 +135,9 @@ pub async fn serve(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
+        if !nodelay_inherited {
+            let _ = stream.set_nodelay(true);
+        }
         let gate = gate.clone();
         let config = config.clone();
         let watcher = graceful.watcher();
@@ -297,6 +303,8 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     )?;
     sockopt::set_socket_reuseaddr(&fd, true)?;
     sockopt::set_socket_reuseport(&fd, true)?;
+    // Inherited by every accepted socket: no setsockopt per connection.
+    sockopt::set_tcp_nodelay(&fd, true)?;
     rustix::net::bind(&fd, &addr)?;
     rustix::net::listen(&fd, 1024)?;
     Ok(std::net::TcpListener::from(fd))
@@ -353,5 +361,30 @@ async fn back_off(e: &io::Error) {
         _ => {
             tracing::debug!(error = %e, "accept failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_workers_listeners() {
+        use rustix::net::sockopt::tcp_nodelay;
+        let workers = Workers::bind("127.0.0.1:0".parse().expect("addr"), 1).expect("bind");
+        let listener = &workers.listeners[0];
+        assert!(tcp_nodelay(listener).expect("getsockopt"));
+        let _client = std::net::TcpStream::connect(workers.local_addr()).expect("connect");
+        // The listener is non-blocking: retry until the connection is queued.
+        let accepted = (0..200)
+            .find_map(|_| match listener.accept() {
+                Ok((s, _)) => Some(s),
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    None
+                }
+            })
+            .expect("accept");
+        assert!(tcp_nodelay(&accepted).expect("getsockopt"));
     }
 }
