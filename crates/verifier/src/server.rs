@@ -13,7 +13,7 @@ use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -138,58 +138,10 @@ pub async fn serve(
         if !nodelay_inherited {
             let _ = stream.set_nodelay(true);
         }
-        let gate = gate.clone();
-        let config = config.clone();
-        let watcher = graceful.watcher();
+        let (gate, config, watcher) = (gate.clone(), config.clone(), graceful.watcher());
         tokio::spawn(async move {
             let _permit = permit;
-            let mut stream = stream;
-            let Some((h2, first)) =
-                read_ahead(&mut stream, config.header_read_timeout, config.http2).await
-            else {
-                return;
-            };
-            let result =
-                if h2 {
-                    let service =
-                        service_fn(move |req: Request<Incoming>| {
-                            std::future::ready(Ok::<_, std::convert::Infallible>(
-                                gate.respond_on_wire(&req, Some(peer), None),
-                            ))
-                        });
-                    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-                    b.timer(TokioTimer::new())
-                        .keep_alive_interval(Some(Duration::from_secs(20)))
-                        .keep_alive_timeout(Duration::from_secs(20))
-                        .max_concurrent_streams(128)
-                        .max_header_list_size(config.max_header_bytes as u32);
-                    watcher
-                        .watch(b.serve_connection(SendfileIo::new(stream, None, first), service))
-                        .await
-                } else {
-                    let lane = config.sendfile.then(Lane::default);
-                    let io = SendfileIo::new(stream, lane.clone(), first);
-                    let service =
-                        service_fn(move |req: Request<Incoming>| {
-                            std::future::ready(Ok::<_, std::convert::Infallible>(
-                                gate.respond_on_wire(&req, Some(peer), lane.as_ref()),
-                            ))
-                        });
-                    let mut b = hyper::server::conn::http1::Builder::new();
-                    b.timer(TokioTimer::new())
-                        .header_read_timeout(Some(config.header_read_timeout))
-                        .keep_alive(true)
-                        .max_buf_size(config.max_header_bytes.max(8192))
-                        // Queued (vectored) writes: hyper then passes body
-                        // frames to the connection untouched, which sendfile
-                        // placeholders rely on. (`pipeline_flush` would switch
-                        // to copying and must stay off.)
-                        .writev(true);
-                    watcher.watch(b.serve_connection(io, service)).await
-                };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
+            connection(stream, peer, gate, config, watcher).await;
         });
     }
     drop(listener);
@@ -200,6 +152,63 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// One accepted connection: tells HTTP/1 from HTTP/2, then serves it with
+/// hyper until the client leaves, the connection fails, or a graceful
+/// shutdown drains it.
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    gate: MediaGate,
+    config: ServerConfig,
+    watcher: Watcher,
+) {
+    let Some((h2, first)) = read_ahead(&mut stream, config.header_read_timeout, config.http2).await
+    else {
+        return;
+    };
+    let result = if h2 {
+        let service = service_fn(move |req: Request<Incoming>| {
+            std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond_on_wire(
+                &req,
+                Some(peer),
+                None,
+            )))
+        });
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(20)))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .max_concurrent_streams(128)
+            .max_header_list_size(config.max_header_bytes as u32);
+        let io = SendfileIo::new(stream, None, first);
+        watcher.watch(b.serve_connection(io, service)).await
+    } else {
+        let lane = config.sendfile.then(Lane::default);
+        let io = SendfileIo::new(stream, lane.clone(), first);
+        let service = service_fn(move |req: Request<Incoming>| {
+            std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond_on_wire(
+                &req,
+                Some(peer),
+                lane.as_ref(),
+            )))
+        });
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(Some(config.header_read_timeout))
+            .keep_alive(true)
+            .max_buf_size(config.max_header_bytes.max(8192))
+            // Queued (vectored) writes: hyper then passes body frames to
+            // the connection untouched, which sendfile placeholders rely
+            // on. (`pipeline_flush` would switch to copying and must stay
+            // off.)
+            .writev(true);
+        watcher.watch(b.serve_connection(io, service)).await
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, %peer, "connection ended with an error");
+    }
 }
 
 /// Listening sockets for [`Workers::run`]: one per worker thread, all bound
