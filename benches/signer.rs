@@ -160,26 +160,36 @@ fn with_timed(shape: Shape, run: impl FnOnce(&mut [(&str, &mut dyn FnMut())], us
 }
 
 /// Times every function beside the baseline for links of one shape and
-/// prints the ratios.
+/// prints the ratios: the median over `REPEATS` interleaved measurements,
+/// with their range, because on a shared machine a single measurement can
+/// land in a noisy period that slows the work around the SHA-256
+/// instructions and not the baseline, which is almost all SHA.
 fn ratios(shape: Shape) {
+    const REPEATS: usize = 5;
     with_timed(shape, |fns, payload_len| {
-        let medians = interleaved(fns, 300, 1000);
-        let base = medians[0];
+        let runs: Vec<Vec<f64>> = (0..REPEATS).map(|_| interleaved(fns, 60, 1000)).collect();
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            (v[v.len() / 2], v[0], v[v.len() - 1])
+        };
+        let (base, _, _) = median(runs.iter().map(|r| r[0]).collect());
         println!(
             "\n{}: ratios against raw HMAC-SHA256 with a precomputed key over the same {}-byte \
-             payload ({base:.0} ns), interleaved medians; target <= 1.5x:",
+             payload ({base:.0} ns), interleaved, median (min-max) of {REPEATS} runs; \
+             target <= 1.5x:",
             shape.name(),
             payload_len
         );
-        for ((name, _), ns) in fns.iter().zip(&medians).skip(1) {
-            let ratio = ns / base;
+        for (i, (name, _)) in fns.iter().enumerate().skip(1) {
+            let (ns, _, _) = median(runs.iter().map(|r| r[i]).collect());
+            let (ratio, low, high) = median(runs.iter().map(|r| r[i] / r[0]).collect());
             let mark = match (*name, ratio <= 1.5) {
                 ("sign_then_url", _) => "(not a target: SignedLink kept, then rendered)",
                 ("verify_floor", _) => "(not a target: decode + MAC only)",
                 (_, true) => "ok",
                 (_, false) => "OVER TARGET",
             };
-            println!("  {name:<14} {ns:>8.0} ns  {ratio:>5.2}x  {mark}");
+            println!("  {name:<14} {ns:>8.0} ns  {ratio:>5.2}x ({low:.2}-{high:.2})  {mark}");
         }
     });
 }
