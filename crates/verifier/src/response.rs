@@ -151,13 +151,14 @@ pub(crate) fn file(
     }
     // A Range sent twice is not a valid range: the whole file (as for any
     // range the server does not take). An If-Range sent twice does not hold.
-    let if_range_holds = match headers::single(req_headers, IF_RANGE) {
+    // If-Range is read only when there is a range to condition.
+    let if_range_holds = || match headers::single(req_headers, IF_RANGE) {
         Single::Absent => true,
         Single::One(ir) => conditional::if_range_holds(ir, &validators),
         Single::Invalid => false,
     };
     let range = match headers::single(req_headers, RANGE) {
-        Single::One(r) if if_range_holds => range::evaluate(r, len),
+        Single::One(r) if if_range_holds() => range::evaluate(r, len),
         _ => RangeRequest::Full,
     };
     let mut status = StatusCode::OK;

@@ -8,15 +8,18 @@
 use http::header::HOST;
 use http::{HeaderMap, Version};
 
+use super::Single;
+
 /// Whether the request's `Host` header field lines are acceptable for a
 /// request of `version`. HTTP/1.0 may omit the header; HTTP/2 carries the
 /// authority in `:authority` and may omit it too.
 pub(crate) fn is_acceptable(version: Version, headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(HOST).iter();
-    match (values.next(), values.next()) {
-        (None, _) => version != Version::HTTP_11,
-        (Some(value), None) => is_valid_host(value.as_bytes()),
-        (Some(_), Some(_)) => false,
+    // A singleton: two lines, or bytes outside visible ASCII (which the
+    // grammar has no room for either), are refused.
+    match super::single(headers, HOST) {
+        Single::Absent => version != Version::HTTP_11,
+        Single::One(value) => is_valid_host(value.as_bytes()),
+        Single::Invalid => false,
     }
 }
 
@@ -96,6 +99,11 @@ mod tests {
             assert!(!is_acceptable(v, &two), "{v:?}: two hosts");
         }
         assert!(!is_acceptable(Version::HTTP_11, &none));
+        let opaque = headers(&[b"caf\xc3\xa9.example"]);
+        assert!(
+            !is_acceptable(Version::HTTP_11, &opaque),
+            "not visible ASCII"
+        );
         assert!(is_acceptable(Version::HTTP_10, &none));
         assert!(is_acceptable(Version::HTTP_2, &none));
     }
