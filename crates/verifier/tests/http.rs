@@ -215,7 +215,7 @@ async fn ranges() {
     assert_eq!(s.get(&empty, &[("Range", "bytes=0-")]).await.status, 416);
     assert_eq!(s.get(&empty, &[]).await.status, 200);
     // If-Range: the range applies only while the strong ETag matches.
-    let etag = s.get(&t, &[]).await.header("etag").unwrap().to_owned();
+    let (etag, _) = validators(&s, &t).await;
     let r = s
         .get(&t, &[("Range", "bytes=0-4"), ("If-Range", &etag)])
         .await;
@@ -232,13 +232,18 @@ async fn ranges() {
     s.shutdown().await.unwrap();
 }
 
+/// The ETag and Last-Modified a plain GET of `target` answers with.
+async fn validators(s: &TestServer, target: &str) -> (String, String) {
+    let r = s.get(target, &[]).await;
+    let header = |name| r.header(name).unwrap().to_owned();
+    (header("etag"), header("last-modified"))
+}
+
 #[tokio::test]
 async fn conditional_requests() {
     let s = TestServer::start().await;
     let t = s.target("/pub/a.txt");
-    let first = s.get(&t, &[]).await;
-    let etag = first.header("etag").unwrap().to_owned();
-    let lm = first.header("last-modified").unwrap().to_owned();
+    let (etag, lm) = validators(&s, &t).await;
     let r = s.get(&t, &[("If-None-Match", &etag)]).await;
     assert_eq!((r.status, r.body.len()), (304, 0));
     assert_eq!(r.header("etag"), Some(etag.as_str()));
@@ -289,9 +294,7 @@ async fn header_fields_sent_on_several_lines() {
     // is not a valid value.
     let s = TestServer::start().await;
     let t = s.target("/pub/a.txt");
-    let first = s.get(&t, &[]).await;
-    let etag = first.header("etag").unwrap().to_owned();
-    let lm = first.header("last-modified").unwrap().to_owned();
+    let (etag, lm) = validators(&s, &t).await;
     let old = "Sat, 01 Jan 2000 00:00:00 GMT";
     // (request headers, status, body length)
     type Case<'a> = (Vec<(&'a str, &'a str)>, u16, usize);
