@@ -246,11 +246,7 @@ async fn many_requests_on_one_keep_alive_connection() {
         "GET {t} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     ));
     c.write_all(all.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
+    let out = common::read_to_eof(&mut c, Duration::from_secs(10)).await;
     let text = String::from_utf8_lossy(&out);
     assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 50);
     assert_eq!(text.matches("hello world\n").count(), 50);

@@ -894,14 +894,7 @@ async fn protocol_detection_waits_for_split_first_bytes() {
         h1.write_all(piece).await.unwrap();
         pause().await;
     }
-    let mut response = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        h1.read_to_end(&mut response),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let response = common::read_to_eof(&mut h1, std::time::Duration::from_secs(5)).await;
     let r = common::parse(&response);
     assert_eq!((r.status, r.text().as_str()), (200, "hello world\n"));
     s.shutdown().await.unwrap();
@@ -922,14 +915,7 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
     let mut first = [0u8; 1024];
     let n = sock.read(&mut first).await.unwrap();
     let stopping = tokio::spawn(s.shutdown());
-    let mut rest = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        sock.read_to_end(&mut rest),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let rest = common::read_to_eof(&mut sock, std::time::Duration::from_secs(10)).await;
     let mut all = first[..n].to_vec();
     all.extend(rest);
     let r = common::parse(&all);

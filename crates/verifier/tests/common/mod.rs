@@ -197,6 +197,16 @@ impl Response {
     }
 }
 
+/// Reads `sock` to its end, which must come within `limit`.
+pub async fn read_to_eof(sock: &mut TcpStream, limit: Duration) -> Vec<u8> {
+    let mut out = Vec::new();
+    tokio::time::timeout(limit, sock.read_to_end(&mut out))
+        .await
+        .expect("the server ends the response in time")
+        .expect("read");
+    out
+}
+
 /// Sends raw bytes on a new connection and reads into `buf` until the
 /// server closes it or `limit` passes; whether it closed in time.
 pub async fn send_raw(
