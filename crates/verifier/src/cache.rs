@@ -75,6 +75,9 @@ pub(crate) struct Entry {
     pub last_modified: Option<SystemTime>,
     pub last_modified_header: Option<HeaderValue>,
     pub content_type: HeaderValue,
+    /// `Content-Length` of the whole file, made once rather than per
+    /// response (a header value from a number allocates twice).
+    pub content_length: HeaderValue,
     /// The whole content, for small files.
     pub bytes: Option<Bytes>,
 }
@@ -211,6 +214,7 @@ impl Entry {
             since.subsec_nanos()
         );
         let last_modified = modified.map(|_| UNIX_EPOCH + Duration::from_secs(since.as_secs()));
+        let content_length = HeaderValue::from(identity.len);
         Entry {
             identity,
             etag: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\"")),
@@ -218,6 +222,7 @@ impl Entry {
             last_modified_header: last_modified
                 .and_then(|t| HeaderValue::from_str(&httpdate::fmt_http_date(t)).ok()),
             content_type,
+            content_length,
             bytes,
         }
     }

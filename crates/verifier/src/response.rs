@@ -182,7 +182,12 @@ pub(crate) fn file(
             return plan(StatusCode::RANGE_NOT_SATISFIABLE, headers, None);
         }
     };
-    h.insert(CONTENT_LENGTH, HeaderValue::from(end - start));
+    let content_length = if end - start == len {
+        entry.content_length.clone()
+    } else {
+        HeaderValue::from(end - start)
+    };
+    h.insert(CONTENT_LENGTH, content_length);
     let body = (!head && end > start).then_some((start, end));
     plan(status, headers, body)
 }
@@ -199,7 +204,16 @@ fn cache_control(policy: CachePolicy, grant: &Grant, now: OffsetDateTime) -> Hea
         CachePolicy::NoStore => NO_STORE,
         CachePolicy::Private { max_age } => {
             let secs = max_age.min(grant.remaining(now)).whole_seconds().max(0);
-            HeaderValue::from_str(&format!("private, max-age={secs}")).unwrap_or(NO_STORE)
+            // Per response, so without the formatting machinery: one
+            // allocation, for the value itself.
+            const PREFIX: &[u8] = b"private, max-age=";
+            let mut digits = itoa::Buffer::new();
+            let digits = digits.format(secs).as_bytes();
+            let mut value = [0u8; PREFIX.len() + 20];
+            value[..PREFIX.len()].copy_from_slice(PREFIX);
+            let end = PREFIX.len() + digits.len();
+            value[PREFIX.len()..end].copy_from_slice(digits);
+            HeaderValue::from_bytes(&value[..end]).unwrap_or(NO_STORE)
         }
     }
 }
