@@ -10,7 +10,7 @@ use mediagate::signer::time::{Duration, OffsetDateTime};
 use mediagate::signer::{
     Key, Keyring, MediaPath, Method, RequestFacts, Signer, Verifier, transport,
 };
-use mediagate::verifier::{MediaGate, ServerConfig};
+use mediagate::verifier::{CacheLimits, MediaGate, ServerConfig};
 
 mod demo;
 
@@ -138,6 +138,7 @@ struct FileConfig {
     workers: Option<usize>,
     chunk_size: Option<usize>,
     sendfile: Option<bool>,
+    revalidate_after_ms: Option<u64>,
     header_read_timeout: Option<String>,
     leeway: Option<String>,
     max_ttl: Option<String>,
@@ -309,6 +310,12 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     if let Some(c) = file.chunk_size {
         b = b.chunk_size(c);
+    }
+    if let Some(ms) = file.revalidate_after_ms {
+        b = b.cache_limits(CacheLimits {
+            revalidate_after: std::time::Duration::from_millis(ms),
+            ..CacheLimits::default()
+        });
     }
     let gate = b.build()?;
     let mut config = ServerConfig::default();

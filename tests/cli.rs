@@ -369,7 +369,8 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
         format!(
             "keys = {k:?}\nroot = {:?}\nlisten = \"127.0.0.1:0\"\nmount = \"/files\"\n\
              health_path = \"/up\"\nmax_connections = 64\nheader_read_timeout = \"5s\"\n\
-             leeway = \"10s\"\nmax_ttl = \"1d\"\nworkers = 1\nchunk_size = 65536\nsendfile = false\n",
+             leeway = \"10s\"\nmax_ttl = \"1d\"\nworkers = 1\nchunk_size = 65536\nsendfile = false\n\
+             revalidate_after_ms = 0\n",
             root.to_str().unwrap()
         ),
     )

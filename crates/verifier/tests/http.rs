@@ -6,7 +6,7 @@ mod common;
 
 use common::{CANARY, TestServer, raw};
 use mediagate_verifier::signer::time::{Duration, OffsetDateTime};
-use mediagate_verifier::{CachePolicy, ServerConfig, Transports};
+use mediagate_verifier::{CacheLimits, CachePolicy, ServerConfig, Transports};
 
 #[tokio::test]
 async fn serves_a_file_with_its_headers() {
@@ -926,8 +926,12 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
+/// Longer than the default revalidation window (1 ms), with room for a
+/// slow machine's timer.
+const PAST_THE_WINDOW: std::time::Duration = std::time::Duration::from_millis(20);
+
 #[tokio::test]
-async fn no_worker_serves_a_changed_file_stale() {
+async fn no_worker_serves_a_changed_file_after_its_window() {
     // Each worker caches files on its own; every one must revalidate.
     let s = TestServer::start_workers(2).await;
     let t = s.target("/pub/a.txt");
@@ -947,15 +951,21 @@ async fn no_worker_serves_a_changed_file_stale() {
     fetch_all("hello world\n").await;
     std::fs::write(s.root.join("pub/new.txt"), "replaced\n").unwrap();
     std::fs::rename(s.root.join("pub/new.txt"), s.root.join("pub/a.txt")).unwrap();
+    tokio::time::sleep(PAST_THE_WINDOW).await;
     fetch_all("replaced\n").await;
     std::fs::write(s.root.join("pub/a.txt"), "REPLACED\n").unwrap();
+    tokio::time::sleep(PAST_THE_WINDOW).await;
     fetch_all("REPLACED\n").await;
     s.shutdown().await.unwrap();
 }
 
 #[tokio::test]
-async fn a_changed_file_is_never_served_stale() {
-    let s = TestServer::start().await;
+async fn revalidating_every_hit_never_serves_a_changed_file() {
+    let strict = CacheLimits {
+        revalidate_after: std::time::Duration::ZERO,
+        ..CacheLimits::default()
+    };
+    let s = TestServer::start_with(|b| b.cache_limits(strict), ServerConfig::default()).await;
     let t = s.target("/pub/a.txt");
     assert_eq!(s.get(&t, &[]).await.text(), "hello world\n");
     assert_eq!(s.get(&t, &[]).await.text(), "hello world\n");
@@ -971,5 +981,25 @@ async fn a_changed_file_is_never_served_stale() {
     // Removed.
     std::fs::remove_file(s.root.join("pub/a.txt")).unwrap();
     assert_eq!(s.get(&t, &[]).await.status, 404);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn within_its_window_a_cached_version_is_served_whole_and_consistent() {
+    let lazy = CacheLimits {
+        revalidate_after: std::time::Duration::from_secs(3600),
+        ..CacheLimits::default()
+    };
+    let s = TestServer::start_with(|b| b.cache_limits(lazy), ServerConfig::default()).await;
+    let t = s.target("/pub/a.txt");
+    let before = validators(&s, &t).await;
+    std::fs::write(s.root.join("pub/new.txt"), "a longer replacement\n").unwrap();
+    std::fs::rename(s.root.join("pub/new.txt"), s.root.join("pub/a.txt")).unwrap();
+    // The version confirmed last, never a mix of old validators and new
+    // bytes.
+    let r = s.get(&t, &[]).await;
+    assert_eq!(r.text(), "hello world\n");
+    assert_eq!(r.header("content-length"), Some("12"));
+    assert_eq!(validators(&s, &t).await, before);
     s.shutdown().await.unwrap();
 }
