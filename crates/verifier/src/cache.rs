@@ -155,10 +155,10 @@ impl FileCache {
                 }
             }
         }
+        // Taken before the open that confirms a new entry.
         let checked_at = self.now();
         let opened = root.open_file(relative)?;
         if let Some(entry) = cached.filter(|e| e.identity == opened.identity) {
-            entry.confirmed.store(checked_at, Ordering::Relaxed);
             return Ok((entry, Content::File(opened.file)));
         }
         let identity = opened.identity;
