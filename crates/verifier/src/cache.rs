@@ -155,8 +155,15 @@ impl FileCache {
                 }
             }
         }
-        // Taken before the open that confirms a new entry.
-        let checked_at = self.now();
+        // A new entry's confirmation time must not be later than the open
+        // that confirms it. A large file's entry (every HLS segment and
+        // download comes here) is replaced only when the file changed; its
+        // successor is stamped with the epoch, which precedes any open, and
+        // so the clock is read only where a new entry is likely.
+        let checked_at = match &cached {
+            Some(entry) if entry.bytes.is_none() => 0,
+            _ => self.now(),
+        };
         let opened = root.open_file(relative)?;
         if let Some(entry) = cached.filter(|e| e.identity == opened.identity) {
             return Ok((entry, Content::File(opened.file)));
@@ -425,6 +432,33 @@ mod tests {
         assert!(Arc::ptr_eq(&e1, &e2), "unchanged: still a hit");
         assert_eq!(memory(&c2), b"one");
         assert!(e2.confirmed.load(Ordering::Relaxed) > first);
+    }
+
+    #[test]
+    fn a_small_file_replacing_a_large_one_is_checked_within_its_window() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.bin"), vec![7u8; 64]).unwrap();
+        let root = MediaRoot::open(dir.path()).unwrap();
+        let window = Duration::from_millis(20);
+        let cache = FileCache::new(CacheLimits {
+            max_file_size: 16,
+            revalidate_after: window,
+            ..CacheLimits::default()
+        });
+        let (large, c1) = cache.resolve(&root, "a.bin", ct).unwrap();
+        assert!(matches!(c1, Content::File(_)) && large.bytes.is_none());
+        std::thread::sleep(window);
+        std::fs::write(dir.path().join("b.bin"), b"small").unwrap();
+        std::fs::rename(dir.path().join("b.bin"), dir.path().join("a.bin")).unwrap();
+        let (small, c2) = cache.resolve(&root, "a.bin", ct).unwrap();
+        assert_eq!(memory(&c2), b"small");
+        // Confirmed as of the cache's epoch, before the open: the window
+        // has passed, so a change is seen at the next hit.
+        assert_eq!(small.confirmed.load(Ordering::Relaxed), 0);
+        std::fs::write(dir.path().join("b.bin"), b"other").unwrap();
+        std::fs::rename(dir.path().join("b.bin"), dir.path().join("a.bin")).unwrap();
+        let (_, c3) = cache.resolve(&root, "a.bin", ct).unwrap();
+        assert_eq!(memory(&c3), b"other");
     }
 
     #[test]
