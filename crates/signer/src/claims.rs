@@ -144,13 +144,7 @@ pub(crate) fn check_subject_bytes(s: &[u8]) -> Result<(), ClaimError> {
 /// Filenames: 1..=255 bytes, no control character (C0, DEL, or C1, which
 /// UTF-8 encodes as C2 80..C2 9F), no `/` or `\`.
 pub(crate) fn check_filename(s: &str) -> Result<(), ClaimError> {
-    check_filename_bytes(s.as_bytes())
-}
-
-/// Filenames: 1..=255 bytes, no control character (C0, DEL, or C1, which
-/// UTF-8 encodes as C2 80..C2 9F), no `/` or `\`. UTF-8 validity is the
-/// caller's to check.
-pub(crate) fn check_filename_bytes(s: &[u8]) -> Result<(), ClaimError> {
+    let s = s.as_bytes();
     if s.is_empty() || s.len() > MAX_FILENAME_LEN {
         return Err(ClaimError::Filename);
     }
@@ -254,6 +248,12 @@ pub(crate) fn to_datetime(unix: u64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix as i64).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// Whether `ip` is in `net`; an IPv4-mapped IPv6 address counts as its IPv4
+/// address.
+pub(crate) fn net_allows(net: IpNet, ip: IpAddr) -> bool {
+    net.contains(&ip.to_canonical())
+}
+
 /// The scope of a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope<'a> {
@@ -303,7 +303,7 @@ impl Claims {
     ) -> Result<Claims, MalformedToken> {
         let (disposition, filename) = match fields.disposition {
             Some((kind, name)) => (Some(kind), name),
-            None => (None, &[][..]),
+            None => (None, ""),
         };
         let content_type = fields.content_type.unwrap_or_default();
         let mut text = Vec::with_capacity(
@@ -320,13 +320,14 @@ impl Claims {
         let subject_end = text.len() as u16;
         text.extend_from_slice(path.as_bytes());
         let path_end = text.len() as u16;
-        text.extend_from_slice(filename);
+        text.extend_from_slice(filename.as_bytes());
         let filename_end = text.len() as u16;
         text.extend_from_slice(content_type.as_bytes());
-        // The one UTF-8 check of the whole text. The key id, the subject
-        // and the content type are ASCII and the path is text, so this
-        // checks the filename, and every boundary is a char boundary.
-        let text = String::from_utf8(text).map_err(|_| MalformedToken::Field("disposition"))?;
+        // Every piece is text (the key id and the subject are ASCII), so
+        // this cannot fail; one check of the whole is how safe code gets a
+        // `String`, and cheaper than one per piece. Every boundary is a
+        // char boundary.
+        let text = String::from_utf8(text).map_err(|_| MalformedToken::Field("text"))?;
         Ok(Claims {
             text,
             key_id_end,
@@ -400,10 +401,6 @@ impl Claims {
         self.not_before.map(to_datetime)
     }
 
-    pub(crate) fn times(&self) -> (u64, u64, Option<u64>) {
-        (self.issued_at, self.expires, self.not_before)
-    }
-
     /// The client address range the link is bound to, if any.
     pub fn client_net(&self) -> Option<IpNet> {
         self.client_net
@@ -412,10 +409,7 @@ impl Claims {
     /// Whether `ip` may use the link (always, when it is not bound).
     /// IPv4-mapped IPv6 addresses count as their IPv4 address.
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
-        match self.client_net {
-            None => true,
-            Some(net) => net.contains(&ip.to_canonical()),
-        }
+        self.client_net.is_none_or(|net| net_allows(net, ip))
     }
 
     /// The signed disposition type, if any.

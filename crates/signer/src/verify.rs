@@ -10,7 +10,7 @@ use std::ops::Deref;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::claims::{Claims, Method};
+use crate::claims::{Claims, Method, net_allows, to_datetime};
 use crate::key::Keyring;
 use crate::path::MediaPath;
 use crate::sign::DEFAULT_MAX_TTL;
@@ -188,7 +188,7 @@ impl Verifier {
         request: &RequestFacts<'_>,
         now: OffsetDateTime,
     ) -> Result<Grant, VerifyError> {
-        let (claims, covered) = with_decoded(token, |payload, tag| {
+        with_decoded(token, |payload, tag| {
             self.check_mac(payload, tag)?;
             let fields = wire::decode_fields(payload)?;
             // A signed path that covers the request's canonical path is
@@ -198,10 +198,12 @@ impl Verifier {
                 Some(path) => (path, true),
                 None => (fields.path.validate()?, false),
             };
-            Ok((Claims::from_fields(&fields, path)?, covered))
-        })?;
-        self.check(&claims, covered, request, now)?;
-        Ok(Grant { claims })
+            self.check(&fields, covered, request, now)?;
+            // Built only once every check passed: a refusal allocates nothing.
+            Ok(Grant {
+                claims: Claims::from_fields(&fields, path)?,
+            })
+        })
     }
 
     /// Checks only the encoding and the MAC, returning the authenticated
@@ -229,18 +231,18 @@ impl Verifier {
         }
     }
 
-    /// The checks on authenticated claims, in spec order; `covered` is
+    /// The checks on authenticated fields, in spec order; `covered` is
     /// whether the scope covers the request's path (decided while parsing).
     fn check(
         &self,
-        claims: &Claims,
+        fields: &wire::Fields<'_>,
         covered: bool,
         request: &RequestFacts<'_>,
         now: OffsetDateTime,
     ) -> Result<(), VerifyError> {
         let now = now.unix_timestamp();
-        let (issued_at, expires, not_before) = claims.times();
-        let (issued_at, expires) = (issued_at as i64, expires as i64);
+        // Times are at most MAX_TIME, far inside i64.
+        let (issued_at, expires) = (fields.issued_at as i64, fields.expires as i64);
         let lifetime = Duration::seconds(expires - issued_at);
         if lifetime > self.max_ttl {
             return Err(VerifyError::LifetimeTooLong {
@@ -248,10 +250,10 @@ impl Verifier {
                 max: self.max_ttl,
             });
         }
-        if let Some(nbf) = not_before {
+        if let Some(nbf) = fields.not_before {
             if now.saturating_add(self.leeway) < nbf as i64 {
                 return Err(VerifyError::NotYetValid {
-                    valid_from: crate::claims::to_datetime(nbf),
+                    valid_from: to_datetime(nbf),
                 });
             }
         }
@@ -259,23 +261,23 @@ impl Verifier {
         // the leeway.
         if now.saturating_add(self.leeway) < issued_at {
             return Err(VerifyError::NotYetValid {
-                valid_from: claims.issued_at(),
+                valid_from: to_datetime(fields.issued_at),
             });
         }
         if now >= expires.saturating_add(self.leeway) {
             return Err(VerifyError::Expired {
-                expired_at: claims.expires_at(),
+                expired_at: to_datetime(fields.expires),
             });
         }
-        if !claims.methods().contains(request.method) {
+        if !fields.methods.contains(request.method) {
             return Err(VerifyError::MethodNotAllowed);
         }
         if !covered {
             return Err(VerifyError::ScopeMismatch);
         }
-        if claims.client_net().is_some() {
+        if let Some(net) = fields.client_net {
             let ip = request.client_ip.ok_or(VerifyError::IpUnknown)?;
-            if !claims.allows_ip(ip) {
+            if !net_allows(net, ip) {
                 return Err(VerifyError::IpMismatch);
             }
         }

@@ -1,7 +1,8 @@
 //! Signing is called once per link in template loops: minting and rendering
-//! a link in one step allocates the output string and nothing else, and verifying
-//! allocates only the grant's text. Counted with a counting global
-//! allocator, which this test binary alone links.
+//! a link in one step allocates the output string and nothing else, and
+//! verifying allocates only the grant's text (nothing when it refuses a
+//! link). Counted with a counting global allocator, which this test binary
+//! alone links.
 
 use mediagate_signer::time::{Duration, OffsetDateTime};
 use mediagate_signer::{Key, Keyring, MediaPath, Method, RequestFacts, Signer, Verifier};
@@ -98,4 +99,36 @@ fn verifying_allocates_only_the_grant() {
         1
     );
     assert_eq!(grant.expect("granted").subject(), "42");
+}
+
+#[test]
+fn refusing_a_correctly_signed_link_allocates_nothing() {
+    let signer = Signer::new(ring());
+    let verifier = Verifier::new(ring());
+    let token = signer
+        .link("/videos/a.mp4")
+        .user("42")
+        .issued_at(now())
+        .ttl(Duration::minutes(10))
+        .attachment("report é.pdf")
+        .token()
+        .expect("signs");
+    let path = MediaPath::parse("/videos/a.mp4").expect("canonical");
+    let other = MediaPath::parse("/videos/b.mp4").expect("canonical");
+    let later = now() + Duration::hours(1);
+    let refusals = [
+        ("expired", RequestFacts::new(Method::Get, &path), later),
+        ("method", RequestFacts::new(Method::Put, &path), now()),
+        ("scope", RequestFacts::new(Method::Get, &other), now()),
+    ];
+    let _ = verifier.verify(&token, &refusals[0].1, now());
+    for (name, facts, at) in refusals {
+        let mut outcome = None;
+        assert_eq!(
+            allocations(|| outcome = Some(verifier.verify(&token, &facts, at))),
+            0,
+            "{name}"
+        );
+        assert!(matches!(outcome, Some(Err(_))), "{name}");
+    }
 }

@@ -637,6 +637,20 @@ fn regenerate() {
     };
     let empty_segment_prefix = rewrite_path("/videos/abc/", b"/videos//bc/");
     let backslash_prefix = rewrite_path("/videos/abc/", b"/videos/a\\c/");
+    let latin1_filename = {
+        let claims = ClaimsIn {
+            attachment: Some("M\u{e4}rz.pdf".into()),
+            ..base("/videos/a.mp4")
+        };
+        let t = sign(&signer, &claims).unwrap();
+        let mut p = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        p.truncate(p.len() - 32);
+        let at = p.windows(2).position(|w| w == "\u{e4}".as_bytes()).unwrap();
+        // Two Latin-1 bytes for the two of UTF-8: no control character,
+        // no separator, only not UTF-8.
+        p[at..at + 2].copy_from_slice(b"\xe4\xe4");
+        resign(&p)
+    };
     let long_lifetime = {
         let s = Signer::new(ring.clone()).max_ttl(Duration::days(30));
         sign(
@@ -830,6 +844,15 @@ fn regenerate() {
         (
             "signed payload with a dot-segment path, also expired",
             dot_path.clone(),
+            Request {
+                now: T0 + 86400 * 365,
+                ..get("/videos/a.mp4")
+            },
+            "malformed_token",
+        ),
+        (
+            "signed filename that is not UTF-8, also expired",
+            latin1_filename,
             Request {
                 now: T0 + 86400 * 365,
                 ..get("/videos/a.mp4")
