@@ -6,6 +6,8 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -32,8 +34,10 @@ const READ_AHEAD: usize = 2048;
 #[non_exhaustive]
 pub struct ServerConfig {
     /// A client must send its request head within this time, from the
-    /// moment the server waits for it; on HTTP/1.1 that includes waiting
-    /// for the next request on a kept-alive connection (default 10 s).
+    /// moment the server waits for it: the first from the moment the
+    /// connection is accepted (on HTTP/2, the first request's headers), and
+    /// on HTTP/1.1 each next one from the end of the previous response, so
+    /// that this also bounds an idle kept-alive connection (default 10 s).
     pub header_read_timeout: Duration,
     /// The most connections served at once; further clients wait in the
     /// listen backlog (default 4096).
@@ -164,12 +168,18 @@ async fn connection(
     config: ServerConfig,
     watcher: Watcher,
 ) {
-    let Some((h2, first)) = read_ahead(&mut stream, config.header_read_timeout, config.http2).await
-    else {
+    // The first request head must be complete by this deadline: the wait
+    // for its first bytes below and hyper's own header timer (which starts
+    // afresh when hyper takes over) together must not stretch it.
+    let deadline = tokio::time::Instant::now() + config.header_read_timeout;
+    let Some((h2, first)) = read_ahead(&mut stream, deadline, config.http2).await else {
         return;
     };
-    let result = if h2 {
+    let head_seen = Arc::new(AtomicBool::new(false));
+    let seen = head_seen.clone();
+    let outcome = if h2 {
         let service = service_fn(move |req: Request<Incoming>| {
+            seen.store(true, Ordering::Relaxed);
             std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond_on_wire(
                 &req,
                 Some(peer),
@@ -183,11 +193,13 @@ async fn connection(
             .max_concurrent_streams(128)
             .max_header_list_size(config.max_header_bytes as u32);
         let io = SendfileIo::new(stream, None, first);
-        watcher.watch(b.serve_connection(io, service)).await
+        let conn = watcher.watch(b.serve_connection(io, service));
+        first_head_by(deadline, &head_seen, conn).await
     } else {
         let lane = config.sendfile.then(Lane::default);
         let io = SendfileIo::new(stream, lane.clone(), first);
         let service = service_fn(move |req: Request<Incoming>| {
+            seen.store(true, Ordering::Relaxed);
             std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond_on_wire(
                 &req,
                 Some(peer),
@@ -204,7 +216,12 @@ async fn connection(
             // on. (`pipeline_flush` would switch to copying and must stay
             // off.)
             .writev(true);
-        watcher.watch(b.serve_connection(io, service)).await
+        let conn = watcher.watch(b.serve_connection(io, service));
+        first_head_by(deadline, &head_seen, conn).await
+    };
+    let Some(result) = outcome else {
+        tracing::debug!(%peer, "no complete request head by the header timeout");
+        return;
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, %peer, "connection ended with an error");
@@ -319,7 +336,23 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(std::net::TcpListener::from(fd))
 }
 
-/// Reads the connection's first bytes (waiting at most `timeout` for
+/// Runs a connection, but drops it (closing the socket) at `deadline` if
+/// its first request head has not arrived by then (`seen`, set by the
+/// service). `None`: dropped.
+async fn first_head_by<F: Future>(
+    deadline: tokio::time::Instant,
+    seen: &AtomicBool,
+    conn: F,
+) -> Option<F::Output> {
+    let mut conn = std::pin::pin!(conn);
+    match tokio::time::timeout_at(deadline, conn.as_mut()).await {
+        Ok(output) => Some(output),
+        Err(_) if seen.load(Ordering::Relaxed) => Some(conn.await),
+        Err(_) => None,
+    }
+}
+
+/// Reads the connection's first bytes (waiting until `deadline` for
 /// them) until they tell HTTP/1 from the HTTP/2 preface, and returns which
 /// it is with the bytes read, which the connection's IO hands to hyper
 /// first. `None`: the client sent nothing in time, or left.
@@ -329,10 +362,9 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// first request, where peeking cost two.
 async fn read_ahead(
     stream: &mut TcpStream,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
     http2: bool,
 ) -> Option<(bool, Bytes)> {
-    let deadline = tokio::time::Instant::now() + timeout;
     let mut buf = BytesMut::with_capacity(READ_AHEAD);
     loop {
         let n = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))

@@ -745,6 +745,70 @@ async fn slow_clients_are_cut_off_at_the_header_timeout() {
     s.shutdown().await.unwrap();
 }
 
+/// The header timeout bounds the first request head from the moment the
+/// connection is accepted, even when its first byte comes just before the
+/// deadline and the rest trickles in after it.
+#[tokio::test]
+async fn a_first_head_begun_late_is_cut_off_at_the_header_timeout() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let timeout = Duration::from_millis(1000);
+    let config = ServerConfig::default().with_header_read_timeout(timeout);
+    let s = TestServer::start_with(|b| b, config).await;
+    let mut slow = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let head = b"GET /media/pub/a.txt HTTP/1.1\r\nHost: x\r\nX-Slow: yes\r\n\r\n";
+    let mut closed_at = None;
+    for byte in head {
+        if slow.write_all(&[*byte]).await.is_err() {
+            closed_at = Some(started.elapsed());
+            break;
+        }
+        // A closed connection reads as end of stream (or a reset).
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(50), slow.read(&mut buf)).await {
+            Err(_) => continue,
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed_at = Some(started.elapsed());
+                break;
+            }
+            Ok(Ok(_)) => panic!("answered a head that came after the deadline"),
+        }
+    }
+    let closed_at = closed_at.expect("the server closes the connection");
+    // At the deadline (plus timer and scheduling slack), not a whole
+    // timeout after the first byte (1.8 s).
+    assert!(closed_at < Duration::from_millis(1500), "{closed_at:?}");
+    assert_eq!(s.get(&s.target("/pub/a.txt"), &[]).await.status, 200);
+    s.shutdown().await.unwrap();
+}
+
+/// An HTTP/2 connection that opens no stream is closed at the header
+/// timeout, as an HTTP/1 one that sends no head is.
+#[tokio::test]
+async fn an_http2_connection_without_a_request_is_cut_off_at_the_header_timeout() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = ServerConfig::default().with_header_read_timeout(Duration::from_millis(500));
+    let s = TestServer::start_with(|b| b, config).await;
+    let mut idle = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let started = Instant::now();
+    // The client preface and an empty SETTINGS frame, then nothing.
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection must be closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    s.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn oversized_heads_are_refused() {
     let s = TestServer::start().await;
