@@ -38,8 +38,9 @@ use tokio::net::TcpStream;
 /// sets how often the body is polled.
 pub(crate) const MAX_SPAN: usize = 1 << 20;
 
-/// What placeholders point into. Zero-initialized, so it costs no file size
-/// and, never being read, no memory.
+/// What placeholders point into. Immutable, so it sits in the binary's
+/// read-only data (1 MiB of zeros); never read, so it is never paged in
+/// and costs no memory.
 static PLACEHOLDER: [u8; MAX_SPAN] = [0; MAX_SPAN];
 
 /// File spans handed to hyper as placeholders and not yet sent, in the
