@@ -14,6 +14,13 @@ use mediagate::verifier::{CacheLimits, MediaGate, ServerConfig};
 
 mod demo;
 
+/// mimalloc instead of the system allocator: the server allocates and frees
+/// small buffers on every request and a task on every connection, and
+/// measured against glibc's malloc it served ~7% more small-file requests
+/// per second, with ~7% less CPU per request (see the commit that added it).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "mediagate",
