@@ -172,16 +172,19 @@ async fn connection(
     watcher: Watcher,
     _permit: OwnedSemaphorePermit,
 ) {
-    // The first request head must be complete by this deadline: the wait
-    // for its first bytes below and hyper's own header timer (which starts
-    // afresh when hyper takes over) together must not stretch it.
+    // The first request head is due by this deadline, counted from the
+    // accept: on HTTP/1, `read_ahead` waits for all of it; on HTTP/2, for the
+    // preface, and the connection is dropped at the deadline unless a
+    // request came by then.
     let deadline = tokio::time::Instant::now() + config.header_read_timeout;
-    let Some((h2, first)) = read_ahead(&mut stream, deadline, config.http2).await else {
+    let Some((h2, first)) =
+        read_ahead(&mut stream, deadline, config.http2, config.max_header_bytes).await
+    else {
         return;
     };
-    let head_seen = Arc::new(AtomicBool::new(false));
-    let seen = head_seen.clone();
-    let outcome = if h2 {
+    let result = if h2 {
+        let head_seen = Arc::new(AtomicBool::new(false));
+        let seen = head_seen.clone();
         let service = service_fn(move |req: Request<Incoming>| {
             seen.store(true, Ordering::Relaxed);
             std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond_on_wire(
@@ -200,12 +203,15 @@ async fn connection(
         // Boxed: HTTP/2 with prior knowledge is the rare case, and its
         // state would otherwise double the size of every connection's task.
         let conn = Box::pin(watcher.watch(b.serve_connection(io, service)));
-        first_head_by(deadline, &head_seen, conn).await
+        let Some(result) = first_head_by(deadline, &head_seen, conn).await else {
+            tracing::debug!(%peer, "no HTTP/2 request by the header timeout");
+            return;
+        };
+        result
     } else {
         let lane = config.sendfile.then(Lane::default);
         let io = SendfileIo::new(stream, lane.clone(), first);
         let service = service_fn(move |req: Request<Incoming>| {
-            seen.store(true, Ordering::Relaxed);
             std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond_on_wire(
                 &req,
                 Some(peer),
@@ -222,12 +228,7 @@ async fn connection(
             // on. (`pipeline_flush` would switch to copying and must stay
             // off.)
             .writev(true);
-        let conn = std::pin::pin!(watcher.watch(b.serve_connection(io, service)));
-        first_head_by(deadline, &head_seen, conn).await
-    };
-    let Some(result) = outcome else {
-        tracing::debug!(%peer, "no complete request head by the header timeout");
-        return;
+        watcher.watch(b.serve_connection(io, service)).await
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, %peer, "connection ended with an error");
@@ -342,8 +343,8 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(std::net::TcpListener::from(fd))
 }
 
-/// Runs a connection, but drops it (closing the socket) at `deadline` if
-/// its first request head has not arrived by then (`seen`, set by the
+/// Runs an HTTP/2 connection, but drops it (closing the socket) at
+/// `deadline` if no request has arrived by then (`seen`, set by the
 /// service). `None`: dropped.
 async fn first_head_by<F: Future + Unpin>(
     deadline: tokio::time::Instant,
@@ -357,20 +358,25 @@ async fn first_head_by<F: Future + Unpin>(
     }
 }
 
-/// Reads the connection's first bytes (waiting until `deadline` for
-/// them) until they tell HTTP/1 from the HTTP/2 preface, and returns which
-/// it is with the bytes read, which the connection's IO hands to hyper
-/// first. `None`: the client sent nothing in time, or left.
+/// Reads the connection's first bytes, until `deadline` at the latest,
+/// and returns whether they are the HTTP/2 preface with the bytes read,
+/// which the connection's IO hands to hyper first. For HTTP/1 it reads on
+/// until the first request head is complete (or longer than `max_head`,
+/// for hyper to refuse), so that the deadline bounds the whole head and
+/// hyper parses it without waiting; on HTTP/2, until the whole preface.
+/// `None`: the client did not get that far in time, or left.
 ///
-/// A single read usually carries a whole HTTP/1 request head, so hyper
-/// then parses it without reading the socket again: one `recvfrom` for the
-/// first request, where peeking cost two.
+/// A single read usually carries a whole HTTP/1 request head: one
+/// `recvfrom` for the first request, where peeking cost two.
 async fn read_ahead(
     stream: &mut TcpStream,
     deadline: tokio::time::Instant,
     http2: bool,
+    max_head: usize,
 ) -> Option<(bool, Bytes)> {
     let mut buf = BytesMut::with_capacity(READ_AHEAD);
+    // Where the search for the end of the head resumes.
+    let mut scanned = 0;
     loop {
         let n = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))
             .await
@@ -380,14 +386,29 @@ async fn read_ahead(
             return None;
         }
         let seen = buf.len().min(H2_PREFACE.len());
-        if !http2 || buf[..seen] != H2_PREFACE[..seen] {
+        if http2 && buf[..seen] == H2_PREFACE[..seen] {
+            if seen == H2_PREFACE.len() {
+                return Some((true, buf.freeze()));
+            }
+            continue;
+        }
+        if head_ends(&buf, scanned) || buf.len() >= max_head {
             return Some((false, buf.freeze()));
         }
-        if seen == H2_PREFACE.len() {
-            return Some((true, buf.freeze()));
-        }
-        // A partial preface: read on.
+        scanned = buf.len();
     }
+}
+
+/// Whether `buf` holds an empty line (`\n\n` or `\n\r\n`, as hyper accepts)
+/// that ends a request head, looking only at what follows `from` (minus the
+/// two bytes an end could straddle), so that a head trickling in byte by
+/// byte is scanned once in all.
+fn head_ends(buf: &[u8], from: usize) -> bool {
+    let start = from.saturating_sub(2);
+    memchr::memchr_iter(b'\n', &buf[start..]).any(|i| {
+        let rest = &buf[start + i + 1..];
+        rest.first() == Some(&b'\n') || rest.starts_with(b"\r\n")
+    })
 }
 
 /// Errors from `accept`: out of descriptors or memory means back off and
@@ -432,5 +453,44 @@ mod tests {
             })
             .expect("accept");
         assert!(tcp_nodelay(&accepted).expect("getsockopt"));
+    }
+
+    #[test]
+    fn a_head_ends_at_its_first_empty_line() {
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: x\n\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /next",
+        ] {
+            assert!(head_ends(head, 0), "{head:?}");
+        }
+        for partial in [
+            &b""[..],
+            b"GET / HTTP/1.1\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r",
+        ] {
+            assert!(!head_ends(partial, 0), "{partial:?}");
+        }
+    }
+
+    #[test]
+    fn a_head_trickling_in_is_found_by_resumed_scans() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        for step in 1..=4 {
+            // As read_ahead calls it: after each read, resuming where the
+            // previous call stopped.
+            let mut scanned = 0;
+            let mut found_at = None;
+            for end in (step..=head.len()).step_by(step).chain([head.len()]) {
+                if head_ends(&head[..end], scanned) {
+                    found_at = Some(end);
+                    break;
+                }
+                scanned = end;
+            }
+            assert_eq!(found_at, Some(head.len()), "step {step}");
+        }
     }
 }
