@@ -80,29 +80,7 @@ fn long_links_allocate_one_buffer_more() {
 }
 
 #[test]
-fn verifying_allocates_only_the_grant() {
-    let signer = Signer::new(ring());
-    let verifier = Verifier::new(ring());
-    let token = signer
-        .link("/videos/a.mp4")
-        .user("42")
-        .issued_at(now())
-        .ttl(Duration::minutes(10))
-        .token()
-        .expect("signs");
-    let path = MediaPath::parse("/videos/a.mp4").expect("canonical");
-    let facts = RequestFacts::new(Method::Get, &path);
-    let _ = verifier.verify(&token, &facts, now());
-    let mut grant = None;
-    assert_eq!(
-        allocations(|| grant = verifier.verify(&token, &facts, now()).ok()),
-        1
-    );
-    assert_eq!(grant.expect("granted").subject(), "42");
-}
-
-#[test]
-fn refusing_a_correctly_signed_link_allocates_nothing() {
+fn verifying_allocates_only_the_grant_and_refusing_nothing() {
     let signer = Signer::new(ring());
     let verifier = Verifier::new(ring());
     let token = signer
@@ -114,6 +92,20 @@ fn refusing_a_correctly_signed_link_allocates_nothing() {
         .token()
         .expect("signs");
     let path = MediaPath::parse("/videos/a.mp4").expect("canonical");
+    let facts = RequestFacts::new(Method::Get, &path);
+    let _ = verifier.verify(&token, &facts, now());
+    let mut grant = None;
+    assert_eq!(
+        allocations(|| grant = verifier.verify(&token, &facts, now()).ok()),
+        1
+    );
+    let grant = grant.expect("granted");
+    assert_eq!(
+        (grant.subject(), grant.filename()),
+        ("42", Some("report é.pdf"))
+    );
+
+    // A correctly signed link refused after the MAC check: no grant built.
     let other = MediaPath::parse("/videos/b.mp4").expect("canonical");
     let later = now() + Duration::hours(1);
     let refusals = [
@@ -121,7 +113,6 @@ fn refusing_a_correctly_signed_link_allocates_nothing() {
         ("method", RequestFacts::new(Method::Put, &path), now()),
         ("scope", RequestFacts::new(Method::Get, &other), now()),
     ];
-    let _ = verifier.verify(&token, &refusals[0].1, now());
     for (name, facts, at) in refusals {
         let mut outcome = None;
         assert_eq!(
