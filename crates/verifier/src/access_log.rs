@@ -75,13 +75,17 @@ impl AccessLog {
     }
 }
 
-/// The path with the segment after `/_mg/` (a path-form token) replaced.
+/// The path with the segment after the path-form marker (`/_mg/<token>`)
+/// replaced.
 fn redact(path: &str) -> std::borrow::Cow<'_, str> {
-    let marker = concat!("/", "_mg", "/");
-    match path.find(marker) {
+    let marker = mediagate_signer::transport::PATH_MARKER;
+    let segment = path
+        .match_indices(marker)
+        .find(|&(at, _)| path[..at].ends_with('/') && path[at + marker.len()..].starts_with('/'));
+    match segment {
         None => path.into(),
-        Some(at) => {
-            let start = at + marker.len();
+        Some((at, _)) => {
+            let start = at + marker.len() + 1;
             let end = path[start..].find('/').map_or(path.len(), |i| start + i);
             format!("{}<token>{}", &path[..start], &path[end..]).into()
         }
@@ -95,5 +99,6 @@ mod tests {
         assert_eq!(super::redact("/m/_mg/SECRET/a/b"), "/m/_mg/<token>/a/b");
         assert_eq!(super::redact("/m/_mg/SECRET"), "/m/_mg/<token>");
         assert_eq!(super::redact("/m/a"), "/m/a");
+        assert_eq!(super::redact("/m/x_mg/a"), "/m/x_mg/a");
     }
 }
