@@ -203,7 +203,7 @@ async fn connection(
         // Boxed: HTTP/2 with prior knowledge is the rare case, and its
         // state would otherwise double the size of every connection's task.
         let conn = Box::pin(watcher.watch(b.serve_connection(io, service)));
-        let Some(result) = first_head_by(deadline, &head_seen, conn).await else {
+        let Some(result) = first_request_by(deadline, &head_seen, conn).await else {
             tracing::debug!(%peer, "no HTTP/2 request by the header timeout");
             return;
         };
@@ -346,7 +346,7 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// Runs an HTTP/2 connection, but drops it (closing the socket) at
 /// `deadline` if no request has arrived by then (`seen`, set by the
 /// service). `None`: dropped.
-async fn first_head_by<F: Future + Unpin>(
+async fn first_request_by<F: Future + Unpin>(
     deadline: tokio::time::Instant,
     seen: &AtomicBool,
     mut conn: F,
