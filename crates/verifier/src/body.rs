@@ -72,7 +72,7 @@ impl MediaBody {
     /// With a `lane`, the connection sends the bytes itself (see
     /// [`crate::sendfile`]); otherwise they are read in `chunk`-sized pieces.
     pub(crate) fn file(
-        file: File,
+        file: Arc<File>,
         offset: u64,
         len: u64,
         chunk: usize,
@@ -81,7 +81,7 @@ impl MediaBody {
     ) -> Self {
         MediaBody {
             kind: Kind::File(FileStream {
-                file: Arc::new(file),
+                file,
                 offset,
                 remaining: len,
                 chunk,

@@ -1,5 +1,6 @@
 //! A cache of file versions: the validators and headers of each file,
-//! computed once per version, and the bytes of small files.
+//! computed once per version, the bytes of small files, and the open
+//! descriptors of large ones.
 //!
 //! Correctness comes first. An entry describes one *version* of a file (its
 //! [`Identity`]: device, inode, size, modification and change times), read
@@ -19,9 +20,24 @@
 //! file is requested many times a millisecond, and the `statx` was a tenth
 //! of the CPU time of a 1 KiB response. `Duration::ZERO` confirms every hit.
 //!
+//! A large file (above [`CacheLimits::max_file_size`]) keeps the descriptor
+//! it was opened with, confirmed the same way: an HLS segment or a download
+//! requested again costs one `statx` per window instead of `openat2`,
+//! `statx` and `close`. Every read of a shared descriptor names its offset
+//! (`pread`, `sendfile` with an offset), so responses in flight do not
+//! disturb each other. An open descriptor pins its file: a deleted file's
+//! space is freed only when the descriptor is closed. So descriptors are
+//! bounded in number ([`CacheLimits::max_open_files`]), a version that fails
+//! its confirmation drops its descriptor at once, and one unused for
+//! [`CacheLimits::close_unused_after`] is closed by the next sweep (the
+//! bundled server sweeps on a timer; embedded, a sweep runs when a file is
+//! opened).
+//!
 //! Memory is bounded by a byte budget (files above a size limit are never
-//! held in memory, only their headers) and an entry count; when either is
-//! exceeded, arbitrary entries are dropped.
+//! held in memory, only their headers and descriptor) and an entry count;
+//! when either is exceeded, arbitrary entries are dropped. When the
+//! descriptor budget is spent, further large files are described without
+//! one (opened per request, as without the cache) until a sweep frees some.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -42,15 +58,25 @@ pub struct CacheLimits {
     /// content caching off).
     pub max_bytes: usize,
     /// Largest file whose content is held (default 16 KiB). Above this
-    /// size, `sendfile` from a freshly opened file beats copying from
-    /// memory: with 64 KiB HLS segments the file path served 1.04x nginx's
-    /// req/s where the memory path served 0.95x (load harness, 3 rounds).
+    /// size, `sendfile` from the file beats copying from memory: with
+    /// 64 KiB HLS segments the file path served 1.04x nginx's req/s where
+    /// the memory path served 0.95x (load harness, 3 rounds).
     pub max_file_size: usize,
     /// Most files described (default 16384).
     pub max_entries: usize,
-    /// How long a small file confirmed unchanged is served from memory
-    /// before its path is checked again (default 1 ms; `Duration::ZERO`
-    /// checks on every request). A file changed on disk may be served in
+    /// Most descriptors of large files kept open for reuse (default 1024;
+    /// 0 opens every large file per request). The `mediagate` binary
+    /// lowers this to a quarter of the open-files limit if need be, and its
+    /// connection cap to fit the rest.
+    pub max_open_files: usize,
+    /// How long a kept descriptor may go unused (not confirmed at its path)
+    /// before a sweep closes it (default 10 s). This bounds how long a
+    /// deleted large file's space stays in use: nginx's
+    /// `open_file_cache ... inactive=` (60 s there).
+    pub close_unused_after: Duration,
+    /// How long a file confirmed unchanged is served from memory (or from
+    /// its kept descriptor) before its path is checked again (default 1 ms;
+    /// `Duration::ZERO` checks on every request). A file changed on disk may be served in
     /// its previous version for this long; see the module docs.
     pub revalidate_after: Duration,
 }
@@ -61,6 +87,8 @@ impl Default for CacheLimits {
             max_bytes: 32 << 20,
             max_file_size: 16 << 10,
             max_entries: 16384,
+            max_open_files: 1024,
+            close_unused_after: Duration::from_secs(10),
             revalidate_after: Duration::from_millis(1),
         }
     }
@@ -75,6 +103,8 @@ impl CacheLimits {
             max_bytes: self.max_bytes / n,
             max_file_size: self.max_file_size,
             max_entries: (self.max_entries / n).max(1),
+            max_open_files: self.max_open_files / n,
+            close_unused_after: self.close_unused_after,
             revalidate_after: self.revalidate_after,
         }
     }
@@ -96,6 +126,9 @@ pub(crate) struct Entry {
     pub content_length: HeaderValue,
     /// The whole content, for small files.
     pub bytes: Option<Bytes>,
+    /// The descriptor this version was opened with, kept for large files
+    /// while the descriptor budget allows.
+    file: Option<Arc<File>>,
     /// When this version was last confirmed at its path, in nanoseconds of
     /// the owning cache's clock.
     confirmed: AtomicU64,
@@ -105,13 +138,29 @@ pub(crate) struct Entry {
 #[derive(Debug)]
 pub(crate) enum Content {
     Memory(Bytes),
-    File(File),
+    /// A descriptor, possibly shared with the cache and other responses:
+    /// read it only at explicit offsets.
+    File(Arc<File>),
 }
 
 #[derive(Debug)]
 struct Map {
     entries: HashMap<Box<str>, Arc<Entry>>,
+    /// Bytes of content held.
     bytes: usize,
+    /// Entries holding a descriptor.
+    open_files: usize,
+    /// When unused descriptors were last swept, on the cache's clock.
+    swept: u64,
+}
+
+impl Map {
+    fn remove(&mut self, relative: &str) -> Option<Arc<Entry>> {
+        let old = self.entries.remove(relative)?;
+        self.bytes -= old.bytes.as_ref().map_or(0, Bytes::len);
+        self.open_files -= usize::from(old.file.is_some());
+        Some(old)
+    }
 }
 
 /// The cache of one [`MediaGate`](crate::MediaGate) and its clones; the
@@ -130,6 +179,8 @@ impl FileCache {
             map: RwLock::new(Map {
                 entries: HashMap::new(),
                 bytes: 0,
+                open_files: 0,
+                swept: 0,
             }),
             limits,
             epoch: Instant::now(),
@@ -149,45 +200,125 @@ impl FileCache {
     ) -> Result<(Arc<Entry>, Content), OpenError> {
         let cached = self.get(relative);
         if let Some(entry) = &cached {
-            if let Some(bytes) = &entry.bytes {
+            let held = match (&entry.bytes, &entry.file) {
+                (Some(bytes), _) => Some(Content::Memory(bytes.clone())),
+                (None, Some(file)) => Some(Content::File(file.clone())),
+                (None, None) => None,
+            };
+            if let Some(content) = held {
                 if self.still_current(root, relative, entry) {
-                    return Ok((entry.clone(), Content::Memory(bytes.clone())));
+                    return Ok((entry.clone(), content));
                 }
+                // Changed or gone: let go of the old version (and of its
+                // descriptor, which may pin a deleted file) before opening.
+                self.forget(relative, entry);
             }
         }
         // A new entry's confirmation time must not be later than the open
-        // that confirms it. A large file's entry (every HLS segment and
-        // download comes here) is replaced only when the file changed; its
-        // successor is stamped with the epoch, which precedes any open, and
-        // so the clock is read only where a new entry is likely.
-        let checked_at = match &cached {
-            Some(entry) if entry.bytes.is_none() => 0,
-            _ => self.now(),
-        };
+        // that confirms it.
+        let checked_at = self.now();
         let opened = root.open_file(relative)?;
+        let keep_file = self.has_file_room();
         if let Some(entry) = cached.filter(|e| e.identity == opened.identity) {
-            return Ok((entry, Content::File(opened.file)));
+            if entry.file.is_none() && !keep_file {
+                return Ok((entry, Content::File(Arc::new(opened.file))));
+            }
         }
         let identity = opened.identity;
         let bytes = self.read_small(&opened.file, identity)?;
-        let entry = Arc::new(Entry::new(identity, content_type(), bytes, checked_at));
+        let file = Arc::new(opened.file);
+        let kept = (bytes.is_none() && keep_file).then(|| file.clone());
+        let entry = Arc::new(Entry::new(
+            identity,
+            content_type(),
+            bytes,
+            kept,
+            checked_at,
+        ));
         self.insert(relative, entry.clone());
         let content = match &entry.bytes {
             Some(b) => Content::Memory(b.clone()),
-            None => Content::File(opened.file),
+            None => Content::File(file),
         };
         Ok((entry, content))
+    }
+
+    /// Whether a large file opened now may keep its descriptor.
+    fn has_file_room(&self) -> bool {
+        self.limits.max_open_files > 0
+            && self
+                .map
+                .read()
+                .is_ok_and(|map| map.open_files < self.limits.max_open_files)
+    }
+
+    /// Drops `entry`, found stale, if it is still the one at `relative`.
+    fn forget(&self, relative: &str, entry: &Arc<Entry>) {
+        let Ok(mut map) = self.map.write() else {
+            return;
+        };
+        if map
+            .entries
+            .get(relative)
+            .is_some_and(|e| Arc::ptr_eq(e, entry))
+        {
+            map.remove(relative);
+        }
+    }
+
+    /// Closes the descriptors not confirmed for
+    /// [`CacheLimits::close_unused_after`] (responses still sending from
+    /// one keep it open until they finish). Returns how many were dropped.
+    pub(crate) fn close_unused(&self) -> usize {
+        let now = self.now();
+        let Ok(mut map) = self.map.write() else {
+            return 0;
+        };
+        self.sweep(&mut map, now)
+    }
+
+    fn sweep(&self, map: &mut Map, now: u64) -> usize {
+        map.swept = now;
+        if map.open_files == 0 {
+            return 0;
+        }
+        let limit = self.limits.close_unused_after.as_nanos();
+        let unused: Vec<Box<str>> = map
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                e.file.is_some()
+                    && u128::from(now.saturating_sub(e.confirmed.load(Ordering::Relaxed))) >= limit
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &unused {
+            map.remove(k);
+        }
+        unused.len()
+    }
+
+    /// How often the bundled server calls [`FileCache::close_unused`]: half
+    /// the unused limit, so that a descriptor is closed at most 1.5 times
+    /// that limit after its last use (and no more often than every 10 ms).
+    pub(crate) fn sweep_period(&self) -> Duration {
+        (self.limits.close_unused_after / 2).max(Duration::from_millis(10))
     }
 
     /// Whether `entry` is still the version at `relative`: confirmed
     /// within the revalidation window, or confirmed again now.
     fn still_current(&self, root: &MediaRoot, relative: &str, entry: &Entry) -> bool {
         let window = self.limits.revalidate_after;
-        if window.is_zero() {
-            return root.identity_at(relative) == Some(entry.identity);
-        }
         // Taken before the check: a change during it falls in the next window.
         let now = self.now();
+        if window.is_zero() {
+            let same = root.identity_at(relative) == Some(entry.identity);
+            if same && entry.file.is_some() {
+                // Marks the descriptor used, for the sweeps.
+                entry.confirmed.store(now, Ordering::Relaxed);
+            }
+            return same;
+        }
         let age = now.saturating_sub(entry.confirmed.load(Ordering::Relaxed));
         if u128::from(age) < window.as_nanos() {
             return true;
@@ -235,8 +366,26 @@ impl FileCache {
             return;
         };
         let size = entry.bytes.as_ref().map_or(0, Bytes::len);
-        if let Some(old) = map.entries.remove(relative) {
-            map.bytes -= old.bytes.as_ref().map_or(0, Bytes::len);
+        map.remove(relative);
+        // Embedded without the server's timer, sweeps run here, where a
+        // file was just opened anyway.
+        let now = self.now();
+        if u128::from(now.saturating_sub(map.swept)) >= self.sweep_period().as_nanos() {
+            self.sweep(&mut map, now);
+        }
+        if entry.file.is_some() {
+            // Two threads sharing the cache may both have seen room for one.
+            while map.open_files >= self.limits.max_open_files {
+                let Some(victim) = map
+                    .entries
+                    .iter()
+                    .find(|(_, e)| e.file.is_some())
+                    .map(|(k, _)| k.clone())
+                else {
+                    return;
+                };
+                map.remove(&victim);
+            }
         }
         while !map.entries.is_empty()
             && (map.entries.len() >= self.limits.max_entries
@@ -246,12 +395,11 @@ impl FileCache {
             let Some(victim) = map.entries.keys().next().cloned() else {
                 break;
             };
-            if let Some(old) = map.entries.remove(&victim) {
-                map.bytes -= old.bytes.as_ref().map_or(0, Bytes::len);
-            }
+            map.remove(&victim);
         }
         if map.bytes + size <= self.limits.max_bytes && self.limits.max_entries > 0 {
             map.bytes += size;
+            map.open_files += usize::from(entry.file.is_some());
             map.entries.insert(relative.into(), entry);
         }
     }
@@ -262,6 +410,7 @@ impl Entry {
         identity: Identity,
         content_type: HeaderValue,
         bytes: Option<Bytes>,
+        file: Option<Arc<File>>,
         checked_at: u64,
     ) -> Entry {
         let modified = identity.modified();
@@ -285,6 +434,7 @@ impl Entry {
             content_type,
             content_length,
             bytes,
+            file,
             confirmed: AtomicU64::new(checked_at),
         }
     }
@@ -314,6 +464,33 @@ mod tests {
         }
     }
 
+    fn file(c: &Content) -> &Arc<File> {
+        match c {
+            Content::File(f) => f,
+            Content::Memory(_) => panic!("expected a file"),
+        }
+    }
+
+    fn read_all(f: &File) -> Vec<u8> {
+        let mut buf = vec![0u8; 256];
+        let n = f.read_at(&mut buf, 0).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    /// Large files (above 16 bytes), checked on every hit.
+    fn large(limits: CacheLimits) -> FileCache {
+        FileCache::new(CacheLimits {
+            max_file_size: 16,
+            revalidate_after: Duration::ZERO,
+            ..limits
+        })
+    }
+
+    fn open_files(cache: &FileCache) -> usize {
+        cache.map.read().unwrap().open_files
+    }
+
     #[test]
     fn shares_keep_within_the_limits() {
         let all = CacheLimits::default();
@@ -324,13 +501,18 @@ mod tests {
         assert_eq!(part.revalidate_after, all.revalidate_after);
         assert_eq!(all.share(1), all);
         assert_eq!(all.share(0), all);
+        assert!(3 * part.max_open_files <= all.max_open_files);
+        assert_eq!(part.close_unused_after, all.close_unused_after);
         let tiny = CacheLimits {
             max_bytes: 0,
             max_file_size: 10,
             max_entries: 1,
+            max_open_files: 1,
+            close_unused_after: Duration::ZERO,
             revalidate_after: Duration::ZERO,
         };
         assert_eq!(tiny.share(4).max_entries, 1, "never zero entries");
+        assert_eq!(tiny.share(4).max_open_files, 0, "a part may keep none");
     }
 
     #[test]
@@ -452,13 +634,133 @@ mod tests {
         std::fs::rename(dir.path().join("b.bin"), dir.path().join("a.bin")).unwrap();
         let (small, c2) = cache.resolve(&root, "a.bin", ct).unwrap();
         assert_eq!(memory(&c2), b"small");
-        // Confirmed as of the cache's epoch, before the open: the window
-        // has passed, so a change is seen at the next hit.
-        assert_eq!(small.confirmed.load(Ordering::Relaxed), 0);
+        assert!(small.file.is_none(), "a small file keeps no descriptor");
         std::fs::write(dir.path().join("b.bin"), b"other").unwrap();
         std::fs::rename(dir.path().join("b.bin"), dir.path().join("a.bin")).unwrap();
+        std::thread::sleep(window);
         let (_, c3) = cache.resolve(&root, "a.bin", ct).unwrap();
         assert_eq!(memory(&c3), b"other");
+    }
+
+    #[test]
+    fn a_large_file_keeps_its_descriptor_while_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.bin"), [1u8; 64]).unwrap();
+        let root = MediaRoot::open(dir.path()).unwrap();
+        let cache = large(CacheLimits::default());
+        let (e1, c1) = cache.resolve(&root, "a.bin", ct).unwrap();
+        let (e2, c2) = cache.resolve(&root, "a.bin", ct).unwrap();
+        assert!(Arc::ptr_eq(&e1, &e2) && Arc::ptr_eq(file(&c1), file(&c2)));
+        assert_eq!(open_files(&cache), 1);
+        // Replaced: the new version, on a new descriptor; the old one is
+        // no longer held by the cache.
+        std::fs::write(dir.path().join("b.bin"), [2u8; 80]).unwrap();
+        std::fs::rename(dir.path().join("b.bin"), dir.path().join("a.bin")).unwrap();
+        let (e3, c3) = cache.resolve(&root, "a.bin", ct).unwrap();
+        assert!(!Arc::ptr_eq(file(&c1), file(&c3)));
+        assert_eq!(read_all(file(&c3)), [2u8; 80]);
+        assert_eq!(e3.identity.len, 80);
+        assert_eq!(open_files(&cache), 1);
+        drop((e1, e2, c2));
+        assert_eq!(
+            Arc::strong_count(file(&c1)),
+            1,
+            "only the response holds it"
+        );
+        // Deleted: not found, and the descriptor (pinning the deleted
+        // file's space) is let go of at once.
+        std::fs::remove_file(dir.path().join("a.bin")).unwrap();
+        assert!(matches!(
+            cache.resolve(&root, "a.bin", ct),
+            Err(OpenError::NotFound)
+        ));
+        assert_eq!(open_files(&cache), 0);
+        assert!(cache.get("a.bin").is_none());
+    }
+
+    #[test]
+    fn descriptors_stay_within_their_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..6 {
+            std::fs::write(dir.path().join(format!("{i}")), [i; 64]).unwrap();
+        }
+        let root = MediaRoot::open(dir.path()).unwrap();
+        let cache = large(CacheLimits {
+            max_open_files: 2,
+            close_unused_after: Duration::from_millis(50),
+            ..CacheLimits::default()
+        });
+        for i in 0..6u8 {
+            let (entry, c) = cache.resolve(&root, &i.to_string(), ct).unwrap();
+            assert_eq!(read_all(file(&c)), [i; 64], "served either way");
+            assert_eq!(entry.file.is_some(), i < 2);
+            assert!(open_files(&cache) <= 2);
+        }
+        // Past the budget, a file is described without a descriptor, and
+        // gets one once a sweep has made room.
+        let (e5, _) = cache.resolve(&root, "5", ct).unwrap();
+        assert!(e5.file.is_none());
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(cache.close_unused(), 2);
+        assert_eq!(open_files(&cache), 0);
+        let (e5, c5) = cache.resolve(&root, "5", ct).unwrap();
+        assert!(Arc::ptr_eq(e5.file.as_ref().unwrap(), file(&c5)));
+        assert_eq!(open_files(&cache), 1);
+    }
+
+    #[test]
+    fn a_descriptor_unused_for_its_limit_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.bin"), [1u8; 64]).unwrap();
+        std::fs::write(dir.path().join("b.bin"), [2u8; 64]).unwrap();
+        let root = MediaRoot::open(dir.path()).unwrap();
+        let unused = Duration::from_millis(100);
+        let cache = large(CacheLimits {
+            close_unused_after: unused,
+            ..CacheLimits::default()
+        });
+        let started = Instant::now();
+        let (_, c) = cache.resolve(&root, "a.bin", ct).unwrap();
+        let held = file(&c).clone();
+        drop(c);
+        if started.elapsed() < unused {
+            assert_eq!(cache.close_unused(), 0, "used just now");
+            assert_eq!(Arc::strong_count(&held), 2);
+        }
+        std::thread::sleep(unused);
+        // Embedded, without the server's timer: opening another file sweeps.
+        cache.resolve(&root, "b.bin", ct).unwrap();
+        assert_eq!(Arc::strong_count(&held), 1, "the cache let go of it");
+        assert!(cache.get("a.bin").is_none());
+        assert_eq!(open_files(&cache), 1);
+        // Each confirmation counts as a use.
+        let cache = large(CacheLimits {
+            close_unused_after: Duration::from_millis(40),
+            ..CacheLimits::default()
+        });
+        let (e, _) = cache.resolve(&root, "a.bin", ct).unwrap();
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(15));
+            cache.resolve(&root, "a.bin", ct).unwrap();
+            assert_eq!(cache.close_unused(), 0);
+        }
+        assert!(Arc::ptr_eq(&e, &cache.get("a.bin").unwrap()));
+    }
+
+    #[test]
+    fn no_descriptor_is_kept_with_a_budget_of_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.bin"), [1u8; 64]).unwrap();
+        let root = MediaRoot::open(dir.path()).unwrap();
+        let cache = large(CacheLimits {
+            max_open_files: 0,
+            ..CacheLimits::default()
+        });
+        let (e1, c1) = cache.resolve(&root, "a.bin", ct).unwrap();
+        let (e2, c2) = cache.resolve(&root, "a.bin", ct).unwrap();
+        assert!(Arc::ptr_eq(&e1, &e2), "still described once");
+        assert!(e1.file.is_none() && !Arc::ptr_eq(file(&c1), file(&c2)));
+        assert_eq!(open_files(&cache), 0);
     }
 
     #[test]

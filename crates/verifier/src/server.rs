@@ -120,6 +120,7 @@ pub async fn serve(
         rustix::net::sockopt::tcp_nodelay(std::os::fd::AsFd::as_fd(&listener)).unwrap_or(false);
     let permits = std::sync::Arc::new(Semaphore::new(config.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
+    let sweeper = tokio::spawn(close_unused_files(gate.clone()));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -146,6 +147,7 @@ pub async fn serve(
         tokio::spawn(connection(stream, peer, gate, config, watcher, permit));
     }
     drop(listener);
+    sweeper.abort();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(config.drain_timeout) => {
@@ -153,6 +155,17 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Closes the file cache's unused descriptors on a timer, so that an idle
+/// server does not keep deleted files' space in use.
+async fn close_unused_files(gate: MediaGate) {
+    let mut tick = tokio::time::interval(gate.sweep_period());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        gate.close_unused_files();
+    }
 }
 
 /// One accepted connection: tells HTTP/1 from HTTP/2, then serves it with

@@ -67,6 +67,22 @@ impl MediaGate {
         }
     }
 
+    /// Closes the descriptors of large files that have gone unused for
+    /// [`CacheLimits::close_unused_after`](crate::CacheLimits), returning
+    /// how many. The bundled server ([`crate::serve`]) calls this on a
+    /// timer; a service embedded elsewhere sweeps only when it opens a
+    /// file, so an idle one may hold descriptors (and so the space of
+    /// deleted files) until its next request, unless its host calls this
+    /// now and then.
+    pub fn close_unused_files(&self) -> usize {
+        self.cache.close_unused()
+    }
+
+    /// How often [`MediaGate::close_unused_files`] should run.
+    pub(crate) fn sweep_period(&self) -> std::time::Duration {
+        self.cache.sweep_period()
+    }
+
     /// The canonical media root.
     pub fn root(&self) -> &std::path::Path {
         self.config.root.path()

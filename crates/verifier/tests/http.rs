@@ -1079,3 +1079,43 @@ async fn within_its_window_a_cached_version_is_served_whole_and_consistent() {
     assert_eq!(validators(&s, &t).await, before);
     s.shutdown().await.unwrap();
 }
+
+/// Whether this process holds a descriptor of `path` after its deletion.
+fn holds_deleted(path: &std::path::Path) -> bool {
+    let wanted = format!("{} (deleted)", path.display());
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|target| target.to_string_lossy() == wanted)
+}
+
+#[tokio::test]
+async fn a_deleted_large_file_is_let_go_of_once_unused() {
+    let unused = std::time::Duration::from_millis(600);
+    let limits = CacheLimits {
+        close_unused_after: unused,
+        ..CacheLimits::default()
+    };
+    let s = TestServer::start_with(|b| b.cache_limits(limits), ServerConfig::default()).await;
+    let t = s.target("/big.bin");
+    let big = s.root.join("big.bin");
+    let started = std::time::Instant::now();
+    assert_eq!(s.request("HEAD", &t, &[]).await.status, 200);
+    assert_eq!(s.get(&t, &[]).await.status, 200, "served again");
+    std::fs::remove_file(&big).unwrap();
+    if started.elapsed() < unused {
+        // Kept for the next request, and so still pinning the space.
+        assert!(holds_deleted(&big));
+    }
+    // The server's sweep closes it without another request.
+    let deadline = started + 4 * unused;
+    while holds_deleted(&big) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a deleted file's descriptor is still held"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.get(&t, &[]).await.status, 404);
+    s.shutdown().await.unwrap();
+}
