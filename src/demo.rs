@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::{Context, Result};
 use mediagate::signer::time::{Duration, OffsetDateTime};
 use mediagate::signer::{Key, Keyring, Signer};
-use mediagate::verifier::{MediaGate, ServerConfig};
+use mediagate::verifier::{CacheLimits, MediaGate, ServerConfig};
 
 /// A 1x1 PNG.
 const PNG: &[u8] = &[
@@ -41,8 +41,12 @@ pub(crate) fn run(listen: SocketAddr) -> Result<()> {
     }
 
     let keyring = Keyring::new(Key::generate("demo")?);
+    let mut config = ServerConfig::default();
+    let mut limits = CacheLimits::default();
+    crate::fit_descriptor_limit(&mut config, &mut limits);
     let gate = MediaGate::builder(root, keyring.clone())
         .mount("/media")
+        .cache_limits(limits)
         .build()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let bound = mediagate::verifier::Workers::bind(listen, threads)
@@ -118,5 +122,5 @@ pub(crate) fn run(listen: SocketAddr) -> Result<()> {
         expired.url(&base)
     );
     println!("Press Ctrl-C to stop.");
-    crate::start_workers(gate, bound, ServerConfig::default())
+    crate::start_workers(gate, bound, config)
 }

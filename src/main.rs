@@ -146,6 +146,8 @@ struct FileConfig {
     chunk_size: Option<usize>,
     sendfile: Option<bool>,
     revalidate_after_ms: Option<u64>,
+    max_open_files: Option<usize>,
+    close_unused_after: Option<String>,
     header_read_timeout: Option<String>,
     leeway: Option<String>,
     max_ttl: Option<String>,
@@ -318,13 +320,16 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(c) = file.chunk_size {
         b = b.chunk_size(c);
     }
+    let mut limits = CacheLimits::default();
     if let Some(ms) = file.revalidate_after_ms {
-        b = b.cache_limits(CacheLimits {
-            revalidate_after: std::time::Duration::from_millis(ms),
-            ..CacheLimits::default()
-        });
+        limits.revalidate_after = std::time::Duration::from_millis(ms);
     }
-    let gate = b.build()?;
+    if let Some(n) = file.max_open_files {
+        limits.max_open_files = n;
+    }
+    if let Some(t) = seconds(file.close_unused_after.as_deref(), "close_unused_after")? {
+        limits.close_unused_after = std::time::Duration::from_secs(t.whole_seconds() as u64);
+    }
     let mut config = ServerConfig::default();
     if let Some(n) = file.max_connections {
         config.max_connections = n;
@@ -335,15 +340,18 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(t) = seconds(file.header_read_timeout.as_deref(), "header_read_timeout")? {
         config.header_read_timeout = std::time::Duration::from_secs(t.whole_seconds() as u64);
     }
+    fit_descriptor_limit(&mut config, &mut limits);
+    let gate = b.cache_limits(limits).build()?;
     let workers = args.workers.or(file.workers);
     run_server(gate, listen, config, workers)
 }
 
 /// Raises the soft open-files limit to the hard one (as nginx's
-/// `worker_rlimit_nofile` does) and keeps the connection cap below it, so
-/// that a flood of connections cannot starve the server of descriptors for
-/// the files it serves.
-fn fit_descriptor_limit(config: &mut ServerConfig) {
+/// `worker_rlimit_nofile` does) and shares it out: at most a quarter for
+/// the descriptors the file cache keeps, and the connection cap below what
+/// is left, so that a flood of connections cannot starve the server of
+/// descriptors for the files it serves.
+pub(crate) fn fit_descriptor_limit(config: &mut ServerConfig, cache: &mut CacheLimits) {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
     if let Some(hard) = limit.maximum {
@@ -355,16 +363,32 @@ fn fit_descriptor_limit(config: &mut ServerConfig) {
         }
     }
     if let Some(soft) = limit.current {
-        // Each connection needs a socket and, while streaming, a file.
-        let fit = (soft.saturating_sub(64) / 2).max(16) as usize;
-        if config.max_connections > fit {
-            tracing::info!(
-                max_connections = fit,
-                open_files = soft,
-                "connection cap lowered to fit the open-files limit"
-            );
-            config.max_connections = fit;
-        }
+        share_descriptors(soft, config, cache);
+    }
+}
+
+/// Shares `soft` descriptors out between the file cache and connections
+/// (see [`fit_descriptor_limit`]).
+fn share_descriptors(soft: u64, config: &mut ServerConfig, cache: &mut CacheLimits) {
+    let usable = soft.saturating_sub(64);
+    let kept = (cache.max_open_files as u64).min(usable / 4);
+    if kept < cache.max_open_files as u64 {
+        tracing::info!(
+            max_open_files = kept,
+            open_files = soft,
+            "file cache's descriptors lowered to fit the open-files limit"
+        );
+        cache.max_open_files = kept as usize;
+    }
+    // Each connection needs a socket and, while streaming, a file.
+    let fit = ((usable - kept) / 2).max(16) as usize;
+    if config.max_connections > fit {
+        tracing::info!(
+            max_connections = fit,
+            open_files = soft,
+            "connection cap lowered to fit the open-files limit"
+        );
+        config.max_connections = fit;
     }
 }
 
@@ -388,8 +412,6 @@ pub(crate) fn start_workers(
     bound: mediagate::verifier::Workers,
     config: ServerConfig,
 ) -> Result<()> {
-    let mut config = config;
-    fit_descriptor_limit(&mut config);
     tracing::info!(addr = %bound.local_addr(), root = %gate.root().display(), "serving");
     bound.run(gate, config, shutdown_signal())?;
     tracing::info!("stopped");
@@ -663,5 +685,32 @@ fn main() -> ExitCode {
             eprintln!("mediagate: error: {}", describe(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptors_are_shared_between_the_cache_and_connections() {
+        let share = |soft| {
+            let (mut config, mut cache) = (ServerConfig::default(), CacheLimits::default());
+            share_descriptors(soft, &mut config, &mut cache);
+            (cache.max_open_files, config.max_connections)
+        };
+        // Plenty: the defaults stand.
+        let defaults = (
+            CacheLimits::default().max_open_files,
+            ServerConfig::default().max_connections,
+        );
+        assert_eq!(share(1 << 20), defaults);
+        // A common 1024: a quarter of what is usable for the cache, half of
+        // the rest for connections (a socket and a file each).
+        assert_eq!(share(1024), (240, 360));
+        let (files, conns) = share(4096);
+        assert!(files as u64 + 2 * conns as u64 <= 4096 - 64);
+        // Absurdly low: still serves.
+        assert_eq!(share(10), (0, 16));
     }
 }

@@ -370,7 +370,7 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
             "keys = {k:?}\nroot = {:?}\nlisten = \"127.0.0.1:0\"\nmount = \"/files\"\n\
              health_path = \"/up\"\nmax_connections = 64\nheader_read_timeout = \"5s\"\n\
              leeway = \"10s\"\nmax_ttl = \"1d\"\nworkers = 1\nchunk_size = 65536\nsendfile = false\n\
-             revalidate_after_ms = 0\n",
+             revalidate_after_ms = 0\nmax_open_files = 16\nclose_unused_after = \"30s\"\n",
             root.to_str().unwrap()
         ),
     )
@@ -412,5 +412,18 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
             "/tmp",
         ],
         "leeway",
+    );
+    std::fs::write(&bad, "close_unused_after = \"0s\"\n").unwrap();
+    assert_one_line_error(
+        &[
+            "serve",
+            "--config",
+            bad.to_str().unwrap(),
+            "--keys",
+            k,
+            "--root",
+            "/tmp",
+        ],
+        "close_unused_after",
     );
 }
