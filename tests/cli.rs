@@ -400,30 +400,18 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
         &["serve", "--config", bad.to_str().unwrap()],
         "unknown field",
     );
-    std::fs::write(&bad, "leeway = \"soon\"\n").unwrap();
-    assert_one_line_error(
-        &[
-            "serve",
-            "--config",
-            bad.to_str().unwrap(),
-            "--keys",
-            k,
-            "--root",
-            "/tmp",
-        ],
-        "leeway",
-    );
-    std::fs::write(&bad, "close_unused_after = \"0s\"\n").unwrap();
-    assert_one_line_error(
-        &[
-            "serve",
-            "--config",
-            bad.to_str().unwrap(),
-            "--keys",
-            k,
-            "--root",
-            "/tmp",
-        ],
-        "close_unused_after",
-    );
+    // A bad value is a one-line error naming the setting.
+    let args = [
+        "serve",
+        "--config",
+        bad.to_str().unwrap(),
+        "--keys",
+        k,
+        "--root",
+        "/tmp",
+    ];
+    for (setting, value) in [("leeway", "soon"), ("close_unused_after", "0s")] {
+        std::fs::write(&bad, format!("{setting} = {value:?}\n")).unwrap();
+        assert_one_line_error(&args, setting);
+    }
 }
