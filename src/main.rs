@@ -370,16 +370,17 @@ pub(crate) fn fit_descriptor_limit(config: &mut ServerConfig, cache: &mut CacheL
 /// Shares `soft` descriptors out between the file cache and connections
 /// (see [`fit_descriptor_limit`]).
 fn share_descriptors(soft: u64, config: &mut ServerConfig, cache: &mut CacheLimits) {
-    let usable = soft.saturating_sub(64);
-    let kept = (cache.max_open_files as u64).min(usable / 4);
-    if kept < cache.max_open_files as u64 {
+    let fitted = cache.within_open_files(soft);
+    if fitted.max_open_files < cache.max_open_files {
         tracing::info!(
-            max_open_files = kept,
+            max_open_files = fitted.max_open_files,
             open_files = soft,
             "file cache's descriptors lowered to fit the open-files limit"
         );
-        cache.max_open_files = kept as usize;
     }
+    *cache = fitted;
+    let usable = soft.saturating_sub(64);
+    let kept = cache.max_open_files as u64;
     // Each connection needs a socket and, while streaming, a file.
     let fit = ((usable - kept) / 2).max(16) as usize;
     if config.max_connections > fit {

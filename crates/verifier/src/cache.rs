@@ -64,10 +64,10 @@ pub struct CacheLimits {
     pub max_file_size: usize,
     /// Most files described (default 16384).
     pub max_entries: usize,
-    /// Most descriptors of large files kept open for reuse (default 1024;
-    /// 0 opens every large file per request). The `mediagate` binary
-    /// lowers this to a quarter of the open-files limit if need be, and its
-    /// connection cap to fit the rest.
+    /// Most descriptors of large files kept open for reuse (default 1024,
+    /// and never more than a quarter of the open-files limit: see
+    /// [`CacheLimits::within_open_files`]; 0 opens every large file per
+    /// request).
     pub max_open_files: usize,
     /// How long a kept descriptor may go unused (not confirmed at its path)
     /// before a sweep closes it (default 10 s). This bounds how long a
@@ -95,6 +95,17 @@ impl Default for CacheLimits {
 }
 
 impl CacheLimits {
+    /// These limits with [`max_open_files`](CacheLimits::max_open_files) at
+    /// most a quarter of an open-files limit of `soft` descriptors (less 64
+    /// for everything else), so that kept descriptors never crowd out
+    /// sockets. [`Builder::build`](crate::Builder::build) applies this to
+    /// the process's soft limit at that time.
+    pub fn within_open_files(mut self, soft: u64) -> CacheLimits {
+        let quarter = usize::try_from(soft.saturating_sub(64) / 4).unwrap_or(usize::MAX);
+        self.max_open_files = self.max_open_files.min(quarter);
+        self
+    }
+
     /// A `1/n` part of these limits (at least one entry), for one of `n`
     /// caches that together keep within them.
     pub(crate) fn share(self, n: usize) -> CacheLimits {
@@ -513,6 +524,9 @@ mod tests {
         };
         assert_eq!(tiny.share(4).max_entries, 1, "never zero entries");
         assert_eq!(tiny.share(4).max_open_files, 0, "a part may keep none");
+        assert_eq!(all.within_open_files(1 << 20), all);
+        assert_eq!(all.within_open_files(1024).max_open_files, 240);
+        assert_eq!(all.within_open_files(10).max_open_files, 0);
     }
 
     #[test]

@@ -210,7 +210,8 @@ impl Builder {
     }
 
     /// Limits of the file cache (default: 32 MiB of files up to 16 KiB,
-    /// 16384 entries; see [`CacheLimits`]).
+    /// 16384 entries, the descriptors of 1024 larger files; see
+    /// [`CacheLimits`]).
     pub fn cache_limits(mut self, limits: CacheLimits) -> Self {
         self.cache_limits = limits;
         self
@@ -236,7 +237,12 @@ impl Builder {
         let verifier = Verifier::new(self.keyring)
             .leeway(self.leeway)
             .max_ttl(self.max_ttl);
-        let cache = FileCache::new(self.cache_limits);
+        let cache_limits =
+            match rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+                Some(soft) => self.cache_limits.within_open_files(soft),
+                None => self.cache_limits,
+            };
+        let cache = FileCache::new(cache_limits);
         Ok(MediaGate::from_config(
             Arc::new(Config {
                 root,
@@ -247,7 +253,7 @@ impl Builder {
                 client_ip: self.client_ip,
                 health_path: self.health_path,
                 chunk_size: self.chunk_size,
-                cache_limits: self.cache_limits,
+                cache_limits,
             }),
             cache,
         ))
