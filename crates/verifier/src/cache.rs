@@ -563,17 +563,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root_dir = dir.path().join("root");
         std::fs::create_dir(&root_dir).unwrap();
-        std::fs::write(root_dir.join("a.txt"), b"inside").unwrap();
-        std::fs::write(dir.path().join("secret"), b"outside").unwrap();
+        std::fs::write(dir.path().join("secret"), [b's'; 64]).unwrap();
         let root = MediaRoot::open(&root_dir).unwrap();
-        let cache = strict();
-        cache.resolve(&root, "a.txt", ct).unwrap();
-        std::fs::remove_file(root_dir.join("a.txt")).unwrap();
-        std::os::unix::fs::symlink(dir.path().join("secret"), root_dir.join("a.txt")).unwrap();
-        assert!(matches!(
-            cache.resolve(&root, "a.txt", ct),
-            Err(OpenError::NotFound)
-        ));
+        // A small file (held in memory) and a large one (its descriptor
+        // kept), each replaced by a symlink to a file outside the root.
+        for (name, len) in [("a.txt", 8), ("b.bin", 64)] {
+            std::fs::write(root_dir.join(name), vec![b'i'; len]).unwrap();
+            let cache = large(CacheLimits::default());
+            let (entry, _) = cache.resolve(&root, name, ct).unwrap();
+            assert_eq!(entry.file.is_some(), len > 16);
+            std::fs::remove_file(root_dir.join(name)).unwrap();
+            std::os::unix::fs::symlink(dir.path().join("secret"), root_dir.join(name)).unwrap();
+            assert!(matches!(
+                cache.resolve(&root, name, ct),
+                Err(OpenError::NotFound)
+            ));
+            assert_eq!(open_files(&cache), 0);
+        }
     }
 
     #[test]
