@@ -120,7 +120,8 @@ pub async fn serve(
         rustix::net::sockopt::tcp_nodelay(std::os::fd::AsFd::as_fd(&listener)).unwrap_or(false);
     let permits = std::sync::Arc::new(Semaphore::new(config.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
-    let sweeper = tokio::spawn(close_unused_files(gate.clone()));
+    // Ends with this function, however it ends (returned, or dropped).
+    let _sweeper = AbortOnDrop(tokio::spawn(close_unused_files(gate.clone())));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -147,7 +148,6 @@ pub async fn serve(
         tokio::spawn(connection(stream, peer, gate, config, watcher, permit));
     }
     drop(listener);
-    sweeper.abort();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(config.drain_timeout) => {
@@ -165,6 +165,15 @@ async fn close_unused_files(gate: MediaGate) {
     loop {
         tick.tick().await;
         gate.close_unused_files();
+    }
+}
+
+/// A task aborted when this handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -447,6 +456,28 @@ async fn back_off(e: &io::Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_task_behind_abort_on_drop_ends_when_the_handle_is_dropped() {
+        // What the task holds is released once it is aborted: the sweeper
+        // of a `serve` future that is dropped does not keep the cache.
+        let held = std::sync::Arc::new(());
+        let inside = held.clone();
+        let guard = AbortOnDrop(tokio::spawn(async move {
+            let _inside = inside;
+            std::future::pending::<()>().await;
+        }));
+        tokio::task::yield_now().await;
+        assert_eq!(std::sync::Arc::strong_count(&held), 2);
+        drop(guard);
+        for _ in 0..100 {
+            if std::sync::Arc::strong_count(&held) == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(std::sync::Arc::strong_count(&held), 1);
+    }
 
     #[test]
     fn accepted_sockets_inherit_nodelay_from_the_workers_listeners() {
