@@ -21,6 +21,8 @@ fn gate() -> &'static (tempfile::TempDir, MediaGate, String) {
         std::fs::create_dir_all(root.join("pub")).expect("mkdir");
         std::fs::write(root.join("pub/a.txt"), b"hello world\n").expect("write");
         std::fs::write(root.join("empty"), b"").expect("write");
+        // Above the cache's 16 KiB: served from a kept descriptor.
+        std::fs::write(root.join("pub/big.bin"), vec![b'b'; 40 << 10]).expect("write");
         std::fs::write(dir.path().join("secret"), CANARY).expect("write");
         std::os::unix::fs::symlink(dir.path().join("secret"), root.join("pub/out")).expect("symlink");
         let ring = Keyring::new(Key::new("fuzz", &[3u8; 32]).expect("key"));
