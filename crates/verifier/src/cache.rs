@@ -31,7 +31,8 @@
 //! its confirmation drops its descriptor at once, and one unused for
 //! [`CacheLimits::close_unused_after`] is closed by the next sweep (the
 //! bundled server sweeps on a timer; embedded, a sweep runs when a file is
-//! opened).
+//! opened). When an open fails for want of descriptors, the cache lets go
+//! of all it keeps and tries once more.
 //!
 //! Memory is bounded by a byte budget (files above a size limit are never
 //! held in memory, only their headers and descriptor) and an entry count;
@@ -172,6 +173,19 @@ impl Map {
         self.open_files -= usize::from(old.file.is_some());
         Some(old)
     }
+
+    /// Drops the entries that keep a descriptor and match `unwanted`;
+    /// returns how many. (Such entries hold no bytes.)
+    fn drop_kept_where(&mut self, unwanted: impl Fn(&Entry) -> bool) -> usize {
+        let mut dropped = 0;
+        self.entries.retain(|_, e| {
+            let drop = e.file.is_some() && unwanted(e);
+            dropped += usize::from(drop);
+            !drop
+        });
+        self.open_files -= dropped;
+        dropped
+    }
 }
 
 /// The cache of one [`MediaGate`](crate::MediaGate) and its clones; the
@@ -228,7 +242,12 @@ impl FileCache {
         // A new entry's confirmation time must not be later than the open
         // that confirms it.
         let checked_at = self.now();
-        let opened = root.open_file(relative)?;
+        let opened = match root.open_file(relative) {
+            // Out of descriptors: the ones kept for reuse are the first to
+            // give back (those still sending stay open until done).
+            Err(OpenError::Busy) if self.release_kept() > 0 => root.open_file(relative)?,
+            other => other?,
+        };
         let keep_file = self.has_file_room();
         if let Some(entry) = cached.filter(|e| e.identity == opened.identity) {
             if entry.file.is_none() && !keep_file {
@@ -277,6 +296,13 @@ impl FileCache {
         }
     }
 
+    /// Drops every entry that keeps a descriptor; returns how many.
+    fn release_kept(&self) -> usize {
+        self.map
+            .write()
+            .map_or(0, |mut map| map.drop_kept_where(|_| true))
+    }
+
     /// Closes the descriptors not confirmed for
     /// [`CacheLimits::close_unused_after`] (responses still sending from
     /// one keep it open until they finish). Returns how many were dropped.
@@ -294,19 +320,9 @@ impl FileCache {
             return 0;
         }
         let limit = self.limits.close_unused_after.as_nanos();
-        let unused: Vec<Box<str>> = map
-            .entries
-            .iter()
-            .filter(|(_, e)| {
-                e.file.is_some()
-                    && u128::from(now.saturating_sub(e.confirmed.load(Ordering::Relaxed))) >= limit
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &unused {
-            map.remove(k);
-        }
-        unused.len()
+        map.drop_kept_where(|e| {
+            u128::from(now.saturating_sub(e.confirmed.load(Ordering::Relaxed))) >= limit
+        })
     }
 
     /// How often the bundled server calls [`FileCache::close_unused`]: half

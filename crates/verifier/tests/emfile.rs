@@ -31,6 +31,7 @@ async fn out_of_descriptors_is_a_503_then_recovers() {
     let s = TestServer::start().await;
     // Files above the cache's size limit always need a descriptor.
     let target = s.target("/big.bin");
+    std::fs::write(s.root.join("big2.bin"), vec![b'2'; 64 << 10]).unwrap();
     let _ = s.get(&s.target("/pub/a.txt"), &[]).await;
     let saved = getrlimit(Resource::Nofile);
     let mut low = saved;
@@ -68,6 +69,14 @@ async fn out_of_descriptors_is_a_503_then_recovers() {
         .await
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "HTTP/1.1 200");
+
+    // 3. The file cache keeps big.bin's descriptor for reuse; out of
+    //    descriptors, it gives that one back, and another file is served.
+    let mut held = exhaust();
+    held.truncate(held.len().saturating_sub(2));
+    let r = s.request("HEAD", &s.target("/big2.bin"), &[]).await;
+    drop(held);
+    assert_eq!(r.status, 200);
 
     setrlimit(Resource::Nofile, saved).unwrap();
     assert_eq!(s.get(&s.target("/pub/a.txt"), &[]).await.status, 200);
