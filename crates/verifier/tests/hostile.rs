@@ -234,6 +234,54 @@ async fn replaced_or_grown_while_streaming(config: ServerConfig) {
     s.shutdown().await.unwrap();
 }
 
+/// Many responses at once from one kept descriptor (the file cache's) must
+/// not disturb each other: every read names its offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ranges_from_one_kept_descriptor_are_each_exact() {
+    for sendfile in [true, false] {
+        let s =
+            TestServer::start_with(|b| b, ServerConfig::default().with_sendfile(sendfile)).await;
+        const LEN: usize = 4 << 20;
+        let pattern: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+        std::fs::write(s.root.join("shared.bin"), &pattern).unwrap();
+        let target = s.target("/shared.bin");
+        // Opened once and kept, then shared by all the requests below.
+        assert_eq!(s.request("HEAD", &target, &[]).await.status, 200);
+        let mut tasks = Vec::new();
+        for i in 0..48usize {
+            // Ranges of different sizes and places, and whole files.
+            let range = match i % 3 {
+                0 => None,
+                1 => Some((i * 40_000, i * 40_000 + 300_000)),
+                _ => Some((LEN - 1 - i * 1_000 - 70_000, LEN - 1 - i * 1_000)),
+            };
+            let (addr, target) = (s.addr, target.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut req = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+                if let Some((a, b)) = range {
+                    req.push_str(&format!("Range: bytes={a}-{b}\r\n"));
+                }
+                req.push_str("\r\n");
+                (range, raw(addr, req.as_bytes()).await)
+            }));
+        }
+        for t in tasks {
+            let (range, r) = t.await.unwrap();
+            match range {
+                None => {
+                    assert_eq!(r.status, 200);
+                    assert!(r.body == pattern, "whole file differs");
+                }
+                Some((a, b)) => {
+                    assert_eq!(r.status, 206);
+                    assert!(r.body == pattern[a..=b], "range {a}-{b} differs");
+                }
+            }
+        }
+        s.shutdown().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn many_requests_on_one_keep_alive_connection() {
     let s = TestServer::start().await;
