@@ -338,18 +338,14 @@ impl FileCache {
         let window = self.limits.revalidate_after;
         // Taken before the check: a change during it falls in the next window.
         let now = self.now();
-        if window.is_zero() {
-            let same = root.identity_at(relative) == Some(entry.identity);
-            if same && entry.file.is_some() {
-                // Marks the descriptor used, for the sweeps.
-                entry.confirmed.store(now, Ordering::Relaxed);
+        if !window.is_zero() {
+            let age = now.saturating_sub(entry.confirmed.load(Ordering::Relaxed));
+            if u128::from(age) < window.as_nanos() {
+                return true;
             }
-            return same;
         }
-        let age = now.saturating_sub(entry.confirmed.load(Ordering::Relaxed));
-        if u128::from(age) < window.as_nanos() {
-            return true;
-        }
+        // Confirmed again: also what marks a kept descriptor used, for the
+        // sweeps, with a zero window too.
         let same = root.identity_at(relative) == Some(entry.identity);
         if same {
             entry.confirmed.store(now, Ordering::Relaxed);
