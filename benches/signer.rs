@@ -216,4 +216,10 @@ fn main() {
     Criterion::default().configure_from_args().final_summary();
     ratios(Shape::Plain);
     ratios(Shape::Download);
+    println!(
+        "\nOn a shared host the ratios depend on the period: the baseline is almost all \
+         SHA-256 instructions, which a busy neighbour on the same core barely slows, while \
+         the work around them slows by half again or more (see BENCHMARKS.md, the signer \
+         row). Compare runs made minutes apart before reading much into one."
+    );
 }
