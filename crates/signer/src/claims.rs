@@ -270,14 +270,11 @@ pub enum Scope<'a> {
 /// diagnostics only: nothing in it is authenticated).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Claims {
-    /// The text fields, one after another: key id, subject, path, filename,
-    /// content type. One allocation per decoded token.
-    text: String,
-    key_id_end: u16,
-    subject_end: u16,
-    path_end: u16,
-    filename_end: u16,
-    has_content_type: bool,
+    /// The payload the claims were parsed from (one allocation per decoded
+    /// token); the text fields are spans of it. A payload has one spelling
+    /// for given claims, so equal payloads are equal claims.
+    payload: Box<[u8]>,
+    spans: wire::TextSpans,
     methods: Methods,
     issued_at: u64,
     expires: u64,
@@ -291,79 +288,51 @@ impl Claims {
     /// Parses a payload (the token without its tag), checking every field.
     pub(crate) fn parse(payload: &[u8]) -> Result<Claims, MalformedToken> {
         let fields = wire::decode_fields(payload)?;
-        let path = fields.path.validate()?;
-        Claims::from_fields(&fields, path)
+        fields.path.validate()?;
+        Ok(Claims::from_fields(payload, &fields))
     }
 
-    /// Claims from decoded fields and their path, which the caller has
-    /// proven canonical (see [`wire::UncheckedPath`]).
-    pub(crate) fn from_fields(
-        fields: &wire::Fields<'_>,
-        path: &str,
-    ) -> Result<Claims, MalformedToken> {
-        let (disposition, filename) = match fields.disposition {
-            Some((kind, name)) => (Some(kind), name),
-            None => (None, ""),
-        };
-        let content_type = fields.content_type.unwrap_or_default();
-        let mut text = Vec::with_capacity(
-            fields.key_id.len()
-                + fields.subject.len()
-                + path.len()
-                + filename.len()
-                + content_type.len(),
-        );
-        // Field lengths are bounded by the format (the sum is < 2048).
-        text.extend_from_slice(fields.key_id);
-        let key_id_end = text.len() as u16;
-        text.extend_from_slice(fields.subject);
-        let subject_end = text.len() as u16;
-        text.extend_from_slice(path.as_bytes());
-        let path_end = text.len() as u16;
-        text.extend_from_slice(filename.as_bytes());
-        let filename_end = text.len() as u16;
-        text.extend_from_slice(content_type.as_bytes());
-        // Every piece is text (the key id and the subject are ASCII), so
-        // this cannot fail; one check of the whole is how safe code gets a
-        // `String`, and cheaper than one per piece. Every boundary is a
-        // char boundary.
-        let text = String::from_utf8(text).map_err(|_| MalformedToken::Field("text"))?;
-        Ok(Claims {
-            text,
-            key_id_end,
-            subject_end,
-            path_end,
-            filename_end,
-            has_content_type: fields.content_type.is_some(),
+    /// Claims from a payload and its decoded fields, whose path the caller
+    /// has proven canonical (see [`wire::UncheckedPath`]).
+    ///
+    /// The payload is kept as it is: one copy, where assembling the text
+    /// fields into a string measured 0.1x-0.2x of a whole verify more (four
+    /// more copies and a UTF-8 check of all of it, on every granted link).
+    pub(crate) fn from_fields(payload: &[u8], fields: &wire::Fields<'_>) -> Claims {
+        Claims {
+            payload: payload.into(),
+            spans: fields.spans,
             methods: fields.methods,
             issued_at: fields.issued_at,
             expires: fields.expires,
             not_before: fields.not_before,
             client_net: fields.client_net,
-            disposition,
+            disposition: fields.disposition.map(|(kind, _)| kind),
             generation: fields.generation,
-        })
+        }
     }
 
-    fn text(&self, start: u16, end: u16) -> &str {
-        self.text
-            .get(start as usize..end as usize)
-            .unwrap_or_default()
+    /// A text field. Every span was checked when the payload was parsed
+    /// (ASCII for the key id and subject, canonical for the path, UTF-8 for
+    /// the rest), so this conversion cannot fail; safe code has no way to
+    /// keep that first check's result, hence the second.
+    fn text(&self, span: wire::Span) -> &str {
+        std::str::from_utf8(span.of(&self.payload)).unwrap_or_default()
     }
 
     /// The id of the key that signed the link.
     pub fn key_id(&self) -> &str {
-        self.text(0, self.key_id_end)
+        self.text(self.spans.key_id)
     }
 
     /// The user the link was issued to.
     pub fn subject(&self) -> &str {
-        self.text(self.key_id_end, self.subject_end)
+        self.text(self.spans.subject)
     }
 
     /// The signed path: one file, or a directory prefix ending in `/`.
     pub fn path(&self) -> &str {
-        self.text(self.subject_end, self.path_end)
+        self.text(self.spans.path)
     }
 
     /// The signed scope.
@@ -419,7 +388,7 @@ impl Claims {
 
     /// The signed download filename, if any.
     pub fn filename(&self) -> Option<&str> {
-        let name = self.text(self.path_end, self.filename_end);
+        let name = self.text(self.spans.filename);
         (!name.is_empty()).then_some(name)
     }
 
@@ -427,13 +396,12 @@ impl Claims {
     /// RFC 8187 `filename*` form for non-ASCII names.
     pub fn content_disposition(&self) -> Option<String> {
         self.disposition
-            .map(|kind| render_disposition(kind, self.text(self.path_end, self.filename_end)))
+            .map(|kind| render_disposition(kind, self.text(self.spans.filename)))
     }
 
     /// The `Content-Type` the link asks for, if any.
     pub fn content_type(&self) -> Option<&str> {
-        self.has_content_type
-            .then(|| &self.text[self.filename_end as usize..])
+        self.spans.content_type.map(|span| self.text(span))
     }
 
     /// The revocation generation, if any.

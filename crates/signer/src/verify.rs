@@ -194,14 +194,14 @@ impl Verifier {
             // A signed path that covers the request's canonical path is
             // canonical itself; only one that does not needs the full check,
             // which still comes first, so that the error is the same.
-            let (path, covered) = match fields.path.covering(request.path) {
-                Some(path) => (path, true),
-                None => (fields.path.validate()?, false),
-            };
+            let covered = fields.path.covers(request.path);
+            if !covered {
+                fields.path.validate()?;
+            }
             self.check(&fields, covered, request, now)?;
             // Built only once every check passed: a refusal allocates nothing.
             Ok(Grant {
-                claims: Claims::from_fields(&fields, path)?,
+                claims: Claims::from_fields(payload, &fields),
             })
         })
     }

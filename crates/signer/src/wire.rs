@@ -287,6 +287,24 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Takes `n` bytes and says where they were.
+    fn take_span(
+        &mut self,
+        n: usize,
+        field: &'static str,
+    ) -> Result<(Span, &'a [u8]), MalformedToken> {
+        let start = self.pos;
+        let bytes = self.take(n, field)?;
+        // Payloads are shorter than MAX_PAYLOAD_LEN (< 64 KiB).
+        Ok((
+            Span {
+                start: start as u16,
+                end: self.pos as u16,
+            },
+            bytes,
+        ))
+    }
+
     fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], MalformedToken> {
         let end = self
             .pos
@@ -324,10 +342,38 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Where a field sits in its payload: [`Claims`](crate::Claims) keeps the
+/// payload and reads its text fields through these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Span {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl Span {
+    /// The bytes of the field in `payload` (empty if out of range, which a
+    /// span made by [`decode_fields`] for that payload never is).
+    pub(crate) fn of(self, payload: &[u8]) -> &[u8] {
+        payload
+            .get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// Where the text fields of a payload sit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct TextSpans {
+    pub key_id: Span,
+    pub subject: Span,
+    pub path: Span,
+    /// Empty when the link names no file.
+    pub filename: Span,
+    pub content_type: Option<Span>,
+}
+
 /// The fields of a payload, checked against every rule except the path's
 /// canonical form (see [`UncheckedPath`]). The key id and the subject are
-/// checked ASCII but left as bytes: [`Claims`](crate::Claims) turns them
-/// into text with the rest in one UTF-8 check, cheaper than one per field.
+/// checked ASCII, the filename and content type UTF-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fields<'a> {
     pub key_id: &'a [u8],
@@ -341,14 +387,16 @@ pub(crate) struct Fields<'a> {
     pub disposition: Option<(DispositionType, &'a str)>,
     pub content_type: Option<&'a str>,
     pub generation: Option<u64>,
+    /// Where the text fields are.
+    pub spans: TextSpans,
 }
 
-/// A payload's path field, not yet known to be canonical. The only ways to
-/// a `&str` are a full check ([`validate`](Self::validate)) or a match
-/// against a canonical request path ([`covering`](Self::covering)), which
-/// proves the same thing for less: an exact copy of a canonical path is
-/// canonical, and so is a prefix of one that ends in `/` (whole segments of
-/// a canonical path, at most as long).
+/// A payload's path field, not yet known to be canonical. Two things prove
+/// it is: a full check ([`validate`](Self::validate)), or a match against a
+/// canonical request path ([`covers`](Self::covers)), which proves the same
+/// for less: an exact copy of a canonical path is canonical, and so is a
+/// prefix of one that ends in `/` (whole segments of a canonical path, at
+/// most as long).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct UncheckedPath<'a>(&'a [u8]);
 
@@ -359,14 +407,12 @@ impl<'a> UncheckedPath<'a> {
         std::str::from_utf8(self.0).map_err(|_| MalformedToken::Field("path"))
     }
 
-    /// The path, if as a scope (exact, or a prefix ending in `/`) it covers
-    /// the canonical path `request`; borrowed from `request`.
-    pub(crate) fn covering<'r>(self, request: &'r MediaPath<'_>) -> Option<&'r str> {
-        let request = request.as_str();
+    /// Whether, as a scope (exact, or a prefix ending in `/`), the path
+    /// covers the canonical path `request`.
+    pub(crate) fn covers(self, request: &MediaPath<'_>) -> bool {
+        let request = request.as_str().as_bytes();
         let n = self.0.len();
-        let covers = request.as_bytes().get(..n) == Some(self.0)
-            && (n == request.len() || self.0.last() == Some(&b'/'));
-        if covers { request.get(..n) } else { None }
+        request.get(..n) == Some(self.0) && (n == request.len() || self.0.last() == Some(&b'/'))
     }
 }
 
@@ -381,7 +427,7 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
         return Err(MalformedToken::Field("version"));
     }
     let key_len = r.u8("key_id")? as usize;
-    let key_id = r.take(key_len, "key_id")?;
+    let (key_id_span, key_id) = r.take_span(key_len, "key_id")?;
     if !is_valid_key_id(key_id) {
         return Err(MalformedToken::KeyId);
     }
@@ -405,10 +451,11 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
         None
     };
     let subject_len = r.u8("subject")? as usize;
-    let subject = r.take(subject_len, "subject")?;
+    let (subject_span, subject) = r.take_span(subject_len, "subject")?;
     crate::claims::check_subject_bytes(subject).map_err(|_| MalformedToken::Field("subject"))?;
     let path_len = r.u16("path")? as usize;
-    let path = UncheckedPath(r.take(path_len, "path")?);
+    let (path_span, path) = r.take_span(path_len, "path")?;
+    let path = UncheckedPath(path);
     let client_net = if flags & FLAG_CLIENT_NET != 0 {
         let addr = match r.u8("client_net")? {
             4 => {
@@ -432,6 +479,7 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
     } else {
         None
     };
+    let mut filename_span = Span::default();
     let disposition = if flags & FLAG_DISPOSITION != 0 {
         let kind = match r.u8("disposition")? {
             0 => DispositionType::Inline,
@@ -439,8 +487,9 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
             _ => return Err(MalformedToken::Field("disposition")),
         };
         let len = r.u8("disposition")? as usize;
-        let name = std::str::from_utf8(r.take(len, "disposition")?)
-            .map_err(|_| MalformedToken::Field("disposition"))?;
+        let (span, name) = r.take_span(len, "disposition")?;
+        let name = std::str::from_utf8(name).map_err(|_| MalformedToken::Field("disposition"))?;
+        filename_span = span;
         if !name.is_empty() {
             crate::claims::check_filename(name)
                 .map_err(|_| MalformedToken::Field("disposition"))?;
@@ -449,10 +498,12 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
     } else {
         None
     };
+    let mut content_type_span = None;
     let content_type = if flags & FLAG_CONTENT_TYPE != 0 {
         let len = r.u8("content_type")? as usize;
-        let ct = std::str::from_utf8(r.take(len, "content_type")?)
-            .map_err(|_| MalformedToken::Field("content_type"))?;
+        let (span, ct) = r.take_span(len, "content_type")?;
+        let ct = std::str::from_utf8(ct).map_err(|_| MalformedToken::Field("content_type"))?;
+        content_type_span = Some(span);
         crate::claims::check_content_type(ct).map_err(|_| MalformedToken::Field("content_type"))?;
         Some(ct)
     } else {
@@ -478,6 +529,13 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
         disposition,
         content_type,
         generation,
+        spans: TextSpans {
+            key_id: key_id_span,
+            subject: subject_span,
+            path: path_span,
+            filename: filename_span,
+            content_type: content_type_span,
+        },
     })
 }
 

@@ -1,8 +1,8 @@
 //! Signing is called once per link in template loops: minting and rendering
 //! a link in one step allocates the output string and nothing else, and
-//! verifying allocates only the grant's text (nothing when it refuses a
-//! link). Counted with a counting global allocator, which this test binary
-//! alone links.
+//! verifying allocates only the grant's copy of the payload (nothing when it
+//! refuses a link). Counted with a counting global allocator, which this
+//! test binary alone links.
 
 use mediagate_signer::time::{Duration, OffsetDateTime};
 use mediagate_signer::{Key, Keyring, MediaPath, Method, RequestFacts, Signer, Verifier};

@@ -202,9 +202,26 @@ fn vectors_hold() {
         );
         verify(&verifier, &case.token, &case.request)
             .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        // Every claim reads back through the accessors.
         let claims = verifier.authenticate(&case.token).unwrap();
-        assert_eq!(claims.subject(), case.claims.user);
-        assert_eq!(claims.path(), case.claims.path);
+        let c = &case.claims;
+        let key_id = case.signing_key.as_deref().unwrap_or(&v.active);
+        assert_eq!(claims.key_id(), key_id, "{}", case.name);
+        assert_eq!(claims.subject(), c.user);
+        assert_eq!(claims.path(), c.path);
+        let filename = c.attachment.as_deref().or(c.inline.as_deref());
+        assert_eq!(claims.filename(), filename.filter(|f| !f.is_empty()));
+        assert_eq!(claims.content_type(), c.content_type.as_deref());
+        assert_eq!(claims.generation(), c.generation, "{}", case.name);
+        assert_eq!(claims.issued_at(), at(c.issued_at), "{}", case.name);
+        assert_eq!(claims.expires_at(), at(c.expires), "{}", case.name);
+        assert_eq!(claims.not_before(), c.not_before.map(at), "{}", case.name);
+        assert_eq!(
+            claims.client_net().map(|n| n.to_string()),
+            c.client_net.clone(),
+            "{}",
+            case.name
+        );
         assert_eq!(
             claims.content_disposition(),
             case.content_disposition,
