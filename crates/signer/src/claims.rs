@@ -307,7 +307,7 @@ impl Claims {
             expires: fields.expires,
             not_before: fields.not_before,
             client_net: fields.client_net,
-            disposition: fields.disposition.map(|(kind, _)| kind),
+            disposition: fields.disposition,
             generation: fields.generation,
         }
     }

@@ -372,20 +372,18 @@ pub(crate) struct TextSpans {
 }
 
 /// The fields of a payload, checked against every rule except the path's
-/// canonical form (see [`UncheckedPath`]). The key id and the subject are
-/// checked ASCII, the filename and content type UTF-8.
+/// canonical form (see [`UncheckedPath`]). The text fields are checked (the
+/// key id and the subject ASCII, the filename and content type UTF-8) and
+/// located by their [`TextSpans`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fields<'a> {
-    pub key_id: &'a [u8],
     pub methods: Methods,
     pub issued_at: u64,
     pub expires: u64,
     pub not_before: Option<u64>,
-    pub subject: &'a [u8],
     pub path: UncheckedPath<'a>,
     pub client_net: Option<IpNet>,
-    pub disposition: Option<(DispositionType, &'a str)>,
-    pub content_type: Option<&'a str>,
+    pub disposition: Option<DispositionType>,
     pub generation: Option<u64>,
     /// Where the text fields are.
     pub spans: TextSpans,
@@ -494,18 +492,16 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
             crate::claims::check_filename(name)
                 .map_err(|_| MalformedToken::Field("disposition"))?;
         }
-        Some((kind, name))
+        Some(kind)
     } else {
         None
     };
-    let mut content_type_span = None;
-    let content_type = if flags & FLAG_CONTENT_TYPE != 0 {
+    let content_type_span = if flags & FLAG_CONTENT_TYPE != 0 {
         let len = r.u8("content_type")? as usize;
         let (span, ct) = r.take_span(len, "content_type")?;
         let ct = std::str::from_utf8(ct).map_err(|_| MalformedToken::Field("content_type"))?;
-        content_type_span = Some(span);
         crate::claims::check_content_type(ct).map_err(|_| MalformedToken::Field("content_type"))?;
-        Some(ct)
+        Some(span)
     } else {
         None
     };
@@ -518,16 +514,13 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
         return Err(MalformedToken::TrailingBytes);
     }
     Ok(Fields {
-        key_id,
         methods,
         issued_at,
         expires,
         not_before,
-        subject,
         path,
         client_net,
         disposition,
-        content_type,
         generation,
         spans: TextSpans {
             key_id: key_id_span,
@@ -543,18 +536,23 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
 #[cfg(test)]
 pub(crate) fn decode_payload(payload: &[u8]) -> Result<RawClaims<'_>, MalformedToken> {
     let f = decode_fields(payload)?;
-    let ascii = |b| std::str::from_utf8(b).map_err(|_| MalformedToken::Field("ascii"));
+    let text = |span: Span| {
+        std::str::from_utf8(span.of(payload)).map_err(|_| MalformedToken::Field("text"))
+    };
     Ok(RawClaims {
-        key_id: ascii(f.key_id)?,
+        key_id: text(f.spans.key_id)?,
         methods: f.methods,
         issued_at: f.issued_at,
         expires: f.expires,
         not_before: f.not_before,
-        subject: ascii(f.subject)?,
+        subject: text(f.spans.subject)?,
         path: f.path.validate()?,
         client_net: f.client_net,
-        disposition: f.disposition,
-        content_type: f.content_type,
+        disposition: match f.disposition {
+            Some(kind) => Some((kind, text(f.spans.filename)?)),
+            None => None,
+        },
+        content_type: f.spans.content_type.map(text).transpose()?,
         generation: f.generation,
     })
 }
