@@ -28,21 +28,37 @@ pub(crate) use byte_table;
 pub(crate) fn any_byte(bytes: &[u8], f: impl Fn(u8) -> u8) -> u8 {
     // One lane per position, ORed across blocks, then once across lanes.
     let mut lanes = [0u8; 16];
-    let mut or_block = |block: &[u8; 16]| {
+    // A function, not a closure, so that it can be forced inline.
+    #[inline(always)]
+    fn or_block(lanes: &mut [u8; 16], block: &[u8; 16], f: &impl Fn(u8) -> u8) {
         for (lane, &b) in lanes.iter_mut().zip(block) {
             *lane |= f(b);
         }
-    };
+    }
     let mut rest = bytes;
     while let Some((block, tail)) = rest.split_first_chunk::<16>() {
-        or_block(block);
+        or_block(&mut lanes, block, &f);
         rest = tail;
     }
     match bytes.last_chunk::<16>() {
-        Some(block) if !rest.is_empty() => or_block(block),
+        Some(block) if !rest.is_empty() => or_block(&mut lanes, block, &f),
         Some(_) => {}
-        // Shorter than a block: a scalar loop beats copying into one.
-        None => return bytes.iter().fold(0, |any, &b| any | f(b)),
+        None => return any_byte_short(bytes, f),
+    }
+    lanes.iter().fold(0, |any, &lane| any | lane)
+}
+
+/// [`any_byte`] for fewer than 16 bytes (a user id, most often): from 8
+/// bytes on, the first 8 and the last 8, which overlap (harmless for an
+/// OR), as two vector halves; a scalar loop below that.
+#[inline]
+fn any_byte_short(bytes: &[u8], f: impl Fn(u8) -> u8) -> u8 {
+    let (Some(head), Some(tail)) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) else {
+        return bytes.iter().fold(0, |any, &b| any | f(b));
+    };
+    let mut lanes = [0u8; 8];
+    for ((lane, &h), &t) in lanes.iter_mut().zip(head).zip(tail) {
+        *lane = f(h) | f(t);
     }
     lanes.iter().fold(0, |any, &lane| any | lane)
 }
@@ -52,11 +68,14 @@ pub(crate) fn any_byte(bytes: &[u8], f: impl Fn(u8) -> u8) -> u8 {
 #[inline]
 pub(crate) fn any_pair(bytes: &[u8], f: impl Fn(u8, u8) -> u8) -> u8 {
     let mut lanes = [0u8; 16];
-    let mut or_blocks = |a: &[u8; 16], b: &[u8; 16]| {
+    // A function, not a closure, so that it can be forced inline: left to
+    // itself, the compiler may call it once per block.
+    #[inline(always)]
+    fn or_blocks(lanes: &mut [u8; 16], a: &[u8; 16], b: &[u8; 16], f: &impl Fn(u8, u8) -> u8) {
         for ((lane, &a), &b) in lanes.iter_mut().zip(a).zip(b) {
             *lane |= f(a, b);
         }
-    };
+    }
     // The 16 pairs starting at `i`, if there are that many.
     let block_at = |i: usize| {
         let a = bytes.get(i..)?.first_chunk::<16>()?;
@@ -73,12 +92,12 @@ pub(crate) fn any_pair(bytes: &[u8], f: impl Fn(u8, u8) -> u8) -> u8 {
     }
     let mut i = 0;
     while let Some((a, b)) = block_at(i) {
-        or_blocks(a, b);
+        or_blocks(&mut lanes, a, b, &f);
         i += 16;
     }
     // The last block overlaps the pairs already seen: harmless for an OR.
     if let (true, Some((a, b))) = (i < pairs, block_at(pairs - 16)) {
-        or_blocks(a, b);
+        or_blocks(&mut lanes, a, b, &f);
     }
     lanes.iter().fold(0, |any, &lane| any | lane)
 }
