@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::digest::core_api::{Buffer, FixedOutputCore as _, UpdateCore as _};
 use hmac::{Hmac, HmacCore, Mac};
 use sha2::Sha256;
-use subtle::{Choice, ConstantTimeEq};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::wire;
@@ -177,24 +177,26 @@ impl Key {
     }
 }
 
-/// Constant-time equality of two tags: `subtle`'s `ConstantTimeEq` over the
-/// four 64-bit words, folded into one `Choice` before the single branch.
-/// The time taken does not depend on where, or whether, the tags differ.
+/// Constant-time equality of two tags: the XORs of their four 64-bit words
+/// ORed together without a branch, then `subtle`'s `ConstantTimeEq` against
+/// zero (one optimization barrier) before the single branch. The time taken
+/// does not depend on where, or whether, the tags differ.
 ///
 /// This is `Mac::verify_slice`'s guarantee from the same crate; that method
 /// compares byte by byte, behind an optimization barrier per byte, which
-/// measured ~45 ns against ~7 ns for this, on an HMAC of ~210 ns.
+/// measured ~45 ns against ~7 ns for a barrier per word, on an HMAC of
+/// ~210 ns; one barrier in all saves a little more.
 fn tags_equal(a: &[u8; wire::TAG_LEN], b: &[u8; wire::TAG_LEN]) -> bool {
     let word = |c: &[u8]| {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
         u64::from_ne_bytes(w)
     };
-    let mut equal = Choice::from(1u8);
-    for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        equal &= word(a).ct_eq(&word(b));
-    }
-    equal.into()
+    let diff = a
+        .chunks_exact(8)
+        .zip(b.chunks_exact(8))
+        .fold(0, |diff, (a, b)| diff | (word(a) ^ word(b)));
+    diff.ct_eq(&0).into()
 }
 
 impl fmt::Debug for Key {
