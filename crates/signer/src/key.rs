@@ -115,7 +115,7 @@ impl Key {
         }
         let link_key = derive_link_key(secret);
         let link_mac = <HmacCore<Sha256> as hmac::digest::KeyInit>::new_from_slice(&link_key[..])
-            .map_err(|_| KeyError::Random)?;
+            .expect("HMAC takes keys of any length");
         Ok(Key {
             id,
             secret: Zeroizing::new(secret.to_vec()),
