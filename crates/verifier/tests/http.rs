@@ -199,6 +199,9 @@ async fn ranges() {
         ("bytes=12-", 416, "", Some("bytes */12")),
         ("bytes=-0", 416, "", Some("bytes */12")),
         ("bytes=0-1,3-4", 200, "hello world\n", None),
+        // Empty list elements are not a second range (RFC 9110 §5.6.1.2).
+        ("bytes=0-1,", 206, "he", Some("bytes 0-1/12")),
+        ("bytes=, 6-", 206, "world\n", Some("bytes 6-11/12")),
         ("bytes=0-,0-,0-,0-,0-,0-", 200, "hello world\n", None),
         ("bytes=5-2", 200, "hello world\n", None),
         ("lines=1-2", 200, "hello world\n", None),

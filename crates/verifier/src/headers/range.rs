@@ -1,8 +1,8 @@
 //! `Range: bytes=...` (RFC 9110 §14).
 //!
 //! One range is served as a 206. A header that is not valid syntax, names
-//! another unit, or asks for several ranges is ignored and the whole file is
-//! sent: that is allowed by the RFC, never amplifies a response, and cannot
+//! another unit, or asks for several ranges (empty list elements do not
+//! count) is ignored and the whole file is sent: that is allowed by the RFC, never amplifies a response, and cannot
 //! be abused with overlapping or many tiny ranges.
 
 use std::ops::Range;
@@ -45,9 +45,12 @@ pub(crate) fn evaluate(header: &str, len: u64) -> RangeRequest {
     else {
         return RangeRequest::Full;
     };
-    if spec.contains(',') {
+    // A list may hold empty elements ("bytes=0-1,"), which a recipient
+    // ignores (RFC 9110 §5.6.1.2); two ranges or more are served whole.
+    let mut specs = spec.split(',').map(str::trim).filter(|s| !s.is_empty());
+    let (Some(spec), None) = (specs.next(), specs.next()) else {
         return RangeRequest::Full;
-    }
+    };
     let Some((first, last)) = spec.split_once('-') else {
         return RangeRequest::Full;
     };
@@ -95,6 +98,10 @@ mod tests {
         assert_eq!(evaluate("bytes=5-100", 10), Partial(5..10));
         assert_eq!(evaluate("Bytes = 1-2", 10), Partial(1..3));
         assert_eq!(evaluate("bytes=0-18446744073709551615", 10), Partial(0..10));
+        // Empty list elements are ignored, not taken for a second range.
+        assert_eq!(evaluate("bytes=0-1,", 10), Partial(0..2));
+        assert_eq!(evaluate("bytes=, 2-5 ,\t,", 10), Partial(2..6));
+        assert_eq!(evaluate("bytes=,-3", 10), Partial(7..10));
         // Positions beyond u64 are valid syntax, and past any end.
         let huge = "99999999999999999999999";
         assert_eq!(evaluate(&format!("bytes=3-{huge}"), 10), Partial(3..10));
@@ -130,6 +137,9 @@ mod tests {
             "items=0-1",
             "bytes=0-1,2-3",
             "bytes=0-,0-,0-,0-",
+            "bytes=,",
+            "bytes= , ",
+            "bytes=0-1,,2-3",
             "bytes=１-2",
         ] {
             assert_eq!(evaluate(h, 10), Full, "{h:?}");
