@@ -6,10 +6,11 @@ use std::sync::Arc;
 use http::HeaderName;
 use ipnet::IpNet;
 use mediagate_signer::time::Duration;
-use mediagate_signer::{DEFAULT_LEEWAY, DEFAULT_MAX_TTL, Keyring, Verifier};
+use mediagate_signer::{DEFAULT_LEEWAY, DEFAULT_MAX_TTL, Keyring};
 
 use crate::cache::{CacheLimits, FileCache};
 use crate::fs::{MediaRoot, RootError};
+use crate::keys::KeyringHandle;
 use crate::service::MediaGate;
 
 /// The chunk size files are read and sent in where the connection does
@@ -112,7 +113,7 @@ pub enum ClientIpSource {
 #[derive(Debug)]
 pub(crate) struct Config {
     pub root: MediaRoot,
-    pub verifier: Verifier,
+    pub keys: KeyringHandle,
     /// Without trailing slash; empty for `/`.
     pub mount: String,
     pub transports: Transports,
@@ -234,9 +235,7 @@ impl Builder {
             return Err(ConfigError::NoTransport);
         }
         let root = MediaRoot::open(&self.root)?;
-        let verifier = Verifier::new(self.keyring)
-            .leeway(self.leeway)
-            .max_ttl(self.max_ttl);
+        let keys = KeyringHandle::new(self.keyring, self.leeway, self.max_ttl);
         let cache_limits =
             match rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
                 Some(soft) => self.cache_limits.within_open_files(soft),
@@ -246,7 +245,7 @@ impl Builder {
         Ok(MediaGate::from_config(
             Arc::new(Config {
                 root,
-                verifier,
+                keys,
                 mount,
                 transports: self.transports,
                 cache_policy: self.cache,

@@ -1,10 +1,15 @@
 //! Loading keyrings from a keys file or the environment (the signer crate
-//! parses; this module does the I/O and checks the file's permissions).
+//! parses; this module does the I/O and checks the file's permissions), and
+//! the handle that swaps the keyring of a running gate.
 
+use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 
-use mediagate_signer::{KeyError, Keyring};
+use arc_swap::ArcSwap;
+use mediagate_signer::time::Duration;
+use mediagate_signer::{KeyError, Keyring, Verifier};
 
 /// Why a keyring could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -60,4 +65,52 @@ pub fn load_keyring_env(var: &str) -> Result<Option<Keyring>, LoadKeysError> {
             path: format!("${var}"),
             source,
         })
+}
+
+/// The keyring a running [`MediaGate`](crate::MediaGate) checks links with,
+/// which a key rotation replaces without a restart (`mediagate serve` does
+/// on `SIGHUP`). From [`MediaGate::keyring_handle`](crate::MediaGate::keyring_handle);
+/// the gate's clones share it, on every worker thread.
+#[derive(Clone)]
+pub struct KeyringHandle {
+    /// Read by every request without a lock; replaced whole.
+    current: Arc<ArcSwap<Verifier>>,
+    leeway: Duration,
+    max_ttl: Duration,
+}
+
+impl KeyringHandle {
+    pub(crate) fn new(keyring: Keyring, leeway: Duration, max_ttl: Duration) -> Self {
+        let verifier = Verifier::new(keyring).leeway(leeway).max_ttl(max_ttl);
+        KeyringHandle {
+            current: Arc::new(ArcSwap::from_pointee(verifier)),
+            leeway,
+            max_ttl,
+        }
+    }
+
+    /// Checks every link from now on against `keyring`, with the same leeway
+    /// and maximum lifetime. A request already past its link check is not
+    /// affected. Links signed with a key that `keyring` no longer holds are
+    /// refused from then on (`unknown_key`).
+    pub fn replace(&self, keyring: Keyring) {
+        let verifier = Verifier::new(keyring)
+            .leeway(self.leeway)
+            .max_ttl(self.max_ttl);
+        self.current.store(Arc::new(verifier));
+    }
+
+    /// The verifier for one request.
+    pub(crate) fn verifier(&self) -> arc_swap::Guard<Arc<Verifier>> {
+        self.current.load()
+    }
+}
+
+impl fmt::Debug for KeyringHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The verifier's keyring shows key ids only, never a secret.
+        f.debug_struct("KeyringHandle")
+            .field("verifier", &**self.current.load())
+            .finish()
+    }
 }

@@ -25,7 +25,7 @@ pub use config::{
     Builder, CachePolicy, ClientIpSource, ConfigError, DEFAULT_CHUNK_SIZE, Transports,
 };
 pub use fs::RootError;
-pub use keys::{LoadKeysError, load_keyring_env, load_keyring_file};
+pub use keys::{KeyringHandle, LoadKeysError, load_keyring_env, load_keyring_file};
 pub use server::{ServerConfig, Workers, serve};
 pub use service::{MediaGate, PeerAddr};
 

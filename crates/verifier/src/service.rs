@@ -18,6 +18,7 @@ use crate::body::MediaBody;
 use crate::cache::{Content, FileCache};
 use crate::config::{Builder, Config};
 use crate::fs::OpenError;
+use crate::keys::KeyringHandle;
 use crate::reject::Reject;
 use crate::sendfile::Lane;
 use crate::{authorize, headers, response, target, token};
@@ -81,6 +82,12 @@ impl MediaGate {
     /// How often [`MediaGate::close_unused_files`] should run.
     pub(crate) fn sweep_period(&self) -> std::time::Duration {
         self.cache.sweep_period()
+    }
+
+    /// The handle that replaces the keyring this gate (and each of its
+    /// clones) checks links with, for key rotation without a restart.
+    pub fn keyring_handle(&self) -> KeyringHandle {
+        self.config.keys.clone()
     }
 
     /// The canonical media root.
@@ -174,9 +181,9 @@ impl MediaGate {
         };
         // 4. Grant (before any file-system access)
         let client_ip = authorize::client_ip(&cfg.client_ip, peer, req.headers());
+        let verifier = cfg.keys.verifier();
         let grant =
-            match authorize::authorize(&cfg.verifier, located.token, method, &path, client_ip, now)
-            {
+            match authorize::authorize(&verifier, located.token, method, &path, client_ip, now) {
                 Ok(g) => g,
                 Err(r) => return self.refuse(req, None, r, started),
             };

@@ -1122,3 +1122,55 @@ async fn a_deleted_large_file_is_let_go_of_once_unused() {
     assert_eq!(s.get(&t, &[]).await.status, 404);
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn every_worker_checks_links_with_a_replaced_keyring() {
+    use mediagate_verifier::signer::{Key, Keyring, Signer};
+    let s = TestServer::start_workers(2).await;
+    let old = s.target("/pub/a.txt");
+    let rotated = Keyring::new(Key::new("next", &[7u8; 32]).unwrap());
+    let new = Signer::new(rotated.clone())
+        .link("/pub/a.txt")
+        .user("tester")
+        .ttl(Duration::minutes(10))
+        .url("/media")
+        .unwrap();
+    // Many connections: the kernel spreads them over both workers.
+    let statuses = |target: &str| {
+        let s = &s;
+        let target = target.to_owned();
+        async move {
+            let mut seen = Vec::new();
+            for _ in 0..24 {
+                let r = s.get(&target, &[]).await;
+                seen.push((r.status, r.text()));
+            }
+            seen
+        }
+    };
+    assert!(statuses(&old).await.iter().all(|(st, _)| *st == 200));
+    assert!(
+        statuses(&new)
+            .await
+            .iter()
+            .all(|(st, b)| *st == 403 && b == "unknown_key\n")
+    );
+    s.keys.replace(rotated);
+    assert!(statuses(&new).await.iter().all(|(st, _)| *st == 200));
+    assert!(
+        statuses(&old)
+            .await
+            .iter()
+            .all(|(st, b)| *st == 403 && b == "unknown_key\n")
+    );
+    // A keyring holding both keys accepts both: rotation with overlap.
+    s.keys.replace(
+        s.keyring
+            .clone()
+            .with_verify_key(Key::new("next", &[7u8; 32]).unwrap())
+            .unwrap(),
+    );
+    assert!(statuses(&old).await.iter().all(|(st, _)| *st == 200));
+    assert!(statuses(&new).await.iter().all(|(st, _)| *st == 200));
+    s.shutdown().await.unwrap();
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mediagate_verifier::signer::time::Duration as TtlDuration;
 use mediagate_verifier::signer::{Key, Keyring, Signer};
-use mediagate_verifier::{Builder, MediaGate, ServerConfig, Workers};
+use mediagate_verifier::{Builder, KeyringHandle, MediaGate, ServerConfig, Workers};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -25,6 +25,8 @@ pub struct TestServer {
     pub root: PathBuf,
     pub signer: Signer,
     pub keyring: Keyring,
+    /// Replaces the running gate's keyring (key rotation).
+    pub keys: KeyringHandle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -114,6 +116,7 @@ impl TestServer {
         let gate: MediaGate = configure(MediaGate::builder(&root, keyring.clone()).mount("/media"))
             .build()
             .unwrap();
+        let keys = gate.keyring_handle();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = spawn(
             gate,
@@ -127,6 +130,7 @@ impl TestServer {
             root,
             signer: Signer::new(keyring.clone()),
             keyring,
+            keys,
             stop: Some(stop),
             task: Some(task),
         }
