@@ -10,7 +10,7 @@ use mediagate::signer::time::{Duration, OffsetDateTime};
 use mediagate::signer::{
     Key, Keyring, MediaPath, Method, RequestFacts, Signer, Verifier, transport,
 };
-use mediagate::verifier::{CacheLimits, MediaGate, ServerConfig};
+use mediagate::verifier::{CacheLimits, KeyringHandle, MediaGate, ServerConfig};
 
 mod demo;
 
@@ -297,7 +297,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         .map_err(|e| anyhow!("config {}: {}", p.display(), e.message()))?,
         None => FileConfig::default(),
     };
-    let keys = load_keys(args.keys.as_deref().or(file.keys.as_deref()))?;
+    let keys_file = args.keys.or(file.keys);
+    let keys = load_keys(keys_file.as_deref())?;
     let root = args
         .root
         .or(file.root)
@@ -342,8 +343,59 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     fit_descriptor_limit(&mut config, &mut limits);
     let gate = b.cache_limits(limits).build()?;
+    reload_keys_on_hangup(gate.keyring_handle(), keys_file)?;
     let workers = args.workers.or(file.workers);
     run_server(gate, listen, config, workers)
+}
+
+/// On `SIGHUP`, reads the keys file again and checks links with its keys
+/// from then on (key rotation without a restart); a file that does not load
+/// is logged and leaves the keys as they were. Keys given in
+/// `MEDIAGATE_KEYS` cannot change while the server runs.
+fn reload_keys_on_hangup(keys: KeyringHandle, file: Option<PathBuf>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("cannot start the keys-reload thread")?;
+    // Registered before serving: from here on SIGHUP no longer ends the
+    // process.
+    let mut hangups = runtime
+        .block_on(async { signal(SignalKind::hangup()) })
+        .context("cannot handle SIGHUP")?;
+    std::thread::Builder::new()
+        .name("keys-reload".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                while hangups.recv().await.is_some() {
+                    reload_keys(&keys, file.as_deref());
+                }
+            })
+        })
+        .context("cannot start the keys-reload thread")?;
+    Ok(())
+}
+
+/// One reload (see [`reload_keys_on_hangup`]).
+fn reload_keys(keys: &KeyringHandle, file: Option<&Path>) {
+    let Some(file) = file else {
+        tracing::warn!("SIGHUP: keys from MEDIAGATE_KEYS cannot change while serving; restart");
+        return;
+    };
+    match mediagate::verifier::load_keyring_file(file) {
+        Ok(ring) => {
+            tracing::info!(
+                file = %file.display(),
+                active = ring.active().id(),
+                keys = ring.keys().count(),
+                "keys reloaded"
+            );
+            keys.replace(ring);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "keys not reloaded: still checking links with the previous keys");
+        }
+    }
 }
 
 /// Raises the soft open-files limit to the hard one (as nginx's

@@ -59,7 +59,6 @@ fn http_get(addr: &str, target: &str) -> String {
     res
 }
 
-/// Sends SIGTERM to `child` and checks that it exits cleanly.
 /// A link for user 7 to /a.txt below `base`, signed by the CLI.
 fn sign_a_txt(keys: &str, base: &str) -> String {
     let (code, url, err) = run(&[
@@ -77,6 +76,7 @@ fn sign_a_txt(keys: &str, base: &str) -> String {
     url
 }
 
+/// Sends SIGTERM to `child` and checks that it exits cleanly.
 fn stop(mut child: std::process::Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -349,6 +349,58 @@ fn serve_answers_and_stops_on_sigterm() {
     assert!(log.contains("micros="), "the line times the request: {log}");
     assert!(!log.contains(&token));
     assert!(log.contains("stopped"));
+}
+
+#[test]
+fn serve_reloads_its_keys_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (keys, next) = (path("keys.toml"), path("next.toml"));
+    run(&["keygen", "--out", &keys, "--id", "old"]);
+    run(&["keygen", "--out", &next, "--id", "new"]);
+    let root = dir.path().join("media");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.txt"), "served by the binary\n").unwrap();
+    let mut cmd = bin();
+    cmd.args(["serve", "--keys", &keys, "--root", root.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--mount", "/media"]);
+    let (child, mut lines, addr) = start_server(cmd);
+    let (old_url, new_url) = (sign_a_txt(&keys, "/media"), sign_a_txt(&next, "/media"));
+    let status = |url: &str| {
+        let res = http_get(&addr, url.trim());
+        let body = res.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+        (res[9..12].to_owned(), body)
+    };
+    let hangup = |wait_for: &str, lines: &mut std::io::Lines<_>| {
+        let sent = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let line: String = lines
+            .map_while(Result::ok)
+            .find(|l: &String| l.contains(wait_for))
+            .expect("the server logs the reload");
+        line
+    };
+    assert_eq!(status(&old_url).0, "200");
+    assert_eq!(status(&new_url), ("403".into(), "unknown_key\n".into()));
+    // Rotation: the keys file now holds only the new key.
+    std::fs::copy(&next, &keys).unwrap();
+    let line = hangup("keys reloaded", &mut lines);
+    assert!(
+        line.contains("active=\"new\"") && line.contains("keys=1"),
+        "{line}"
+    );
+    assert_eq!(status(&new_url).0, "200");
+    assert_eq!(status(&old_url), ("403".into(), "unknown_key\n".into()));
+    // A file that does not load leaves the keys as they were.
+    std::fs::write(&keys, "not = [a keys file").unwrap();
+    let line = hangup("keys not reloaded", &mut lines);
+    assert!(line.contains(&keys), "the error names the file: {line}");
+    assert_eq!(status(&new_url).0, "200");
+    assert_eq!(status(&old_url).0, "403");
+    stop(child);
 }
 
 #[test]
