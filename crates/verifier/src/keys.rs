@@ -81,9 +81,8 @@ pub struct KeyringHandle {
 
 impl KeyringHandle {
     pub(crate) fn new(keyring: Keyring, leeway: Duration, max_ttl: Duration) -> Self {
-        let verifier = Verifier::new(keyring).leeway(leeway).max_ttl(max_ttl);
         KeyringHandle {
-            current: Arc::new(ArcSwap::from_pointee(verifier)),
+            current: Arc::new(ArcSwap::new(verifier(keyring, leeway, max_ttl))),
             leeway,
             max_ttl,
         }
@@ -94,10 +93,8 @@ impl KeyringHandle {
     /// affected. Links signed with a key that `keyring` no longer holds are
     /// refused from then on (`unknown_key`).
     pub fn replace(&self, keyring: Keyring) {
-        let verifier = Verifier::new(keyring)
-            .leeway(self.leeway)
-            .max_ttl(self.max_ttl);
-        self.current.store(Arc::new(verifier));
+        let next = verifier(keyring, self.leeway, self.max_ttl);
+        self.current.store(next);
     }
 
     /// The verifier for one request.
@@ -106,11 +103,42 @@ impl KeyringHandle {
     }
 }
 
+/// A verifier of `keyring` with the gate's leeway and maximum lifetime.
+fn verifier(keyring: Keyring, leeway: Duration, max_ttl: Duration) -> Arc<Verifier> {
+    Arc::new(Verifier::new(keyring).leeway(leeway).max_ttl(max_ttl))
+}
+
 impl fmt::Debug for KeyringHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The verifier's keyring shows key ids only, never a secret.
         f.debug_struct("KeyringHandle")
             .field("verifier", &**self.current.load())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mediagate_signer::Key;
+
+    #[test]
+    fn debug_names_key_ids_never_secrets() {
+        let secret = [0x5au8; 32];
+        let handle = KeyringHandle::new(
+            Keyring::new(Key::new("first", &secret).unwrap()),
+            Duration::seconds(5),
+            Duration::days(1),
+        );
+        handle.replace(Keyring::new(Key::new("second", &secret).unwrap()));
+        let shown = format!("{handle:?}");
+        assert!(
+            shown.contains("second") && !shown.contains("first"),
+            "{shown}"
+        );
+        // Neither the bytes nor their spellings (decimal, hex, base64url).
+        for needle in ["90, 90", "5a5a", "WlpaWlpa"] {
+            assert!(!shown.contains(needle), "{shown}");
+        }
     }
 }
