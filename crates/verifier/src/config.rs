@@ -9,6 +9,7 @@ use mediagate_signer::time::Duration;
 use mediagate_signer::{DEFAULT_LEEWAY, DEFAULT_MAX_TTL, Keyring};
 
 use crate::cache::{CacheLimits, FileCache};
+use crate::cors::{Cors, CorsRules, InvalidOrigin};
 use crate::fs::{MediaRoot, RootError};
 use crate::keys::KeyringHandle;
 use crate::service::MediaGate;
@@ -44,6 +45,9 @@ pub enum ConfigError {
     /// No token transport is enabled.
     #[error("at least one token transport must be enabled")]
     NoTransport,
+    /// An origin given for cross-origin reads is not an origin.
+    #[error(transparent)]
+    CorsOrigin(#[from] InvalidOrigin),
 }
 
 /// Which ways of carrying a token the service accepts.
@@ -119,6 +123,7 @@ pub(crate) struct Config {
     pub transports: Transports,
     pub cache_policy: CachePolicy,
     pub client_ip: ClientIpSource,
+    pub cors: CorsRules,
     pub health_path: Option<String>,
     pub chunk_size: usize,
     pub cache_limits: CacheLimits,
@@ -136,6 +141,7 @@ pub struct Builder {
     max_ttl: Duration,
     cache: CachePolicy,
     client_ip: ClientIpSource,
+    cors: Cors,
     health_path: Option<String>,
     chunk_size: usize,
     cache_limits: CacheLimits,
@@ -152,6 +158,7 @@ impl Builder {
             max_ttl: DEFAULT_MAX_TTL,
             cache: CachePolicy::default(),
             client_ip: ClientIpSource::default(),
+            cors: Cors::Off,
             health_path: Some("/healthz".into()),
             chunk_size: DEFAULT_CHUNK_SIZE,
             cache_limits: CacheLimits::default(),
@@ -196,6 +203,14 @@ impl Builder {
         self
     }
 
+    /// Which web origins' scripts may read the responses (default
+    /// [`Cors::Off`]: none but the server's own). Needed when a script
+    /// player on another origin (hls.js, dash.js) plays the media.
+    pub fn cors(mut self, cors: Cors) -> Self {
+        self.cors = cors;
+        self
+    }
+
     /// The unsigned health-check path (default `/healthz`, outside the
     /// mount); `None` turns it off.
     pub fn health_path(mut self, path: Option<&str>) -> Self {
@@ -234,6 +249,7 @@ impl Builder {
         if !(t.query || t.cookie || t.path) {
             return Err(ConfigError::NoTransport);
         }
+        let cors = CorsRules::new(self.cors)?;
         let root = MediaRoot::open(&self.root)?;
         let keys = KeyringHandle::new(self.keyring, self.leeway, self.max_ttl);
         let cache_limits =
@@ -250,6 +266,7 @@ impl Builder {
                 transports: self.transports,
                 cache_policy: self.cache,
                 client_ip: self.client_ip,
+                cors,
                 health_path: self.health_path,
                 chunk_size: self.chunk_size,
                 cache_limits,

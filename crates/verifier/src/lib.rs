@@ -7,6 +7,7 @@ mod authorize;
 mod body;
 mod cache;
 mod config;
+mod cors;
 mod fs;
 mod headers;
 mod keys;
@@ -24,6 +25,7 @@ pub use cache::CacheLimits;
 pub use config::{
     Builder, CachePolicy, ClientIpSource, ConfigError, DEFAULT_CHUNK_SIZE, Transports,
 };
+pub use cors::{Cors, InvalidOrigin};
 pub use fs::RootError;
 pub use keys::{KeyringHandle, LoadKeysError, load_keyring_env, load_keyring_file};
 pub use server::{ServerConfig, Workers, serve};

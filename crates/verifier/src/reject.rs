@@ -59,6 +59,7 @@ impl Reject {
             "ambiguous_token" => "ambiguous_token\n",
             "bad_path" => "bad_path\n",
             "bad_host" => "bad_host\n",
+            "cors_origin" => "cors_origin\n",
             "not_found" => "not_found\n",
             "method_not_allowed" => "method_not_allowed\n",
             "busy" => "busy\n",

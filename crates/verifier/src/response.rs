@@ -14,6 +14,7 @@ use mediagate_signer::time::OffsetDateTime;
 use crate::body::MediaBody;
 use crate::cache::Entry;
 use crate::config::CachePolicy;
+use crate::cors::CorsRules;
 use crate::headers::conditional::{self, Conditions, Precondition, Validators};
 use crate::headers::range::{self, RangeRequest};
 use crate::headers::{self, Single};
@@ -43,6 +44,15 @@ pub(crate) fn reject(r: Reject) -> Response<MediaBody> {
         }
         _ => {}
     }
+    res
+}
+
+/// The answer to an allowed CORS preflight (its CORS headers are added by
+/// the caller): no content, nothing to cache but the preflight itself.
+pub(crate) fn preflight() -> Response<MediaBody> {
+    let mut res = Response::new(MediaBody::empty());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    CorsRules::preflight_headers(res.headers_mut());
     res
 }
 

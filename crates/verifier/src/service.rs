@@ -17,6 +17,7 @@ use crate::access_log::AccessLog;
 use crate::body::MediaBody;
 use crate::cache::{Content, FileCache};
 use crate::config::{Builder, Config};
+use crate::cors::Preflight;
 use crate::fs::OpenError;
 use crate::keys::KeyringHandle;
 use crate::reject::Reject;
@@ -144,6 +145,20 @@ impl MediaGate {
         peer: Option<SocketAddr>,
         lane: Option<&Lane>,
     ) -> Response<MediaBody> {
+        let mut res = self.answer(req, peer, lane);
+        // Every answer, refusals too: a player on another origin can then
+        // read why it was refused (an expired link: fetch a new one).
+        self.config.cors.decorate(req.headers(), res.headers_mut());
+        res
+    }
+
+    /// The response to one request, before the CORS headers.
+    fn answer<B>(
+        &self,
+        req: &Request<B>,
+        peer: Option<SocketAddr>,
+        lane: Option<&Lane>,
+    ) -> Response<MediaBody> {
         let started = AccessLog::clock();
         let now = OffsetDateTime::now_utc();
         let cfg = &*self.config;
@@ -159,7 +174,7 @@ impl MediaGate {
         let method = match *req.method() {
             http::Method::GET => Method::Get,
             http::Method::HEAD => Method::Head,
-            _ => return self.refuse(req, None, Reject::MethodNotAllowed, started),
+            _ => return self.other_method(req, started),
         };
         // 2. Token (the mount comes first: nothing outside it is ours)
         let Some(below_mount) = target::strip_mount(raw_path, &cfg.mount) else {
@@ -230,6 +245,32 @@ impl MediaGate {
             }
         };
         res
+    }
+
+    /// A method other than GET and HEAD: a CORS preflight below the mount
+    /// is answered (it carries no token and reveals nothing about files);
+    /// anything else is a 405.
+    fn other_method<B>(&self, req: &Request<B>, started: Option<Instant>) -> Response<MediaBody> {
+        let cfg = &*self.config;
+        let path = req.uri().path();
+        if req.method() == http::Method::OPTIONS && target::strip_mount(path, &cfg.mount).is_some()
+        {
+            match cfg.cors.preflight(req.headers()) {
+                Preflight::Allowed => {
+                    let res = response::preflight();
+                    let status = res.status().as_u16();
+                    AccessLog::start(req.method(), path, None, status, None, started)
+                        .finish(0, None);
+                    return res;
+                }
+                Preflight::Refused => {
+                    let reject = Reject::Forbidden("cors_origin");
+                    return self.refuse(req, None, reject, started);
+                }
+                Preflight::Ordinary => {}
+            }
+        }
+        self.refuse(req, None, Reject::MethodNotAllowed, started)
     }
 
     fn refuse<B>(
