@@ -12,7 +12,10 @@ use mediagate::signer::{
 };
 use mediagate::verifier::{CacheLimits, KeyringHandle, MediaGate, ServerConfig};
 
+mod config;
 mod demo;
+
+use config::FileConfig;
 
 /// mimalloc instead of the system allocator: the server allocates and frees
 /// small buffers on every request and a task on every connection, and
@@ -130,27 +133,6 @@ struct ServeArgs {
     /// Worker threads, each with its own socket (default: one per CPU).
     #[arg(long, env = "MEDIAGATE_WORKERS")]
     workers: Option<usize>,
-}
-
-/// The `serve` config file.
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    keys: Option<PathBuf>,
-    root: Option<PathBuf>,
-    listen: Option<SocketAddr>,
-    mount: Option<String>,
-    health_path: Option<String>,
-    max_connections: Option<usize>,
-    workers: Option<usize>,
-    chunk_size: Option<usize>,
-    sendfile: Option<bool>,
-    revalidate_after_ms: Option<u64>,
-    max_open_files: Option<usize>,
-    close_unused_after: Option<String>,
-    header_read_timeout: Option<String>,
-    leeway: Option<String>,
-    max_ttl: Option<String>,
 }
 
 /// Parses `90s`, `10m`, `2h`, `1d` (a positive whole number and a unit).
@@ -297,21 +279,26 @@ fn serve(args: ServeArgs) -> Result<()> {
         .map_err(|e| anyhow!("config {}: {}", p.display(), e.message()))?,
         None => FileConfig::default(),
     };
-    let keys_file = args.keys.or(file.keys);
+    let keys_file = args.keys.or_else(|| file.keys.clone());
     let keys = load_keys(keys_file.as_deref())?;
     let root = args
         .root
-        .or(file.root)
+        .or_else(|| file.root.clone())
         .ok_or_else(|| anyhow!("no media root: pass --root DIR or set MEDIAGATE_ROOT"))?;
     let listen = args
         .listen
         .or(file.listen)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-    let mut b =
-        MediaGate::builder(&root, keys).mount(args.mount.or(file.mount).as_deref().unwrap_or("/"));
+    let mut b = MediaGate::builder(&root, keys).mount(
+        args.mount
+            .or_else(|| file.mount.clone())
+            .as_deref()
+            .unwrap_or("/"),
+    );
     if let Some(h) = &file.health_path {
         b = b.health_path(Some(h));
     }
+    b = file.apply_http(b)?;
     if let Some(l) = seconds(file.leeway.as_deref(), "leeway")? {
         b = b.leeway(l);
     }

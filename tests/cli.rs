@@ -59,6 +59,23 @@ fn http_get(addr: &str, target: &str) -> String {
     res
 }
 
+/// One HTTP/1.1 request over a fresh connection, with extra header lines;
+/// the whole response.
+fn http_request(addr: &str, method: &str, target: &str, headers: &[&str]) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let mut res = String::new();
+    s.read_to_string(&mut res).unwrap();
+    res
+}
+
 /// A link for user 7 to /a.txt below `base`, signed by the CLI.
 fn sign_a_txt(keys: &str, base: &str) -> String {
     let (code, url, err) = run(&[
@@ -465,5 +482,114 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
     for (setting, value) in [("leeway", "soon"), ("close_unused_after", "0s")] {
         std::fs::write(&bad, format!("{setting} = {value:?}\n")).unwrap();
         assert_one_line_error(&args, setting);
+    }
+}
+
+#[test]
+fn serve_config_sets_transports_caching_proxies_and_cors() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let k = keys.to_str().unwrap();
+    run(&["keygen", "--out", k]);
+    let root = dir.path().join("media");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.txt"), "hello\n").unwrap();
+    let config = dir.path().join("mediagate.toml");
+    let settings = "transports = [\"query\"]\ncache_max_age = \"no-store\"\n\
+                    trusted_proxies = [\"127.0.0.1\"]\nclient_ip_header = \"X-Real-IP\"\n\
+                    cors_origins = [\"https://app.example\"]\ncors_credentials = true\n";
+    std::fs::write(
+        &config,
+        format!(
+            "keys = {k:?}\nroot = {:?}\nlisten = \"127.0.0.1:0\"\n{settings}",
+            root.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut cmd = bin();
+    cmd.args(["serve", "--config", config.to_str().unwrap()]);
+    let (child, _lines, addr) = start_server(cmd);
+    let sign = |extra: &[&str]| {
+        let mut args = vec!["sign", "--keys", k, "--user", "7", "--path", "/a.txt"];
+        args.extend_from_slice(extra);
+        let (code, url, err) = run(&args);
+        assert_eq!(code, 0, "{err}");
+        url.trim().to_owned()
+    };
+    // A link bound to the client's address, which the trusted proxy (this
+    // test, on 127.0.0.1) reports in X-Real-IP.
+    let bound = sign(&["--ip", "203.0.113.9"]);
+    let ok = http_request(
+        &addr,
+        "GET",
+        &bound,
+        &["X-Real-IP: 203.0.113.9", "Origin: https://app.example"],
+    );
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    for line in [
+        "cache-control: no-store",
+        "access-control-allow-origin: https://app.example",
+        "access-control-allow-credentials: true",
+        "vary: origin",
+    ] {
+        assert!(ok.contains(line), "{line} in {ok}");
+    }
+    let other = http_request(&addr, "GET", &bound, &["X-Real-IP: 198.51.100.1"]);
+    assert!(
+        other.starts_with("HTTP/1.1 403") && other.ends_with("ip\n"),
+        "{other}"
+    );
+    // The path transport is off: a path-form link finds no token.
+    let path_form = sign(&["--form", "path"]);
+    let res = http_get(&addr, &path_form);
+    assert!(res.ends_with("missing_token\n"), "{res}");
+    // An allowed preflight.
+    let res = http_request(
+        &addr,
+        "OPTIONS",
+        "/a.txt",
+        &[
+            "Origin: https://app.example",
+            "Access-Control-Request-Method: GET",
+        ],
+    );
+    assert!(res.starts_with("HTTP/1.1 204"), "{res}");
+    stop(child);
+
+    // Each bad value is a one-line error naming its setting.
+    let bad = dir.path().join("bad.toml");
+    let args = [
+        "serve",
+        "--config",
+        bad.to_str().unwrap(),
+        "--keys",
+        k,
+        "--root",
+        root.to_str().unwrap(),
+    ];
+    for (text, needle) in [
+        (
+            "transports = [\"carrier-pigeon\"]",
+            "transports: unknown transport",
+        ),
+        ("transports = []", "transports: name at least one"),
+        ("cache_max_age = \"soon\"", "cache_max_age"),
+        ("trusted_proxies = [\"10.0.0.0/33\"]", "trusted_proxies"),
+        (
+            "client_ip_header = \"x-real-ip\"",
+            "client_ip_header: needs trusted_proxies",
+        ),
+        ("cors_origins = [\"null\"]", "CORS origin must be like"),
+        (
+            "cors_origins = [\"*\"]\ncors_credentials = true",
+            "cors_credentials",
+        ),
+        (
+            "cors_credentials = true",
+            "cors_credentials: needs cors_origins",
+        ),
+    ] {
+        std::fs::write(&bad, format!("{text}\n")).unwrap();
+        assert_one_line_error(&args, needle);
     }
 }

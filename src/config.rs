@@ -1,0 +1,201 @@
+//! The `serve` config file (`--config`), and how its settings of the HTTP
+//! side (token transports, caching, where the client address comes from,
+//! cross-origin reads) become settings of the verifier's builder. A bad
+//! value is an error that names the setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow, bail};
+use ipnet::IpNet;
+use mediagate::verifier::{Builder, CachePolicy, ClientIpSource, Cors, Transports};
+
+/// The `serve` config file; every key is optional (README lists them).
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    pub keys: Option<PathBuf>,
+    pub root: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub mount: Option<String>,
+    pub health_path: Option<String>,
+    pub max_connections: Option<usize>,
+    pub workers: Option<usize>,
+    pub chunk_size: Option<usize>,
+    pub sendfile: Option<bool>,
+    pub revalidate_after_ms: Option<u64>,
+    pub max_open_files: Option<usize>,
+    pub close_unused_after: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub leeway: Option<String>,
+    pub max_ttl: Option<String>,
+    /// Any of "query", "cookie", "path" (default all three).
+    transports: Option<Vec<String>>,
+    /// A duration, or "no-store" (default 1h).
+    cache_max_age: Option<String>,
+    /// Proxies (addresses or networks) whose client-address header is
+    /// believed.
+    trusted_proxies: Option<Vec<String>>,
+    /// The header they put the client's address in (default
+    /// x-forwarded-for).
+    client_ip_header: Option<String>,
+    /// Origins whose scripts may read responses, or ["*"] for any.
+    cors_origins: Option<Vec<String>>,
+    /// Lets the listed origins send cookies.
+    cors_credentials: Option<bool>,
+}
+
+impl FileConfig {
+    /// Applies the HTTP-side settings given to `b`.
+    pub(crate) fn apply_http(&self, mut b: Builder) -> Result<Builder> {
+        if let Some(names) = &self.transports {
+            b = b.transports(transports(names)?);
+        }
+        if let Some(age) = &self.cache_max_age {
+            b = b.cache_policy(cache_policy(age)?);
+        }
+        match (&self.trusted_proxies, &self.client_ip_header) {
+            (Some(proxies), header) => b = b.client_ip(client_ip(proxies, header.as_deref())?),
+            (None, Some(_)) => bail!("client_ip_header: needs trusted_proxies to believe it from"),
+            (None, None) => {}
+        }
+        if let Some(origins) = &self.cors_origins {
+            b = b.cors(cors(
+                origins.clone(),
+                self.cors_credentials.unwrap_or(false),
+            )?);
+        } else if self.cors_credentials.is_some() {
+            bail!("cors_credentials: needs cors_origins");
+        }
+        Ok(b)
+    }
+}
+
+fn transports(names: &[String]) -> Result<Transports> {
+    let mut t = Transports {
+        query: false,
+        cookie: false,
+        path: false,
+    };
+    for name in names {
+        let on = match name.as_str() {
+            "query" => &mut t.query,
+            "cookie" => &mut t.cookie,
+            "path" => &mut t.path,
+            _ => bail!("transports: unknown transport {name:?} (query, cookie or path)"),
+        };
+        *on = true;
+    }
+    if !(t.query || t.cookie || t.path) {
+        bail!("transports: name at least one of query, cookie, path");
+    }
+    Ok(t)
+}
+
+fn cache_policy(age: &str) -> Result<CachePolicy> {
+    if age == "no-store" {
+        return Ok(CachePolicy::NoStore);
+    }
+    let max_age = crate::parse_duration(age).map_err(|e| anyhow!("cache_max_age: {e}"))?;
+    Ok(CachePolicy::Private { max_age })
+}
+
+fn client_ip(proxies: &[String], header: Option<&str>) -> Result<ClientIpSource> {
+    let trusted_proxies = proxies
+        .iter()
+        .map(|p| {
+            p.parse::<IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| anyhow!("trusted_proxies: {p:?} is not an address or network"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let name = header.unwrap_or("x-forwarded-for");
+    let header = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+        .map_err(|_| anyhow!("client_ip_header: {name:?} is not a header name"))?;
+    Ok(ClientIpSource::TrustedHeader {
+        header,
+        trusted_proxies,
+    })
+}
+
+fn cors(origins: Vec<String>, credentials: bool) -> Result<Cors> {
+    if origins.iter().any(|o| o == "*") {
+        if origins.len() > 1 {
+            bail!("cors_origins: \"*\" (any origin) stands alone");
+        }
+        if credentials {
+            bail!("cors_credentials: only with listed cors_origins, never with \"*\"");
+        }
+        return Ok(Cors::AnyOrigin);
+    }
+    if origins.is_empty() {
+        return Ok(Cors::Off);
+    }
+    Ok(Cors::Origins {
+        origins,
+        credentials,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn transports_by_name() {
+        let t = transports(&strings(&["path", "query"])).unwrap();
+        assert_eq!((t.query, t.cookie, t.path), (true, false, true));
+        for bad in [&["cookies"][..], &[]] {
+            let err = transports(&strings(bad)).unwrap_err().to_string();
+            assert!(err.starts_with("transports: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn cache_policies() {
+        assert_eq!(cache_policy("no-store").unwrap(), CachePolicy::NoStore);
+        assert_eq!(
+            cache_policy("10m").unwrap(),
+            CachePolicy::Private {
+                max_age: mediagate::signer::time::Duration::minutes(10)
+            }
+        );
+        assert!(cache_policy("0s").is_err());
+    }
+
+    #[test]
+    fn proxies_and_their_header() {
+        let source = client_ip(&strings(&["10.0.0.0/8", "192.0.2.7"]), Some("X-Real-IP")).unwrap();
+        assert_eq!(
+            source,
+            ClientIpSource::TrustedHeader {
+                header: http::HeaderName::from_static("x-real-ip"),
+                trusted_proxies: vec![
+                    "10.0.0.0/8".parse().unwrap(),
+                    "192.0.2.7/32".parse().unwrap()
+                ],
+            }
+        );
+        assert!(client_ip(&strings(&["10.0.0.0/33"]), None).is_err());
+        assert!(client_ip(&strings(&["10.0.0.1"]), Some("bad header")).is_err());
+    }
+
+    #[test]
+    fn cors_settings() {
+        assert_eq!(cors(strings(&["*"]), false).unwrap(), Cors::AnyOrigin);
+        assert_eq!(cors(vec![], false).unwrap(), Cors::Off);
+        assert_eq!(
+            cors(strings(&["https://app.example"]), true).unwrap(),
+            Cors::Origins {
+                origins: strings(&["https://app.example"]),
+                credentials: true
+            }
+        );
+        assert!(cors(strings(&["*"]), true).is_err());
+        assert!(cors(strings(&["*", "https://app.example"]), false).is_err());
+    }
+}
