@@ -93,6 +93,18 @@ fn sign_a_txt(keys: &str, base: &str) -> String {
     url
 }
 
+/// A temporary directory holding a new keys file and a media root with
+/// `a.txt`; the directory, the keys file's path and the root.
+fn keys_and_media(a_txt: &str) -> (tempfile::TempDir, String, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml").to_str().unwrap().to_owned();
+    assert_eq!(run(&["keygen", "--out", &keys]).0, 0);
+    let root = dir.path().join("media");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.txt"), a_txt).unwrap();
+    (dir, keys, root)
+}
+
 /// Sends SIGTERM to `child` and checks that it exits cleanly.
 fn stop(mut child: std::process::Child) {
     let status = Command::new("kill")
@@ -333,13 +345,8 @@ fn bad_inputs_are_one_line_errors() {
 
 #[test]
 fn serve_answers_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys.toml");
-    let k = keys.to_str().unwrap();
-    run(&["keygen", "--out", k]);
-    let root = dir.path().join("media");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("a.txt"), "served by the binary\n").unwrap();
+    let (_dir, keys, root) = keys_and_media("served by the binary\n");
+    let k = keys.as_str();
     let mut cmd = bin();
     cmd.args([
         "serve",
@@ -422,15 +429,10 @@ fn serve_reloads_its_keys_on_sighup() {
 
 #[test]
 fn serve_reads_a_config_file_and_env_overrides_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys.toml");
-    let k = keys.to_str().unwrap();
-    run(&["keygen", "--out", k]);
-    let root = dir.path().join("media");
+    let (dir, keys, root) = keys_and_media("from the config root\n");
+    let k = keys.as_str();
     let other = dir.path().join("other");
-    std::fs::create_dir_all(&root).unwrap();
     std::fs::create_dir_all(&other).unwrap();
-    std::fs::write(root.join("a.txt"), "from the config root\n").unwrap();
     std::fs::write(other.join("a.txt"), "from the env root\n").unwrap();
     let config = dir.path().join("mediagate.toml");
     std::fs::write(
@@ -469,7 +471,7 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
         &["serve", "--config", bad.to_str().unwrap()],
         "unknown field",
     );
-    // A bad value is a one-line error naming the setting.
+    // Each bad value is a one-line error naming its setting.
     let args = [
         "serve",
         "--config",
@@ -479,21 +481,39 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
         "--root",
         "/tmp",
     ];
-    for (setting, value) in [("leeway", "soon"), ("close_unused_after", "0s")] {
-        std::fs::write(&bad, format!("{setting} = {value:?}\n")).unwrap();
-        assert_one_line_error(&args, setting);
+    for (text, needle) in [
+        ("leeway = \"soon\"", "leeway"),
+        ("close_unused_after = \"0s\"", "close_unused_after"),
+        (
+            "transports = [\"carrier-pigeon\"]",
+            "transports: unknown transport",
+        ),
+        ("transports = []", "transports: name at least one"),
+        ("cache_max_age = \"soon\"", "cache_max_age"),
+        ("trusted_proxies = [\"10.0.0.0/33\"]", "trusted_proxies"),
+        (
+            "client_ip_header = \"x-real-ip\"",
+            "client_ip_header: needs trusted_proxies",
+        ),
+        ("cors_origins = [\"null\"]", "CORS origin must be like"),
+        (
+            "cors_origins = [\"*\"]\ncors_credentials = true",
+            "cors_credentials",
+        ),
+        (
+            "cors_credentials = true",
+            "cors_credentials: needs cors_origins",
+        ),
+    ] {
+        std::fs::write(&bad, format!("{text}\n")).unwrap();
+        assert_one_line_error(&args, needle);
     }
 }
 
 #[test]
 fn serve_config_sets_transports_caching_proxies_and_cors() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys.toml");
-    let k = keys.to_str().unwrap();
-    run(&["keygen", "--out", k]);
-    let root = dir.path().join("media");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("a.txt"), "hello\n").unwrap();
+    let (dir, keys, root) = keys_and_media("hello\n");
+    let k = keys.as_str();
     let config = dir.path().join("mediagate.toml");
     let settings = "transports = [\"query\"]\ncache_max_age = \"no-store\"\n\
                     trusted_proxies = [\"127.0.0.1\"]\nclient_ip_header = \"X-Real-IP\"\n\
@@ -555,41 +575,4 @@ fn serve_config_sets_transports_caching_proxies_and_cors() {
     );
     assert!(res.starts_with("HTTP/1.1 204"), "{res}");
     stop(child);
-
-    // Each bad value is a one-line error naming its setting.
-    let bad = dir.path().join("bad.toml");
-    let args = [
-        "serve",
-        "--config",
-        bad.to_str().unwrap(),
-        "--keys",
-        k,
-        "--root",
-        root.to_str().unwrap(),
-    ];
-    for (text, needle) in [
-        (
-            "transports = [\"carrier-pigeon\"]",
-            "transports: unknown transport",
-        ),
-        ("transports = []", "transports: name at least one"),
-        ("cache_max_age = \"soon\"", "cache_max_age"),
-        ("trusted_proxies = [\"10.0.0.0/33\"]", "trusted_proxies"),
-        (
-            "client_ip_header = \"x-real-ip\"",
-            "client_ip_header: needs trusted_proxies",
-        ),
-        ("cors_origins = [\"null\"]", "CORS origin must be like"),
-        (
-            "cors_origins = [\"*\"]\ncors_credentials = true",
-            "cors_credentials",
-        ),
-        (
-            "cors_credentials = true",
-            "cors_credentials: needs cors_origins",
-        ),
-    ] {
-        std::fs::write(&bad, format!("{text}\n")).unwrap();
-        assert_one_line_error(&args, needle);
-    }
 }

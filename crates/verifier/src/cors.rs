@@ -255,37 +255,23 @@ mod tests {
     #[test]
     fn origins_are_normalized_as_browsers_send_them() {
         let n = |o| normalize_origin(o).map(|v| v.to_str().unwrap().to_owned());
-        assert_eq!(
-            n("https://app.example.com").as_deref(),
-            Some("https://app.example.com")
-        );
-        assert_eq!(
-            n("HTTPS://App.Example.COM").as_deref(),
-            Some("https://app.example.com")
-        );
-        assert_eq!(
-            n("https://app.example.com:443").as_deref(),
-            Some("https://app.example.com")
-        );
-        assert_eq!(
-            n("http://localhost:80").as_deref(),
-            Some("http://localhost")
-        );
-        assert_eq!(
-            n("http://localhost:3000").as_deref(),
-            Some("http://localhost:3000")
-        );
-        assert_eq!(
-            n("https://127.0.0.1:8443").as_deref(),
-            Some("https://127.0.0.1:8443")
-        );
-        assert_eq!(n("http://[::1]:8080").as_deref(), Some("http://[::1]:8080"));
-        assert_eq!(n("http://[::1]").as_deref(), Some("http://[::1]"));
-        assert_eq!(n("http://[0:0::1]").as_deref(), Some("http://[::1]"));
-        assert_eq!(
-            n("https://xn--bcher-kva.example").as_deref(),
-            Some("https://xn--bcher-kva.example")
-        );
+        for (given, sent) in [
+            ("https://app.example.com", "https://app.example.com"),
+            ("HTTPS://App.Example.COM", "https://app.example.com"),
+            ("https://app.example.com:443", "https://app.example.com"),
+            ("http://localhost:80", "http://localhost"),
+            ("http://localhost:3000", "http://localhost:3000"),
+            ("https://127.0.0.1:8443", "https://127.0.0.1:8443"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+            ("http://[::1]", "http://[::1]"),
+            ("http://[0:0::1]", "http://[::1]"),
+            (
+                "https://xn--bcher-kva.example",
+                "https://xn--bcher-kva.example",
+            ),
+        ] {
+            assert_eq!(n(given).as_deref(), Some(sent), "{given:?}");
+        }
         for bad in [
             "",
             "*",
