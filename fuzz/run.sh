@@ -20,6 +20,12 @@ for f in ../crates/verifier/tests/data/traversal-extra.txt ../../shared/corpus/t
   [ -f "$f" ] || continue
   n=0; while IFS= read -r line; do n=$((n+1)); printf '%s' "$line" > "corpus/path/seed-$(basename "$f")-$n"; printf '%s\nbytes=0-1\n' "$line" > "corpus/request/seed-$(basename "$f")-$n"; done < "$f"
 done
+# Cross-origin requests: a preflight from the listed origin, a GET from it,
+# and a preflight from another (the lines after the target are the
+# headers, in the order request.rs names them).
+printf '!/pub/a.txt\n\n\n\n\n\n\n\nhttps://app.example\nGET\n' > corpus/request/seed-cors-preflight
+printf '/pub/a.txt\nbytes=0-3\n\n\n\n\n\n\nhttps://app.example\n' > corpus/request/seed-cors-get
+printf '!/pub/a.txt\n\n\n\n\n\n\n\nhttps://evil.example\nGET\n' > corpus/request/seed-cors-other
 # Seed the signed-payload corpus with the payloads of the format vectors.
 python3 - <<'PY'
 import base64, json, pathlib

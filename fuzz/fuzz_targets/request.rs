@@ -1,6 +1,7 @@
-//! Whole requests through the service, in process: target, Range and
-//! conditional headers from the input, with and without a valid link for
-//! the whole root. Never a 5xx, never a byte from outside the root.
+//! Whole requests through the service, in process: target, Range,
+//! conditional and CORS headers from the input, as GET or as OPTIONS, with
+//! and without a valid link for the whole root. Never a 5xx, never a byte
+//! from outside the root, never a CORS grant to an origin not listed.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -9,9 +10,11 @@ use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use mediagate_signer::time::Duration;
 use mediagate_signer::{Key, Keyring, Signer};
-use mediagate_verifier::MediaGate;
+use mediagate_verifier::{Cors, MediaGate};
 
 const CANARY: &[u8] = b"CANARY-OUTSIDE-THE-ROOT";
+/// The one origin whose scripts may read responses.
+const APP: &str = "https://app.example";
 
 fn gate() -> &'static (tempfile::TempDir, MediaGate, String) {
     static G: OnceLock<(tempfile::TempDir, MediaGate, String)> = OnceLock::new();
@@ -26,7 +29,13 @@ fn gate() -> &'static (tempfile::TempDir, MediaGate, String) {
         std::fs::write(dir.path().join("secret"), CANARY).expect("write");
         std::os::unix::fs::symlink(dir.path().join("secret"), root.join("pub/out")).expect("symlink");
         let ring = Keyring::new(Key::new("fuzz", &[3u8; 32]).expect("key"));
-        let gate = MediaGate::builder(&root, ring.clone()).build().expect("gate");
+        let gate = MediaGate::builder(&root, ring.clone())
+            .cors(Cors::Origins {
+                origins: vec![APP.into()],
+                credentials: true,
+            })
+            .build()
+            .expect("gate");
         let token = Signer::new(ring)
             .link("/")
             .user("fuzz")
@@ -42,8 +51,17 @@ fuzz_target!(|data: &[u8]| {
     let (_dir, gate, token) = gate();
     let text = String::from_utf8_lossy(data);
     let mut parts = text.split('\n');
-    let target = parts.next().unwrap_or("/");
-    let names = ["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "cookie"];
+    let first = parts.next().unwrap_or("/");
+    // A leading '!' makes the request an OPTIONS (a preflight, when the
+    // CORS headers below are there).
+    let (method, target) = match first.strip_prefix('!') {
+        Some(rest) => (http::Method::OPTIONS, rest),
+        None => (http::Method::GET, first),
+    };
+    let names = [
+        "range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
+        "cookie", "origin", "access-control-request-method",
+    ];
     for signed in [false, true] {
         let uri = if signed {
             let sep = if target.contains('?') { '&' } else { '?' };
@@ -51,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
         } else {
             target.to_owned()
         };
-        let mut req = http::Request::get(uri.as_str());
+        let mut req = http::Request::builder().method(method.clone()).uri(uri.as_str());
         for (name, value) in names.iter().zip(parts.clone()) {
             req = req.header(*name, value);
         }
@@ -59,6 +77,13 @@ fuzz_target!(|data: &[u8]| {
         let res = gate.handle(&req);
         assert!(res.status().as_u16() < 500, "{uri:?} -> {}", res.status());
         assert!(res.headers().get("location").is_none());
+        let h = res.headers();
+        if let Some(allowed) = h.get("access-control-allow-origin") {
+            assert_eq!(allowed, APP);
+            assert_eq!(req.headers().get("origin").map(|o| o == APP), Some(true));
+        } else {
+            assert!(h.get("access-control-allow-credentials").is_none());
+        }
         let body = futures_executor::block_on(res.into_body().collect());
         if let Ok(body) = body {
             let body = body.to_bytes();
