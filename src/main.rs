@@ -614,15 +614,25 @@ fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr, filtered by `MEDIAGATE_LOG` (default `info`), as text
+/// or, with `MEDIAGATE_LOG_FORMAT=json`, as one JSON object per line (what
+/// log shippers read: every access-log field is a key).
+fn init_logging() -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIAGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let format = std::env::var("MEDIAGATE_LOG_FORMAT").unwrap_or_default();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(true)
-        .init();
+        .with_target(true);
+    match format.as_str() {
+        "" | "text" => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        "json" => builder.json().flatten_event(true).init(),
+        other => bail!("MEDIAGATE_LOG_FORMAT: {other:?} is not text or json"),
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<bool> {
@@ -652,11 +662,11 @@ fn run(cli: Cli) -> Result<bool> {
         .map(|()| true),
         Command::Inspect { url, keys } => inspect(&url, keys.keys.as_deref()),
         Command::Serve(args) => {
-            init_logging();
+            init_logging()?;
             serve(args).map(|()| true)
         }
         Command::Demo { listen } => {
-            init_logging();
+            init_logging()?;
             demo::run(listen).map(|()| true)
         }
     }

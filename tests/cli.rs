@@ -576,3 +576,55 @@ fn serve_config_sets_transports_caching_proxies_and_cors() {
     assert!(res.starts_with("HTTP/1.1 204"), "{res}");
     stop(child);
 }
+
+#[test]
+fn serve_logs_json_lines_when_asked() {
+    let (_dir, keys, root) = keys_and_media("hello\n");
+    let mut cmd = bin();
+    cmd.env("MEDIAGATE_LOG_FORMAT", "json").args([
+        "serve",
+        "--keys",
+        &keys,
+        "--root",
+        root.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut next_json = || -> serde_json::Value {
+        let line = lines.next().expect("server exited early").unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    };
+    let serving = next_json();
+    assert_eq!(serving["message"], "serving", "{serving}");
+    let addr = serving["addr"].as_str().unwrap().to_owned();
+    let url = sign_a_txt(&keys, "");
+    let token = url.split("mg_token=").nth(1).unwrap().trim().to_owned();
+    assert!(http_get(&addr, url.trim()).ends_with("hello\n"));
+    let access = loop {
+        let line = next_json();
+        if line["target"] == "mediagate::access" {
+            break line;
+        }
+    };
+    assert_eq!(access["status"], 200, "{access}");
+    assert_eq!(access["path"], "/a.txt");
+    assert_eq!(access["user"], "7");
+    assert_eq!(access["bytes"], 6);
+    assert!(!access.to_string().contains(&token), "{access}");
+    stop(child);
+    // Any other format is a one-line error.
+    let out = bin()
+        .env("MEDIAGATE_LOG_FORMAT", "xml")
+        .args(["serve", "--keys", &keys, "--root", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (code, err) = (out.status.code(), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("MEDIAGATE_LOG_FORMAT: \"xml\" is not text or json"),
+        "{err}"
+    );
+}
