@@ -71,9 +71,8 @@ const ANY: HeaderValue = HeaderValue::from_static("*");
 const TRUE: HeaderValue = HeaderValue::from_static("true");
 
 /// The settled form of a [`Cors`] setting.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) enum CorsRules {
-    #[default]
     Off,
     Any,
     List {
