@@ -27,6 +27,7 @@ pub(crate) struct FileConfig {
     pub max_open_files: Option<usize>,
     pub close_unused_after: Option<String>,
     pub header_read_timeout: Option<String>,
+    pub send_timeout: Option<String>,
     pub leeway: Option<String>,
     pub max_ttl: Option<String>,
     /// Any of "query", "cookie", "path" (default all three).

@@ -439,7 +439,7 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
         &config,
         format!(
             "keys = {k:?}\nroot = {:?}\nlisten = \"127.0.0.1:0\"\nmount = \"/files\"\n\
-             health_path = \"/up\"\nmax_connections = 64\nheader_read_timeout = \"5s\"\n\
+             health_path = \"/up\"\nmax_connections = 64\nheader_read_timeout = \"5s\"\nsend_timeout = \"30s\"\n\
              leeway = \"10s\"\nmax_ttl = \"1d\"\nworkers = 1\nchunk_size = 65536\nsendfile = false\n\
              revalidate_after_ms = 0\nmax_open_files = 16\nclose_unused_after = \"30s\"\n",
             root.to_str().unwrap()
@@ -484,6 +484,7 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
     for (text, needle) in [
         ("leeway = \"soon\"", "leeway"),
         ("close_unused_after = \"0s\"", "close_unused_after"),
+        ("send_timeout = \"never\"", "send_timeout"),
         (
             "transports = [\"carrier-pigeon\"]",
             "transports: unknown transport",

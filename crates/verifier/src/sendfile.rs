@@ -20,6 +20,10 @@
 //! is an error that closes the connection, as is a file that shrinks under
 //! `sendfile` (a response shorter than its `Content-Length` is never sent
 //! as if complete).
+//!
+//! [`SendfileIo`] is every connection's I/O, HTTP/2 and sendfile-less ones
+//! included, and so also where a write that the client never accepts ends:
+//! after the send timeout, with an error that closes the connection.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -27,6 +31,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use hyper_util::rt::TokioIo;
@@ -96,14 +101,74 @@ pub(crate) struct SendfileIo {
     /// Bytes the server read before handing the connection over (while
     /// telling HTTP/1 from HTTP/2); reads return them first.
     read_ahead: Bytes,
+    stall: SendTimer,
+}
+
+/// Ends a write that has waited `timeout` for the client to accept a byte
+/// (nginx's `send_timeout`). The timer is allocated the first time a write
+/// has to wait, which a small response on a reading client never does, and
+/// re-armed each time a wait begins after progress.
+#[derive(Debug)]
+struct SendTimer {
+    timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `sleep` counts down the current wait.
+    armed: bool,
+}
+
+impl SendTimer {
+    fn new(timeout: Duration) -> Self {
+        SendTimer {
+            timeout,
+            sleep: None,
+            armed: false,
+        }
+    }
+
+    /// Passes a write's outcome through: progress (or an error) disarms the
+    /// timer; a wait arms it if need be, and becomes a `TimedOut` error
+    /// once the timer has run out.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if write.is_ready() {
+            self.armed = false;
+            return write;
+        }
+        if !self.armed {
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            match &mut self.sleep {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.armed = true;
+        }
+        match self.sleep.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client accepted no bytes within the send timeout",
+            ))),
+            _ => Poll::Pending,
+        }
+    }
 }
 
 impl SendfileIo {
-    pub(crate) fn new(stream: TcpStream, lane: Option<Lane>, read_ahead: Bytes) -> Self {
+    /// Wraps an accepted connection; writes that wait longer than
+    /// `send_timeout` for the client fail (see [`SendTimer`]).
+    pub(crate) fn new(
+        stream: TcpStream,
+        lane: Option<Lane>,
+        read_ahead: Bytes,
+        send_timeout: Duration,
+    ) -> Self {
         SendfileIo {
             io: TokioIo::new(stream),
             lane,
             read_ahead,
+            stall: SendTimer::new(send_timeout),
         }
     }
 
@@ -212,13 +277,39 @@ impl hyper::rt::Write for SendfileIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match placeholder_offset(buf) {
+        let write = match placeholder_offset(buf) {
             Some(at) => self.poll_send_span(cx, at, buf.len()),
             None => Pin::new(&mut self.io).poll_write(cx, buf),
-        }
+        };
+        self.stall.watch(cx, write)
     }
 
     fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let write = self.as_mut().write_vectored(cx, bufs);
+        self.stall.watch(cx, write)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl SendfileIo {
+    /// One vectored write: ordinary slices as they are, a placeholder at
+    /// the front as `sendfile`.
+    fn write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
@@ -237,20 +328,8 @@ impl hyper::rt::Write for SendfileIo {
             // instead of travelling (and waking the client) alone; nginx's
             // `tcp_nopush` does the same with TCP_CORK.
             Some(plain) => self.poll_send_more(cx, &bufs[..plain]),
-            None => Pin::new(&mut self.io).poll_write_vectored(cx, bufs),
+            None => hyper::rt::Write::poll_write_vectored(Pin::new(&mut self.io), cx, bufs),
         }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -289,7 +368,32 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let client = TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
-        (SendfileIo::new(server, lane.into(), Bytes::new()), client)
+        (
+            SendfileIo::new(server, lane.into(), Bytes::new(), Duration::from_secs(60)),
+            client,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_accepts_times_out() {
+        let lane = Lane::default();
+        let (io, _peer) = pair(lane.clone()).await;
+        let mut io = SendfileIo {
+            stall: SendTimer::new(Duration::from_millis(200)),
+            ..io
+        };
+        // A sparse file far larger than the socket buffers; the peer reads
+        // nothing.
+        let file = tempfile::tempfile().expect("temp file");
+        file.set_len(64 << 20).expect("set_len");
+        let file = Arc::new(file);
+        let spans: Vec<Bytes> = (0..64u64)
+            .map(|i| lane.push(&file, i << 20, 1 << 20))
+            .collect();
+        let started = std::time::Instant::now();
+        let err = refused(&mut io, &spans).await;
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(200));
     }
 
     /// One read of at most `max` bytes through hyper's interface.

@@ -1,7 +1,8 @@
 //! A production HTTP server for the service: HTTP/1.1 and HTTP/2 (prior
 //! knowledge), a header-read timeout that also closes idle keep-alive
-//! connections, a cap on concurrent connections, back-off when out of file
-//! descriptors, and graceful shutdown with a drain deadline.
+//! connections, a send timeout for clients that stop reading, a cap on
+//! concurrent connections, back-off when out of file descriptors, and
+//! graceful shutdown with a drain deadline.
 
 use std::future::Future;
 use std::io;
@@ -53,6 +54,13 @@ pub struct ServerConfig {
     /// mechanism is described in `src/sendfile.rs`). Turn it off for a file
     /// system that cannot `sendfile`.
     pub sendfile: bool,
+    /// A connection whose client accepts no bytes for this long while a
+    /// response waits to be sent is closed (default 60 s, as nginx's
+    /// `send_timeout`): a client that stops reading a large file would
+    /// otherwise hold its connection, and a place under
+    /// [`max_connections`](Self::max_connections), for ever. A client that
+    /// reads slowly but steadily is not affected.
+    pub send_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +72,7 @@ impl Default for ServerConfig {
             http2: true,
             max_header_bytes: 16 * 1024,
             sendfile: true,
+            send_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -102,6 +111,12 @@ impl ServerConfig {
     /// Sets [`sendfile`](Self::sendfile).
     pub fn with_sendfile(mut self, enabled: bool) -> Self {
         self.sendfile = enabled;
+        self
+    }
+
+    /// Sets [`send_timeout`](Self::send_timeout).
+    pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = timeout;
         self
     }
 }
@@ -221,7 +236,7 @@ async fn connection(
             .keep_alive_timeout(Duration::from_secs(20))
             .max_concurrent_streams(128)
             .max_header_list_size(config.max_header_bytes as u32);
-        let io = SendfileIo::new(stream, None, first);
+        let io = SendfileIo::new(stream, None, first, config.send_timeout);
         // Boxed: HTTP/2 with prior knowledge is the rare case, and its
         // state would otherwise double the size of every connection's task.
         let conn = Box::pin(watcher.watch(b.serve_connection(io, service)));
@@ -232,7 +247,7 @@ async fn connection(
         result
     } else {
         let lane = config.sendfile.then(Lane::default);
-        let io = SendfileIo::new(stream, lane.clone(), first);
+        let io = SendfileIo::new(stream, lane.clone(), first, config.send_timeout);
         let service = service_fn(move |req: Request<Incoming>| {
             std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond_on_wire(
                 &req,

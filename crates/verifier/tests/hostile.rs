@@ -300,3 +300,55 @@ async fn many_requests_on_one_keep_alive_connection() {
     assert_eq!(text.matches("hello world\n").count(), 50);
     s.shutdown().await.unwrap();
 }
+
+/// Connects with a small receive buffer (so that little of a response fits
+/// in flight), asks for `target`, and waits `pause` before reading it all;
+/// the bytes received, until the server ended the connection.
+async fn read_after_a_pause(addr: std::net::SocketAddr, target: &str, pause: Duration) -> usize {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut c = socket.connect(addr).await.unwrap();
+    c.write_all(
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(pause).await;
+    let mut total = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), c.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return total,
+            Ok(Ok(n)) => total += n,
+            Err(_) => panic!("the connection neither sent nor ended for 20 s"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_stop_reading_are_cut_off_at_the_send_timeout() {
+    for sendfile in [true, false] {
+        let config = ServerConfig::default()
+            .with_sendfile(sendfile)
+            .with_send_timeout(Duration::from_millis(600));
+        let s = TestServer::start_with(|b| b, config).await;
+        // Far more than the socket buffers of both ends hold.
+        let len = 64u64 << 20;
+        std::fs::File::create(s.root.join("huge.bin"))
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+        let target = s.target("/huge.bin");
+        // A pause shorter than the timeout loses nothing.
+        let whole = read_after_a_pause(s.addr, &target, Duration::from_millis(200)).await;
+        assert!(whole as u64 > len, "sendfile {sendfile}: {whole} bytes");
+        // A client that accepts nothing for longer is cut off: it gets what
+        // was in flight, then the end of the connection.
+        let before = open_fds();
+        let cut = read_after_a_pause(s.addr, &target, Duration::from_millis(2500)).await;
+        assert!((cut as u64) < len / 2, "sendfile {sendfile}: {cut} bytes");
+        // ...and its descriptors are released.
+        assert!(open_fds() <= before, "sendfile {sendfile}");
+        s.shutdown().await.unwrap();
+    }
+}
