@@ -23,6 +23,7 @@ pub(crate) struct FileConfig {
     pub workers: Option<usize>,
     pub chunk_size: Option<usize>,
     pub sendfile: Option<bool>,
+    pub http2: Option<bool>,
     pub revalidate_after_ms: Option<u64>,
     pub max_open_files: Option<usize>,
     pub close_unused_after: Option<String>,

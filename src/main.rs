@@ -325,6 +325,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(on) = file.sendfile {
         config.sendfile = on;
     }
+    if let Some(on) = file.http2 {
+        config.http2 = on;
+    }
     if let Some(t) = seconds(file.header_read_timeout.as_deref(), "header_read_timeout")? {
         config.header_read_timeout = std::time::Duration::from_secs(t.whole_seconds() as u64);
     }

@@ -440,7 +440,7 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
         format!(
             "keys = {k:?}\nroot = {:?}\nlisten = \"127.0.0.1:0\"\nmount = \"/files\"\n\
              health_path = \"/up\"\nmax_connections = 64\nheader_read_timeout = \"5s\"\nsend_timeout = \"30s\"\n\
-             leeway = \"10s\"\nmax_ttl = \"1d\"\nworkers = 1\nchunk_size = 65536\nsendfile = false\n\
+             leeway = \"10s\"\nmax_ttl = \"1d\"\nworkers = 1\nchunk_size = 65536\nsendfile = false\nhttp2 = false\n\
              revalidate_after_ms = 0\nmax_open_files = 16\nclose_unused_after = \"30s\"\n",
             root.to_str().unwrap()
         ),
@@ -456,13 +456,27 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
         let url = sign_a_txt(k, "/files");
         let file = http_get(&addr, url.trim());
         let health = http_get(&addr, "/up");
+        // With http2 off, an HTTP/2 preface does not start an HTTP/2
+        // connection: no SETTINGS frame comes back (hyper's HTTP/1 side
+        // closes the connection on it).
+        let mut h2 = std::net::TcpStream::connect(&addr).unwrap();
+        h2.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        h2.read_to_end(&mut answer).unwrap();
         stop(child);
-        (file, health)
+        (file, health, answer)
     };
-    let (file, health) = fetch(None);
+    let (file, health, answer) = fetch(None);
     assert!(file.ends_with("from the config root\n"), "{file}");
     assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"));
-    let (file, _) = fetch(Some(other.to_str().unwrap()));
+    let settings_frame = answer.len() >= 9 && answer[3] == 0x04;
+    assert!(!settings_frame, "{answer:?}");
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 "),
+        "{answer:?}"
+    );
+    let (file, _, _) = fetch(Some(other.to_str().unwrap()));
     assert!(file.ends_with("from the env root\n"), "{file}");
     // A config with an unknown setting is a one-line error.
     let bad = dir.path().join("bad.toml");
