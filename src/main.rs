@@ -320,7 +320,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     let mut config = ServerConfig::default();
     if let Some(n) = file.max_connections {
-        config.max_connections = n;
+        config.max_connections = at_least_one(n, "max_connections")?;
     }
     if let Some(on) = file.sendfile {
         config.sendfile = on;
@@ -338,7 +338,17 @@ fn serve(args: ServeArgs) -> Result<()> {
     let gate = b.cache_limits(limits).build()?;
     reload_keys_on_hangup(gate.keyring_handle(), keys_file)?;
     let workers = args.workers.or(file.workers);
+    let workers = workers.map(|n| at_least_one(n, "workers")).transpose()?;
     run_server(gate, listen, config, workers)
+}
+
+/// `n`, refused when zero: a server with no worker or no connection slot
+/// would never answer.
+fn at_least_one(n: usize, what: &str) -> Result<usize> {
+    if n == 0 {
+        bail!("{what}: must be at least 1");
+    }
+    Ok(n)
 }
 
 /// On `SIGHUP`, reads the keys file again and checks links with its keys

@@ -339,6 +339,18 @@ fn bad_inputs_are_one_line_errors() {
         ],
         "cannot listen",
     );
+    assert_one_line_error(
+        &[
+            "serve",
+            "--keys",
+            k,
+            "--root",
+            dir.path().to_str().unwrap(),
+            "--workers",
+            "0",
+        ],
+        "workers: must be at least 1",
+    );
     assert_one_line_error(&["inspect", "not-a-token"], "not a mediagate link");
     assert_one_line_error(&["frobnicate"], "frobnicate");
 }
@@ -499,6 +511,8 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
         ("leeway = \"soon\"", "leeway"),
         ("close_unused_after = \"0s\"", "close_unused_after"),
         ("send_timeout = \"never\"", "send_timeout"),
+        ("max_connections = 0", "max_connections: must be at least 1"),
+        ("workers = 0", "workers: must be at least 1"),
         (
             "transports = [\"carrier-pigeon\"]",
             "transports: unknown transport",

@@ -41,7 +41,7 @@ pub struct ServerConfig {
     /// that this also bounds an idle kept-alive connection (default 10 s).
     pub header_read_timeout: Duration,
     /// The most connections served at once; further clients wait in the
-    /// listen backlog (default 4096).
+    /// listen backlog (default 4096; 0 counts as 1).
     pub max_connections: usize,
     /// How long a graceful shutdown waits for requests in flight (default 10 s).
     pub drain_timeout: Duration,
