@@ -247,22 +247,49 @@ fn sign(
         };
         b = b.client_net(net);
     }
+    let mount = mount_of(base_url)?;
     let link = b.sign()?;
     match form {
         Form::Query => println!("{}", link.url(base_url)),
         Form::Path => println!("{}", link.path_form(base_url)),
-        Form::Cookie => {
-            let mount = base_url
-                .find("://")
-                .and_then(|i| base_url[i + 3..].find('/').map(|j| &base_url[i + 3 + j..]))
-                .unwrap_or("");
-            println!(
-                "Set-Cookie: {}",
-                link.set_cookie(mount, OffsetDateTime::now_utc())
-            );
-        }
+        Form::Cookie => println!(
+            "Set-Cookie: {}",
+            link.set_cookie(mount, OffsetDateTime::now_utc())
+        ),
     }
     Ok(())
+}
+
+/// The mount path of a `--base-url`: the whole of an absolute path
+/// (`/media`), the path of an `http(s)://host/path` URL, or "" for none.
+/// Anything else (a query, a fragment, another scheme, a relative path,
+/// spaces or control characters) would make a broken link and is refused.
+fn mount_of(base_url: &str) -> Result<&str> {
+    let refuse = || {
+        anyhow!(
+            "--base-url {base_url:?} must be an http(s) URL or an absolute path, \
+             without query or fragment"
+        )
+    };
+    if base_url
+        .bytes()
+        .any(|b| matches!(b, b'?' | b'#') || !b.is_ascii_graphic())
+    {
+        return Err(refuse());
+    }
+    // "//host" is a URL without a scheme, not a path.
+    if base_url.is_empty() || (base_url.starts_with('/') && !base_url.starts_with("//")) {
+        return Ok(base_url);
+    }
+    let rest = base_url
+        .strip_prefix("https://")
+        .or_else(|| base_url.strip_prefix("http://"))
+        .ok_or_else(refuse)?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if host.is_empty() {
+        return Err(refuse());
+    }
+    Ok(path)
 }
 
 fn seconds(s: Option<&str>, what: &str) -> Result<Option<Duration>> {
@@ -757,6 +784,34 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_urls_give_their_mount_or_are_refused() {
+        for (base, mount) in [
+            ("", ""),
+            ("/media", "/media"),
+            ("/media/", "/media/"),
+            ("https://media.example.com", ""),
+            ("https://media.example.com/media", "/media"),
+            ("http://127.0.0.1:8080/a/b", "/a/b"),
+        ] {
+            assert_eq!(mount_of(base).ok(), Some(mount), "{base:?}");
+        }
+        for bad in [
+            "media",
+            "//evil.example/media",
+            "javascript:alert(1)",
+            "ftp://host/media",
+            "https://",
+            "https:///media",
+            "https://x/y?z=1",
+            "https://x/y#frag",
+            "/media files",
+            "/médias",
+        ] {
+            assert!(mount_of(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn descriptors_are_shared_between_the_cache_and_connections() {

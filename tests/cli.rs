@@ -197,23 +197,26 @@ fn sign_and_inspect() {
         url.starts_with("/_mg/") && url.trim_end().ends_with("/hls/"),
         "{url}"
     );
-    let (_, cookie, _) = run(&[
-        "sign",
-        "--keys",
-        k,
-        "--user",
-        "1",
-        "--path",
-        "/a",
-        "--form",
-        "cookie",
-        "--base-url",
-        "https://x/media",
-    ]);
-    assert!(
-        cookie.starts_with("Set-Cookie: mg_token=") && cookie.contains("Path=/media/a;"),
-        "{cookie}"
-    );
+    // The cookie's path is the mount's, whether the base is a URL or a path.
+    for base in ["https://x/media", "/media"] {
+        let (_, cookie, _) = run(&[
+            "sign",
+            "--keys",
+            k,
+            "--user",
+            "1",
+            "--path",
+            "/a",
+            "--form",
+            "cookie",
+            "--base-url",
+            base,
+        ]);
+        assert!(
+            cookie.starts_with("Set-Cookie: mg_token=") && cookie.contains("Path=/media/a;"),
+            "{base}: {cookie}"
+        );
+    }
     // Keys from the environment.
     let out = bin()
         .args(["sign", "--user", "1", "--path", "/a"])
@@ -282,6 +285,8 @@ fn bad_inputs_are_one_line_errors() {
     check(&["--ttl", "0s"], "positive");
     check(&["--ttl", "30d"], "lifetime");
     check(&["--ip", "nope"], "--ip");
+    check(&["--base-url", "https://x/y?z=1"], "--base-url");
+    check(&["--base-url", "media"], "--base-url");
     assert_one_line_error(
         &["sign", "--keys", k, "--user", "1", "--path", "/a/../b"],
         "dot segment",

@@ -375,7 +375,9 @@ fn unix_seconds(s: i64) -> Result<u64, SignError> {
 /// A signed link: the token, and the ways to hand it to a client.
 ///
 /// Every rendering takes `base`, the URL where the verifier's mount point is
-/// (`https://media.example.com/media`), and appends the URL-encoded path.
+/// (`https://media.example.com/media`, or an absolute path such as
+/// `/media`), and appends the URL-encoded path. `base` is used as given, so
+/// it must hold no query and no fragment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedLink<'a> {
     token: String,
