@@ -1,5 +1,6 @@
 //! `mediagate demo`: sample media, an ephemeral key, and links to try.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
@@ -92,35 +93,52 @@ pub(crate) fn run(listen: SocketAddr) -> Result<()> {
     };
     tampered.replace_range(flip..flip + 1, c);
 
-    println!("mediagate demo: serving {} at {base}\n", root.display());
-    println!("valid link:\n  curl -i '{}'\n", valid.url(&base));
-    println!("image:\n  curl -sI '{}'\n", image.url(&base));
-    println!(
+    // Written at once, and not fatal if stdout is gone (`demo | head`):
+    // the server is the point.
+    let mut text = String::new();
+    writeln!(
+        text,
+        "mediagate demo: serving {} at {base}\n",
+        root.display()
+    )?;
+    writeln!(text, "valid link:\n  curl -i '{}'\n", valid.url(&base))?;
+    writeln!(text, "image:\n  curl -sI '{}'\n", image.url(&base))?;
+    writeln!(
+        text,
         "HLS prefix link (one token for the playlist and its segments):\n  curl -i '{}'\n  curl -sI '{}'\n",
         show.path_form_for(&base, "/videos/show/master.m3u8")?,
         show.path_form_for(&base, "/videos/show/seg-001.ts")?
-    );
-    println!(
+    )?;
+    writeln!(
+        text,
         "download with a filename:\n  curl -sI '{}'\n",
         pdf.url(&base)
-    );
-    println!(
+    )?;
+    writeln!(
+        text,
         "range request:\n  curl -i -H 'Range: bytes=0-4' '{}'\n",
         valid.url(&base)
-    );
-    println!(
+    )?;
+    writeln!(
+        text,
         "expired link (403 expired):\n  curl -i '{}'\n",
         expired.url(&base)
-    );
-    println!("tampered link (403 bad_signature):\n  curl -i '{tampered}'\n");
-    println!(
+    )?;
+    writeln!(
+        text,
+        "tampered link (403 bad_signature):\n  curl -i '{tampered}'\n"
+    )?;
+    writeln!(
+        text,
         "wrong file with a valid token (403 scope):\n  curl -i '{base}/pixel.png?{}'\n",
         valid.query()
-    );
-    println!(
+    )?;
+    writeln!(
+        text,
         "explain a link:\n  cargo run --release -- inspect '{}'\n",
         expired.url(&base)
-    );
-    println!("Press Ctrl-C to stop.");
+    )?;
+    writeln!(text, "Press Ctrl-C to stop.")?;
+    let _ = say!("{}", text.trim_end());
     crate::start_workers(gate, bound, config)
 }

@@ -12,6 +12,16 @@ use mediagate::signer::{
 };
 use mediagate::verifier::{CacheLimits, KeyringHandle, MediaGate, ServerConfig};
 
+/// Writes a line to stdout, returning the error instead of panicking as
+/// `println!` does: a reader that went away (`mediagate inspect ... | head
+/// -1`) is a `BrokenPipe` error, which `main` takes as a quiet end.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod config;
 mod demo;
 
@@ -206,11 +216,11 @@ fn keygen(out: &Path, id: Option<String>) -> Result<()> {
         Keyring::new(key)
     };
     write_private(out, &ring.to_toml())?;
-    eprintln!(
+    warn(format_args!(
         "wrote {} (active key {id}, {} key(s))",
         out.display(),
         ring.keys().count()
-    );
+    ));
     Ok(())
 }
 
@@ -250,12 +260,12 @@ fn sign(
     let mount = mount_of(base_url)?;
     let link = b.sign()?;
     match form {
-        Form::Query => println!("{}", link.url(base_url)),
-        Form::Path => println!("{}", link.path_form(base_url)),
-        Form::Cookie => println!(
+        Form::Query => say!("{}", link.url(base_url))?,
+        Form::Path => say!("{}", link.path_form(base_url))?,
+        Form::Cookie => say!(
             "Set-Cookie: {}",
             link.set_cookie(mount, OffsetDateTime::now_utc())
-        ),
+        )?,
     }
     Ok(())
 }
@@ -566,8 +576,8 @@ fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
     let now = OffsetDateTime::now_utc();
     let claims = mediagate::signer::decode_unverified(&token)
         .map_err(|e| anyhow!("not a mediagate link: {e}"))?;
-    println!("user:        {}", claims.subject());
-    println!(
+    say!("user:        {}", claims.subject())?;
+    say!(
         "scope:       {}{}",
         claims.path(),
         if claims.path().ends_with('/') {
@@ -575,41 +585,41 @@ fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
         } else {
             ""
         }
-    );
-    println!("methods:     {:?}", claims.methods());
-    println!("key id:      {}", claims.key_id());
-    println!(
+    )?;
+    say!("methods:     {:?}", claims.methods())?;
+    say!("key id:      {}", claims.key_id())?;
+    say!(
         "issued:      {} ({})",
         claims.issued_at(),
         ago(now - claims.issued_at())
-    );
+    )?;
     if let Some(nbf) = claims.not_before() {
-        println!("not before:  {nbf} ({})", ago(now - nbf));
+        say!("not before:  {nbf} ({})", ago(now - nbf))?;
     }
-    println!(
+    say!(
         "expires:     {} ({})",
         claims.expires_at(),
         ago(now - claims.expires_at())
-    );
+    )?;
     if let Some(net) = claims.client_net() {
-        println!("client:      {net}");
+        say!("client:      {net}")?;
     }
     if let Some(cd) = claims.content_disposition() {
-        println!("disposition: {cd}");
+        say!("disposition: {cd}")?;
     }
     if let Some(ct) = claims.content_type() {
-        println!("type:        {ct}");
+        say!("type:        {ct}")?;
     }
     let Some(keys) = keys else {
-        println!("signature:   not checked (pass --keys to check it)");
+        say!("signature:   not checked (pass --keys to check it)")?;
         return Ok(true);
     };
     let verifier = Verifier::new(load_keys(Some(keys))?);
     if let Err(e) = verifier.authenticate(&token) {
-        println!("verdict:     INVALID: {e}");
+        say!("verdict:     INVALID: {e}")?;
         return Ok(false);
     }
-    println!("signature:   valid");
+    say!("signature:   valid")?;
     // Check against the URL's own path when it has one. The mount point is
     // not in the link: assume it ends where the scope's first segment starts.
     let request_path = match url_path.as_deref() {
@@ -635,7 +645,7 @@ fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
         .and_then(|p| Ok(verifier.verify(&token, &RequestFacts::new(Method::Get, &p), now)?));
     match verdict {
         Ok(_) => {
-            println!("verdict:     VALID now for GET {request_path}");
+            say!("verdict:     VALID now for GET {request_path}")?;
             Ok(true)
         }
         Err(e) => {
@@ -651,7 +661,7 @@ fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
                 }
                 _ => e.to_string(),
             };
-            println!("verdict:     INVALID: {why}");
+            say!("verdict:     INVALID: {why}")?;
             Ok(false)
         }
     }
@@ -749,6 +759,22 @@ fn one_line(text: &str) -> String {
     }
 }
 
+/// Whether `e` comes from writing to a pipe whose reader has gone.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes a line to stderr, ignoring a failure (`eprintln!` would panic on
+/// it, and there is nowhere left to report it).
+fn warn(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -767,15 +793,17 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 };
             }
-            eprintln!("mediagate: {}", one_line(&e.to_string()));
+            warn(format_args!("mediagate: {}", one_line(&e.to_string())));
             return ExitCode::from(2);
         }
     };
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
+        // The reader of our output went away: nothing is wrong with us.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mediagate: error: {}", describe(&e));
+            warn(format_args!("mediagate: error: {}", describe(&e)));
             ExitCode::from(2)
         }
     }

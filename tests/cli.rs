@@ -662,3 +662,28 @@ fn serve_logs_json_lines_when_asked() {
         "{err}"
     );
 }
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let k = keys.to_str().unwrap();
+    run(&["keygen", "--out", k]);
+    let url = sign_a_txt(k, "");
+    for args in [
+        vec!["sign", "--keys", k, "--user", "7", "--path", "/a.txt"],
+        vec!["inspect", url.trim(), "--keys", k],
+    ] {
+        // The reading end is closed before the command writes a byte.
+        let (reader, writer) = rustix::pipe::pipe().unwrap();
+        drop(reader);
+        let out = bin()
+            .args(&args)
+            .stdout(Stdio::from(writer))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
