@@ -310,8 +310,7 @@ fn seconds(s: Option<&str>, what: &str) -> Result<Option<Duration>> {
 fn serve(args: ServeArgs) -> Result<()> {
     let file: FileConfig = match &args.config {
         Some(p) => toml::from_str(
-            &std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read config {}", p.display()))?,
+            &read_config(p).with_context(|| format!("cannot read config {}", p.display()))?,
         )
         .map_err(|e| anyhow!("config {}: {}", p.display(), e.message()))?,
         None => FileConfig::default(),
@@ -377,6 +376,24 @@ fn serve(args: ServeArgs) -> Result<()> {
     let workers = args.workers.or(file.workers);
     let workers = workers.map(|n| at_least_one(n, "workers")).transpose()?;
     run_server(gate, listen, config, workers)
+}
+
+/// A config file's text, refused past 1 MiB (so that `--config /dev/zero`
+/// is an error, not a process that fills memory).
+fn read_config(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    const MAX: u64 = 1 << 20;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "larger than 1 MiB, not a config file",
+        ));
+    }
+    Ok(text)
 }
 
 /// `n`, refused when zero: a server with no worker or no connection slot

@@ -356,6 +356,15 @@ fn bad_inputs_are_one_line_errors() {
         ],
         "workers: must be at least 1",
     );
+    // A device that never ends is not read until memory runs out.
+    assert_one_line_error(
+        &["serve", "--config", "/dev/zero"],
+        "larger than 1 MiB, not a config file",
+    );
+    assert_one_line_error(
+        &["keygen", "--out", "/dev/zero"],
+        "larger than 1 MiB, not a keys file",
+    );
     assert_one_line_error(&["inspect", "not-a-token"], "not a mediagate link");
     assert_one_line_error(&["frobnicate"], "frobnicate");
 }

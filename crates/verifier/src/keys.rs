@@ -45,11 +45,34 @@ pub fn load_keyring_file(path: &Path) -> Result<Keyring, LoadKeysError> {
     if meta.permissions().mode() & 0o077 != 0 {
         tracing::warn!(file = %shown, "keys file is readable by other users; chmod 600 it");
     }
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(read)?);
+    let text = read_small(path, meta.len()).map_err(read)?;
     Keyring::from_toml(&text).map_err(|source| LoadKeysError::Keys {
         path: shown,
         source,
     })
+}
+
+/// The most bytes read from a keys file: thousands of keys fit.
+const MAX_KEYS_FILE: u64 = 1 << 20;
+
+/// Reads a keys file of at most [`MAX_KEYS_FILE`] bytes into memory that
+/// is zeroed when dropped, sized once from `len` so that no partial copy of
+/// the secrets is left behind by a reallocation. A pipe (`--keys <(...)`)
+/// works; a device that never ends (`/dev/zero`) is refused at the limit
+/// instead of filling memory.
+fn read_small(path: &Path, len: u64) -> std::io::Result<zeroize::Zeroizing<String>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let mut text =
+        zeroize::Zeroizing::new(String::with_capacity(len.min(MAX_KEYS_FILE) as usize + 1));
+    file.take(MAX_KEYS_FILE + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_KEYS_FILE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "larger than 1 MiB, not a keys file",
+        ));
+    }
+    Ok(text)
 }
 
 /// Reads the `id:secret[,id:secret...]` form from environment variable
@@ -139,6 +162,39 @@ mod tests {
         // Neither the bytes nor their spellings (decimal, hex, base64url).
         for needle in ["90, 90", "5a5a", "WlpaWlpa"] {
             assert!(!shown.contains(needle), "{shown}");
+        }
+    }
+
+    #[test]
+    fn keys_files_are_read_from_files_and_pipes_up_to_a_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = Keyring::new(Key::new("k1", &[7u8; 32]).unwrap()).to_toml();
+        let file = dir.path().join("keys.toml");
+        std::fs::write(&file, &toml).unwrap();
+        assert!(load_keyring_file(&file).unwrap().get(b"k1").is_some());
+        // A pipe, as `--keys <(vault read ...)` gives.
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let writer = {
+            let (fifo, toml) = (fifo.clone(), toml.clone());
+            std::thread::spawn(move || std::fs::write(fifo, toml).unwrap())
+        };
+        assert!(load_keyring_file(&fifo).unwrap().get(b"k1").is_some());
+        writer.join().unwrap();
+        // Past the limit: refused, whether a file or an endless device.
+        let big = dir.path().join("big.toml");
+        let mut padded = toml.clone();
+        padded.push_str(&"#".repeat(MAX_KEYS_FILE as usize));
+        std::fs::write(&big, padded).unwrap();
+        for path in [big.as_path(), Path::new("/dev/zero")] {
+            let err = load_keyring_file(path).unwrap_err().to_string();
+            assert!(err.contains("larger than 1 MiB"), "{err}");
         }
     }
 }
