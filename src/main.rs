@@ -206,14 +206,45 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 }
 
 fn keygen(out: &Path, id: Option<String>) -> Result<()> {
-    let id = id.unwrap_or_else(|| format!("k-{}", OffsetDateTime::now_utc().unix_timestamp()));
-    let key = Key::generate(&id)?;
-    let ring = if out.exists() {
-        let mut ring = mediagate::verifier::load_keyring_file(out)?.with_verify_key(key)?;
-        ring.set_active(&id)?;
-        ring
+    let existing = if out.exists() {
+        Some(mediagate::verifier::load_keyring_file(out)?)
     } else {
-        Keyring::new(key)
+        None
+    };
+    let taken = |id: &str| {
+        existing
+            .as_ref()
+            .is_some_and(|ring| ring.get(id.as_bytes()).is_some())
+    };
+    let id = match id {
+        Some(id) if taken(&id) => {
+            bail!(
+                "{} already has a key {id:?}: choose another --id",
+                out.display()
+            )
+        }
+        Some(id) => id,
+        // The signing time names the key; a second key in the same second
+        // gets a suffix.
+        None => {
+            let stem = format!("k-{}", OffsetDateTime::now_utc().unix_timestamp());
+            (1..)
+                .map(|n| match n {
+                    1 => stem.clone(),
+                    n => format!("{stem}-{n}"),
+                })
+                .find(|id| !taken(id))
+                .unwrap_or(stem)
+        }
+    };
+    let key = Key::generate(&id)?;
+    let ring = match existing {
+        Some(ring) => {
+            let mut ring = ring.with_verify_key(key)?;
+            ring.set_active(&id)?;
+            ring
+        }
+        None => Keyring::new(key),
     };
     write_private(out, &ring.to_toml())?;
     warn(format_args!(

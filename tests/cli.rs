@@ -140,7 +140,16 @@ fn keygen_creates_a_private_file_and_rotates() {
     let text = std::fs::read_to_string(&keys).unwrap();
     assert!(text.contains("active = \"second\""));
     assert!(text.contains("id = \"first\""));
-    assert_one_line_error(&["keygen", "--out", k, "--id", "second"], "listed twice");
+    assert_one_line_error(
+        &["keygen", "--out", k, "--id", "second"],
+        "already has a key \"second\": choose another --id",
+    );
+    // Default ids are unique even for keys made in the same second.
+    for _ in 0..3 {
+        assert_eq!(run(&["keygen", "--out", k]).0, 0);
+    }
+    let text = std::fs::read_to_string(&keys).unwrap();
+    assert_eq!(text.matches("[[keys]]").count(), 5, "{text}");
     assert_one_line_error(&["keygen", "--out", k, "--id", "bad id"], "key id");
     // A file that cannot be written is named as given, and nothing is left.
     let missing = dir.path().join("no-such-dir").join("keys.toml");
