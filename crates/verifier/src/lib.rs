@@ -13,6 +13,7 @@ mod headers;
 mod keys;
 mod reject;
 mod response;
+mod send_timeout;
 mod sendfile;
 mod server;
 mod service;

@@ -22,8 +22,8 @@
 //! as if complete).
 //!
 //! [`SendfileIo`] is every connection's I/O, HTTP/2 and sendfile-less ones
-//! included, and so also where a write that the client never accepts ends:
-//! after the send timeout, with an error that closes the connection.
+//! included, and so also where the send timeout watches the writes (see
+//! [`crate::send_timeout`]).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -37,6 +37,8 @@ use bytes::{Buf, Bytes};
 use hyper_util::rt::TokioIo;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+
+use crate::send_timeout::{Progress, SendTimer};
 
 /// The most bytes one placeholder stands for. hyper stops asking the body
 /// for more while one is queued, so this bounds nothing in memory; it only
@@ -104,71 +106,23 @@ pub(crate) struct SendfileIo {
     stall: SendTimer,
 }
 
-/// Ends a write that has waited `timeout` for the client to accept a byte
-/// (nginx's `send_timeout`). The timer is allocated the first time a write
-/// has to wait, which a small response on a reading client never does, and
-/// re-armed each time a wait begins after progress.
-#[derive(Debug)]
-struct SendTimer {
-    timeout: Duration,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Whether `sleep` counts down the current wait.
-    armed: bool,
-}
-
-impl SendTimer {
-    fn new(timeout: Duration) -> Self {
-        SendTimer {
-            timeout,
-            sleep: None,
-            armed: false,
-        }
-    }
-
-    /// Passes a write's outcome through: progress (or an error) disarms the
-    /// timer; a wait arms it if need be, and becomes a `TimedOut` error
-    /// once the timer has run out.
-    fn watch<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        write: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
-        if write.is_ready() {
-            self.armed = false;
-            return write;
-        }
-        if !self.armed {
-            let deadline = tokio::time::Instant::now() + self.timeout;
-            match &mut self.sleep {
-                Some(sleep) => sleep.as_mut().reset(deadline),
-                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
-            self.armed = true;
-        }
-        match self.sleep.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client accepted no bytes within the send timeout",
-            ))),
-            _ => Poll::Pending,
-        }
-    }
-}
-
 impl SendfileIo {
     /// Wraps an accepted connection; writes that wait longer than
-    /// `send_timeout` for the client fail (see [`SendTimer`]).
+    /// `send_timeout` for the client fail, and each write that sends
+    /// something counts in `progress` when given (see
+    /// [`crate::send_timeout`]).
     pub(crate) fn new(
         stream: TcpStream,
         lane: Option<Lane>,
         read_ahead: Bytes,
         send_timeout: Duration,
+        progress: Option<Arc<Progress>>,
     ) -> Self {
         SendfileIo {
             io: TokioIo::new(stream),
             lane,
             read_ahead,
-            stall: SendTimer::new(send_timeout),
+            stall: SendTimer::new(send_timeout, progress),
         }
     }
 
@@ -369,7 +323,13 @@ mod tests {
         let client = TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
         (
-            SendfileIo::new(server, lane.into(), Bytes::new(), Duration::from_secs(60)),
+            SendfileIo::new(
+                server,
+                lane.into(),
+                Bytes::new(),
+                Duration::from_secs(60),
+                None,
+            ),
             client,
         )
     }
@@ -379,7 +339,7 @@ mod tests {
         let lane = Lane::default();
         let (io, _peer) = pair(lane.clone()).await;
         let mut io = SendfileIo {
-            stall: SendTimer::new(Duration::from_millis(200)),
+            stall: SendTimer::new(Duration::from_millis(200), None),
             ..io
         };
         // A sparse file far larger than the socket buffers; the peer reads

@@ -21,6 +21,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::send_timeout::{Progress, Tracked, watch_http2};
 use crate::sendfile::{Lane, SendfileIo};
 use crate::service::MediaGate;
 
@@ -38,7 +39,9 @@ pub struct ServerConfig {
     /// moment the server waits for it: the first from the moment the
     /// connection is accepted (on HTTP/2, the first request's headers), and
     /// on HTTP/1.1 each next one from the end of the previous response, so
-    /// that this also bounds an idle kept-alive connection (default 10 s).
+    /// that this also bounds an idle kept-alive connection; an HTTP/2
+    /// connection with no response open and no new request for this long
+    /// is closed too (default 10 s).
     pub header_read_timeout: Duration,
     /// The most connections served at once; further clients wait in the
     /// listen backlog (default 4096; 0 counts as 1).
@@ -222,13 +225,14 @@ async fn connection(
     let result = if h2 {
         let head_seen = Arc::new(AtomicBool::new(false));
         let seen = head_seen.clone();
+        let progress = Arc::new(Progress::default());
+        let bodies = Arc::clone(&progress);
         let service = service_fn(move |req: Request<Incoming>| {
             seen.store(true, Ordering::Relaxed);
-            std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond_on_wire(
-                &req,
-                Some(peer),
-                None,
-            )))
+            let res = gate.respond_on_wire(&req, Some(peer), None);
+            std::future::ready(Ok::<_, std::convert::Infallible>(
+                res.map(|body| Tracked::new(body, &bodies)),
+            ))
         });
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
@@ -236,10 +240,29 @@ async fn connection(
             .keep_alive_timeout(Duration::from_secs(20))
             .max_concurrent_streams(128)
             .max_header_list_size(config.max_header_bytes as u32);
-        let io = SendfileIo::new(stream, None, first, config.send_timeout);
+        let io = SendfileIo::new(
+            stream,
+            None,
+            first,
+            config.send_timeout,
+            Some(Arc::clone(&progress)),
+        );
+        let conn = watcher.watch(b.serve_connection(io, service));
+        // A response whose stream window the client never opens writes
+        // nothing, so no write waits on the socket; and hyper keeps an idle
+        // HTTP/2 connection for as long as pings are answered. Watch both.
+        let watch = watch_http2(progress, config.send_timeout, config.header_read_timeout);
         // Boxed: HTTP/2 with prior knowledge is the rare case, and its
         // state would otherwise double the size of every connection's task.
-        let conn = Box::pin(watcher.watch(b.serve_connection(io, service)));
+        let conn = Box::pin(async move {
+            tokio::select! {
+                result = conn => result,
+                ended = watch => {
+                    tracing::debug!(%peer, ?ended, "HTTP/2 connection closed");
+                    Ok(())
+                }
+            }
+        });
         let Some(result) = first_request_by(deadline, &head_seen, conn).await else {
             tracing::debug!(%peer, "no HTTP/2 request by the header timeout");
             return;
@@ -247,7 +270,7 @@ async fn connection(
         result
     } else {
         let lane = config.sendfile.then(Lane::default);
-        let io = SendfileIo::new(stream, lane.clone(), first, config.send_timeout);
+        let io = SendfileIo::new(stream, lane.clone(), first, config.send_timeout, None);
         let service = service_fn(move |req: Request<Incoming>| {
             std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond_on_wire(
                 &req,

@@ -352,3 +352,89 @@ async fn clients_that_stop_reading_are_cut_off_at_the_send_timeout() {
         s.shutdown().await.unwrap();
     }
 }
+
+/// An HTTP/2 (prior knowledge) client connection to `s` with the given
+/// stream window; the request sender and the connection's task.
+async fn http2_client(
+    s: &TestServer,
+    window: u32,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = TcpStream::connect(s.addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(window)
+        .handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    (sender, tokio::spawn(conn))
+}
+
+/// GET `path` with a fresh link over `sender`.
+async fn http2_get(
+    s: &TestServer,
+    sender: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    path: &str,
+) -> http::Response<hyper::body::Incoming> {
+    let uri = format!("http://{}{}", s.addr, s.target(path));
+    let req = http::Request::get(uri)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    sender.send_request(req).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_whose_window_never_opens_are_cut_off_at_the_send_timeout() {
+    use http_body_util::BodyExt;
+    let config = ServerConfig::default().with_send_timeout(Duration::from_millis(600));
+    let s = TestServer::start_with(|b| b, config).await;
+    // A client that reads gets the whole file, however long it takes.
+    let (mut sender, _conn) = http2_client(&s, 65_535).await;
+    let res = http2_get(&s, &mut sender, "/big.bin").await;
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), 3_000_000);
+    // A stream window of zero: the server may send headers, never data.
+    let (mut sender, conn) = http2_client(&s, 0).await;
+    let res = http2_get(&s, &mut sender, "/big.bin").await;
+    assert_eq!(res.status(), 200);
+    // The server gives up on the stalled response: the body ends in an
+    // error and the connection closes, well before this test's limit.
+    let mut body = res.into_body();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match body.frame().await {
+                Some(Ok(_)) => continue,
+                other => return other.map(|r| r.map(|_| ())),
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(ended, Ok(Some(Err(_)))),
+        "the stalled stream was kept: {ended:?}"
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(closed.is_ok(), "the connection stayed open");
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed_at_the_header_timeout() {
+    let config = ServerConfig::default().with_header_read_timeout(Duration::from_millis(600));
+    let s = TestServer::start_with(|b| b, config).await;
+    let (mut sender, conn) = http2_client(&s, 65_535).await;
+    // Requests a little apart keep the connection.
+    for _ in 0..4 {
+        let res = http2_get(&s, &mut sender, "/pub/a.txt").await;
+        assert_eq!(res.status(), 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(!conn.is_finished());
+    // Then nothing: the server closes it (hyper alone would keep it while
+    // its pings are answered).
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection stayed open");
+    s.shutdown().await.unwrap();
+}

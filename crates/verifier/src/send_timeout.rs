@@ -1,0 +1,233 @@
+//! The send timeout ([`ServerConfig::send_timeout`](crate::ServerConfig)):
+//! a client that accepts no bytes for that long while a response waits to
+//! be sent is cut off, so that clients that stop reading cannot hold every
+//! place under the connection cap (a slow-read attack).
+//!
+//! It takes two forms, because a response can wait in two places:
+//!
+//! - on the socket, when the client stops reading and the socket buffers
+//!   fill: [`SendTimer`] watches every write of the connection's I/O and
+//!   fails one that has waited the timeout (HTTP/1 and HTTP/2);
+//! - inside HTTP/2, when the client never opens a stream's flow-control
+//!   window: nothing is written at all, so no write waits. [`Progress`]
+//!   counts the connection's writes and its response bodies ([`Tracked`]),
+//!   and [`watch_http2`] ends the connection when bodies have been open for
+//!   the timeout without a single byte written.
+//!
+//! The same watch also closes an HTTP/2 connection that has had no request
+//! for the header-read timeout, as HTTP/1 keep-alive connections are
+//! closed: hyper's HTTP/2 server keeps an idle connection for as long as
+//! the client answers its pings, which would let clients without any link
+//! hold every place under the connection cap.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+/// Ends a write that has waited `timeout` for the client to accept a byte
+/// (nginx's `send_timeout`). The timer is allocated the first time a write
+/// has to wait, which a small response on a reading client never does, and
+/// re-armed each time a wait begins after progress.
+#[derive(Debug)]
+pub(crate) struct SendTimer {
+    timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `sleep` counts down the current wait.
+    armed: bool,
+    /// Counts the writes that sent something (HTTP/2 connections).
+    progress: Option<Arc<Progress>>,
+}
+
+impl SendTimer {
+    pub(crate) fn new(timeout: Duration, progress: Option<Arc<Progress>>) -> Self {
+        SendTimer {
+            timeout,
+            sleep: None,
+            armed: false,
+            progress,
+        }
+    }
+
+    /// Passes a write's outcome through: progress (or an error) disarms the
+    /// timer; a wait arms it if need be, and becomes a `TimedOut` error
+    /// once the timer has run out.
+    pub(crate) fn watch(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(result) = &write {
+            self.armed = false;
+            if let (Ok(1..), Some(progress)) = (result, &self.progress) {
+                progress.writes.fetch_add(1, Ordering::Relaxed);
+            }
+            return write;
+        }
+        if !self.armed {
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            match &mut self.sleep {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.armed = true;
+        }
+        match self.sleep.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client accepted no bytes within the send timeout",
+            ))),
+            _ => Poll::Pending,
+        }
+    }
+}
+
+/// What [`watch_http2`] watches on one HTTP/2 connection.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Writes that sent at least one byte.
+    writes: AtomicU64,
+    /// Response bodies made so far (one per request).
+    made: AtomicU64,
+    /// Response bodies not yet dropped (sent in full, or abandoned).
+    open: AtomicUsize,
+}
+
+/// A response body counted in [`Progress::open`] until dropped.
+#[derive(Debug)]
+pub(crate) struct Tracked<B> {
+    body: B,
+    progress: Arc<Progress>,
+}
+
+impl<B> Tracked<B> {
+    pub(crate) fn new(body: B, progress: &Arc<Progress>) -> Self {
+        progress.made.fetch_add(1, Ordering::Relaxed);
+        progress.open.fetch_add(1, Ordering::Relaxed);
+        Tracked {
+            body,
+            progress: Arc::clone(progress),
+        }
+    }
+}
+
+impl<B> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        self.progress.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Why [`watch_http2`] ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Response bodies were open for the send timeout and nothing was
+    /// written.
+    Stalled,
+    /// No request came for the idle timeout.
+    Idle,
+}
+
+/// Completes when the HTTP/2 connection of `progress` has had response
+/// bodies open for `send_timeout` without a byte written, or no response
+/// open and no new request for `idle_timeout`.
+pub(crate) fn watch_http2(
+    progress: Arc<Progress>,
+    send_timeout: Duration,
+    idle_timeout: Duration,
+) -> impl Future<Output = Ended> {
+    // Checked four times per timeout, so either is caught within 1.25 of
+    // it; waking a connection's task that rarely costs nothing.
+    let tick = (send_timeout.min(idle_timeout) / 4).max(Duration::from_millis(10));
+    async move {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let (mut writes, mut made) = (load(&progress.writes), load(&progress.made));
+        let mut since = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(tick).await;
+            let open = progress.open.load(Ordering::Relaxed) > 0;
+            // Progress: a byte written while a response is open, or a new
+            // request at any time.
+            let moved = (open && load(&progress.writes) != writes) || load(&progress.made) != made;
+            (writes, made) = (load(&progress.writes), load(&progress.made));
+            if moved {
+                since = tokio::time::Instant::now();
+            } else if open && since.elapsed() >= send_timeout {
+                return Ended::Stalled;
+            } else if !open && since.elapsed() >= idle_timeout {
+                return Ended::Idle;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_ends_when_stalled_with_open_bodies() {
+        let progress = Arc::new(Progress::default());
+        let timeout = Duration::from_secs(60);
+        let idle = Duration::from_secs(1000);
+        let watch = tokio::spawn(watch_http2(Arc::clone(&progress), timeout, idle));
+        // A body open and bytes going out: not stalled.
+        let body = Tracked::new(Full::new(Bytes::from_static(b"x")), &progress);
+        for _ in 0..12 {
+            progress.writes.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(timeout / 4).await;
+        }
+        assert!(!watch.is_finished());
+        // No more writes while it stays open: stalled within 1.25 timeouts.
+        tokio::time::sleep(timeout + timeout / 4 + Duration::from_secs(1)).await;
+        assert_eq!(watch.await.unwrap(), Ended::Stalled);
+        drop(body);
+        assert_eq!(progress.open.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_ends_when_idle_and_new_requests_keep_it() {
+        let progress = Arc::new(Progress::default());
+        let idle = Duration::from_secs(10);
+        let send = Duration::from_secs(1000);
+        let watch = tokio::spawn(watch_http2(Arc::clone(&progress), send, idle));
+        // A request now and then, each answered at once: never idle long.
+        for _ in 0..10 {
+            drop(Tracked::new(Full::new(Bytes::new()), &progress));
+            tokio::time::sleep(idle / 2).await;
+        }
+        assert!(!watch.is_finished());
+        // Writes alone (the server's pings) do not count as activity.
+        for _ in 0..4 {
+            progress.writes.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(idle / 2).await;
+        }
+        assert_eq!(watch.await.unwrap(), Ended::Idle);
+    }
+}
