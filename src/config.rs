@@ -148,6 +148,32 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_is_a_config_that_serve_accepts() {
+        let readme = include_str!("../README.md");
+        let example = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .unwrap();
+        let file: FileConfig = toml::from_str(example).unwrap();
+        for duration in [
+            &file.header_read_timeout,
+            &file.send_timeout,
+            &file.leeway,
+            &file.max_ttl,
+            &file.close_unused_after,
+        ] {
+            let duration = duration.as_deref().unwrap();
+            assert!(crate::parse_duration(duration).is_ok(), "{duration}");
+        }
+        let root = tempfile::tempdir().unwrap();
+        let keyring =
+            mediagate::signer::Keyring::new(mediagate::signer::Key::new("k", &[1; 32]).unwrap());
+        let builder = mediagate::verifier::MediaGate::builder(root.path(), keyring);
+        file.apply_http(builder).unwrap().build().unwrap();
+    }
+
+    #[test]
     fn transports_by_name() {
         let t = transports(&strings(&["path", "query"])).unwrap();
         assert_eq!((t.query, t.cookie, t.path), (true, false, true));
