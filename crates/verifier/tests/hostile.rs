@@ -343,12 +343,11 @@ async fn clients_that_stop_reading_are_cut_off_at_the_send_timeout() {
         let whole = read_after_a_pause(s.addr, &target, Duration::from_millis(200)).await;
         assert!(whole as u64 > len, "sendfile {sendfile}: {whole} bytes");
         // A client that accepts nothing for longer is cut off: it gets what
-        // was in flight, then the end of the connection.
-        let before = open_fds();
+        // was in flight, then the end of the connection (the server closed
+        // its socket; the descriptor count of this process is no measure,
+        // as the other tests run beside this one).
         let cut = read_after_a_pause(s.addr, &target, Duration::from_millis(2500)).await;
         assert!((cut as u64) < len / 2, "sendfile {sendfile}: {cut} bytes");
-        // ...and its descriptors are released.
-        assert!(open_fds() <= before, "sendfile {sendfile}");
         s.shutdown().await.unwrap();
     }
 }
