@@ -4,8 +4,9 @@
 
 use http::header::{
     ACCEPT_RANGES, ALLOW, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE,
-    CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE, RETRY_AFTER, X_CONTENT_TYPE_OPTIONS,
+    CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, IF_MATCH,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE,
+    RETRY_AFTER, X_CONTENT_TYPE_OPTIONS,
 };
 use http::{Response, StatusCode};
 use mediagate_signer::Grant;
@@ -23,6 +24,24 @@ use crate::reject::Reject;
 const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+const SANDBOX: HeaderValue = HeaderValue::from_static("sandbox");
+
+/// Whether a browser would render a file of this type as a document that
+/// can run script: HTML, and any XML (SVG, XHTML, feeds with stylesheets),
+/// whatever the parameters or the letter case.
+fn renders_active_content(content_type: &HeaderValue) -> bool {
+    let essence = content_type
+        .as_bytes()
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default();
+    let essence = essence.trim_ascii();
+    let ends_with = |suffix: &[u8]| {
+        essence.len() >= suffix.len()
+            && essence[essence.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    };
+    ends_with(b"html") || ends_with(b"xml")
+}
 
 /// The short, uniform response for a refusal: the reason code as text,
 /// never the path or the token, and never cached.
@@ -152,6 +171,12 @@ pub(crate) fn file(
         .content_type()
         .and_then(|ct| HeaderValue::from_str(ct).ok())
         .unwrap_or_else(|| entry.content_type.clone());
+    if renders_active_content(&content_type) {
+        // A browser opening this file directly runs it with the media
+        // origin's privileges unless told otherwise: no scripts, an origin
+        // of its own. Images and media embedded elsewhere are unaffected.
+        h.insert(CONTENT_SECURITY_POLICY, SANDBOX);
+    }
     h.insert(CONTENT_TYPE, content_type);
     if let Some(cd) = grant
         .content_disposition()
@@ -224,6 +249,41 @@ fn cache_control(policy: CachePolicy, grant: &Grant, now: OffsetDateTime) -> Hea
             let end = PREFIX.len() + digits.len();
             value[PREFIX.len()..end].copy_from_slice(digits);
             HeaderValue::from_bytes(&value[..end]).unwrap_or(NO_STORE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_that_can_run_script_are_told_apart() {
+        for active in [
+            "text/html",
+            "text/html; charset=utf-8",
+            "TEXT/HTML",
+            "application/xhtml+xml",
+            "image/svg+xml",
+            "text/xml",
+            "application/xml ; charset=utf-8",
+            "application/rss+xml",
+        ] {
+            let ct = HeaderValue::from_static(active);
+            assert!(renders_active_content(&ct), "{active}");
+        }
+        for inert in [
+            "text/plain; charset=utf-8",
+            "image/png",
+            "video/mp4",
+            "application/pdf",
+            "application/vnd.apple.mpegurl",
+            "application/octet-stream",
+            "text/plain; note=html",
+            "",
+        ] {
+            let ct = HeaderValue::from_static(inert);
+            assert!(!renders_active_content(&ct), "{inert}");
         }
     }
 }

@@ -414,6 +414,40 @@ async fn signed_overrides_reach_the_response() {
 }
 
 #[tokio::test]
+async fn documents_that_can_run_script_are_sandboxed() {
+    let s = TestServer::start().await;
+    std::fs::write(s.root.join("pub/page.html"), "<script>alert(1)</script>").unwrap();
+    std::fs::write(
+        s.root.join("pub/icon.svg"),
+        "<svg xmlns='http://www.w3.org/2000/svg'/>",
+    )
+    .unwrap();
+    for (path, sandboxed) in [
+        ("/pub/page.html", true),
+        ("/pub/icon.svg", true),
+        ("/pub/a.txt", false),
+        ("/videos/show/master.m3u8", false),
+    ] {
+        let r = s.get(&s.target(path), &[]).await;
+        assert_eq!(r.status, 200, "{path}");
+        let csp = r.header("content-security-policy");
+        assert_eq!(csp, sandboxed.then_some("sandbox"), "{path}");
+    }
+    // A signed type override counts, not the file's extension.
+    let link = s
+        .signer
+        .link("/pub/a.txt")
+        .user("u")
+        .ttl(Duration::minutes(5))
+        .content_type("text/html")
+        .sign()
+        .unwrap();
+    let r = s.get(&link.url("/media"), &[]).await;
+    assert_eq!(r.header("content-security-policy"), Some("sandbox"));
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn ip_bound_links_check_the_peer() {
     let s = TestServer::start().await;
     let ok = s
