@@ -80,9 +80,7 @@ async fn refusals_are_short_uniform_and_uncached() {
     let s = TestServer::start().await;
     let token = s.token("/pub/a.txt");
     let expired = s
-        .signer
         .link("/pub/a.txt")
-        .user("u")
         .issued_at(OffsetDateTime::now_utc() - Duration::hours(2))
         .ttl(Duration::minutes(5))
         .sign()
@@ -393,10 +391,7 @@ async fn path_form_cookie_and_prefix_scope() {
 async fn signed_overrides_reach_the_response() {
     let s = TestServer::start().await;
     let link = s
-        .signer
         .link("/docs/report.pdf")
-        .user("u")
-        .ttl(Duration::minutes(5))
         .attachment("Quartalsbericht März.pdf")
         .content_type("application/x-custom")
         .sign()
@@ -435,10 +430,7 @@ async fn documents_that_can_run_script_are_sandboxed() {
     }
     // A signed type override counts, not the file's extension.
     let link = s
-        .signer
         .link("/pub/a.txt")
-        .user("u")
-        .ttl(Duration::minutes(5))
         .content_type("text/html")
         .sign()
         .unwrap();
@@ -451,19 +443,13 @@ async fn documents_that_can_run_script_are_sandboxed() {
 async fn ip_bound_links_check_the_peer() {
     let s = TestServer::start().await;
     let ok = s
-        .signer
         .link("/pub/a.txt")
-        .user("u")
-        .ttl(Duration::minutes(5))
         .client_ip("127.0.0.1".parse().unwrap())
         .sign()
         .unwrap();
     assert_eq!(s.get(&ok.url("/media"), &[]).await.status, 200);
     let other = s
-        .signer
         .link("/pub/a.txt")
-        .user("u")
-        .ttl(Duration::minutes(5))
         .client_ip("203.0.113.9".parse().unwrap())
         .sign()
         .unwrap();
@@ -544,9 +530,7 @@ async fn listed_origins_may_read_every_answer_and_preflight() {
     // A refusal is readable too, so that the player can tell an expired
     // link and fetch a new one.
     let expired = s
-        .signer
         .link("/pub/a.txt")
-        .user("tester")
         .issued_at(OffsetDateTime::now_utc() - Duration::hours(2))
         .ttl(Duration::hours(1))
         .url("/media")

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mediagate_verifier::signer::time::Duration as TtlDuration;
-use mediagate_verifier::signer::{Key, Keyring, Signer};
+use mediagate_verifier::signer::{Key, Keyring, LinkBuilder, Signer};
 use mediagate_verifier::{Builder, KeyringHandle, MediaGate, ServerConfig, Workers};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -136,27 +136,23 @@ impl TestServer {
         }
     }
 
-    /// A token for `path` (a prefix when it ends in '/'), valid 10 minutes.
-    pub fn token(&self, path: &str) -> String {
+    /// A link for `path` (a prefix when it ends in '/') to user "tester",
+    /// valid 10 minutes; tests add or change claims before signing.
+    pub fn link<'a>(&'a self, path: &'a str) -> LinkBuilder<'a> {
         self.signer
             .link(path)
             .user("tester")
             .ttl(TtlDuration::minutes(10))
-            .sign()
-            .unwrap()
-            .into_token()
+    }
+
+    /// A token for `path`, as [`link`](Self::link) signs it.
+    pub fn token(&self, path: &str) -> String {
+        self.link(path).sign().unwrap().into_token()
     }
 
     /// The request target for `path` (decoded) with a fresh token in the query.
     pub fn target(&self, path: &str) -> String {
-        let link = self
-            .signer
-            .link(path)
-            .user("tester")
-            .ttl(TtlDuration::minutes(10))
-            .sign()
-            .unwrap();
-        link.url("/media")
+        self.link(path).url("/media").unwrap()
     }
 
     pub async fn get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
