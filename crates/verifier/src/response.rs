@@ -29,7 +29,7 @@ const SANDBOX: HeaderValue = HeaderValue::from_static("sandbox");
 /// Whether a browser would render a file of this type as a document that
 /// can run script: HTML, and any XML (SVG, XHTML, feeds with stylesheets),
 /// whatever the parameters or the letter case.
-fn renders_active_content(content_type: &HeaderValue) -> bool {
+pub(crate) fn renders_active_content(content_type: &HeaderValue) -> bool {
     let essence = content_type
         .as_bytes()
         .split(|&b| b == b';')
@@ -167,11 +167,19 @@ pub(crate) fn file(
     }
 
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let content_type = grant
+    // The file's own type was judged when its version was cached; a
+    // signed override is judged here.
+    let (content_type, active) = match grant
         .content_type()
         .and_then(|ct| HeaderValue::from_str(ct).ok())
-        .unwrap_or_else(|| entry.content_type.clone());
-    if renders_active_content(&content_type) {
+    {
+        Some(ct) => {
+            let active = renders_active_content(&ct);
+            (ct, active)
+        }
+        None => (entry.content_type.clone(), entry.active_content),
+    };
+    if active {
         // A browser opening this file directly runs it with the media
         // origin's privileges unless told otherwise: no scripts, an origin
         // of its own. Images and media embedded elsewhere are unaffected.
