@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use mediagate::signer::time::format_description::well_known::Rfc3339;
 use mediagate::signer::time::{Duration, OffsetDateTime};
 use mediagate::signer::{
-    Key, Keyring, MediaPath, Method, RequestFacts, Signer, Verifier, transport,
+    Key, Keyring, MediaPath, Method, Methods, RequestFacts, Signer, Verifier, transport,
 };
 use mediagate::verifier::{CacheLimits, KeyringHandle, MediaGate, ServerConfig};
 
@@ -57,34 +58,7 @@ enum Command {
         id: Option<String>,
     },
     /// Print a signed URL.
-    Sign {
-        #[command(flatten)]
-        keys: KeysArg,
-        /// The user the link is for.
-        #[arg(long)]
-        user: String,
-        /// The media path (decoded), e.g. /videos/a.mp4.
-        #[arg(long)]
-        path: String,
-        /// Grant every file below --path (a directory).
-        #[arg(long)]
-        prefix: bool,
-        /// Lifetime, e.g. 90s, 10m, 2h, 1d.
-        #[arg(long, default_value = "10m", value_parser = parse_duration)]
-        ttl: Duration,
-        /// Where the server's mount point is, e.g. https://media.example.com/media.
-        #[arg(long, default_value = "")]
-        base_url: String,
-        /// Download under this filename (Content-Disposition: attachment).
-        #[arg(long)]
-        attachment: Option<String>,
-        /// Bind to a client address or network (CIDR).
-        #[arg(long)]
-        ip: Option<String>,
-        /// How the token travels.
-        #[arg(long, value_enum, default_value_t = Form::Query)]
-        form: Form,
-    },
+    Sign(SignArgs),
     /// Serve media from a root directory to holders of valid links.
     Serve(ServeArgs),
     /// Explain a link: its claims, and why it is valid or not.
@@ -107,6 +81,55 @@ enum Form {
     Query,
     Path,
     Cookie,
+}
+
+/// Every claim a link can carry (docs/FORMAT.md), as `sign` options.
+#[derive(clap::Args)]
+struct SignArgs {
+    #[command(flatten)]
+    keys: KeysArg,
+    /// The user the link is for.
+    #[arg(long)]
+    user: String,
+    /// The media path (decoded), e.g. /videos/a.mp4.
+    #[arg(long)]
+    path: String,
+    /// Grant every file below --path (a directory).
+    #[arg(long)]
+    prefix: bool,
+    /// Lifetime, e.g. 90s, 10m, 2h, 1d.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    ttl: Duration,
+    /// When the link starts working: a time (RFC 3339, e.g.
+    /// 2026-12-01T09:00:00Z) or a delay from now (e.g. 1h). The lifetime
+    /// still counts from now, so --ttl must reach past it.
+    #[arg(long, value_parser = parse_when)]
+    not_before: Option<OffsetDateTime>,
+    /// The methods granted, comma-separated: GET, HEAD, PUT.
+    #[arg(long, default_value = "GET,HEAD", value_parser = parse_methods)]
+    methods: Methods,
+    /// Where the server's mount point is, e.g. https://media.example.com/media.
+    #[arg(long, default_value = "")]
+    base_url: String,
+    /// Download under this filename (Content-Disposition: attachment).
+    #[arg(long, conflicts_with = "inline")]
+    attachment: Option<String>,
+    /// Show in the browser, with this filename for "save as"
+    /// (Content-Disposition: inline; may be "").
+    #[arg(long)]
+    inline: Option<String>,
+    /// Send this Content-Type instead of the one the extension implies.
+    #[arg(long)]
+    content_type: Option<String>,
+    /// Bind to a client address or network (CIDR).
+    #[arg(long)]
+    ip: Option<String>,
+    /// A revocation generation (a per-user epoch) to carry.
+    #[arg(long)]
+    generation: Option<u64>,
+    /// How the token travels.
+    #[arg(long, value_enum, default_value_t = Form::Query)]
+    form: Form,
 }
 
 #[derive(clap::Args)]
@@ -164,6 +187,30 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("duration '{s}' must be positive and sane"));
     }
     Ok(d)
+}
+
+/// Parses a moment: RFC 3339 (`2026-12-01T09:00:00Z`), or a delay from
+/// now in [`parse_duration`]'s form (`1h`).
+fn parse_when(s: &str) -> Result<OffsetDateTime, String> {
+    let s = s.trim();
+    if let Ok(delay) = parse_duration(s) {
+        return Ok(OffsetDateTime::now_utc() + delay);
+    }
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+        format!("'{s}' is not a time like 2026-12-01T09:00:00Z nor a delay like 10m or 2h")
+    })
+}
+
+/// Parses a comma-separated list of method names (`GET,HEAD`, any case).
+fn parse_methods(s: &str) -> Result<Methods, String> {
+    let mut methods: Option<Methods> = None;
+    for name in s.split(',').map(str::trim) {
+        let method = Method::from_name(&name.to_ascii_uppercase())
+            .ok_or_else(|| format!("'{name}' is not one of GET, HEAD, PUT"))?;
+        let one = Methods::from(method);
+        methods = Some(methods.map_or(one, |m| m | one));
+    }
+    methods.ok_or_else(|| "no method given".to_owned())
 }
 
 fn load_keys(file: Option<&Path>) -> Result<Keyring> {
@@ -255,30 +302,32 @@ fn keygen(out: &Path, id: Option<String>) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn sign(
-    keys: &KeysArg,
-    user: &str,
-    path: &str,
-    prefix: bool,
-    ttl: Duration,
-    base_url: &str,
-    attachment: Option<&str>,
-    ip: Option<&str>,
-    form: Form,
-) -> Result<()> {
-    let ring = load_keys(keys.keys.as_deref())?;
+fn sign(args: &SignArgs) -> Result<()> {
+    let ring = load_keys(args.keys.keys.as_deref())?;
     let signer = Signer::new(ring);
-    let path = if prefix && !path.ends_with('/') {
-        format!("{path}/")
+    let path = if args.prefix && !args.path.ends_with('/') {
+        format!("{}/", args.path)
     } else {
-        path.to_owned()
+        args.path.clone()
     };
-    let mut b = signer.link(&path).user(user).ttl(ttl);
-    if let Some(name) = attachment {
+    let mut b = signer
+        .link(&path)
+        .user(&args.user)
+        .ttl(args.ttl)
+        .methods(args.methods);
+    if let Some(at) = args.not_before {
+        b = b.not_before(at);
+    }
+    if let Some(name) = &args.attachment {
         b = b.attachment(name);
     }
-    if let Some(ip) = ip {
+    if let Some(name) = &args.inline {
+        b = b.inline(name);
+    }
+    if let Some(ct) = &args.content_type {
+        b = b.content_type(ct);
+    }
+    if let Some(ip) = &args.ip {
         let net = match ip.parse::<ipnet::IpNet>() {
             Ok(net) => net,
             Err(_) => ip
@@ -288,9 +337,13 @@ fn sign(
         };
         b = b.client_net(net);
     }
+    if let Some(generation) = args.generation {
+        b = b.generation(generation);
+    }
+    let base_url = args.base_url.as_str();
     let mount = mount_of(base_url)?;
     let link = b.sign()?;
-    match form {
+    match args.form {
         Form::Query => say!("{}", link.url(base_url))?,
         Form::Path => say!("{}", link.path_form(base_url))?,
         Form::Cookie => say!(
@@ -597,6 +650,12 @@ fn split_url(url: &str) -> Result<(String, Option<String>)> {
     bail!("no mg_token in that URL")
 }
 
+/// A link time as RFC 3339 (`2026-12-01T09:00:00Z`), the form `--not-before`
+/// takes.
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
 fn ago(d: Duration) -> String {
     let s = d.whole_seconds().abs();
     let text = if s < 120 {
@@ -634,19 +693,20 @@ fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
             ""
         }
     )?;
-    say!("methods:     {:?}", claims.methods())?;
+    let methods: Vec<&str> = claims.methods().iter().map(Method::as_str).collect();
+    say!("methods:     {}", methods.join(", "))?;
     say!("key id:      {}", claims.key_id())?;
     say!(
         "issued:      {} ({})",
-        claims.issued_at(),
+        rfc3339(claims.issued_at()),
         ago(now - claims.issued_at())
     )?;
     if let Some(nbf) = claims.not_before() {
-        say!("not before:  {nbf} ({})", ago(now - nbf))?;
+        say!("not before:  {} ({})", rfc3339(nbf), ago(now - nbf))?;
     }
     say!(
         "expires:     {} ({})",
-        claims.expires_at(),
+        rfc3339(claims.expires_at()),
         ago(now - claims.expires_at())
     )?;
     if let Some(net) = claims.client_net() {
@@ -657,6 +717,9 @@ fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
     }
     if let Some(ct) = claims.content_type() {
         say!("type:        {ct}")?;
+    }
+    if let Some(generation) = claims.generation() {
+        say!("generation:  {generation}")?;
     }
     let Some(keys) = keys else {
         say!("signature:   not checked (pass --keys to check it)")?;
@@ -701,6 +764,9 @@ fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
                 Some(mediagate::signer::VerifyError::Expired { expired_at }) => {
                     format!("expired {}", ago(now - *expired_at))
                 }
+                Some(mediagate::signer::VerifyError::NotYetValid { valid_from }) => {
+                    format!("not valid yet: it starts {}", ago(now - *valid_from))
+                }
                 Some(mediagate::signer::VerifyError::ScopeMismatch) => {
                     format!(
                         "wrong path: the link covers {}, not {request_path}",
@@ -739,28 +805,7 @@ fn init_logging() -> Result<()> {
 fn run(cli: Cli) -> Result<bool> {
     match cli.command {
         Command::Keygen { out, id } => keygen(&out, id).map(|()| true),
-        Command::Sign {
-            keys,
-            user,
-            path,
-            prefix,
-            ttl,
-            base_url,
-            attachment,
-            ip,
-            form,
-        } => sign(
-            &keys,
-            &user,
-            &path,
-            prefix,
-            ttl,
-            &base_url,
-            attachment.as_deref(),
-            ip.as_deref(),
-            form,
-        )
-        .map(|()| true),
+        Command::Sign(args) => sign(&args).map(|()| true),
         Command::Inspect { url, keys } => inspect(&url, keys.keys.as_deref()),
         Command::Serve(args) => {
             init_logging()?;

@@ -242,6 +242,113 @@ fn sign_and_inspect() {
     );
 }
 
+/// `sign` reaches every claim of the format, `inspect` shows each, and the
+/// server acts on them.
+#[test]
+fn sign_sets_every_claim_and_the_server_honours_them() {
+    let (_dir, keys, root) = keys_and_media("a pdf, really\n");
+    let k = keys.as_str();
+    let sign = |extra: &[&str]| {
+        let mut args = vec!["sign", "--keys", k, "--user", "7", "--base-url", "/media"];
+        args.extend_from_slice(extra);
+        let (code, url, err) = run(&args);
+        assert_eq!(code, 0, "{extra:?}: {err}");
+        url.trim().to_owned()
+    };
+    let full = sign(&[
+        "--path",
+        "/a.txt",
+        "--inline",
+        "Ré port.pdf",
+        "--content-type",
+        "application/pdf",
+        "--generation",
+        "42",
+        "--methods",
+        "get,HEAD,PUT",
+        "--ttl",
+        "1h",
+    ]);
+    let (code, out, _) = run(&["inspect", &full, "--keys", k]);
+    assert_eq!(code, 0, "{out}");
+    for line in [
+        "methods:     GET, HEAD, PUT",
+        "disposition: inline; filename=\"R_ port.pdf\"; filename*=UTF-8''R%C3%A9%20port.pdf",
+        "type:        application/pdf",
+        "generation:  42",
+        "VALID now",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    // A start time, as a delay or in RFC 3339; inspect shows RFC 3339.
+    let later = sign(&["--path", "/a.txt", "--not-before", "30m", "--ttl", "2h"]);
+    let (code, out, _) = run(&["inspect", &later, "--keys", k]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not valid yet: it starts in 29 min"), "{out}");
+    let nbf = out
+        .lines()
+        .find_map(|l| l.strip_prefix("not before:  "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap();
+    assert!(nbf.ends_with('Z') && nbf.contains('T'), "{nbf}");
+    let again = sign(&["--path", "/a.txt", "--not-before", nbf, "--ttl", "2h"]);
+    let (_, out_again, _) = run(&["inspect", &again]);
+    assert!(
+        out_again.contains(&format!("not before:  {nbf} ")),
+        "{out_again}"
+    );
+    let head_only = sign(&["--path", "/a.txt", "--methods", "HEAD"]);
+
+    let mut cmd = bin();
+    cmd.args(["serve", "--keys", k, "--root", root.to_str().unwrap()]);
+    cmd.args(["--listen", "127.0.0.1:0", "--mount", "/media"]);
+    let (child, _lines, addr) = start_server(cmd);
+    let res = http_get(&addr, &full);
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    let head = res.to_ascii_lowercase();
+    assert!(head.contains("content-type: application/pdf\r\n"), "{res}");
+    assert!(
+        head.contains("content-disposition: inline; filename=\"r_ port.pdf\""),
+        "{res}"
+    );
+    let res = http_get(&addr, &later);
+    assert!(
+        res.starts_with("HTTP/1.1 403") && res.ends_with("not_yet_valid\n"),
+        "{res}"
+    );
+    let res = http_get(&addr, &head_only);
+    assert!(res.ends_with("method\n"), "{res}");
+    let res = http_request(&addr, "HEAD", &head_only, &[]);
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    stop(child);
+
+    for (args, needle) in [
+        (
+            &["--methods", "POST"][..],
+            "'POST' is not one of GET, HEAD, PUT",
+        ),
+        (&["--methods", ""], "is not one of"),
+        (&["--not-before", "tomorrow"], "is not a time like"),
+        (
+            &["--not-before", "2h", "--ttl", "1h"],
+            "not-before must be earlier",
+        ),
+        (
+            &["--attachment", "a", "--inline", "b"],
+            "cannot be used with",
+        ),
+        (
+            &["--content-type", "text/html\r\nx: y"],
+            "content type must",
+        ),
+        (&["--generation", "x"], "--generation"),
+    ] {
+        let mut all = vec!["sign", "--keys", k, "--user", "1", "--path", "/a"];
+        all.extend_from_slice(args);
+        assert_one_line_error(&all, needle);
+    }
+}
+
 #[test]
 fn expired_links_are_explained() {
     let dir = tempfile::tempdir().unwrap();

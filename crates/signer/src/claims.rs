@@ -34,12 +34,27 @@ impl Method {
         }
     }
 
+    /// The name, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Put => "PUT",
+        }
+    }
+
     fn bit(self) -> u8 {
         match self {
             Method::Get => 1,
             Method::Head => 2,
             Method::Put => 4,
         }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -84,6 +99,13 @@ impl Methods {
 impl Default for Methods {
     fn default() -> Self {
         Methods::READ
+    }
+}
+
+/// The set of one method.
+impl From<Method> for Methods {
+    fn from(method: Method) -> Methods {
+        Methods(method.bit())
     }
 }
 
@@ -437,6 +459,22 @@ impl fmt::Debug for Claims {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_from_names_and_back() {
+        for m in [Method::Get, Method::Head, Method::Put] {
+            assert_eq!(Method::from_name(m.as_str()), Some(m));
+            assert_eq!(m.to_string(), m.as_str());
+            let one = Methods::from(m);
+            assert!(one.contains(m));
+            assert_eq!(one.iter().collect::<Vec<_>>(), [m]);
+        }
+        assert_eq!(
+            Methods::from(Method::Get) | Method::Head.into(),
+            Methods::READ
+        );
+        assert_eq!(Method::from_name("get"), None, "names are case-sensitive");
+    }
 
     #[test]
     fn subject_rules() {
