@@ -7,6 +7,7 @@ use mediagate_signer::time::OffsetDateTime;
 use mediagate_signer::{Grant, MediaPath, Method, RequestFacts, Verifier};
 
 use crate::config::ClientIpSource;
+use crate::headers::forwarded;
 use crate::reject::Reject;
 
 /// The client's address according to `source`.
@@ -27,16 +28,7 @@ pub(crate) fn client_ip(
             if !trusted {
                 return peer;
             }
-            // The last hop appended by our trusted proxy.
-            headers
-                .get_all(header)
-                .iter()
-                .next_back()
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok())
-                .map(|ip| ip.to_canonical())
-                .or(peer)
+            forwarded::client(headers, header, trusted_proxies).or(peer)
         }
     }
 }

@@ -103,8 +103,13 @@ pub enum ClientIpSource {
     /// The TCP peer address (the default).
     #[default]
     Peer,
-    /// The last address in a header such as `X-Forwarded-For`, believed only
-    /// when the peer is one of `trusted_proxies`; otherwise the peer address.
+    /// The client's address from a header such as `X-Forwarded-For`,
+    /// believed only when the peer is one of `trusted_proxies`; otherwise
+    /// the peer address. The list is read from the right, past every entry
+    /// that is a trusted proxy (a CDN edge in front of a load balancer), as
+    /// nginx's `real_ip_recursive on`; entries may carry a port. When an
+    /// entry it must read is not an address, the peer address is used (and
+    /// matches no client-bound link).
     TrustedHeader {
         /// The header, for example `x-forwarded-for`.
         header: HeaderName,

@@ -6,7 +6,9 @@ mod common;
 
 use common::{CANARY, TestServer, raw};
 use mediagate_verifier::signer::time::{Duration, OffsetDateTime};
-use mediagate_verifier::{CacheLimits, CachePolicy, Cors, ServerConfig, Transports};
+use mediagate_verifier::{
+    CacheLimits, CachePolicy, ClientIpSource, Cors, ServerConfig, Transports,
+};
 
 #[tokio::test]
 async fn serves_a_file_with_its_headers() {
@@ -457,6 +459,44 @@ async fn ip_bound_links_check_the_peer() {
         .get(&other.url("/media"), &[("X-Forwarded-For", "203.0.113.9")])
         .await;
     assert_eq!((r.status, r.text().as_str()), (403, "ip\n"));
+    s.shutdown().await.unwrap();
+}
+
+/// Behind a CDN edge and a load balancer (both trusted, the load balancer
+/// being the peer here), the client is the rightmost untrusted entry of
+/// X-Forwarded-For; what the client wrote itself, to the left, is ignored.
+#[tokio::test]
+async fn ip_bound_links_behind_a_chain_of_trusted_proxies() {
+    let s = TestServer::start_with(
+        |b| {
+            b.client_ip(ClientIpSource::TrustedHeader {
+                header: http::HeaderName::from_static("x-forwarded-for"),
+                trusted_proxies: vec![
+                    "127.0.0.0/8".parse().unwrap(),
+                    "192.0.2.0/24".parse().unwrap(),
+                ],
+            })
+        },
+        ServerConfig::default(),
+    )
+    .await;
+    let bound = s
+        .link("/pub/a.txt")
+        .client_ip("203.0.113.9".parse().unwrap())
+        .sign()
+        .unwrap();
+    let url = bound.url("/media");
+    for (xff, status) in [
+        ("203.0.113.9", 200),
+        ("203.0.113.9, 192.0.2.7", 200),
+        ("198.51.100.1, 203.0.113.9:4711, 192.0.2.7", 200),
+        // The client's own claim, left of the edge's entry, is not read.
+        ("203.0.113.9, 198.51.100.1, 192.0.2.7", 403),
+        ("203.0.113.9, not-an-address, 192.0.2.7", 403),
+    ] {
+        let r = s.get(&url, &[("X-Forwarded-For", xff)]).await;
+        assert_eq!(r.status, status, "{xff}");
+    }
     s.shutdown().await.unwrap();
 }
 

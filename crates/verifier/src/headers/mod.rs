@@ -1,8 +1,10 @@
 //! Pure parsing and evaluation of request headers: `Host`, which every
-//! request must get right, and `Range` and the conditional headers, which
-//! shape a file response. No I/O here.
+//! request must get right, `Range` and the conditional headers, which
+//! shape a file response, and the forwarded-for list that IP-bound links
+//! are checked against behind proxies. No I/O here.
 
 pub(crate) mod conditional;
+pub(crate) mod forwarded;
 pub(crate) mod host;
 pub(crate) mod range;
 
