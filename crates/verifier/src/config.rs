@@ -107,7 +107,8 @@ pub enum ClientIpSource {
     /// believed only when the peer is one of `trusted_proxies`; otherwise
     /// the peer address. The list is read from the right, past every entry
     /// that is a trusted proxy (a CDN edge in front of a load balancer), as
-    /// nginx's `real_ip_recursive on`; entries may carry a port. When an
+    /// nginx's `real_ip_recursive on`; entries may carry a port, and
+    /// `Forwarded` elements (RFC 7239) are read by their `for`. When an
     /// entry it must read is not an address, the peer address is used (and
     /// matches no client-bound link).
     TrustedHeader {

@@ -1,6 +1,6 @@
 //! The client address behind trusted proxies, from a header such as
-//! `X-Forwarded-For`: a comma-separated list to which each proxy appends
-//! the address it received the request from.
+//! `X-Forwarded-For` or RFC 7239's `Forwarded`: a comma-separated list to
+//! which each proxy appends the address it received the request from.
 //!
 //! Only the entries that trusted proxies appended can be believed; anything
 //! to their left may come from the client. So the list is read from the
@@ -51,8 +51,24 @@ pub(crate) fn client(
 
 /// One entry: an address, as most proxies write it, or with a port
 /// (`192.0.2.1:5000`, `[2001:db8::1]:5000`, as some load balancers do), or
-/// an IPv6 address in brackets. IPv4-mapped IPv6 counts as IPv4.
+/// an IPv6 address in brackets; or an element of RFC 7239's `Forwarded`
+/// (`for=192.0.2.1;proto=https`, `for="[2001:db8::1]:5000"`), whose `for`
+/// parameter is read the same way. IPv4-mapped IPv6 counts as IPv4.
 fn parse_entry(entry: &str) -> Option<IpAddr> {
+    let entry = if entry.contains('=') {
+        let value = entry.split(';').find_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("for")
+                .then_some(value.trim())
+        })?;
+        value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value)
+    } else {
+        entry
+    };
     let ip = entry
         .parse::<IpAddr>()
         .ok()
@@ -137,6 +153,30 @@ mod tests {
         assert_eq!(from(&["::ffff:203.0.113.9"]), ip("203.0.113.9"));
         // A mapped form of a trusted proxy is trusted.
         assert_eq!(from(&["203.0.113.9, ::ffff:10.2.3.4"]), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn rfc_7239_forwarded_elements() {
+        let forwarded = HeaderName::from_static("forwarded");
+        let mut m = HeaderMap::new();
+        m.append(
+            forwarded.clone(),
+            HeaderValue::from_static(
+                "for=198.51.100.1, for=\"[2001:db8::9]:4711\";proto=https, \
+                 proto=https;For=10.2.3.4;by=10.0.0.1",
+            ),
+        );
+        assert_eq!(client(&m, &forwarded, &trusted()), ip("2001:db8::9"));
+        for opaque in [
+            "for=unknown",
+            "for=_hidden",
+            "proto=https",
+            "for=\"10.2.3.4",
+        ] {
+            let mut m = HeaderMap::new();
+            m.append(forwarded.clone(), HeaderValue::from_str(opaque).unwrap());
+            assert_eq!(client(&m, &forwarded, &trusted()), None, "{opaque}");
+        }
     }
 
     #[test]
