@@ -23,8 +23,8 @@ pub const PATH_MARKER: &str = "_mg";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
-    /// The token appears more than once (twice in the query, in two cookies,
-    /// or in two transports).
+    /// The token appears more than once (twice in the query, twice in one
+    /// `Cookie` header, or in two transports).
     #[error("more than one token in the request")]
     Duplicate,
     /// The parameter or cookie is present with an empty value.
@@ -83,29 +83,43 @@ fn decodes_to_param(name: &str) -> bool {
 }
 
 /// Finds the token in the value of one `Cookie` header. Call it for each
-/// `Cookie` header and treat two finds as [`TransportError::Duplicate`].
+/// `Cookie` header and treat two finds as [`TransportError::Duplicate`]
+/// (or see [`tokens_from_cookie_header`] for a request that may carry
+/// several).
 pub fn token_from_cookie_header(header: &str) -> Result<Option<&str>, TransportError> {
-    let mut found = None;
-    for pair in header.split(';') {
-        let Some((name, value)) = pair.trim_matches([' ', '\t']).split_once('=') else {
-            continue;
-        };
-        if name != COOKIE_NAME {
-            continue;
-        }
-        if found.is_some() {
-            return Err(TransportError::Duplicate);
-        }
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
-        if value.is_empty() {
-            return Err(TransportError::Empty);
-        }
-        found = Some(value);
+    let mut values = cookie_values(header);
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(TransportError::Duplicate);
     }
-    Ok(found)
+    if first.is_empty() {
+        return Err(TransportError::Empty);
+    }
+    Ok(Some(first))
+}
+
+/// Every non-empty token cookie in the value of one `Cookie` header, in the
+/// order sent. A browser holding token cookies for nested paths (a link for
+/// `/videos/` and one for `/videos/show-1/`) sends each that matches, the
+/// one with the longer path first (RFC 6265 §5.4), so several are not
+/// necessarily an attack; `mediagate-verifier` tries them in order.
+pub fn tokens_from_cookie_header(header: &str) -> impl Iterator<Item = &str> {
+    cookie_values(header).filter(|v| !v.is_empty())
+}
+
+/// The values of the token cookie in one `Cookie` header, quotes removed.
+fn cookie_values(header: &str) -> impl Iterator<Item = &str> {
+    header.split(';').filter_map(|pair| {
+        let (name, value) = pair.trim_matches([' ', '\t']).split_once('=')?;
+        (name == COOKIE_NAME).then(|| {
+            value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value)
+        })
+    })
 }
 
 /// Splits `/_mg/<token>/rest` into the token and `/rest`. Returns `None`
@@ -266,6 +280,15 @@ mod tests {
             token_from_cookie_header("mg_token="),
             Err(TransportError::Empty)
         );
+        assert_eq!(
+            token_from_cookie_header("mg_token=; mg_token=b"),
+            Err(TransportError::Duplicate)
+        );
+        let all: Vec<&str> =
+            tokens_from_cookie_header("mg_token=a; x=1; mg_token=; mg_token=\"b\";mg_token=c")
+                .collect();
+        assert_eq!(all, ["a", "b", "c"]);
+        assert_eq!(tokens_from_cookie_header("a=b; MG_TOKEN=c").count(), 0);
     }
 
     #[test]
@@ -290,6 +313,7 @@ mod tests {
         fn parsers_never_panic(s in "[a-z_=&;%5F\"/ ]{0,40}") {
             let _ = token_from_query(&s);
             let _ = token_from_cookie_header(&s);
+            prop_assert!(tokens_from_cookie_header(&s).all(|t| !t.is_empty()));
             if let Ok(Some((t, rest))) = split_path_form(&s) {
                 prop_assert!(!t.is_empty() && !t.contains('/'));
                 prop_assert!(rest.starts_with('/'));

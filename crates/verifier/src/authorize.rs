@@ -33,10 +33,11 @@ pub(crate) fn client_ip(
     }
 }
 
-/// Verifies `token` for this request.
+/// Verifies the request's candidate tokens in order (see `token`): the
+/// first grant wins; if none grants, the first one's refusal is the answer.
 pub(crate) fn authorize(
     verifier: &Verifier,
-    token: &str,
+    tokens: &[&str],
     method: Method,
     path: &MediaPath<'_>,
     client_ip: Option<IpAddr>,
@@ -46,9 +47,16 @@ pub(crate) fn authorize(
     if let Some(ip) = client_ip {
         facts = facts.client_ip(ip);
     }
-    verifier
-        .verify(token, &facts, now)
-        .map_err(|e| Reject::Forbidden(e.code()))
+    let mut refusal = None;
+    for token in tokens {
+        match verifier.verify(token, &facts, now) {
+            Ok(grant) => return Ok(grant),
+            Err(e) => {
+                refusal.get_or_insert(e.code());
+            }
+        }
+    }
+    Err(Reject::Forbidden(refusal.unwrap_or("missing_token")))
 }
 
 #[cfg(test)]

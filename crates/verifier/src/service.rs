@@ -197,11 +197,17 @@ impl MediaGate {
         // 4. Grant (before any file-system access)
         let client_ip = authorize::client_ip(&cfg.client_ip, peer, req.headers());
         let verifier = cfg.keys.verifier();
-        let grant =
-            match authorize::authorize(&verifier, located.token, method, &path, client_ip, now) {
-                Ok(g) => g,
-                Err(r) => return self.refuse(req, None, r, started),
-            };
+        let grant = match authorize::authorize(
+            &verifier,
+            located.tokens(),
+            method,
+            &path,
+            client_ip,
+            now,
+        ) {
+            Ok(g) => g,
+            Err(r) => return self.refuse(req, None, r, started),
+        };
         // 5. File
         let resolved = self.cache.resolve(&cfg.root, path.relative(), || {
             response::guess_content_type(path.as_str())

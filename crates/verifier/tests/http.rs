@@ -389,6 +389,69 @@ async fn path_form_cookie_and_prefix_scope() {
     s.shutdown().await.unwrap();
 }
 
+/// A browser holding token cookies sends each whose path matches, the most
+/// specific first, and still follows query and path-form links: none of
+/// that is ambiguous.
+#[tokio::test]
+async fn cookies_for_nested_scopes_and_links_beside_a_cookie() {
+    let s = TestServer::start().await;
+    let folder = s.token("/videos/");
+    let show = s.token("/videos/show/");
+    let other = s.token("/pub/");
+    let seg = "/media/videos/show/seg-0.ts";
+    // Both cookies match: the first grants.
+    let both = format!("mg_token={show}; theme=dark; mg_token={folder}");
+    assert_eq!(s.get(seg, &[("Cookie", &both)]).await.status, 200);
+    // The first does not cover the file, the second does.
+    let mixed = format!("mg_token={other}; mg_token={folder}");
+    assert_eq!(s.get(seg, &[("Cookie", &mixed)]).await.status, 200);
+    // On separate lines, as HTTP/2 may send them.
+    let r = s
+        .get(
+            seg,
+            &[
+                ("Cookie", &format!("mg_token={other}")),
+                ("Cookie", &format!("mg_token={show}")),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // None grants: the first one's refusal.
+    let expired = s
+        .link("/videos/show/")
+        .issued_at(OffsetDateTime::now_utc() - Duration::hours(1))
+        .ttl(Duration::minutes(1))
+        .token()
+        .unwrap();
+    let none = format!("mg_token={expired}; mg_token={other}");
+    let r = s.get(seg, &[("Cookie", &none)]).await;
+    assert_eq!((r.status, r.text().as_str()), (403, "expired\n"));
+    // More than four is refused before any is checked.
+    let five = vec![format!("mg_token={show}"); 5].join("; ");
+    let r = s.get(seg, &[("Cookie", &five)]).await;
+    assert_eq!((r.status, r.text().as_str()), (400, "ambiguous_token\n"));
+    // A link in the URL is used as it is, whatever the cookies say.
+    let a_txt = s.target("/pub/a.txt");
+    let r = s.get(&a_txt, &[("Cookie", &none)]).await;
+    assert_eq!(r.status, 200);
+    let r = s
+        .get(
+            &format!("/media/_mg/{show}/videos/show/seg-0.ts"),
+            &[("Cookie", &format!("mg_token={expired}"))],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // Two tokens in the URL stay ambiguous.
+    let r = s
+        .get(
+            &format!("/media/_mg/{show}/videos/show/seg-0.ts?mg_token={show}"),
+            &[],
+        )
+        .await;
+    assert_eq!((r.status, r.text().as_str()), (400, "ambiguous_token\n"));
+    s.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn signed_overrides_reach_the_response() {
     let s = TestServer::start().await;
