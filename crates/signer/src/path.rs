@@ -152,6 +152,15 @@ impl fmt::Display for MediaPath<'_> {
     }
 }
 
+/// Whether a canonical path lies below `/_mg/`, the path-form transport's
+/// marker (see `transport`): a verifier with that transport on reads such a
+/// request path as a token and a path, so no link may name one.
+pub(crate) fn is_reserved(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.strip_prefix(crate::transport::PATH_MARKER))
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Whether the scope `scope` (exact path, or prefix ending in `/`) covers the
 /// request path `path`. Both must be canonical.
 pub(crate) fn scope_covers(scope: &str, path: &str) -> bool {

@@ -56,6 +56,10 @@ pub enum SignError {
     /// The file asked for is outside a prefix link's scope.
     #[error("path is outside the link's scope")]
     OutsideScope,
+    /// The path starts with `/_mg/`, which a verifier reads as the path-form
+    /// transport's marker: a query or cookie link to it could not work.
+    #[error("paths below /_mg/ are reserved for path-form links")]
+    ReservedPath,
 }
 
 /// Mints signed links with the active key of a [`Keyring`].
@@ -251,6 +255,9 @@ impl<'a> LinkBuilder<'a> {
     /// unusually long links) and hands the signed bytes to `render`.
     fn seal<R>(self, render: impl FnOnce(Sealed<'_, 'a>) -> R) -> Result<R, SignError> {
         let path = MediaPath::parse(self.path)?;
+        if path::is_reserved(self.path) {
+            return Err(SignError::ReservedPath);
+        }
         let subject = self.subject.ok_or(SignError::MissingSubject)?;
         claims::check_subject(subject)?;
         if self.methods.bits() == 0 {
@@ -538,6 +545,18 @@ mod tests {
                 .err(),
             Some(SignError::TimeOutOfRange)
         );
+        // Below the path-form marker: reserved. The name itself, or a name
+        // that only starts like it, is an ordinary path.
+        for reserved in ["/_mg/", "/_mg/a", "/_mg/t/videos/"] {
+            assert_eq!(
+                base(reserved).sign().err(),
+                Some(SignError::ReservedPath),
+                "{reserved}"
+            );
+        }
+        for ordinary in ["/_mg", "/_mgx/a", "/a/_mg/b", "/_MG/a"] {
+            assert!(base(ordinary).sign().is_ok(), "{ordinary}");
+        }
     }
 
     #[test]
