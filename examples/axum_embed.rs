@@ -1,5 +1,8 @@
 //! An axum app that mints links for its logged-in user and serves them from
-//! the verifier mounted under `/media` in the same router.
+//! the verifier mounted under `/media` in the same router. The links are
+//! bound to the user's address: a middleware hands each connection's
+//! address to the verifier as a `PeerAddr` extension, which is how an
+//! embedded verifier learns it.
 //!
 //! Run: `cargo run --example axum_embed` and open the printed address, or
 //! `cargo run --example axum_embed -- --self-test` to exercise it once and
@@ -9,13 +12,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use mediagate::signer::time::Duration;
 use mediagate::signer::{Key, Keyring, Signer};
-use mediagate::verifier::MediaGate;
+use mediagate::verifier::{MediaGate, PeerAddr};
 
 #[derive(Clone)]
 struct App {
@@ -38,9 +42,10 @@ fn logged_in_user(headers: &HeaderMap) -> Option<String> {
 }
 
 /// `/download?file=/reports/q3.pdf`: checks the session, then redirects to
-/// a short-lived signed link for that user.
+/// a short-lived signed link for that user at this address.
 async fn download(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(want): Query<Want>,
 ) -> impl IntoResponse {
@@ -51,12 +56,24 @@ async fn download(
         .signer
         .link(&want.file)
         .user(&user)
+        .client_ip(peer.ip())
         .ttl(Duration::minutes(2))
         .sign()
     {
         Ok(link) => Redirect::to(&link.url("/media")).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     }
+}
+
+/// Hands the connection's address to the verifier, which checks IP-bound
+/// links against it (without it they are refused: 403 `ip`).
+async fn peer_addr(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    req.extensions_mut().insert(PeerAddr(peer));
+    next.run(req).await
 }
 
 fn router(root: &std::path::Path) -> Result<Router, Box<dyn std::error::Error>> {
@@ -71,6 +88,7 @@ fn router(root: &std::path::Path) -> Result<Router, Box<dyn std::error::Error>> 
     Ok(Router::new()
         .route("/download", get(download))
         .nest_service("/media", gate)
+        .layer(middleware::from_fn(peer_addr))
         .with_state(app))
 }
 
@@ -86,6 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     let app = router(dir.path())?;
     let self_test = std::env::args().any(|a| a == "--self-test");
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     if !self_test {
         println!("try: curl -iL -b session=alice 'http://{addr}/download?file=/reports/q3.pdf'");
@@ -111,6 +130,10 @@ async fn check(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     let file = fetch(addr, &location, None).await?;
     assert!(file.starts_with("HTTP/1.1 200"), "{file}");
     assert!(file.ends_with("%PDF-1.4 quarterly figures"));
+    // The same link from another address (127.0.0.2 is loopback too).
+    let elsewhere = fetch_from([127, 0, 0, 2].into(), addr, &location, None).await?;
+    assert!(elsewhere.starts_with("HTTP/1.1 403"), "{elsewhere}");
+    assert!(elsewhere.ends_with("ip\n"), "{elsewhere}");
     assert!(
         fetch(addr, "/download?file=/reports/q3.pdf", None)
             .await?
@@ -125,8 +148,20 @@ async fn check(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn fetch(addr: SocketAddr, target: &str, session: Option<&str>) -> std::io::Result<String> {
+    fetch_from([127, 0, 0, 1].into(), addr, target, session).await
+}
+
+/// One request to `addr` from the local address `from`; the whole response.
+async fn fetch_from(
+    from: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    target: &str,
+    session: Option<&str>,
+) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((from, 0).into())?;
+    let mut s = socket.connect(addr).await?;
     let cookie = session
         .map(|u| format!("Cookie: session={u}\r\n"))
         .unwrap_or_default();
