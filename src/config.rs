@@ -29,6 +29,9 @@ pub(crate) struct FileConfig {
     pub close_unused_after: Option<String>,
     pub header_read_timeout: Option<String>,
     pub send_timeout: Option<String>,
+    /// TCP load balancers (addresses or networks) that send the PROXY
+    /// protocol.
+    pub proxy_protocol: Option<Vec<String>>,
     pub leeway: Option<String>,
     pub max_ttl: Option<String>,
     /// Any of "query", "cookie", "path" (default all three).
@@ -102,15 +105,20 @@ fn cache_policy(age: &str) -> Result<CachePolicy> {
     Ok(CachePolicy::Private { max_age })
 }
 
-fn client_ip(proxies: &[String], header: Option<&str>) -> Result<ClientIpSource> {
-    let trusted_proxies = proxies
-        .iter()
+/// A list of addresses or networks (`10.0.0.0/8`, `192.0.2.7`), for the
+/// setting `key`.
+pub(crate) fn networks(key: &str, list: &[String]) -> Result<Vec<IpNet>> {
+    list.iter()
         .map(|p| {
             p.parse::<IpNet>()
                 .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| anyhow!("trusted_proxies: {p:?} is not an address or network"))
+                .map_err(|_| anyhow!("{key}: {p:?} is not an address or network"))
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect()
+}
+
+fn client_ip(proxies: &[String], header: Option<&str>) -> Result<ClientIpSource> {
+    let trusted_proxies = networks("trusted_proxies", proxies)?;
     let name = header.unwrap_or("x-forwarded-for");
     let header = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
         .map_err(|_| anyhow!("client_ip_header: {name:?} is not a header name"))?;
@@ -166,6 +174,7 @@ mod tests {
             let duration = duration.as_deref().unwrap();
             assert!(crate::parse_duration(duration).is_ok(), "{duration}");
         }
+        networks("proxy_protocol", file.proxy_protocol.as_deref().unwrap()).unwrap();
         let root = tempfile::tempdir().unwrap();
         let keyring =
             mediagate::signer::Keyring::new(mediagate::signer::Key::new("k", &[1; 32]).unwrap());

@@ -454,6 +454,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(t) = seconds(file.send_timeout.as_deref(), "send_timeout")? {
         config.send_timeout = std::time::Duration::from_secs(t.whole_seconds() as u64);
     }
+    if let Some(balancers) = &file.proxy_protocol {
+        config.proxy_protocol = config::networks("proxy_protocol", balancers)?;
+    }
     fit_descriptor_limit(&mut config, &mut limits);
     let gate = b.cache_limits(limits).build()?;
     reload_keys_on_hangup(gate.keyring_handle(), keys_file)?;

@@ -115,6 +115,25 @@ fn stop(mut child: std::process::Child) {
     assert!(child.wait().unwrap().success());
 }
 
+/// Sends `request` to `addr` from 127.0.0.2 (as a load balancer would);
+/// the whole response.
+fn from_balancer(addr: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut s = socket.connect(addr.parse().unwrap()).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut res = String::new();
+        s.read_to_string(&mut res).await.unwrap();
+        res
+    })
+}
+
 fn assert_one_line_error(args: &[&str], needle: &str) {
     let (code, _, err) = run(args);
     assert_ne!(code, 0, "{args:?}");
@@ -651,6 +670,10 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
         ("cache_max_age = \"soon\"", "cache_max_age"),
         ("trusted_proxies = [\"10.0.0.0/33\"]", "trusted_proxies"),
         (
+            "proxy_protocol = [\"lb.internal\"]",
+            "proxy_protocol: \"lb.internal\"",
+        ),
+        (
             "client_ip_header = \"x-real-ip\"",
             "client_ip_header: needs trusted_proxies",
         ),
@@ -676,7 +699,8 @@ fn serve_config_sets_transports_caching_proxies_and_cors() {
     let config = dir.path().join("mediagate.toml");
     let settings = "transports = [\"query\"]\ncache_max_age = \"no-store\"\n\
                     trusted_proxies = [\"127.0.0.1\"]\nclient_ip_header = \"X-Real-IP\"\n\
-                    cors_origins = [\"https://app.example\"]\ncors_credentials = true\n";
+                    cors_origins = [\"https://app.example\"]\ncors_credentials = true\n\
+                    proxy_protocol = [\"127.0.0.2\"]\n";
     std::fs::write(
         &config,
         format!(
@@ -718,6 +742,16 @@ fn serve_config_sets_transports_caching_proxies_and_cors() {
         other.starts_with("HTTP/1.1 403") && other.ends_with("ip\n"),
         "{other}"
     );
+    // The same link through a TCP load balancer on 127.0.0.2 that names
+    // the client in a PROXY header.
+    let proxied = from_balancer(
+        &addr,
+        &format!(
+            "PROXY TCP4 203.0.113.9 127.0.0.1 4711 80\r\n\
+             GET {bound} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(proxied.starts_with("HTTP/1.1 200"), "{proxied}");
     // The path transport is off: a path-form link finds no token.
     let path_form = sign(&["--form", "path"]);
     let res = http_get(&addr, &path_form);

@@ -11,6 +11,7 @@ mod cors;
 mod fs;
 mod headers;
 mod keys;
+mod proxy_protocol;
 mod reject;
 mod response;
 mod send_timeout;

@@ -1,8 +1,9 @@
 //! A production HTTP server for the service: HTTP/1.1 and HTTP/2 (prior
 //! knowledge), a header-read timeout that also closes idle keep-alive
 //! connections, a send timeout for clients that stop reading, a cap on
-//! concurrent connections, back-off when out of file descriptors, and
-//! graceful shutdown with a drain deadline.
+//! concurrent connections, back-off when out of file descriptors, the
+//! PROXY protocol from listed load balancers, and graceful shutdown with a
+//! drain deadline.
 
 use std::future::Future;
 use std::io;
@@ -17,10 +18,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use ipnet::IpNet;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::proxy_protocol;
 use crate::send_timeout::{Progress, Tracked, watch_http2};
 use crate::sendfile::{Lane, SendfileIo};
 use crate::service::MediaGate;
@@ -64,6 +67,15 @@ pub struct ServerConfig {
     /// [`max_connections`](Self::max_connections), for ever. A client that
     /// reads slowly but steadily is not affected.
     pub send_timeout: Duration,
+    /// TCP load balancers that send the PROXY protocol (v1 or v2: HAProxy,
+    /// AWS NLB and most others that pass connections through): every
+    /// connection from one of these networks must begin with a PROXY
+    /// header, and the client address it names stands for the peer's (for
+    /// IP-bound links and trusted-proxy checks); one without a valid header
+    /// is closed. Connections from anywhere else are read as plain HTTP, so
+    /// a header a client writes itself is never believed (default: none).
+    /// See `src/proxy_protocol.rs`.
+    pub proxy_protocol: Vec<IpNet>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +88,7 @@ impl Default for ServerConfig {
             max_header_bytes: 16 * 1024,
             sendfile: true,
             send_timeout: Duration::from_secs(60),
+            proxy_protocol: Vec::new(),
         }
     }
 }
@@ -120,6 +133,12 @@ impl ServerConfig {
     /// Sets [`send_timeout`](Self::send_timeout).
     pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
         self.send_timeout = timeout;
+        self
+    }
+
+    /// Sets [`proxy_protocol`](Self::proxy_protocol).
+    pub fn with_proxy_protocol(mut self, balancers: Vec<IpNet>) -> Self {
+        self.proxy_protocol = balancers;
         self
     }
 }
@@ -217,8 +236,32 @@ async fn connection(
     // preface, and the connection is dropped at the deadline unless a
     // request came by then.
     let deadline = tokio::time::Instant::now() + config.header_read_timeout;
-    let Some((h2, first)) =
-        read_ahead(&mut stream, deadline, config.http2, config.max_header_bytes).await
+    let mut buf = BytesMut::with_capacity(READ_AHEAD);
+    let mut peer = peer;
+    let from_balancer = !config.proxy_protocol.is_empty() && {
+        let ip = peer.ip().to_canonical();
+        config.proxy_protocol.iter().any(|net| net.contains(&ip))
+    };
+    if from_balancer {
+        let read =
+            proxy_protocol::read_header(&mut stream, &mut buf, deadline, config.max_header_bytes);
+        match read.await {
+            Some(Some(client)) => peer = client,
+            Some(None) => {}
+            None => {
+                tracing::debug!(%peer, "no valid PROXY header from a listed balancer");
+                return;
+            }
+        }
+    }
+    let Some((h2, first)) = read_ahead(
+        &mut stream,
+        buf,
+        deadline,
+        config.http2,
+        config.max_header_bytes,
+    )
+    .await
     else {
         return;
     };
@@ -430,14 +473,27 @@ async fn first_request_by<F: Future + Unpin>(
 /// `recvfrom` for the first request, where peeking cost two.
 async fn read_ahead(
     stream: &mut TcpStream,
+    mut buf: BytesMut,
     deadline: tokio::time::Instant,
     http2: bool,
     max_head: usize,
 ) -> Option<(bool, Bytes)> {
-    let mut buf = BytesMut::with_capacity(READ_AHEAD);
     // Where the search for the end of the head resumes.
     let mut scanned = 0;
     loop {
+        // `buf` may hold bytes already (those after a PROXY header).
+        if !buf.is_empty() {
+            let seen = buf.len().min(H2_PREFACE.len());
+            if http2 && buf[..seen] == H2_PREFACE[..seen] {
+                if seen == H2_PREFACE.len() {
+                    return Some((true, buf.freeze()));
+                }
+            } else if head_ends(&buf, scanned) || buf.len() >= max_head {
+                return Some((false, buf.freeze()));
+            } else {
+                scanned = buf.len();
+            }
+        }
         let n = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))
             .await
             .ok()?
@@ -445,17 +501,6 @@ async fn read_ahead(
         if n == 0 {
             return None;
         }
-        let seen = buf.len().min(H2_PREFACE.len());
-        if http2 && buf[..seen] == H2_PREFACE[..seen] {
-            if seen == H2_PREFACE.len() {
-                return Some((true, buf.freeze()));
-            }
-            continue;
-        }
-        if head_ends(&buf, scanned) || buf.len() >= max_head {
-            return Some((false, buf.freeze()));
-        }
-        scanned = buf.len();
     }
 }
 

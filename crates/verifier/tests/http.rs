@@ -563,6 +563,77 @@ async fn ip_bound_links_behind_a_chain_of_trusted_proxies() {
     s.shutdown().await.unwrap();
 }
 
+/// Sends `bytes` from the local address `from` to `addr`, in pieces of at
+/// most `piece` bytes, and reads until the server closes; the raw answer.
+async fn send_from(
+    from: [u8; 4],
+    addr: std::net::SocketAddr,
+    bytes: &[u8],
+    piece: usize,
+) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind((std::net::Ipv4Addr::from(from), 0).into())
+        .unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    for chunk in bytes.chunks(piece) {
+        s.write_all(chunk).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .ok();
+    out
+}
+
+/// Behind a TCP load balancer (here 127.0.0.2) that sends the PROXY
+/// protocol, links bound to the client's address work; other peers' bytes
+/// are plain HTTP, whatever they claim.
+#[tokio::test]
+async fn proxy_protocol_from_listed_balancers() {
+    let s = TestServer::start_with(
+        |b| b,
+        ServerConfig::default().with_proxy_protocol(vec!["127.0.0.2/32".parse().unwrap()]),
+    )
+    .await;
+    let bound = s
+        .link("/pub/a.txt")
+        .client_ip("203.0.113.9".parse().unwrap())
+        .sign()
+        .unwrap()
+        .url("/media");
+    let get = format!("GET {bound} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let with = |header: &[u8]| [header, get.as_bytes()].concat();
+    let lb = [127, 0, 0, 2];
+    // Version 1, in one piece and trickled.
+    let v1 = with(b"PROXY TCP4 203.0.113.9 127.0.0.1 4711 80\r\n");
+    for piece in [v1.len(), 7] {
+        let r = common::parse(&send_from(lb, s.addr, &v1, piece).await);
+        assert_eq!(r.status, 200, "pieces of {piece}");
+    }
+    // Version 2.
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend_from_slice(&[203, 0, 113, 9, 127, 0, 0, 1, 0x12, 0x67, 0, 80]);
+    let r = common::parse(&send_from(lb, s.addr, &with(&v2), 1000).await);
+    assert_eq!(r.status, 200);
+    // Another client, named by the balancer: refused.
+    let other = with(b"PROXY TCP4 198.51.100.1 127.0.0.1 4711 80\r\n");
+    let r = common::parse(&send_from(lb, s.addr, &other, 1000).await);
+    assert_eq!((r.status, r.text().as_str()), (403, "ip\n"));
+    // From the balancer without a header: closed unanswered.
+    assert!(send_from(lb, s.addr, get.as_bytes(), 1000).await.is_empty());
+    // From any other peer, a header is not read: it is a bad request line.
+    let r = common::parse(&send_from([127, 0, 0, 1], s.addr, &v1, 1000).await);
+    assert_eq!(r.status, 400);
+    // Plain requests from other peers are served as ever.
+    let plain = s.target("/pub/a.txt");
+    assert_eq!(s.get(&plain, &[]).await.status, 200);
+    s.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn cache_policy_and_transports_are_configurable() {
     let s = TestServer::start_with(
