@@ -9,6 +9,7 @@ mod cache;
 mod config;
 mod cors;
 mod fs;
+mod graceful;
 mod headers;
 mod keys;
 mod proxy_protocol;

@@ -10,6 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -17,12 +18,12 @@ use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use ipnet::IpNet;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::graceful::{Shutdown, Watcher};
 use crate::proxy_protocol;
 use crate::send_timeout::{Progress, Tracked, watch_http2};
 use crate::sendfile::{Lane, SendfileIo};
@@ -156,9 +157,16 @@ pub async fn serve(
     let nodelay_inherited =
         rustix::net::sockopt::tcp_nodelay(std::os::fd::AsFd::as_fd(&listener)).unwrap_or(false);
     let permits = std::sync::Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    let graceful = Shutdown::new();
     // Ends with this function, however it ends (returned, or dropped).
     let _sweeper = AbortOnDrop(tokio::spawn(close_unused_files(gate.clone())));
+    let start = |stream: TcpStream, peer, permit| {
+        if !nodelay_inherited {
+            let _ = stream.set_nodelay(true);
+        }
+        let (gate, config, watcher) = (gate.clone(), config.clone(), graceful.watcher());
+        tokio::spawn(connection(stream, peer, gate, config, watcher, permit));
+    };
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -178,15 +186,22 @@ pub async fn serve(
                 }
             },
         };
-        if !nodelay_inherited {
-            let _ = stream.set_nodelay(true);
-        }
-        let (gate, config, watcher) = (gate.clone(), config.clone(), graceful.watcher());
-        tokio::spawn(connection(stream, peer, gate, config, watcher, permit));
+        start(stream, peer, permit);
+    }
+    // Connections already queued on this socket would be reset when it
+    // closes: take them first. (Where a new process shares the port, with
+    // SO_REUSEPORT, for a restart without downtime, this is most of what
+    // the old one would otherwise drop.)
+    while let Ok(permit) = permits.clone().try_acquire_owned() {
+        let queued = std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await;
+        let Poll::Ready(Ok((stream, peer))) = queued else {
+            break;
+        };
+        start(stream, peer, permit);
     }
     drop(listener);
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = graceful.drain() => {}
         () = tokio::time::sleep(config.drain_timeout) => {
             tracing::warn!("drain deadline passed; closing the remaining connections");
         }
@@ -290,7 +305,7 @@ async fn connection(
             config.send_timeout,
             Some(Arc::clone(&progress)),
         );
-        let conn = watcher.watch(b.serve_connection(io, service));
+        let conn = b.serve_connection(io, service);
         // A response whose stream window the client never opens writes
         // nothing, so no write waits on the socket; and hyper keeps an idle
         // HTTP/2 connection for as long as pings are answered. Watch both.
@@ -298,6 +313,8 @@ async fn connection(
         // Boxed: HTTP/2 with prior knowledge is the rare case, and its
         // state would otherwise double the size of every connection's task.
         let conn = Box::pin(async move {
+            tokio::pin!(conn);
+            let conn = watcher.run(conn, |c| c.graceful_shutdown());
             tokio::select! {
                 result = conn => result,
                 ended = watch => {
@@ -331,7 +348,11 @@ async fn connection(
             // on. (`pipeline_flush` would switch to copying and must stay
             // off.)
             .writev(true);
-        watcher.watch(b.serve_connection(io, service)).await
+        let conn = b.serve_connection(io, service);
+        tokio::pin!(conn);
+        // Polled before it looks at a shutdown: the first request, whose
+        // head is read already, is then answered (see `graceful`).
+        watcher.run(conn, |c| c.graceful_shutdown()).await
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, %peer, "connection ended with an error");

@@ -1343,6 +1343,30 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
+/// A client that had connected and was still sending its request head
+/// when the shutdown began gets its answer: the request is in flight as
+/// far as the client can tell. (hyper's graceful shutdown would take a
+/// connection whose first request it had not parsed yet for idle and
+/// close it unanswered.)
+#[tokio::test]
+async fn graceful_shutdown_answers_a_request_still_arriving() {
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start().await;
+    let target = s.target("/pub/a.txt");
+    let mut sock = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    sock.write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\n").as_bytes())
+        .await
+        .unwrap();
+    let stopping = tokio::spawn(s.shutdown());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    sock.write_all(b"Connection: close\r\n\r\n").await.unwrap();
+    let response = common::read_to_eof(&mut sock, std::time::Duration::from_secs(5)).await;
+    assert!(!response.is_empty(), "closed unanswered");
+    let r = common::parse(&response);
+    assert_eq!((r.status, r.text().as_str()), (200, "hello world\n"));
+    stopping.await.unwrap().unwrap();
+}
+
 /// Longer than the default revalidation window (1 ms), with room for a
 /// slow machine's timer.
 const PAST_THE_WINDOW: std::time::Duration = std::time::Duration::from_millis(20);
