@@ -25,17 +25,38 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A running `mediagate serve`, killed if a test ends (fails) without
+/// stopping it: a server left running would keep the test run's output
+/// open, and the run from ending.
+struct Served(std::process::Child);
+
+impl Served {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `mediagate serve` with `cmd`'s arguments; returns the child, its
 /// stderr lines, and the address it logged.
 fn start_server(
     mut cmd: Command,
 ) -> (
-    std::process::Child,
+    Served,
     std::io::Lines<BufReader<std::process::ChildStderr>>,
     String,
 ) {
-    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut child = Served(cmd.stderr(Stdio::piped()).spawn().unwrap());
+    let child_stderr = child.0.stderr.take().unwrap();
+    let mut lines = BufReader::new(child_stderr).lines();
     let addr = loop {
         let line = lines.next().expect("server exited early").unwrap();
         if let Some(rest) = line.split("addr=").nth(1) {
@@ -106,13 +127,13 @@ fn keys_and_media(a_txt: &str) -> (tempfile::TempDir, String, std::path::PathBuf
 }
 
 /// Sends SIGTERM to `child` and checks that it exits cleanly.
-fn stop(mut child: std::process::Child) {
+fn stop(mut child: Served) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
 }
 
 /// Sends `request` to `addr` from 127.0.0.2 (as a load balancer would);
@@ -783,8 +804,8 @@ fn serve_logs_json_lines_when_asked() {
         "--listen",
         "127.0.0.1:0",
     ]);
-    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut child = Served(cmd.stderr(Stdio::piped()).spawn().unwrap());
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     let mut next_json = || -> serde_json::Value {
         let line = lines.next().expect("server exited early").unwrap();
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
