@@ -97,21 +97,19 @@ fn http_request(addr: &str, method: &str, target: &str, headers: &[&str]) -> Str
     res
 }
 
+/// A link for user 7 signed by the CLI with `keys` and the options in
+/// `args`, which must succeed; the line it prints, trimmed.
+fn sign_for_7(keys: &str, args: &[&str]) -> String {
+    let mut all = vec!["sign", "--keys", keys, "--user", "7"];
+    all.extend_from_slice(args);
+    let (code, url, err) = run(&all);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    url.trim().to_owned()
+}
+
 /// A link for user 7 to /a.txt below `base`, signed by the CLI.
 fn sign_a_txt(keys: &str, base: &str) -> String {
-    let (code, url, err) = run(&[
-        "sign",
-        "--keys",
-        keys,
-        "--user",
-        "7",
-        "--path",
-        "/a.txt",
-        "--base-url",
-        base,
-    ]);
-    assert_eq!(code, 0, "{err}");
-    url
+    sign_for_7(keys, &["--path", "/a.txt", "--base-url", base])
 }
 
 /// A temporary directory holding a new keys file and a media root with
@@ -288,13 +286,7 @@ fn sign_and_inspect() {
 fn sign_sets_every_claim_and_the_server_honours_them() {
     let (_dir, keys, root) = keys_and_media("a pdf, really\n");
     let k = keys.as_str();
-    let sign = |extra: &[&str]| {
-        let mut args = vec!["sign", "--keys", k, "--user", "7", "--base-url", "/media"];
-        args.extend_from_slice(extra);
-        let (code, url, err) = run(&args);
-        assert_eq!(code, 0, "{extra:?}: {err}");
-        url.trim().to_owned()
-    };
+    let sign = |extra: &[&str]| sign_for_7(k, &[&["--base-url", "/media"], extra].concat());
     let full = sign(&[
         "--path",
         "/a.txt",
@@ -733,13 +725,7 @@ fn serve_config_sets_transports_caching_proxies_and_cors() {
     let mut cmd = bin();
     cmd.args(["serve", "--config", config.to_str().unwrap()]);
     let (child, _lines, addr) = start_server(cmd);
-    let sign = |extra: &[&str]| {
-        let mut args = vec!["sign", "--keys", k, "--user", "7", "--path", "/a.txt"];
-        args.extend_from_slice(extra);
-        let (code, url, err) = run(&args);
-        assert_eq!(code, 0, "{err}");
-        url.trim().to_owned()
-    };
+    let sign = |extra: &[&str]| sign_for_7(k, &[&["--path", "/a.txt"], extra].concat());
     // A link bound to the client's address, which the trusted proxy (this
     // test, on 127.0.0.1) reports in X-Real-IP.
     let bound = sign(&["--ip", "203.0.113.9"]);
