@@ -544,6 +544,7 @@ fn serve_answers_and_stops_on_sigterm() {
     // The access log names the user, never the token.
     let log = rest.join("\n");
     assert!(log.contains("user=\"7\""), "{log}");
+    assert!(log.contains("client=127.0.0.1 "), "{log}");
     assert!(log.contains("micros="), "the line times the request: {log}");
     assert!(!log.contains(&token));
     assert!(log.contains("stopped"));
@@ -724,7 +725,7 @@ fn serve_config_sets_transports_caching_proxies_and_cors() {
     .unwrap();
     let mut cmd = bin();
     cmd.args(["serve", "--config", config.to_str().unwrap()]);
-    let (child, _lines, addr) = start_server(cmd);
+    let (child, lines, addr) = start_server(cmd);
     let sign = |extra: &[&str]| sign_for_7(k, &[&["--path", "/a.txt"], extra].concat());
     // A link bound to the client's address, which the trusted proxy (this
     // test, on 127.0.0.1) reports in X-Real-IP.
@@ -775,6 +776,12 @@ fn serve_config_sets_transports_caching_proxies_and_cors() {
     );
     assert!(res.starts_with("HTTP/1.1 204"), "{res}");
     stop(child);
+    // The access log names the client the balancer reported, and the one
+    // the trusted proxy did.
+    let log: Vec<String> = lines.map_while(Result::ok).collect();
+    for client in ["client=203.0.113.9 ", "client=198.51.100.1 "] {
+        assert!(log.iter().any(|l| l.contains(client)), "{client}: {log:?}");
+    }
 }
 
 #[test]
@@ -809,6 +816,7 @@ fn serve_logs_json_lines_when_asked() {
         }
     };
     assert_eq!(access["status"], 200, "{access}");
+    assert_eq!(access["client"], "127.0.0.1");
     assert_eq!(access["path"], "/a.txt");
     assert_eq!(access["user"], "7");
     assert_eq!(access["bytes"], 6);

@@ -1,7 +1,9 @@
 //! One structured access-log line per request, through `tracing` (target
-//! `mediagate::access`): method, path, user, status, bytes sent, duration
-//! and the denial reason. Never the token, a query string or a secret.
+//! `mediagate::access`): client address, method, path, user, status, bytes
+//! sent, duration and the denial reason. Never the token, a query string
+//! or a secret.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use tracing::Level;
@@ -15,35 +17,48 @@ pub(crate) struct AccessLog {
     inner: Option<Box<Pending>>,
 }
 
+/// When a request started and the client it came from (the address that
+/// IP-bound links are checked against), taken when access logging is on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Begun {
+    started: Instant,
+    client: Option<IpAddr>,
+}
+
 #[derive(Debug)]
 struct Pending {
+    begun: Begun,
     method: http::Method,
     path: String,
     user: Option<String>,
     status: u16,
     reason: Option<&'static str>,
-    started: Instant,
 }
 
 impl AccessLog {
-    /// When a request started, if access logging is on; `None` otherwise, so
-    /// that a quiet server neither reads the clock nor builds a line.
-    pub(crate) fn clock() -> Option<Instant> {
-        tracing::enabled!(target: TARGET, Level::INFO).then(Instant::now)
+    /// When a request from `client` started, if access logging is on;
+    /// `None` otherwise, so that a quiet server neither reads the clock nor
+    /// builds a line.
+    pub(crate) fn begin(client: Option<IpAddr>) -> Option<Begun> {
+        tracing::enabled!(target: TARGET, Level::INFO).then(|| Begun {
+            started: Instant::now(),
+            client,
+        })
     }
 
-    /// Starts a line for a request that started at `started` (from
-    /// [`clock`](Self::clock)), or nothing when that is `None`.
+    /// Starts a line for a request [`begun`](Self::begin), or nothing when
+    /// that is `None`.
     pub(crate) fn start(
         method: &http::Method,
         path: &str,
         user: Option<&str>,
         status: u16,
         reason: Option<&'static str>,
-        started: Option<Instant>,
+        begun: Option<Begun>,
     ) -> Self {
-        let inner = started.map(|started| {
+        let inner = begun.map(|begun| {
             Box::new(Pending {
+                begun,
                 method: method.clone(),
                 // Only the path (the query may hold a token), with a
                 // path-form token cut out.
@@ -51,7 +66,6 @@ impl AccessLog {
                 user: user.map(str::to_owned),
                 status,
                 reason,
-                started,
             })
         });
         AccessLog { inner }
@@ -60,9 +74,10 @@ impl AccessLog {
     /// Writes the line.
     pub(crate) fn finish(self, bytes: u64, error: Option<String>) {
         let Some(p) = self.inner else { return };
-        let micros = p.started.elapsed().as_micros() as u64;
+        let micros = p.begun.started.elapsed().as_micros() as u64;
         tracing::info!(
             target: TARGET,
+            client = %Client(p.begun.client),
             method = %p.method,
             path = %p.path.escape_debug(),
             user = p.user.as_deref().unwrap_or("-"),
@@ -72,6 +87,18 @@ impl AccessLog {
             reason = p.reason.unwrap_or("-"),
             error = error.as_deref().unwrap_or("-"),
         );
+    }
+}
+
+/// A client address, or `-` when unknown.
+struct Client(Option<IpAddr>);
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }
 

@@ -7,13 +7,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use http::{Request, Response};
 use mediagate_signer::time::OffsetDateTime;
 use mediagate_signer::{Keyring, Method};
 
-use crate::access_log::AccessLog;
+use crate::access_log::{AccessLog, Begun};
 use crate::body::MediaBody;
 use crate::cache::{Content, FileCache};
 use crate::config::{Builder, Config};
@@ -132,7 +131,8 @@ impl MediaGate {
     ) -> Response<MediaBody> {
         if !headers::host::is_acceptable(req.version(), req.headers()) {
             let reject = Reject::BadRequest("bad_host");
-            return self.refuse(req, None, reject, AccessLog::clock());
+            let client = authorize::client_ip(&self.config.client_ip, peer, req.headers());
+            return self.refuse(req, None, reject, AccessLog::begin(client));
         }
         self.respond(req, peer, lane)
     }
@@ -159,9 +159,11 @@ impl MediaGate {
         peer: Option<SocketAddr>,
         lane: Option<&Lane>,
     ) -> Response<MediaBody> {
-        let started = AccessLog::clock();
-        let now = OffsetDateTime::now_utc();
         let cfg = &*self.config;
+        // Whom IP-bound links are checked against, and the access log names.
+        let client_ip = authorize::client_ip(&cfg.client_ip, peer, req.headers());
+        let started = AccessLog::begin(client_ip);
+        let now = OffsetDateTime::now_utc();
         let raw_path = req.uri().path();
 
         if cfg.health_path.as_deref() == Some(raw_path)
@@ -195,7 +197,6 @@ impl MediaGate {
             Err(r) => return self.refuse(req, None, r, started),
         };
         // 4. Grant (before any file-system access)
-        let client_ip = authorize::client_ip(&cfg.client_ip, peer, req.headers());
         let verifier = cfg.keys.verifier();
         let grant = match authorize::authorize(
             &verifier,
@@ -256,7 +257,7 @@ impl MediaGate {
     /// A method other than GET and HEAD: a CORS preflight below the mount
     /// is answered (it carries no token and reveals nothing about files);
     /// anything else is a 405.
-    fn other_method<B>(&self, req: &Request<B>, started: Option<Instant>) -> Response<MediaBody> {
+    fn other_method<B>(&self, req: &Request<B>, started: Option<Begun>) -> Response<MediaBody> {
         let cfg = &*self.config;
         let path = req.uri().path();
         if req.method() == http::Method::OPTIONS && target::strip_mount(path, &cfg.mount).is_some()
@@ -284,7 +285,7 @@ impl MediaGate {
         req: &Request<B>,
         user: Option<&str>,
         r: Reject,
-        started: Option<Instant>,
+        started: Option<Begun>,
     ) -> Response<MediaBody> {
         let mut res = response::reject(r);
         let bytes = if req.method() == http::Method::HEAD {
