@@ -166,6 +166,10 @@ struct ServeArgs {
     /// Worker threads, each with its own socket (default: one per CPU).
     #[arg(long, env = "MEDIAGATE_WORKERS")]
     workers: Option<usize>,
+    /// Check the configuration, keys and media root, print a summary and
+    /// exit without serving (as `nginx -t`).
+    #[arg(long)]
+    check: bool,
 }
 
 /// Parses `90s`, `10m`, `2h`, `1d` (a positive whole number and a unit).
@@ -401,6 +405,11 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     let keys_file = args.keys.or_else(|| file.keys.clone());
     let keys = load_keys(keys_file.as_deref())?;
+    let key_summary = format!(
+        "{} key(s), active {}",
+        keys.keys().count(),
+        keys.active().id()
+    );
     let root = args
         .root
         .or_else(|| file.root.clone())
@@ -409,12 +418,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         .listen
         .or(file.listen)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-    let mut b = MediaGate::builder(&root, keys).mount(
-        args.mount
-            .or_else(|| file.mount.clone())
-            .as_deref()
-            .unwrap_or("/"),
-    );
+    let mount = args.mount.or_else(|| file.mount.clone());
+    let mount = mount.as_deref().unwrap_or("/");
+    let mut b = MediaGate::builder(&root, keys).mount(mount);
     if let Some(h) = &file.health_path {
         b = b.health_path(Some(h));
     }
@@ -459,9 +465,16 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     fit_descriptor_limit(&mut config, &mut limits);
     let gate = b.cache_limits(limits).build()?;
-    reload_keys_on_hangup(gate.keyring_handle(), keys_file)?;
     let workers = args.workers.or(file.workers);
     let workers = workers.map(|n| at_least_one(n, "workers")).transpose()?;
+    if args.check {
+        say!(
+            "configuration ok: {} under {mount} on {listen}, {key_summary}",
+            gate.root().display()
+        )?;
+        return Ok(());
+    }
+    reload_keys_on_hangup(gate.keyring_handle(), keys_file)?;
     run_server(gate, listen, config, workers)
 }
 

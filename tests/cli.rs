@@ -550,6 +550,28 @@ fn serve_answers_and_stops_on_sigterm() {
     assert!(log.contains("stopped"));
 }
 
+/// `serve --check` validates everything a start would and exits.
+#[test]
+fn serve_check_validates_without_serving() {
+    let (dir, keys, root) = keys_and_media("hello\n");
+    let root = root.to_str().unwrap();
+    let (code, out, err) = run(&["serve", "--keys", &keys, "--root", root, "--check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("configuration ok: ") && out.contains("1 key(s)"),
+        "{out}"
+    );
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "send_timeout = \"soon\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    assert_one_line_error(
+        &[
+            "serve", "--keys", &keys, "--root", root, "--config", config, "--check",
+        ],
+        "send_timeout",
+    );
+}
+
 #[test]
 fn serve_reloads_its_keys_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
