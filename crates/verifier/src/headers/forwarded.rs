@@ -34,7 +34,7 @@ pub(crate) fn client(
         .rev()
         .flat_map(|line| line.as_bytes().rsplit(|&b| b == b','));
     let mut leftmost = None;
-    for entry in entries.by_ref() {
+    for entry in entries.by_ref().take(MAX_ENTRIES) {
         let entry = std::str::from_utf8(entry).ok()?.trim();
         if entry.is_empty() {
             // "a, , b": an empty element, which a list may carry.
@@ -46,8 +46,18 @@ pub(crate) fn client(
         }
         leftmost = Some(ip);
     }
+    // Past MAX_ENTRIES trusted ones, the list is not a real chain of
+    // proxies: no answer (rather than read on through a header a client
+    // padded, at a cost per entry).
+    if entries.next().is_some() {
+        return None;
+    }
     leftmost
 }
+
+/// The most entries read from the right: more trusted proxies than this in
+/// a row is no real deployment.
+const MAX_ENTRIES: usize = 16;
 
 /// One entry: an address, as most proxies write it, or with a port
 /// (`192.0.2.1:5000`, `[2001:db8::1]:5000`, as some load balancers do), or
@@ -142,6 +152,18 @@ mod tests {
         assert_eq!(from(&["203.0.113.9", "10.2.3.4,"]), ip("203.0.113.9"));
         // All trusted: the leftmost.
         assert_eq!(from(&["10.1.1.1, 10.2.2.2"]), ip("10.1.1.1"));
+    }
+
+    #[test]
+    fn a_padded_list_is_read_only_so_far() {
+        let hops = |n: usize| vec!["10.0.0.1"; n].join(", ");
+        let within = format!("203.0.113.9, {}", hops(MAX_ENTRIES - 1));
+        assert_eq!(from(&[within.as_str()]), ip("203.0.113.9"));
+        let beyond = format!("203.0.113.9, {}", hops(MAX_ENTRIES));
+        assert_eq!(from(&[beyond.as_str()]), None);
+        // Untrusted entries to the left of the client never count.
+        let forged = format!("{}, 203.0.113.9", vec!["198.51.100.1"; 500].join(", "));
+        assert_eq!(from(&[forged.as_str()]), ip("203.0.113.9"));
     }
 
     #[test]
