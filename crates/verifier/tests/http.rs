@@ -628,6 +628,31 @@ async fn proxy_protocol_from_listed_balancers() {
     // From any other peer, a header is not read: it is a bad request line.
     let r = common::parse(&send_from([127, 0, 0, 1], s.addr, &v1, 1000).await);
     assert_eq!(r.status, 400);
+    // HTTP/2 (prior knowledge) after the header.
+    {
+        use http_body_util::Empty;
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use tokio::io::AsyncWriteExt;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 2], 0).into()).unwrap();
+        let mut stream = socket.connect(s.addr).await.unwrap();
+        stream
+            .write_all(b"PROXY TCP4 203.0.113.9 127.0.0.1 4711 80\r\n")
+            .await
+            .unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let uri = format!("http://{}{bound}", s.addr);
+        let request = http::Request::get(uri).body(Empty::<bytes::Bytes>::new());
+        let res = sender.send_request(request.unwrap()).await.unwrap();
+        assert_eq!(
+            (res.status().as_u16(), res.version()),
+            (200, http::Version::HTTP_2)
+        );
+    }
     // Plain requests from other peers are served as ever.
     let plain = s.target("/pub/a.txt");
     assert_eq!(s.get(&plain, &[]).await.status, 200);
