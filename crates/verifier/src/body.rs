@@ -9,13 +9,32 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-
-/// Chunk buffers kept per response for reuse.
-const POOL: usize = 2;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::access_log::AccessLog;
 use crate::sendfile::{self, Lane};
+
+/// Chunk buffers kept per response for reuse.
+const POOL: usize = 2;
+
+/// The largest chunk an HTTP/2 response reads at a time: one DATA frame
+/// at the protocol's default frame size. A connection holds a few chunks
+/// per open stream at most (see `server.rs`), so this, times the streams
+/// a client may open, bounds what a client that stops reading can pin.
+pub(crate) const HTTP2_CHUNK: usize = 16 * 1024;
+
+/// How the connection a response goes out on takes a file's bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Delivery<'a> {
+    /// Read into chunks of the configured size (an embedding server's
+    /// connections, and the bundled server's HTTP/1 without `sendfile`).
+    Chunks,
+    /// Read into chunks of at most [`HTTP2_CHUNK`]: an HTTP/2 stream of the
+    /// bundled server, one of up to 128 on a connection.
+    Frames,
+    /// Sent by the connection itself with `sendfile` (HTTP/1 over TCP).
+    Sendfile(&'a Lane),
+}
 
 /// The body of every response the service sends.
 #[derive(Debug)]
@@ -69,16 +88,21 @@ impl MediaBody {
 
     /// Streams `len` bytes of `file` from `offset`; `log` is written when the
     /// body is finished or dropped, with the bytes handed to the connection.
-    /// With a `lane`, the connection sends the bytes itself (see
-    /// [`crate::sendfile`]); otherwise they are read in `chunk`-sized pieces.
+    /// Sent as `delivery` says: by the connection itself (see
+    /// [`crate::sendfile`]), or read in pieces of up to `chunk` bytes.
     pub(crate) fn file(
         file: Arc<File>,
         offset: u64,
         len: u64,
         chunk: usize,
         log: AccessLog,
-        lane: Option<&Lane>,
+        delivery: Delivery<'_>,
     ) -> Self {
+        let (chunk, lane) = match delivery {
+            Delivery::Chunks => (chunk, None),
+            Delivery::Frames => (chunk.min(HTTP2_CHUNK), None),
+            Delivery::Sendfile(lane) => (chunk, Some(lane.clone())),
+        };
         MediaBody {
             kind: Kind::File(FileStream {
                 file,
@@ -88,7 +112,7 @@ impl MediaBody {
                 sent: 0,
                 pool: Vec::new(),
                 log: Some(log),
-                lane: lane.cloned(),
+                lane,
             }),
         }
     }

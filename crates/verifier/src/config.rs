@@ -225,7 +225,9 @@ impl Builder {
     }
 
     /// The size of the chunks files are read and sent in when not sent with
-    /// `sendfile` (default [`DEFAULT_CHUNK_SIZE`], 64 KiB).
+    /// `sendfile` (default [`DEFAULT_CHUNK_SIZE`], 64 KiB). The bundled
+    /// server's HTTP/2 connections read at most 16 KiB at a time, whatever
+    /// this says, to bound what a client that stops reading can pin.
     pub fn chunk_size(mut self, bytes: usize) -> Self {
         self.chunk_size = bytes;
         self

@@ -23,6 +23,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::body::{Delivery, HTTP2_CHUNK};
 use crate::graceful::{Shutdown, Watcher};
 use crate::proxy_protocol;
 use crate::send_timeout::{Progress, Tracked, watch_http2};
@@ -30,6 +31,11 @@ use crate::sendfile::{Lane, SendfileIo};
 use crate::service::MediaGate;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Streams a client may have open at once on an HTTP/2 connection (as
+/// nginx). Each holds at most three [`HTTP2_CHUNK`]s of a file, so a
+/// connection whose client stops reading pins at most 6 MiB.
+const HTTP2_MAX_STREAMS: u32 = 128;
 
 /// Most bytes read before the connection goes to hyper: a typical request
 /// head, signed link included, fits.
@@ -287,7 +293,7 @@ async fn connection(
         let bodies = Arc::clone(&progress);
         let service = service_fn(move |req: Request<Incoming>| {
             seen.store(true, Ordering::Relaxed);
-            let res = gate.respond_on_wire(&req, Some(peer), None);
+            let res = gate.respond_on_wire(&req, Some(peer), Delivery::Frames);
             std::future::ready(Ok::<_, std::convert::Infallible>(
                 res.map(|body| Tracked::new(body, &bodies)),
             ))
@@ -296,7 +302,11 @@ async fn connection(
         b.timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(20)))
             .keep_alive_timeout(Duration::from_secs(20))
-            .max_concurrent_streams(128)
+            .max_concurrent_streams(HTTP2_MAX_STREAMS)
+            // What hyper may queue per stream beyond the chunk in hand
+            // (default 400 KiB): with one chunk waiting for the window and
+            // one read ahead, a stream holds at most three HTTP2_CHUNKs.
+            .max_send_buf_size(HTTP2_CHUNK)
             .max_header_list_size(config.max_header_bytes as u32);
         let io = SendfileIo::new(
             stream,
@@ -332,10 +342,11 @@ async fn connection(
         let lane = config.sendfile.then(Lane::default);
         let io = SendfileIo::new(stream, lane.clone(), first, config.send_timeout, None);
         let service = service_fn(move |req: Request<Incoming>| {
+            let delivery = lane.as_ref().map_or(Delivery::Chunks, Delivery::Sendfile);
             std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond_on_wire(
                 &req,
                 Some(peer),
-                lane.as_ref(),
+                delivery,
             )))
         });
         let mut b = hyper::server::conn::http1::Builder::new();

@@ -13,14 +13,13 @@ use mediagate_signer::time::OffsetDateTime;
 use mediagate_signer::{Keyring, Method};
 
 use crate::access_log::{AccessLog, Begun};
-use crate::body::MediaBody;
+use crate::body::{Delivery, MediaBody};
 use crate::cache::{Content, FileCache};
 use crate::config::{Builder, Config};
 use crate::cors::Preflight;
 use crate::fs::OpenError;
 use crate::keys::KeyringHandle;
 use crate::reject::Reject;
-use crate::sendfile::Lane;
 use crate::{authorize, headers, response, target, token};
 
 /// The peer address of a connection, as a request extension. The bundled
@@ -114,7 +113,7 @@ impl MediaGate {
         req: &Request<B>,
         peer: Option<SocketAddr>,
     ) -> Response<MediaBody> {
-        self.respond(req, peer, None)
+        self.respond(req, peer, Delivery::Chunks)
     }
 
     /// What the bundled server calls for each request read off a
@@ -127,25 +126,25 @@ impl MediaGate {
         &self,
         req: &Request<B>,
         peer: Option<SocketAddr>,
-        lane: Option<&Lane>,
+        delivery: Delivery<'_>,
     ) -> Response<MediaBody> {
         if !headers::host::is_acceptable(req.version(), req.headers()) {
             let reject = Reject::BadRequest("bad_host");
             let client = authorize::client_ip(&self.config.client_ip, peer, req.headers());
             return self.refuse(req, None, reject, AccessLog::begin(client));
         }
-        self.respond(req, peer, lane)
+        self.respond(req, peer, delivery)
     }
 
-    /// [`handle_from`](Self::handle_from) on a connection that sends file
-    /// bodies itself through `lane` (see [`crate::sendfile`]).
+    /// [`handle_from`](Self::handle_from) on a connection that takes file
+    /// bodies as `delivery` says.
     pub(crate) fn respond<B>(
         &self,
         req: &Request<B>,
         peer: Option<SocketAddr>,
-        lane: Option<&Lane>,
+        delivery: Delivery<'_>,
     ) -> Response<MediaBody> {
-        let mut res = self.answer(req, peer, lane);
+        let mut res = self.answer(req, peer, delivery);
         // Every answer, refusals too: a player on another origin can then
         // read why it was refused (an expired link: fetch a new one).
         self.config.cors.decorate(req.headers(), res.headers_mut());
@@ -157,7 +156,7 @@ impl MediaGate {
         &self,
         req: &Request<B>,
         peer: Option<SocketAddr>,
-        lane: Option<&Lane>,
+        delivery: Delivery<'_>,
     ) -> Response<MediaBody> {
         let cfg = &*self.config;
         // Whom IP-bound links are checked against, and the access log names.
@@ -248,7 +247,7 @@ impl MediaGate {
                 MediaBody::bytes(bytes.slice(start as usize..end as usize), log)
             }
             (Some((start, end)), Content::File(file)) => {
-                MediaBody::file(file, start, end - start, cfg.chunk_size, log, lane)
+                MediaBody::file(file, start, end - start, cfg.chunk_size, log, delivery)
             }
         };
         res
