@@ -550,6 +550,44 @@ fn serve_answers_and_stops_on_sigterm() {
     assert!(log.contains("stopped"));
 }
 
+/// A log reader that stops reading (a full pipe: a stalled log shipper)
+/// never stops the server: lines wait in a queue, and arrive when the
+/// reader is back.
+#[test]
+fn serve_keeps_answering_while_its_log_reader_stalls() {
+    let (_dir, keys, root) = keys_and_media("served by the binary\n");
+    let k = keys.as_str();
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "--keys",
+        k,
+        "--root",
+        root.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let (child, lines, addr) = start_server(cmd);
+    let url = sign_a_txt(k, "");
+    // About 200 bytes of log a request: ten times what a pipe holds. A
+    // server that wrote its log in the request's path would stop at
+    // about the 300th, and the next read would time out.
+    const REQUESTS: usize = 3000;
+    for i in 0..REQUESTS {
+        let res = http_get(&addr, &url);
+        assert!(res.starts_with("HTTP/1.1 200"), "request {i}: {res}");
+    }
+    // The reader comes back: every line is there.
+    let reader = std::thread::spawn(move || {
+        lines
+            .map_while(Result::ok)
+            .filter(|line| line.contains("status=200"))
+            .count()
+    });
+    stop(child);
+    assert_eq!(reader.join().unwrap(), REQUESTS);
+}
+
 /// `serve --check` validates everything a start would and exits.
 #[test]
 fn serve_check_validates_without_serving() {
