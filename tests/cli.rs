@@ -112,6 +112,15 @@ fn sign_a_txt(keys: &str, base: &str) -> String {
     sign_for_7(keys, &["--path", "/a.txt", "--base-url", base])
 }
 
+/// `mediagate serve` with `keys` and `root`, on a free port of 127.0.0.1;
+/// tests add their options.
+fn serve_cmd(keys: &str, root: &std::path::Path) -> Command {
+    let mut cmd = bin();
+    cmd.args(["serve", "--keys", keys, "--root", root.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"]);
+    cmd
+}
+
 /// A temporary directory holding a new keys file and a media root with
 /// `a.txt`; the directory, the keys file's path and the root.
 fn keys_and_media(a_txt: &str) -> (tempfile::TempDir, String, std::path::PathBuf) {
@@ -331,9 +340,8 @@ fn sign_sets_every_claim_and_the_server_honours_them() {
     );
     let head_only = sign(&["--path", "/a.txt", "--methods", "HEAD"]);
 
-    let mut cmd = bin();
-    cmd.args(["serve", "--keys", k, "--root", root.to_str().unwrap()]);
-    cmd.args(["--listen", "127.0.0.1:0", "--mount", "/media"]);
+    let mut cmd = serve_cmd(k, &root);
+    cmd.args(["--mount", "/media"]);
     let (child, _lines, addr) = start_server(cmd);
     let res = http_get(&addr, &full);
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
@@ -521,18 +529,8 @@ fn bad_inputs_are_one_line_errors() {
 fn serve_answers_and_stops_on_sigterm() {
     let (_dir, keys, root) = keys_and_media("served by the binary\n");
     let k = keys.as_str();
-    let mut cmd = bin();
-    cmd.args([
-        "serve",
-        "--keys",
-        k,
-        "--root",
-        root.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--mount",
-        "/media",
-    ]);
+    let mut cmd = serve_cmd(k, &root);
+    cmd.args(["--mount", "/media"]);
     let (child, lines, addr) = start_server(cmd);
     let url = sign_a_txt(k, "/media");
     let res = http_get(&addr, url.trim());
@@ -557,17 +555,7 @@ fn serve_answers_and_stops_on_sigterm() {
 fn serve_keeps_answering_while_its_log_reader_stalls() {
     let (_dir, keys, root) = keys_and_media("served by the binary\n");
     let k = keys.as_str();
-    let mut cmd = bin();
-    cmd.args([
-        "serve",
-        "--keys",
-        k,
-        "--root",
-        root.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let (child, lines, addr) = start_server(cmd);
+    let (child, lines, addr) = start_server(serve_cmd(k, &root));
     let url = sign_a_txt(k, "");
     // About 200 bytes of log a request: ten times what a pipe holds. A
     // server that wrote its log in the request's path would stop at
@@ -620,9 +608,8 @@ fn serve_reloads_its_keys_on_sighup() {
     let root = dir.path().join("media");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("a.txt"), "served by the binary\n").unwrap();
-    let mut cmd = bin();
-    cmd.args(["serve", "--keys", &keys, "--root", root.to_str().unwrap()])
-        .args(["--listen", "127.0.0.1:0", "--mount", "/media"]);
+    let mut cmd = serve_cmd(&keys, &root);
+    cmd.args(["--mount", "/media"]);
     let (child, mut lines, addr) = start_server(cmd);
     let (old_url, new_url) = (sign_a_txt(&keys, "/media"), sign_a_txt(&next, "/media"));
     let status = |url: &str| {
@@ -847,16 +834,8 @@ fn serve_config_sets_transports_caching_proxies_and_cors() {
 #[test]
 fn serve_logs_json_lines_when_asked() {
     let (_dir, keys, root) = keys_and_media("hello\n");
-    let mut cmd = bin();
-    cmd.env("MEDIAGATE_LOG_FORMAT", "json").args([
-        "serve",
-        "--keys",
-        &keys,
-        "--root",
-        root.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let mut cmd = serve_cmd(&keys, &root);
+    cmd.env("MEDIAGATE_LOG_FORMAT", "json");
     let mut child = Served(cmd.stderr(Stdio::piped()).spawn().unwrap());
     let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     let mut next_json = || -> serde_json::Value {
