@@ -3,7 +3,6 @@
 //! cross-origin reads) become settings of the verifier's builder. A bad
 //! value is an error that names the setting.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
@@ -16,7 +15,8 @@ use mediagate::verifier::{Builder, CachePolicy, ClientIpSource, Cors, Transports
 pub(crate) struct FileConfig {
     pub keys: Option<PathBuf>,
     pub root: Option<PathBuf>,
-    pub listen: Option<SocketAddr>,
+    /// Checked where it is used, for a message that names it.
+    pub listen: Option<String>,
     pub mount: Option<String>,
     pub health_path: Option<String>,
     pub max_connections: Option<usize>,

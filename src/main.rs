@@ -72,7 +72,7 @@ enum Command {
     /// Serve sample media with an ephemeral key and print links to try.
     Demo {
         /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
         listen: SocketAddr,
     },
 }
@@ -159,7 +159,7 @@ struct ServeArgs {
     #[arg(long, env = "MEDIAGATE_ROOT")]
     root: Option<PathBuf>,
     /// Address to listen on (default 127.0.0.1:8080).
-    #[arg(long, env = "MEDIAGATE_LISTEN")]
+    #[arg(long, env = "MEDIAGATE_LISTEN", value_parser = parse_listen)]
     listen: Option<SocketAddr>,
     /// URL prefix media is served under (default /).
     #[arg(long, env = "MEDIAGATE_MOUNT")]
@@ -203,6 +203,17 @@ fn parse_when(s: &str) -> Result<OffsetDateTime, String> {
     }
     OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
         format!("'{s}' is not a time like 2026-12-01T09:00:00Z nor a delay like 10m or 2h")
+    })
+}
+
+/// Parses an address to listen on: an IP address and a port. Host names
+/// are refused rather than looked up (a name can stand for several
+/// addresses, and which one a server binds must not depend on a resolver).
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        "not an IP address and port, such as 127.0.0.1:8080, 0.0.0.0:8080 or [::]:8080 \
+         (host names are not looked up)"
+            .to_owned()
     })
 }
 
@@ -398,10 +409,17 @@ fn seconds(s: Option<&str>, what: &str) -> Result<Option<Duration>> {
 
 fn serve(args: ServeArgs) -> Result<()> {
     let file: FileConfig = match &args.config {
-        Some(p) => toml::from_str(
-            &read_config(p).with_context(|| format!("cannot read config {}", p.display()))?,
-        )
-        .map_err(|e| anyhow!("config {}: {}", p.display(), e.message()))?,
+        Some(p) => {
+            let text =
+                read_config(p).with_context(|| format!("cannot read config {}", p.display()))?;
+            toml::from_str(&text).map_err(|e| {
+                // The message alone, on one line, with where it applies.
+                let line = e.span().map_or(String::new(), |at| {
+                    format!(", line {}", text[..at.start].matches('\n').count() + 1)
+                });
+                anyhow!("config {}{line}: {}", p.display(), e.message())
+            })?
+        }
         None => FileConfig::default(),
     };
     let keys_file = args.keys.or_else(|| file.keys.clone());
@@ -415,10 +433,11 @@ fn serve(args: ServeArgs) -> Result<()> {
         .root
         .or_else(|| file.root.clone())
         .ok_or_else(|| anyhow!("no media root: pass --root DIR or set MEDIAGATE_ROOT"))?;
-    let listen = args
-        .listen
-        .or(file.listen)
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let listen = match (args.listen, &file.listen) {
+        (Some(listen), _) => listen,
+        (None, Some(listen)) => parse_listen(listen).map_err(|e| anyhow!("listen: {e}"))?,
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+    };
     let mount = args.mount.or_else(|| file.mount.clone());
     let mount = mount.as_deref().unwrap_or("/");
     let mut b = MediaGate::builder(&root, keys).mount(mount);

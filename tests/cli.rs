@@ -512,6 +512,13 @@ fn bad_inputs_are_one_line_errors() {
         ],
         "workers: must be at least 1",
     );
+    // Host names are not looked up; a port alone is not an address.
+    for listen in ["localhost:8080", "8080", "127.0.0.1:99999"] {
+        assert_one_line_error(
+            &["serve", "--keys", k, "--root", "/tmp", "--listen", listen],
+            "not an IP address and port, such as 127.0.0.1:8080",
+        );
+    }
     // A device that never ends is not read until memory runs out.
     assert_one_line_error(
         &["serve", "--config", "/dev/zero"],
@@ -747,6 +754,12 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
             "cors_credentials = true",
             "cors_credentials: needs cors_origins",
         ),
+        (
+            "listen = \"localhost:8080\"",
+            "listen: not an IP address and port, such as 127.0.0.1:8080",
+        ),
+        // A value of the wrong type: the message says where it is.
+        ("\n\nmax_connections = \"many\"", "line 3: invalid type"),
     ] {
         std::fs::write(&bad, format!("{text}\n")).unwrap();
         assert_one_line_error(&args, needle);
