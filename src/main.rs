@@ -415,7 +415,9 @@ fn serve(args: ServeArgs) -> Result<()> {
             toml::from_str(&text).map_err(|e| {
                 // The message alone, on one line, with where it applies.
                 let line = e.span().map_or(String::new(), |at| {
-                    format!(", line {}", text[..at.start].matches('\n').count() + 1)
+                    let before = text.as_bytes().get(..at.start).unwrap_or_default();
+                    let newlines = before.iter().filter(|&&b| b == b'\n').count();
+                    format!(", line {}", newlines + 1)
                 });
                 anyhow!("config {}{line}: {}", p.display(), e.message())
             })?
