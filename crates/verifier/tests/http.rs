@@ -631,7 +631,6 @@ async fn proxy_protocol_from_listed_balancers() {
     // HTTP/2 (prior knowledge) after the header.
     {
         use http_body_util::Empty;
-        use hyper_util::rt::{TokioExecutor, TokioIo};
         use tokio::io::AsyncWriteExt;
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind(([127, 0, 0, 2], 0).into()).unwrap();
@@ -640,11 +639,7 @@ async fn proxy_protocol_from_listed_balancers() {
             .write_all(b"PROXY TCP4 203.0.113.9 127.0.0.1 4711 80\r\n")
             .await
             .unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let mut sender = common::http2_sender(stream).await;
         let uri = format!("http://{}{bound}", s.addr);
         let request = http::Request::get(uri).body(Empty::<bytes::Bytes>::new());
         let res = sender.send_request(request.unwrap()).await.unwrap();
@@ -1277,14 +1272,9 @@ async fn odd_request_targets_never_5xx() {
 #[tokio::test]
 async fn http2_with_prior_knowledge() {
     use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     let s = TestServer::start().await;
     let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = common::http2_sender(stream).await;
     let uri = format!("http://{}{}", s.addr, s.target("/pub/a.txt"));
     let res = sender
         .send_request(
@@ -1306,14 +1296,9 @@ async fn http2_with_prior_knowledge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_streams_carry_files_and_ranges_byte_exact() {
     use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     let s = TestServer::start().await;
     let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let sender = common::http2_sender(stream).await;
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let uri = format!("http://{}{}", s.addr, s.target("/big.bin"));
     // (Range header, expected first byte, expected length)

@@ -76,11 +76,7 @@ async fn http2_clients_that_stop_reading_pin_little_memory() {
     let s = TestServer::start().await;
     // Warm up: one whole download over HTTP/2, so that the allocator's
     // and the runtime's own first growth is not counted.
-    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .handshake(TokioIo::new(TcpStream::connect(s.addr).await.unwrap()))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = common::http2_sender(TcpStream::connect(s.addr).await.unwrap()).await;
     let uri = format!("http://{}{}", s.addr, s.target("/big.bin"));
     let req = http::Request::get(&uri)
         .body(http_body_util::Empty::<bytes::Bytes>::new())

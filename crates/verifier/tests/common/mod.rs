@@ -250,3 +250,20 @@ pub fn parse(buf: &[u8]) -> Response {
         raw_len: buf.len(),
     }
 }
+
+/// The request side of an HTTP/2 (prior knowledge) client over `stream`;
+/// a spawned task drives the connection.
+pub async fn http2_sender<S>(
+    stream: S,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
