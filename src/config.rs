@@ -101,7 +101,7 @@ fn cache_policy(age: &str) -> Result<CachePolicy> {
     if age == "no-store" {
         return Ok(CachePolicy::NoStore);
     }
-    let max_age = crate::parse_duration(age).map_err(|e| anyhow!("cache_max_age: {e}"))?;
+    let max_age = crate::cli::parse_duration(age).map_err(|e| anyhow!("cache_max_age: {e}"))?;
     Ok(CachePolicy::Private { max_age })
 }
 
@@ -172,7 +172,7 @@ mod tests {
             &file.close_unused_after,
         ] {
             let duration = duration.as_deref().unwrap();
-            assert!(crate::parse_duration(duration).is_ok(), "{duration}");
+            assert!(crate::cli::parse_duration(duration).is_ok(), "{duration}");
         }
         networks("proxy_protocol", file.proxy_protocol.as_deref().unwrap()).unwrap();
         let root = tempfile::tempdir().unwrap();

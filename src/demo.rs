@@ -44,7 +44,7 @@ pub(crate) fn run(listen: SocketAddr) -> Result<()> {
     let keyring = Keyring::new(Key::generate("demo")?);
     let mut config = ServerConfig::default();
     let mut limits = CacheLimits::default();
-    crate::fit_descriptor_limit(&mut config, &mut limits);
+    crate::serve::fit_descriptor_limit(&mut config, &mut limits);
     let gate = MediaGate::builder(root, keyring.clone())
         .mount("/media")
         .cache_limits(limits)
@@ -140,5 +140,5 @@ pub(crate) fn run(listen: SocketAddr) -> Result<()> {
     )?;
     writeln!(text, "Press Ctrl-C to stop.")?;
     let _ = say!("{}", text.trim_end());
-    crate::start_workers(gate, bound, config)
+    crate::serve::start_workers(gate, bound, config)
 }

@@ -1,0 +1,169 @@
+//! `mediagate inspect`: a link's claims, and why it is valid or not.
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow, bail};
+use mediagate::signer::time::format_description::well_known::Rfc3339;
+use mediagate::signer::time::{Duration, OffsetDateTime};
+use mediagate::signer::{MediaPath, Method, RequestFacts, Verifier, transport};
+
+use crate::keys::load_keys;
+
+/// The token and the decoded request path of a URL (or a bare token).
+fn split_url(url: &str) -> Result<(String, Option<String>)> {
+    let after_scheme = url.find("://").map_or(url, |i| &url[i + 3..]);
+    let Some(slash) = after_scheme.find('/') else {
+        return Ok((url.to_owned(), None));
+    };
+    let path_and_query = &after_scheme[slash..];
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    if let Some(t) = transport::token_from_query(query).map_err(|e| anyhow!("{e}"))? {
+        return Ok((t.to_owned(), Some(path.to_owned())));
+    }
+    if let Some(i) = path.find("/_mg/") {
+        if let Some((t, rest)) =
+            transport::split_path_form(&path[i..]).map_err(|e| anyhow!("{e}"))?
+        {
+            return Ok((t.to_owned(), Some(format!("{}{rest}", &path[..i]))));
+        }
+    }
+    bail!("no mg_token in that URL")
+}
+
+/// A link time as RFC 3339 (`2026-12-01T09:00:00Z`), the form `--not-before`
+/// takes.
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// How far `d` lies in the past (`5 min ago`) or, negative, in the future
+/// (`in 2 h`), in the largest unit that keeps it readable.
+fn ago(d: Duration) -> String {
+    let s = d.whole_seconds().abs();
+    let text = if s < 120 {
+        format!("{s} s")
+    } else if s < 7200 {
+        format!("{} min", s / 60)
+    } else if s < 172_800 {
+        format!("{} h", s / 3600)
+    } else {
+        format!("{} days", s / 86400)
+    };
+    if d.is_negative() {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+/// Prints the claims of `url`'s link (a URL in any transport, or a bare
+/// token) and, given keys, whether it is valid now for the URL's path.
+/// `Ok(false)` for a link that is not.
+pub(crate) fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
+    let (token, url_path) = if url.contains('/') {
+        split_url(url)?
+    } else {
+        (url.to_owned(), None)
+    };
+    let now = OffsetDateTime::now_utc();
+    let claims = mediagate::signer::decode_unverified(&token)
+        .map_err(|e| anyhow!("not a mediagate link: {e}"))?;
+    say!("user:        {}", claims.subject())?;
+    say!(
+        "scope:       {}{}",
+        claims.path(),
+        if claims.path().ends_with('/') {
+            " (prefix: everything below)"
+        } else {
+            ""
+        }
+    )?;
+    let methods: Vec<&str> = claims.methods().iter().map(Method::as_str).collect();
+    say!("methods:     {}", methods.join(", "))?;
+    say!("key id:      {}", claims.key_id())?;
+    say!(
+        "issued:      {} ({})",
+        rfc3339(claims.issued_at()),
+        ago(now - claims.issued_at())
+    )?;
+    if let Some(nbf) = claims.not_before() {
+        say!("not before:  {} ({})", rfc3339(nbf), ago(now - nbf))?;
+    }
+    say!(
+        "expires:     {} ({})",
+        rfc3339(claims.expires_at()),
+        ago(now - claims.expires_at())
+    )?;
+    if let Some(net) = claims.client_net() {
+        say!("client:      {net}")?;
+    }
+    if let Some(cd) = claims.content_disposition() {
+        say!("disposition: {cd}")?;
+    }
+    if let Some(ct) = claims.content_type() {
+        say!("type:        {ct}")?;
+    }
+    if let Some(generation) = claims.generation() {
+        say!("generation:  {generation}")?;
+    }
+    let Some(keys) = keys else {
+        say!("signature:   not checked (pass --keys to check it)")?;
+        return Ok(true);
+    };
+    let verifier = Verifier::new(load_keys(Some(keys))?);
+    if let Err(e) = verifier.authenticate(&token) {
+        say!("verdict:     INVALID: {e}")?;
+        return Ok(false);
+    }
+    say!("signature:   valid")?;
+    // Check against the URL's own path when it has one. The mount point is
+    // not in the link: assume it ends where the scope's first segment starts.
+    let request_path = match url_path.as_deref() {
+        Some(raw) => {
+            let decoded =
+                MediaPath::from_uri_path(raw).map_err(|e| anyhow!("the URL's path: {e}"))?;
+            let full = decoded.as_str().to_owned();
+            let first_segment = claims
+                .path()
+                .split('/')
+                .find(|s| !s.is_empty())
+                .map(|s| format!("/{s}"));
+            match first_segment.and_then(|seg| full.find(&seg)) {
+                Some(i) => full[i..].to_owned(),
+                None => full,
+            }
+        }
+        None if claims.path().ends_with('/') => format!("{}x", claims.path()),
+        None => claims.path().to_owned(),
+    };
+    let verdict = MediaPath::parse(&request_path)
+        .map_err(|e| anyhow!("{e}"))
+        .and_then(|p| Ok(verifier.verify(&token, &RequestFacts::new(Method::Get, &p), now)?));
+    match verdict {
+        Ok(_) => {
+            say!("verdict:     VALID now for GET {request_path}")?;
+            Ok(true)
+        }
+        Err(e) => {
+            let why = match e.downcast_ref::<mediagate::signer::VerifyError>() {
+                Some(mediagate::signer::VerifyError::Expired { expired_at }) => {
+                    format!("expired {}", ago(now - *expired_at))
+                }
+                Some(mediagate::signer::VerifyError::NotYetValid { valid_from }) => {
+                    format!("not valid yet: it starts {}", ago(now - *valid_from))
+                }
+                Some(mediagate::signer::VerifyError::ScopeMismatch) => {
+                    format!(
+                        "wrong path: the link covers {}, not {request_path}",
+                        claims.path()
+                    )
+                }
+                _ => e.to_string(),
+            };
+            say!("verdict:     INVALID: {why}")?;
+            Ok(false)
+        }
+    }
+}

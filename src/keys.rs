@@ -1,0 +1,104 @@
+//! Where the command's keys come from (a keys file or `MEDIAGATE_KEYS`),
+//! and `mediagate keygen`, which creates a keys file or rotates one.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use mediagate::signer::time::OffsetDateTime;
+use mediagate::signer::{Key, Keyring};
+
+use crate::warn;
+
+/// The keyring of a keys file or, without one, of `MEDIAGATE_KEYS`.
+pub(crate) fn load_keys(file: Option<&Path>) -> Result<Keyring> {
+    if let Some(file) = file {
+        return Ok(mediagate::verifier::load_keyring_file(file)?);
+    }
+    mediagate::verifier::load_keyring_env("MEDIAGATE_KEYS")?.ok_or_else(|| {
+        anyhow!("no keys: pass --keys FILE, or set MEDIAGATE_KEYS_FILE or MEDIAGATE_KEYS")
+    })
+}
+
+/// Writes `text` to `path` with mode 0600, atomically (a temporary file
+/// beside it, renamed over it).
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("keys"),
+        std::process::id()
+    ));
+    // Written beside the target and renamed over it, so that a failure
+    // leaves the old file (and no temporary one) in place.
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Creates the keys file `out` with one new key, or adds a new key to it
+/// and makes that the active one (the old keys still verify).
+pub(crate) fn keygen(out: &Path, id: Option<String>) -> Result<()> {
+    let existing = if out.exists() {
+        Some(mediagate::verifier::load_keyring_file(out)?)
+    } else {
+        None
+    };
+    let taken = |id: &str| {
+        existing
+            .as_ref()
+            .is_some_and(|ring| ring.get(id.as_bytes()).is_some())
+    };
+    let id = match id {
+        Some(id) if taken(&id) => {
+            bail!(
+                "{} already has a key {id:?}: choose another --id",
+                out.display()
+            )
+        }
+        Some(id) => id,
+        // The signing time names the key; a second key in the same second
+        // gets a suffix.
+        None => {
+            let stem = format!("k-{}", OffsetDateTime::now_utc().unix_timestamp());
+            (1..)
+                .map(|n| match n {
+                    1 => stem.clone(),
+                    n => format!("{stem}-{n}"),
+                })
+                .find(|id| !taken(id))
+                .unwrap_or(stem)
+        }
+    };
+    let key = Key::generate(&id)?;
+    let ring = match existing {
+        Some(ring) => {
+            let mut ring = ring.with_verify_key(key)?;
+            ring.set_active(&id)?;
+            ring
+        }
+        None => Keyring::new(key),
+    };
+    write_private(out, &ring.to_toml())?;
+    warn(format_args!(
+        "wrote {} (active key {id}, {} key(s))",
+        out.display(),
+        ring.keys().count()
+    ));
+    Ok(())
+}

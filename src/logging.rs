@@ -1,0 +1,63 @@
+//! Logging to stderr without ever making a request wait on it.
+
+use anyhow::{Context, Result, bail};
+use tracing_appender::non_blocking::WorkerGuard;
+
+/// Logs to stderr, filtered by `MEDIAGATE_LOG` (default `info`), as text
+/// or, with `MEDIAGATE_LOG_FORMAT=json`, as one JSON object per line (what
+/// log shippers read: every access-log field is a key).
+///
+/// Lines are written by a thread of their own, in batches, so that a
+/// request never waits on stderr: a log reader that falls behind (a full
+/// pipe, a stalled shipper) would otherwise stop every request once the
+/// pipe's buffer filled. Lines it cannot take are counted and dropped
+/// rather than queued without bound (see [`LOG_QUEUE_LINES`]); a warning
+/// says how many. Keep the returned guard until exit: dropping it writes
+/// what is queued.
+pub(crate) fn init_logging() -> Result<WorkerGuard> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIAGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let format = std::env::var("MEDIAGATE_LOG_FORMAT").unwrap_or_default();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("mediagate-log")
+        // Flushed whenever the queue runs empty: one write per batch.
+        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let dropped = writer.error_counter();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(true);
+    match format.as_str() {
+        "" | "text" => builder.with_ansi(ansi).init(),
+        "json" => builder.json().flatten_event(true).init(),
+        other => bail!("MEDIAGATE_LOG_FORMAT: {other:?} is not text or json"),
+    }
+    std::thread::Builder::new()
+        .name("mediagate-log-watch".into())
+        .spawn(move || report_dropped_lines(&dropped))
+        .context("starting the log watch thread")?;
+    Ok(guard)
+}
+
+/// Log lines queued for stderr at most (about 200 bytes each): what absorbs
+/// a burst, or a log reader's pause, without dropping a line.
+const LOG_QUEUE_LINES: usize = 32 * 1024;
+
+/// Every ten seconds, warns of log lines dropped since the last warning.
+fn report_dropped_lines(dropped: &tracing_appender::non_blocking::ErrorCounter) {
+    let mut reported = 0;
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        let now = dropped.dropped_lines();
+        if now > reported {
+            tracing::warn!(
+                dropped = now - reported,
+                "log lines dropped: stderr is not keeping up"
+            );
+            reported = now;
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! `mediagate serve`: the configuration (file, options, environment) made
+//! into a verifier and a server, the open-files limit shared out, and the
+//! signals a running server answers (SIGHUP reloads the keys; SIGINT and
+//! SIGTERM drain and stop).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use mediagate::signer::time::Duration;
+use mediagate::verifier::{CacheLimits, KeyringHandle, MediaGate, ServerConfig};
+
+use crate::cli::{ServeArgs, parse_duration, parse_listen};
+use crate::config::{self, FileConfig};
+use crate::keys::load_keys;
+
+/// A duration setting of the config file, if set; an error names it.
+fn seconds(s: Option<&str>, what: &str) -> Result<Option<Duration>> {
+    s.map(|s| parse_duration(s).map_err(|e| anyhow!("{what}: {e}")))
+        .transpose()
+}
+
+/// Builds the verifier and the server from the config file, overridden by
+/// options and `MEDIAGATE_*` variables, then serves, or with `--check`
+/// prints a summary.
+pub(crate) fn serve(args: ServeArgs) -> Result<()> {
+    let file: FileConfig = match &args.config {
+        Some(p) => {
+            let text =
+                read_config(p).with_context(|| format!("cannot read config {}", p.display()))?;
+            toml::from_str(&text).map_err(|e| {
+                // The message alone, on one line, with where it applies.
+                let line = e.span().map_or(String::new(), |at| {
+                    let before = text.as_bytes().get(..at.start).unwrap_or_default();
+                    let newlines = before.iter().filter(|&&b| b == b'\n').count();
+                    format!(", line {}", newlines + 1)
+                });
+                anyhow!("config {}{line}: {}", p.display(), e.message())
+            })?
+        }
+        None => FileConfig::default(),
+    };
+    let keys_file = args.keys.or_else(|| file.keys.clone());
+    let keys = load_keys(keys_file.as_deref())?;
+    let key_summary = format!(
+        "{} key(s), active {}",
+        keys.keys().count(),
+        keys.active().id()
+    );
+    let root = args
+        .root
+        .or_else(|| file.root.clone())
+        .ok_or_else(|| anyhow!("no media root: pass --root DIR or set MEDIAGATE_ROOT"))?;
+    let listen = match (args.listen, &file.listen) {
+        (Some(listen), _) => listen,
+        (None, Some(listen)) => parse_listen(listen).map_err(|e| anyhow!("listen: {e}"))?,
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+    };
+    let mount = args.mount.or_else(|| file.mount.clone());
+    let mount = mount.as_deref().unwrap_or("/");
+    let mut b = MediaGate::builder(&root, keys).mount(mount);
+    if let Some(h) = &file.health_path {
+        b = b.health_path(Some(h));
+    }
+    b = file.apply_http(b)?;
+    if let Some(l) = seconds(file.leeway.as_deref(), "leeway")? {
+        b = b.leeway(l);
+    }
+    if let Some(m) = seconds(file.max_ttl.as_deref(), "max_ttl")? {
+        b = b.max_ttl(m);
+    }
+    if let Some(c) = file.chunk_size {
+        b = b.chunk_size(c);
+    }
+    let mut limits = CacheLimits::default();
+    if let Some(ms) = file.revalidate_after_ms {
+        limits.revalidate_after = std::time::Duration::from_millis(ms);
+    }
+    if let Some(n) = file.max_open_files {
+        limits.max_open_files = n;
+    }
+    if let Some(t) = seconds(file.close_unused_after.as_deref(), "close_unused_after")? {
+        limits.close_unused_after = std::time::Duration::from_secs(t.whole_seconds() as u64);
+    }
+    let mut config = ServerConfig::default();
+    if let Some(n) = file.max_connections {
+        config.max_connections = at_least_one(n, "max_connections")?;
+    }
+    if let Some(on) = file.sendfile {
+        config.sendfile = on;
+    }
+    if let Some(on) = file.http2 {
+        config.http2 = on;
+    }
+    if let Some(t) = seconds(file.header_read_timeout.as_deref(), "header_read_timeout")? {
+        config.header_read_timeout = std::time::Duration::from_secs(t.whole_seconds() as u64);
+    }
+    if let Some(t) = seconds(file.send_timeout.as_deref(), "send_timeout")? {
+        config.send_timeout = std::time::Duration::from_secs(t.whole_seconds() as u64);
+    }
+    if let Some(balancers) = &file.proxy_protocol {
+        config.proxy_protocol = config::networks("proxy_protocol", balancers)?;
+    }
+    fit_descriptor_limit(&mut config, &mut limits);
+    let gate = b.cache_limits(limits).build()?;
+    let workers = args.workers.or(file.workers);
+    let workers = workers.map(|n| at_least_one(n, "workers")).transpose()?;
+    if args.check {
+        say!(
+            "configuration ok: {} under {mount} on {listen}, {key_summary}",
+            gate.root().display()
+        )?;
+        return Ok(());
+    }
+    reload_keys_on_hangup(gate.keyring_handle(), keys_file)?;
+    run_server(gate, listen, config, workers)
+}
+
+/// A config file's text, refused past 1 MiB (so that `--config /dev/zero`
+/// is an error, not a process that fills memory).
+fn read_config(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    const MAX: u64 = 1 << 20;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "larger than 1 MiB, not a config file",
+        ));
+    }
+    Ok(text)
+}
+
+/// `n`, refused when zero: a server with no worker or no connection slot
+/// would never answer.
+fn at_least_one(n: usize, what: &str) -> Result<usize> {
+    if n == 0 {
+        bail!("{what}: must be at least 1");
+    }
+    Ok(n)
+}
+
+/// On `SIGHUP`, reads the keys file again and checks links with its keys
+/// from then on (key rotation without a restart); a file that does not load
+/// is logged and leaves the keys as they were. Keys given in
+/// `MEDIAGATE_KEYS` cannot change while the server runs.
+fn reload_keys_on_hangup(keys: KeyringHandle, file: Option<PathBuf>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("cannot start the keys-reload thread")?;
+    // Registered before serving: from here on SIGHUP no longer ends the
+    // process.
+    let mut hangups = runtime
+        .block_on(async { signal(SignalKind::hangup()) })
+        .context("cannot handle SIGHUP")?;
+    std::thread::Builder::new()
+        .name("keys-reload".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                while hangups.recv().await.is_some() {
+                    reload_keys(&keys, file.as_deref());
+                }
+            })
+        })
+        .context("cannot start the keys-reload thread")?;
+    Ok(())
+}
+
+/// One reload (see [`reload_keys_on_hangup`]).
+fn reload_keys(keys: &KeyringHandle, file: Option<&Path>) {
+    let Some(file) = file else {
+        tracing::warn!("SIGHUP: keys from MEDIAGATE_KEYS cannot change while serving; restart");
+        return;
+    };
+    match mediagate::verifier::load_keyring_file(file) {
+        Ok(ring) => {
+            tracing::info!(
+                file = %file.display(),
+                active = ring.active().id(),
+                keys = ring.keys().count(),
+                "keys reloaded"
+            );
+            keys.replace(ring);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "keys not reloaded: still checking links with the previous keys");
+        }
+    }
+}
+
+/// Raises the soft open-files limit to the hard one (as nginx's
+/// `worker_rlimit_nofile` does) and shares it out: at most a quarter for
+/// the descriptors the file cache keeps, and the connection cap below what
+/// is left, so that a flood of connections cannot starve the server of
+/// descriptors for the files it serves.
+pub(crate) fn fit_descriptor_limit(config: &mut ServerConfig, cache: &mut CacheLimits) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let Some(hard) = limit.maximum {
+        if limit.current.is_some_and(|soft| soft < hard) {
+            limit.current = Some(hard);
+            if setrlimit(Resource::Nofile, limit).is_err() {
+                limit = getrlimit(Resource::Nofile);
+            }
+        }
+    }
+    if let Some(soft) = limit.current {
+        share_descriptors(soft, config, cache);
+    }
+}
+
+/// Shares `soft` descriptors out between the file cache and connections
+/// (see [`fit_descriptor_limit`]).
+fn share_descriptors(soft: u64, config: &mut ServerConfig, cache: &mut CacheLimits) {
+    let fitted = cache.within_open_files(soft);
+    if fitted.max_open_files < cache.max_open_files {
+        tracing::info!(
+            max_open_files = fitted.max_open_files,
+            open_files = soft,
+            "file cache's descriptors lowered to fit the open-files limit"
+        );
+    }
+    *cache = fitted;
+    let usable = soft.saturating_sub(64);
+    let kept = cache.max_open_files as u64;
+    // Each connection needs a socket and, while streaming, a file.
+    let fit = ((usable - kept) / 2).max(16) as usize;
+    if config.max_connections > fit {
+        tracing::info!(
+            max_connections = fit,
+            open_files = soft,
+            "connection cap lowered to fit the open-files limit"
+        );
+        config.max_connections = fit;
+    }
+}
+
+/// Binds one socket per worker thread and serves until SIGINT or SIGTERM.
+fn run_server(
+    gate: MediaGate,
+    listen: SocketAddr,
+    config: ServerConfig,
+    workers: Option<usize>,
+) -> Result<()> {
+    let threads = workers
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1);
+    let bound = mediagate::verifier::Workers::bind(listen, threads)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    start_workers(gate, bound, config)
+}
+
+/// Serves on sockets already bound until SIGINT or SIGTERM, then drains.
+pub(crate) fn start_workers(
+    gate: MediaGate,
+    bound: mediagate::verifier::Workers,
+    config: ServerConfig,
+) -> Result<()> {
+    tracing::info!(addr = %bound.local_addr(), root = %gate.root().display(), "serving");
+    bound.run(gate, config, shutdown_signal())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves at the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: draining connections");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptors_are_shared_between_the_cache_and_connections() {
+        let share = |soft| {
+            let (mut config, mut cache) = (ServerConfig::default(), CacheLimits::default());
+            share_descriptors(soft, &mut config, &mut cache);
+            (cache.max_open_files, config.max_connections)
+        };
+        // Plenty: the defaults stand.
+        let defaults = (
+            CacheLimits::default().max_open_files,
+            ServerConfig::default().max_connections,
+        );
+        assert_eq!(share(1 << 20), defaults);
+        // A common 1024: a quarter of what is usable for the cache, half of
+        // the rest for connections (a socket and a file each).
+        assert_eq!(share(1024), (240, 360));
+        let (files, conns) = share(4096);
+        assert!(files as u64 + 2 * conns as u64 <= 4096 - 64);
+        // Absurdly low: still serves.
+        assert_eq!(share(10), (0, 16));
+    }
+}

@@ -1,0 +1,126 @@
+//! `mediagate sign`: a signed link from the command line.
+
+use anyhow::{Result, anyhow};
+use mediagate::signer::Signer;
+use mediagate::signer::time::OffsetDateTime;
+
+use crate::cli::{Form, SignArgs};
+use crate::keys::load_keys;
+
+/// Signs one link from the options and prints it in the chosen form.
+pub(crate) fn sign(args: &SignArgs) -> Result<()> {
+    let ring = load_keys(args.keys.keys.as_deref())?;
+    let signer = Signer::new(ring);
+    let path = if args.prefix && !args.path.ends_with('/') {
+        format!("{}/", args.path)
+    } else {
+        args.path.clone()
+    };
+    let mut b = signer
+        .link(&path)
+        .user(&args.user)
+        .ttl(args.ttl)
+        .methods(args.methods);
+    if let Some(at) = args.not_before {
+        b = b.not_before(at);
+    }
+    if let Some(name) = &args.attachment {
+        b = b.attachment(name);
+    }
+    if let Some(name) = &args.inline {
+        b = b.inline(name);
+    }
+    if let Some(ct) = &args.content_type {
+        b = b.content_type(ct);
+    }
+    if let Some(ip) = &args.ip {
+        let net = match ip.parse::<ipnet::IpNet>() {
+            Ok(net) => net,
+            Err(_) => ip
+                .parse::<std::net::IpAddr>()
+                .map(ipnet::IpNet::from)
+                .map_err(|_| anyhow!("--ip {ip:?} is not an address or CIDR network"))?,
+        };
+        b = b.client_net(net);
+    }
+    if let Some(generation) = args.generation {
+        b = b.generation(generation);
+    }
+    let base_url = args.base_url.as_str();
+    let mount = mount_of(base_url)?;
+    let link = b.sign()?;
+    match args.form {
+        Form::Query => say!("{}", link.url(base_url))?,
+        Form::Path => say!("{}", link.path_form(base_url))?,
+        Form::Cookie => say!(
+            "Set-Cookie: {}",
+            link.set_cookie(mount, OffsetDateTime::now_utc())
+        )?,
+    }
+    Ok(())
+}
+
+/// The mount path of a `--base-url`: the whole of an absolute path
+/// (`/media`), the path of an `http(s)://host/path` URL, or "" for none.
+/// Anything else (a query, a fragment, another scheme, a relative path,
+/// spaces or control characters) would make a broken link and is refused.
+fn mount_of(base_url: &str) -> Result<&str> {
+    let refuse = || {
+        anyhow!(
+            "--base-url {base_url:?} must be an http(s) URL or an absolute path, \
+             without query or fragment"
+        )
+    };
+    if base_url
+        .bytes()
+        .any(|b| matches!(b, b'?' | b'#') || !b.is_ascii_graphic())
+    {
+        return Err(refuse());
+    }
+    // "//host" is a URL without a scheme, not a path.
+    if base_url.is_empty() || (base_url.starts_with('/') && !base_url.starts_with("//")) {
+        return Ok(base_url);
+    }
+    let rest = base_url
+        .strip_prefix("https://")
+        .or_else(|| base_url.strip_prefix("http://"))
+        .ok_or_else(refuse)?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if host.is_empty() {
+        return Err(refuse());
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_give_their_mount_or_are_refused() {
+        for (base, mount) in [
+            ("", ""),
+            ("/media", "/media"),
+            ("/media/", "/media/"),
+            ("https://media.example.com", ""),
+            ("https://media.example.com/media", "/media"),
+            ("http://127.0.0.1:8080/a/b", "/a/b"),
+        ] {
+            assert_eq!(mount_of(base).ok(), Some(mount), "{base:?}");
+        }
+        for bad in [
+            "media",
+            "//evil.example/media",
+            "javascript:alert(1)",
+            "ftp://host/media",
+            "https://",
+            "https:///media",
+            "https://x/y?z=1",
+            "https://x/y#frag",
+            "/media files",
+            "/médias",
+        ] {
+            assert!(mount_of(bad).is_err(), "{bad:?}");
+        }
+    }
+}
