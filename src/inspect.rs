@@ -118,32 +118,28 @@ pub(crate) fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
         return Ok(false);
     }
     say!("signature:   valid")?;
-    // Check against the URL's own path when it has one. The mount point is
-    // not in the link: assume it ends where the scope's first segment starts.
-    let request_path = match url_path.as_deref() {
+    // Check against the URL's own path when it has one, less the server's
+    // mount point (which the link does not carry).
+    let (mount, request_path) = match url_path.as_deref() {
         Some(raw) => {
             let decoded =
                 MediaPath::from_uri_path(raw).map_err(|e| anyhow!("the URL's path: {e}"))?;
-            let full = decoded.as_str().to_owned();
-            let first_segment = claims
-                .path()
-                .split('/')
-                .find(|s| !s.is_empty())
-                .map(|s| format!("/{s}"));
-            match first_segment.and_then(|seg| full.find(&seg)) {
-                Some(i) => full[i..].to_owned(),
-                None => full,
-            }
+            let (mount, rest) = split_mount(decoded.as_str(), claims.path());
+            (mount.to_owned(), rest.to_owned())
         }
-        None if claims.path().ends_with('/') => format!("{}x", claims.path()),
-        None => claims.path().to_owned(),
+        None if claims.path().ends_with('/') => (String::new(), format!("{}x", claims.path())),
+        None => (String::new(), claims.path().to_owned()),
     };
     let verdict = MediaPath::parse(&request_path)
         .map_err(|e| anyhow!("{e}"))
         .and_then(|p| Ok(verifier.verify(&token, &RequestFacts::new(Method::Get, &p), now)?));
     match verdict {
         Ok(_) => {
-            say!("verdict:     VALID now for GET {request_path}")?;
+            if mount.is_empty() {
+                say!("verdict:     VALID now for GET {request_path}")?;
+            } else {
+                say!("verdict:     VALID now for GET {request_path} (below the mount {mount})")?;
+            }
             Ok(true)
         }
         Err(e) => {
@@ -164,6 +160,94 @@ pub(crate) fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
             };
             say!("verdict:     INVALID: {why}")?;
             Ok(false)
+        }
+    }
+}
+
+/// Splits the decoded path of a URL into the server's mount point and the
+/// media path a link is checked against. The link does not carry the
+/// mount, so it is guessed: the shortest one (a prefix ending before a
+/// `/`) that leaves a path the scope covers; failing that, the one that
+/// leaves a path starting with the scope's first segment (so that a wrong
+/// file is named as the server would see it); failing that, none.
+fn split_mount<'p>(path: &'p str, scope: &str) -> (&'p str, &'p str) {
+    let scope = MediaPath::parse(scope).ok();
+    let covered = |rest: &str| {
+        let rest = MediaPath::parse(rest);
+        scope
+            .as_ref()
+            .zip(rest.ok())
+            .is_some_and(|(s, r)| s.covers(&r))
+    };
+    let first_segment = scope
+        .as_ref()
+        .and_then(|s| s.as_str().split('/').find(|seg| !seg.is_empty()));
+    let starts_with_segment = |rest: &str| {
+        first_segment.is_some_and(|seg| {
+            rest.strip_prefix('/')
+                .and_then(|r| r.strip_prefix(seg))
+                .is_some_and(|after| after.is_empty() || after.starts_with('/'))
+        })
+    };
+    let splits = || path.match_indices('/').map(|(i, _)| path.split_at(i));
+    splits()
+        .find(|(_, rest)| covered(rest))
+        .or_else(|| splits().find(|(_, rest)| starts_with_segment(rest)))
+        .unwrap_or(("", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mount_is_what_precedes_the_scope() {
+        for (path, scope, mount, rest) in [
+            // No mount.
+            ("/videos/a.mp4", "/videos/a.mp4", "", "/videos/a.mp4"),
+            ("/videos/show/x.ts", "/", "", "/videos/show/x.ts"),
+            // A mount before the scope.
+            (
+                "/media/videos/a.mp4",
+                "/videos/a.mp4",
+                "/media",
+                "/videos/a.mp4",
+            ),
+            (
+                "/media/videos/show/x.ts",
+                "/videos/show/",
+                "/media",
+                "/videos/show/x.ts",
+            ),
+            // A mount that starts like the scope: whole segments count.
+            (
+                "/videos-cdn/videos/show/x.ts",
+                "/videos/show/",
+                "/videos-cdn",
+                "/videos/show/x.ts",
+            ),
+            ("/media/v/v/x.mp4", "/v/x.mp4", "/media/v", "/v/x.mp4"),
+            // Outside the scope: from the scope's first segment if present.
+            (
+                "/media/videos/b.mp4",
+                "/videos/a.mp4",
+                "/media",
+                "/videos/b.mp4",
+            ),
+            (
+                "/media/other/b.mp4",
+                "/videos/a.mp4",
+                "",
+                "/media/other/b.mp4",
+            ),
+            (
+                "/media/videos-x/b.mp4",
+                "/videos/a.mp4",
+                "",
+                "/media/videos-x/b.mp4",
+            ),
+        ] {
+            assert_eq!(split_mount(path, scope), (mount, rest), "{path} {scope}");
         }
     }
 }

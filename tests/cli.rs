@@ -233,7 +233,8 @@ fn sign_and_inspect() {
     let (code, out, _) = run(&["inspect", url.trim(), "--keys", k]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("user:        42") && out.contains("VALID now"),
+        out.contains("user:        42")
+            && out.contains("VALID now for GET /videos/a b.mp4 (below the mount /media)"),
         "{out}"
     );
     // Without keys: the claims, and a note that the signature is unchecked.
