@@ -147,37 +147,53 @@ pub(crate) struct ServeArgs {
     pub(crate) check: bool,
 }
 
-/// Parses `90s`, `10m`, `2h`, `1d` (a positive whole number and a unit).
+/// The longest duration any option or setting takes: 100 years.
+const MAX_DURATION_SECONDS: u64 = 100 * 365 * 86_400;
+
+/// Parses `90s`, `10m`, `2h`, `1d`: a whole number and a unit, positive and
+/// at most 100 years in all (so that no later arithmetic on it overflows).
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration like 90s, 10m, 2h or 1d"))?;
-    let d = match unit {
-        "s" => Duration::seconds(n),
-        "m" => Duration::minutes(n),
-        "h" => Duration::hours(n),
-        "d" => Duration::days(n),
+    let unit_seconds: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(format!("'{s}' is not a duration like 90s, 10m, 2h or 1d")),
     };
-    if n <= 0 || n > 100 * 365 * 86400 {
-        return Err(format!("duration '{s}' must be positive and sane"));
+    if num.is_empty() {
+        return Err(format!("'{s}' is not a duration like 90s, 10m, 2h or 1d"));
     }
-    Ok(d)
+    // `num` is all digits: a number that does not parse is too large.
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_seconds))
+        .filter(|secs| (1..=MAX_DURATION_SECONDS).contains(secs))
+        .and_then(|secs| i64::try_from(secs).ok())
+        .map(Duration::seconds)
+        .ok_or_else(|| format!("duration '{s}' must be positive and at most 100 years"))
 }
 
 /// Parses a moment: RFC 3339 (`2026-12-01T09:00:00Z`), or a delay from
 /// now in [`parse_duration`]'s form (`1h`).
 fn parse_when(s: &str) -> Result<OffsetDateTime, String> {
     let s = s.trim();
-    if let Ok(delay) = parse_duration(s) {
-        return Ok(OffsetDateTime::now_utc() + delay);
+    if let Ok(at) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(at);
     }
-    OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
-        format!("'{s}' is not a time like 2026-12-01T09:00:00Z nor a delay like 10m or 2h")
-    })
+    // A number and a letter is meant as a delay: say what is wrong with it.
+    let delay_like = s.len() > 1 && s[..s.len() - 1].bytes().all(|b| b.is_ascii_digit());
+    match parse_duration(s) {
+        Ok(delay) => OffsetDateTime::now_utc()
+            .checked_add(delay)
+            .ok_or_else(|| format!("'{s}' from now is past the year 9999")),
+        Err(e) if delay_like => Err(e),
+        Err(_) => Err(format!(
+            "'{s}' is not a time like 2026-12-01T09:00:00Z nor a delay like 10m or 2h"
+        )),
+    }
 }
 
 /// Parses an address to listen on: an IP address and a port. Host names
@@ -201,4 +217,61 @@ fn parse_methods(s: &str) -> Result<Methods, String> {
         methods = Some(methods.map_or(one, |m| m | one));
     }
     methods.ok_or_else(|| "no method given".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_have_a_number_a_unit_and_a_bound() {
+        for (text, seconds) in [
+            ("90s", 90),
+            ("10m", 600),
+            (" 2h ", 7200),
+            ("1d", 86_400),
+            ("36500d", 3_153_600_000),
+            ("3153600000s", 3_153_600_000),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::seconds(seconds)),
+                "{text}"
+            );
+        }
+        for bad in [
+            "", "10", "s", "-5s", "+5s", "1.5h", "5 m", "5ms", "1w", "10x",
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains("not a duration"), "{bad}: {e}");
+        }
+        // Zero, past 100 years, and numbers no integer holds: refused, never
+        // a panic in the arithmetic.
+        for bad in [
+            "0s",
+            "36501d",
+            "3153600001s",
+            "106751991167301d",
+            "999999999999999999999999d",
+            "18446744073709551615h",
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains("at most 100 years"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn moments_are_times_or_delays() {
+        let at = parse_when("2026-12-01T09:00:00Z").unwrap();
+        assert_eq!(at.unix_timestamp(), 1_796_115_600);
+        let soon = parse_when("1h").unwrap() - OffsetDateTime::now_utc();
+        assert!(
+            soon > Duration::minutes(59) && soon <= Duration::hours(1),
+            "{soon}"
+        );
+        let e = parse_when("99999999999999d").unwrap_err();
+        assert!(e.contains("at most 100 years"), "{e}");
+        let e = parse_when("tomorrow").unwrap_err();
+        assert!(e.contains("not a time like"), "{e}");
+    }
 }

@@ -440,6 +440,8 @@ fn bad_inputs_are_one_line_errors() {
     };
     check(&["--ttl", "10x"], "duration");
     check(&["--ttl", "0s"], "positive");
+    check(&["--ttl", "999999999999999d"], "at most 100 years");
+    check(&["--not-before", "3000000000d"], "at most 100 years");
     check(&["--ttl", "30d"], "lifetime");
     check(&["--ip", "nope"], "--ip");
     check(&["--base-url", "https://x/y?z=1"], "--base-url");
@@ -737,6 +739,12 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
         ),
         ("transports = []", "transports: name at least one"),
         ("cache_max_age = \"soon\"", "cache_max_age"),
+        // Durations past 100 years: refused (they overflowed before).
+        (
+            "header_read_timeout = \"999999999999999d\"",
+            "header_read_timeout: duration '999999999999999d' must be positive and at most 100 years",
+        ),
+        ("cache_max_age = \"36501d\"", "cache_max_age: duration"),
         ("trusted_proxies = [\"10.0.0.0/33\"]", "trusted_proxies"),
         (
             "proxy_protocol = [\"lb.internal\"]",
