@@ -41,7 +41,13 @@ const HTTP2_MAX_STREAMS: u32 = 128;
 /// head, signed link included, fits.
 const READ_AHEAD: usize = 2048;
 
+/// The longest any timeout is taken to be, 100 years: a longer one (up to
+/// `Duration::MAX`, to mean "never") would overflow the arithmetic of the
+/// deadlines.
+const LONGEST_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Settings of [`serve`]. Every field has a default, given with it.
+/// Timeouts longer than 100 years count as 100 years.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
@@ -54,7 +60,8 @@ pub struct ServerConfig {
     /// is closed too (default 10 s).
     pub header_read_timeout: Duration,
     /// The most connections served at once; further clients wait in the
-    /// listen backlog (default 4096; 0 counts as 1).
+    /// listen backlog (default 4096; 0 counts as 1, and more than
+    /// [`Semaphore::MAX_PERMITS`] as that many).
     pub max_connections: usize,
     /// How long a graceful shutdown waits for requests in flight (default 10 s).
     pub drain_timeout: Duration,
@@ -101,6 +108,20 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// This config as [`serve`] applies it: timeouts of at most
+    /// [`LONGEST_TIMEOUT`], and a connection cap a semaphore can hold.
+    fn bounded(mut self) -> Self {
+        for timeout in [
+            &mut self.header_read_timeout,
+            &mut self.drain_timeout,
+            &mut self.send_timeout,
+        ] {
+            *timeout = (*timeout).min(LONGEST_TIMEOUT);
+        }
+        self.max_connections = self.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+        self
+    }
+
     /// Sets [`header_read_timeout`](Self::header_read_timeout).
     pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
@@ -158,11 +179,12 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let config = config.bounded();
     // Accepted sockets inherit TCP_NODELAY from the listener (Linux): set
     // per connection only when the listener does not have it already.
     let nodelay_inherited =
         rustix::net::sockopt::tcp_nodelay(std::os::fd::AsFd::as_fd(&listener)).unwrap_or(false);
-    let permits = std::sync::Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let permits = std::sync::Arc::new(Semaphore::new(config.max_connections));
     let graceful = Shutdown::new();
     // Ends with this function, however it ends (returned, or dropped).
     let _sweeper = AbortOnDrop(tokio::spawn(close_unused_files(gate.clone())));
@@ -218,7 +240,7 @@ pub async fn serve(
 /// Closes the file cache's unused descriptors on a timer, so that an idle
 /// server does not keep deleted files' space in use.
 async fn close_unused_files(gate: MediaGate) {
-    let mut tick = tokio::time::interval(gate.sweep_period());
+    let mut tick = tokio::time::interval(gate.sweep_period().min(LONGEST_TIMEOUT));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -307,7 +329,7 @@ async fn connection(
             // (default 400 KiB): with one chunk waiting for the window and
             // one read ahead, a stream holds at most three HTTP2_CHUNKs.
             .max_send_buf_size(HTTP2_CHUNK)
-            .max_header_list_size(config.max_header_bytes as u32);
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
         let io = SendfileIo::new(
             stream,
             None,

@@ -1291,6 +1291,49 @@ async fn http2_with_prior_knowledge() {
     s.shutdown().await.unwrap();
 }
 
+/// Limits at the far end of their types (`Duration::MAX` to mean "never",
+/// `usize::MAX` connections) are taken as "very long" and "very many":
+/// before, the deadline arithmetic overflowed and every connection's task
+/// panicked without an answer.
+#[tokio::test]
+async fn limits_at_the_end_of_their_types_still_serve() {
+    use http_body_util::{BodyExt, Empty};
+    use std::time::Duration as StdDuration;
+    let config = ServerConfig::default()
+        .with_header_read_timeout(StdDuration::MAX)
+        .with_send_timeout(StdDuration::MAX)
+        .with_drain_timeout(StdDuration::MAX)
+        .with_max_connections(usize::MAX)
+        .with_max_header_bytes(usize::MAX);
+    let limits = CacheLimits {
+        close_unused_after: StdDuration::MAX,
+        revalidate_after: StdDuration::MAX,
+        ..CacheLimits::default()
+    };
+    let s = TestServer::start_with(
+        |b| {
+            b.cache_limits(limits)
+                .leeway(Duration::MAX)
+                .max_ttl(Duration::MAX)
+        },
+        config,
+    )
+    .await;
+    for path in ["/pub/a.txt", "/pub/a.txt", "/big.bin"] {
+        let r = s.get(&s.target(path), &[]).await;
+        assert_eq!(r.status, 200, "{path}");
+    }
+    let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let mut sender = common::http2_sender(stream).await;
+    let uri = format!("http://{}{}", s.addr, s.target("/big.bin"));
+    let request = http::Request::get(uri).body(Empty::<bytes::Bytes>::new());
+    let res = sender.send_request(request.unwrap()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), 3_000_000);
+    s.shutdown().await.unwrap();
+}
+
 /// HTTP/2 streams read files in 16 KiB chunks: whole files and ranges that
 /// start and end inside chunks arrive byte-exact, many streams at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
