@@ -3,6 +3,8 @@
 use anyhow::{Context, Result, bail};
 use tracing_appender::non_blocking::WorkerGuard;
 
+use crate::log_line::LineFormat;
+
 /// Logs to stderr, filtered by `MEDIAGATE_LOG` (default `info`), as text
 /// or, with `MEDIAGATE_LOG_FORMAT=json`, as one JSON object per line (what
 /// log shippers read: every access-log field is a key).
@@ -31,8 +33,13 @@ pub(crate) fn init_logging() -> Result<WorkerGuard> {
         .with_writer(writer)
         .with_target(true);
     match format.as_str() {
-        "" | "text" => builder.with_ansi(ansi).init(),
-        "json" => builder.json().flatten_event(true).init(),
+        // On a terminal, tracing-subscriber's own format, in colour.
+        "" | "text" if ansi => builder.with_ansi(true).init(),
+        "" | "text" => builder.event_format(LineFormat::Text).init(),
+        "json" => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(LineFormat::Json)
+            .init(),
         other => bail!("MEDIAGATE_LOG_FORMAT: {other:?} is not text or json"),
     }
     std::thread::Builder::new()

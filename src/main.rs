@@ -20,6 +20,7 @@ mod config;
 mod demo;
 mod inspect;
 mod keys;
+mod log_line;
 mod logging;
 mod serve;
 mod sign;

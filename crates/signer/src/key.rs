@@ -220,7 +220,7 @@ fn derive_link_key(secret: &[u8]) -> Zeroizing<[u8; 32]> {
 /// and verify-only keys from earlier rotations.
 #[derive(Clone, Debug)]
 pub struct Keyring {
-    /// keys[0] is the active key.
+    /// `keys[0]` is the active key.
     keys: Vec<Key>,
 }
 

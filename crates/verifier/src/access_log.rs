@@ -62,7 +62,7 @@ impl AccessLog {
                 method: method.clone(),
                 // Only the path (the query may hold a token), with a
                 // path-form token cut out.
-                path: redact(path).chars().take(512).collect(),
+                path: first_chars(&redact(path), 512).to_owned(),
                 user: user.map(str::to_owned),
                 status,
                 reason,
@@ -79,7 +79,7 @@ impl AccessLog {
             target: TARGET,
             client = %Client(p.begun.client),
             method = %p.method,
-            path = %p.path.escape_debug(),
+            path = %Escaped(&p.path),
             user = p.user.as_deref().unwrap_or("-"),
             status = p.status,
             bytes,
@@ -100,6 +100,31 @@ impl std::fmt::Display for Client {
             None => f.write_str("-"),
         }
     }
+}
+
+/// A string with its control characters, quotes and backslashes escaped
+/// as `str::escape_debug` escapes them, so that a log line stays one line
+/// whatever the path holds; written whole when there is nothing to escape
+/// (any path hyper accepts).
+struct Escaped<'a>(&'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plain = |b: u8| matches!(b, 0x20..=0x7e) && !matches!(b, b'\\' | b'"' | b'\'');
+        if self.0.bytes().all(plain) {
+            f.write_str(self.0)
+        } else {
+            self.0.escape_debug().fmt(f)
+        }
+    }
+}
+
+/// `s` up to its `n`th character.
+fn first_chars(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    s.char_indices().nth(n).map_or(s, |(at, _)| &s[..at])
 }
 
 /// The path with the segment after the path-form marker (`/_mg/<token>`)
@@ -127,5 +152,34 @@ mod tests {
         assert_eq!(super::redact("/m/_mg/SECRET"), "/m/_mg/<token>");
         assert_eq!(super::redact("/m/a"), "/m/a");
         assert_eq!(super::redact("/m/x_mg/a"), "/m/x_mg/a");
+    }
+
+    #[test]
+    fn paths_are_escaped_as_escape_debug_does() {
+        for path in [
+            "/a/b.mp4",
+            "/a b",
+            "/a\nb",
+            "/\"q\"",
+            "/it's",
+            "/back\\slash",
+            "/ü\u{1b}[31m",
+            "",
+        ] {
+            assert_eq!(
+                super::Escaped(path).to_string(),
+                path.escape_debug().to_string(),
+                "{path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_paths_are_cut_at_a_character() {
+        assert_eq!(super::first_chars("/abc", 512), "/abc");
+        assert_eq!(super::first_chars("/abc", 2), "/a");
+        assert_eq!(super::first_chars("/äöü", 3), "/äö");
+        let long = "é".repeat(600);
+        assert_eq!(super::first_chars(&long, 512).chars().count(), 512);
     }
 }
