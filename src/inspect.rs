@@ -83,19 +83,13 @@ pub(crate) fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
     let methods: Vec<&str> = claims.methods().iter().map(Method::as_str).collect();
     say!("methods:     {}", methods.join(", "))?;
     say!("key id:      {}", claims.key_id())?;
-    say!(
-        "issued:      {} ({})",
-        rfc3339(claims.issued_at()),
-        ago(now - claims.issued_at())
-    )?;
+    // A link time, and how far from now it is.
+    let moment = |t: OffsetDateTime| format!("{} ({})", rfc3339(t), ago(now - t));
+    say!("issued:      {}", moment(claims.issued_at()))?;
     if let Some(nbf) = claims.not_before() {
-        say!("not before:  {} ({})", rfc3339(nbf), ago(now - nbf))?;
+        say!("not before:  {}", moment(nbf))?;
     }
-    say!(
-        "expires:     {} ({})",
-        rfc3339(claims.expires_at()),
-        ago(now - claims.expires_at())
-    )?;
+    say!("expires:     {}", moment(claims.expires_at()))?;
     if let Some(net) = claims.client_net() {
         say!("client:      {net}")?;
     }

@@ -73,8 +73,9 @@ where
                 }
                 w.write_str(meta.target())?;
                 w.write_str(": ")?;
-                let mut fields = TextFields {
+                let mut fields = Fields {
                     w: &mut w,
+                    format: *self,
                     first: true,
                     result: Ok(()),
                 };
@@ -87,8 +88,10 @@ where
                 w.write_str("\",\"level\":\"")?;
                 w.write_str(meta.level().as_str())?;
                 w.write_char('"')?;
-                let mut fields = JsonFields {
+                let mut fields = Fields {
                     w: &mut w,
+                    format: *self,
+                    first: true,
                     result: Ok(()),
                 };
                 event.record(&mut fields);
@@ -135,94 +138,72 @@ where
     }
 }
 
-/// The text format's fields: the message bare, the others `name=value`,
-/// strings quoted.
-struct TextFields<'a, 'w> {
+/// An event's fields, written in `format`: in text, the message bare and
+/// the others ` name=value`, strings quoted; in JSON, `,"name":value`,
+/// numbers and booleans bare, everything else a string.
+struct Fields<'a, 'w> {
     w: &'a mut Writer<'w>,
+    format: LineFormat,
     first: bool,
     result: fmt::Result,
 }
 
-impl TextFields<'_, '_> {
-    /// Starts a field: the separating space and, but for the message, the
-    /// name.
-    fn begin(&mut self, field: &Field) -> fmt::Result {
-        if !std::mem::take(&mut self.first) {
-            self.w.write_char(' ')?;
-        }
-        match field.name() {
-            "message" => Ok(()),
-            name => {
-                self.w.write_str(name.strip_prefix("r#").unwrap_or(name))?;
-                self.w.write_char('=')
-            }
-        }
-    }
-
+impl Fields<'_, '_> {
+    /// Writes one field: the separator and name its format puts before it,
+    /// then the value.
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
-        if self.result.is_ok() {
-            self.result = self.begin(field).and_then(|()| value(self.w));
+        if self.result.is_err() {
+            return;
         }
+        let first = std::mem::take(&mut self.first);
+        let name = field.name();
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        let w = &mut *self.w;
+        self.result = (|| {
+            match self.format {
+                LineFormat::Text => {
+                    if !first {
+                        w.write_char(' ')?;
+                    }
+                    if name != "message" {
+                        w.write_str(name)?;
+                        w.write_char('=')?;
+                    }
+                }
+                LineFormat::Json => {
+                    w.write_char(',')?;
+                    json_string(w, name)?;
+                    w.write_char(':')?;
+                }
+            }
+            value(w)
+        })();
     }
-}
 
-impl Visit for TextFields<'_, '_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        let message = field.name() == "message";
-        self.field(field, |w| {
-            if message {
-                Escaped::text(w).write_str(value)
-            } else {
-                quoted(w, value)
+    /// A value written by `Display` or `Debug`: escaped in text, a string
+    /// in JSON.
+    fn formatted(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        let format = self.format;
+        self.field(field, |w| match format {
+            LineFormat::Text => Escaped::text(w).write_fmt(value),
+            LineFormat::Json => {
+                w.write_char('"')?;
+                Escaped::json(w).write_fmt(value)?;
+                w.write_char('"')
             }
         });
     }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, |w| write!(w, "{value}"));
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, |w| write!(w, "{value}"));
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.field(field, |w| w.write_str(if value { "true" } else { "false" }));
-    }
-
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.field(field, |w| write!(Escaped::text(w), "{value}"));
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.field(field, |w| write!(Escaped::text(w), "{value:?}"));
-    }
 }
 
-/// The JSON format's fields: `,"name":value`, numbers and booleans bare,
-/// everything else as a string.
-struct JsonFields<'a, 'w> {
-    w: &'a mut Writer<'w>,
-    result: fmt::Result,
-}
-
-impl JsonFields<'_, '_> {
-    fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
-        if self.result.is_ok() {
-            let name = field.name();
-            self.result = (|| {
-                self.w.write_char(',')?;
-                json_string(self.w, name.strip_prefix("r#").unwrap_or(name))?;
-                self.w.write_char(':')?;
-                value(self.w)
-            })();
-        }
-    }
-}
-
-impl Visit for JsonFields<'_, '_> {
+impl Visit for Fields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.field(field, |w| json_string(w, value));
+        let message = field.name() == "message";
+        let format = self.format;
+        self.field(field, |w| match format {
+            LineFormat::Text if message => Escaped::text(w).write_str(value),
+            LineFormat::Text => quoted(w, value),
+            LineFormat::Json => json_string(w, value),
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -238,27 +219,20 @@ impl Visit for JsonFields<'_, '_> {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        // JSON has no NaN or infinity: null, as tracing-subscriber writes.
-        self.field(field, |w| match value.is_finite() {
-            true => write!(w, "{value}"),
-            false => w.write_str("null"),
+        let format = self.format;
+        self.field(field, |w| match format {
+            // JSON has no NaN or infinity: null, as tracing-subscriber writes.
+            LineFormat::Json if !value.is_finite() => w.write_str("null"),
+            _ => write!(w, "{value:?}"),
         });
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.field(field, |w| {
-            w.write_char('"')?;
-            write!(Escaped::json(w), "{value}")?;
-            w.write_char('"')
-        });
+        self.formatted(field, format_args!("{value}"));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.field(field, |w| {
-            w.write_char('"')?;
-            write!(Escaped::json(w), "{value:?}")?;
-            w.write_char('"')
-        });
+        self.formatted(field, format_args!("{value:?}"));
     }
 }
 
