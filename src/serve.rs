@@ -112,7 +112,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         )?;
         return Ok(());
     }
-    reload_keys_on_hangup(gate.keyring_handle(), keys_file)?;
+    reload_on_hangup(gate.clone(), keys_file)?;
     run_server(gate, listen, config, workers)
 }
 
@@ -144,34 +144,36 @@ fn at_least_one(n: usize, what: &str) -> Result<usize> {
 }
 
 /// On `SIGHUP`, reads the keys file again and checks links with its keys
-/// from then on (key rotation without a restart); a file that does not load
-/// is logged and leaves the keys as they were. Keys given in
+/// from then on (key rotation without a restart), and opens the media root
+/// again (a deployment that switched a `current` symlink); either one that
+/// fails is logged and leaves things as they were. Keys given in
 /// `MEDIAGATE_KEYS` cannot change while the server runs.
-fn reload_keys_on_hangup(keys: KeyringHandle, file: Option<PathBuf>) -> Result<()> {
+fn reload_on_hangup(gate: MediaGate, file: Option<PathBuf>) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
-        .context("cannot start the keys-reload thread")?;
+        .context("cannot start the reload thread")?;
     // Registered before serving: from here on SIGHUP no longer ends the
     // process.
     let mut hangups = runtime
         .block_on(async { signal(SignalKind::hangup()) })
         .context("cannot handle SIGHUP")?;
     std::thread::Builder::new()
-        .name("keys-reload".into())
+        .name("reload".into())
         .spawn(move || {
             runtime.block_on(async move {
                 while hangups.recv().await.is_some() {
-                    reload_keys(&keys, file.as_deref());
+                    reload_keys(&gate.keyring_handle(), file.as_deref());
+                    reopen_root(&gate);
                 }
             })
         })
-        .context("cannot start the keys-reload thread")?;
+        .context("cannot start the reload thread")?;
     Ok(())
 }
 
-/// One reload (see [`reload_keys_on_hangup`]).
+/// The keys' part of a reload (see [`reload_on_hangup`]).
 fn reload_keys(keys: &KeyringHandle, file: Option<&Path>) {
     let Some(file) = file else {
         tracing::warn!("SIGHUP: keys from MEDIAGATE_KEYS cannot change while serving; restart");
@@ -190,6 +192,24 @@ fn reload_keys(keys: &KeyringHandle, file: Option<&Path>) {
         Err(e) => {
             tracing::error!(error = %e, "keys not reloaded: still checking links with the previous keys");
         }
+    }
+}
+
+/// The media root's part of a reload (see [`reload_on_hangup`]).
+fn reopen_root(gate: &MediaGate) {
+    let before = gate.root();
+    match gate.reopen_root() {
+        Ok(root) if root == before => tracing::info!(root = %root.display(), "media root reopened"),
+        Ok(root) => tracing::info!(
+            root = %root.display(),
+            was = %before.display(),
+            "media root reopened: now serving from another directory"
+        ),
+        Err(e) => tracing::error!(
+            error = %e,
+            "media root not reopened: still serving from {}",
+            before.display()
+        ),
     }
 }
 

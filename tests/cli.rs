@@ -660,6 +660,43 @@ fn serve_reloads_its_keys_on_sighup() {
 }
 
 #[test]
+fn serve_reopens_its_root_on_sighup() {
+    let (dir, keys, first) = keys_and_media("first release\n");
+    let second = dir.path().join("second");
+    std::fs::create_dir_all(&second).unwrap();
+    std::fs::write(second.join("a.txt"), "second release\n").unwrap();
+    let current = dir.path().join("current");
+    std::os::unix::fs::symlink(&first, &current).unwrap();
+    let (child, lines, addr) = start_server(serve_cmd(&keys, &current));
+    let url = sign_a_txt(&keys, "");
+    let body = || {
+        let res = http_get(&addr, url.trim());
+        res.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
+    };
+    assert_eq!(body(), "first release\n");
+    // The deployment switches the link, then tells the server.
+    let next = dir.path().join("next");
+    std::os::unix::fs::symlink(&second, &next).unwrap();
+    std::fs::rename(&next, &current).unwrap();
+    let sent = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let line = lines
+        .map_while(Result::ok)
+        .find(|l| l.contains("media root reopened"))
+        .expect("the server logs the reopening");
+    assert!(
+        line.contains("now serving from another directory"),
+        "{line}"
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(body(), "second release\n");
+    stop(child);
+}
+
+#[test]
 fn serve_reads_a_config_file_and_env_overrides_it() {
     let (dir, keys, root) = keys_and_media("from the config root\n");
     let k = keys.as_str();

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use http::HeaderName;
 use ipnet::IpNet;
 use mediagate_signer::time::Duration;
@@ -122,7 +123,10 @@ pub enum ClientIpSource {
 /// The settled configuration shared by every request.
 #[derive(Debug)]
 pub(crate) struct Config {
-    pub root: MediaRoot,
+    /// Replaced whole by [`MediaGate::reopen_root`](crate::MediaGate::reopen_root).
+    pub root: ArcSwap<MediaRoot>,
+    /// The root as configured (maybe a symlink), opened again on a reopen.
+    pub root_source: PathBuf,
     pub keys: KeyringHandle,
     /// Without trailing slash; empty for `/`.
     pub mount: String,
@@ -258,7 +262,7 @@ impl Builder {
             return Err(ConfigError::NoTransport);
         }
         let cors = CorsRules::new(self.cors)?;
-        let root = MediaRoot::open(&self.root)?;
+        let root = ArcSwap::from_pointee(MediaRoot::open(&self.root)?);
         let keys = KeyringHandle::new(self.keyring, self.leeway, self.max_ttl);
         let cache_limits =
             match rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
@@ -269,6 +273,7 @@ impl Builder {
         Ok(MediaGate::from_config(
             Arc::new(Config {
                 root,
+                root_source: self.root,
                 keys,
                 mount,
                 transports: self.transports,

@@ -17,7 +17,7 @@ use crate::body::{Delivery, MediaBody};
 use crate::cache::{Content, FileCache};
 use crate::config::{Builder, Config};
 use crate::cors::Preflight;
-use crate::fs::OpenError;
+use crate::fs::{MediaRoot, OpenError, RootError};
 use crate::keys::KeyringHandle;
 use crate::reject::Reject;
 use crate::{authorize, headers, response, target, token};
@@ -89,9 +89,30 @@ impl MediaGate {
         self.config.keys.clone()
     }
 
-    /// The canonical media root.
-    pub fn root(&self) -> &std::path::Path {
-        self.config.root.path()
+    /// The canonical media root: where the configured root led when it was
+    /// last opened.
+    pub fn root(&self) -> PathBuf {
+        self.config.root.load().path().to_owned()
+    }
+
+    /// Opens the media root again from the path it was configured with, and
+    /// serves from there from now on, in this gate and all its clones;
+    /// returns the canonical root. This is how a deployment that switches a
+    /// symlink (`/srv/media/current` to the next release) takes effect
+    /// without a restart: the root is resolved when the gate is built and
+    /// here, not per request (`mediagate serve` does it on `SIGHUP`).
+    ///
+    /// Responses already sending keep their file. Cached small files and
+    /// kept descriptors are confirmed against the new root before they are
+    /// served again (within [`CacheLimits::revalidate_after`](crate::CacheLimits)),
+    /// so a file the new root does not hold, or holds in another version,
+    /// is not served from the old one. On an error the root stays as it
+    /// was.
+    pub fn reopen_root(&self) -> Result<PathBuf, RootError> {
+        let root = MediaRoot::open(&self.config.root_source)?;
+        let path = root.path().to_owned();
+        self.config.root.store(Arc::new(root));
+        Ok(path)
     }
 
     /// Answers one request. Never fails: every problem is a 4xx (or, for a
@@ -209,7 +230,7 @@ impl MediaGate {
             Err(r) => return self.refuse(req, None, r, started),
         };
         // 5. File
-        let resolved = self.cache.resolve(&cfg.root, path.relative(), || {
+        let resolved = self.cache.resolve(&cfg.root.load(), path.relative(), || {
             response::guess_content_type(path.as_str())
         });
         let (entry, content) = match resolved {

@@ -1291,6 +1291,78 @@ async fn http2_with_prior_knowledge() {
     s.shutdown().await.unwrap();
 }
 
+/// A root given as a symlink is resolved when the gate is built and when
+/// it is reopened, never per request: switching the link (a deployment's
+/// `current` to its next release) takes effect at `reopen_root`, after
+/// which nothing is served from the old directory, neither a cached small
+/// file nor a kept descriptor of a large one.
+#[tokio::test]
+async fn reopening_the_root_follows_a_switched_symlink() {
+    use mediagate_verifier::signer::{Key, Keyring, Signer};
+    let dir = tempfile::tempdir().unwrap();
+    let release = |name: &str, fill: u8| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("x.txt"), format!("release {name}\n")).unwrap();
+        std::fs::write(d.join("big.bin"), vec![fill; 100_000]).unwrap();
+        d
+    };
+    let (a, b) = (release("a", b'a'), release("b", b'b'));
+    std::fs::write(a.join("only-in-a.txt"), "old\n").unwrap();
+    let current = dir.path().join("current");
+    std::os::unix::fs::symlink(&a, &current).unwrap();
+    let keyring = Keyring::new(Key::new("k", &[3u8; 32]).unwrap());
+    let gate = mediagate_verifier::MediaGate::builder(&current, keyring.clone())
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(mediagate_verifier::serve(
+        listener,
+        gate.clone(),
+        ServerConfig::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let signer = Signer::new(keyring);
+    let get = |path: &'static str| {
+        let url = signer
+            .link(path)
+            .user("u")
+            .ttl(Duration::minutes(5))
+            .url("")
+            .unwrap();
+        async move {
+            let request = format!("GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            raw(addr, request.as_bytes()).await
+        }
+    };
+    assert_eq!(gate.root(), a.canonicalize().unwrap());
+    assert_eq!(get("/x.txt").await.body, b"release a\n");
+    assert_eq!(get("/big.bin").await.body, vec![b'a'; 100_000]);
+    // Switched (atomically, as deployments do): still the old release
+    // until the root is reopened.
+    let next = dir.path().join("next");
+    std::os::unix::fs::symlink(&b, &next).unwrap();
+    std::fs::rename(&next, &current).unwrap();
+    assert_eq!(get("/x.txt").await.body, b"release a\n");
+    assert_eq!(gate.reopen_root().unwrap(), b.canonicalize().unwrap());
+    assert_eq!(gate.root(), b.canonicalize().unwrap());
+    // Past the revalidation window (1 ms by default).
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(get("/x.txt").await.body, b"release b\n");
+    assert_eq!(get("/big.bin").await.body, vec![b'b'; 100_000]);
+    assert_eq!(get("/only-in-a.txt").await.status, 404);
+    // A root that cannot be opened: an error, and the gate keeps serving.
+    std::fs::remove_file(&current).unwrap();
+    assert!(gate.reopen_root().is_err());
+    assert_eq!(get("/x.txt").await.body, b"release b\n");
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+}
+
 /// Limits at the far end of their types (`Duration::MAX` to mean "never",
 /// `usize::MAX` connections) are taken as "very long" and "very many":
 /// before, the deadline arithmetic overflowed and every connection's task
