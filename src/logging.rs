@@ -17,8 +17,7 @@ use crate::log_line::LineFormat;
 /// says how many. Keep the returned guard until exit: dropping it writes
 /// what is queued.
 pub(crate) fn init_logging() -> Result<WorkerGuard> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIAGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(std::env::var("MEDIAGATE_LOG").ok().as_deref())?;
     let format = std::env::var("MEDIAGATE_LOG_FORMAT").unwrap_or_default();
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -49,6 +48,32 @@ pub(crate) fn init_logging() -> Result<WorkerGuard> {
     Ok(guard)
 }
 
+/// The filter `MEDIAGATE_LOG` asks for (`info` when unset): comma-separated
+/// levels (`warn`) and `target=level` directives, as `RUST_LOG` takes them.
+/// A bare word that is not a level is refused: the filter would read it as
+/// the name of a target and log nothing else at all, errors included
+/// (`warning`, the most common slip, would silence the server).
+fn log_filter(spec: Option<&str>) -> Result<tracing_subscriber::EnvFilter> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let Some(spec) = spec else {
+        return Ok(tracing_subscriber::EnvFilter::new("info"));
+    };
+    for directive in spec.split(',').map(str::trim) {
+        let bare = !directive.contains(['=', '[']);
+        if bare
+            && !directive.is_empty()
+            && !LEVELS.iter().any(|l| directive.eq_ignore_ascii_case(l))
+        {
+            bail!(
+                "MEDIAGATE_LOG: {directive:?} is not a level (trace, debug, info, warn, error, \
+                 off) nor a target=level directive"
+            );
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(spec)
+        .map_err(|e| anyhow::anyhow!("MEDIAGATE_LOG: {spec:?} is not a log filter: {e}"))
+}
+
 /// Log lines queued for stderr at most (about 200 bytes each): what absorbs
 /// a burst, or a log reader's pause, without dropping a line.
 const LOG_QUEUE_LINES: usize = 32 * 1024;
@@ -65,6 +90,37 @@ fn report_dropped_lines(dropped: &tracing_appender::non_blocking::ErrorCounter) 
                 "log lines dropped: stderr is not keeping up"
             );
             reported = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn log_filters_are_levels_or_directives() {
+        for good in [
+            None,
+            Some("warn"),
+            Some("WARN"),
+            Some("off"),
+            Some("info,hyper=debug"),
+            Some("mediagate::access=off"),
+            Some(""),
+        ] {
+            assert!(log_filter(good).is_ok(), "{good:?}");
+        }
+        for (bad, needle) in [
+            ("warning", "\"warning\" is not a level"),
+            ("info,verbose", "\"verbose\" is not a level"),
+            ("mediagate=loud", "is not a log filter"),
+        ] {
+            let e = log_filter(Some(bad)).unwrap_err().to_string();
+            assert!(
+                e.starts_with("MEDIAGATE_LOG: ") && e.contains(needle),
+                "{bad}: {e}"
+            );
         }
     }
 }

@@ -933,6 +933,19 @@ fn serve_logs_json_lines_when_asked() {
         err.contains("MEDIAGATE_LOG_FORMAT: \"xml\" is not text or json"),
         "{err}"
     );
+    // A level misspelt would have silenced every line, errors included.
+    let out = bin()
+        .env("MEDIAGATE_LOG", "warning")
+        .args(["serve", "--keys", &keys, "--root", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (code, err) = (out.status.code(), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("MEDIAGATE_LOG: \"warning\" is not a level"),
+        "{err}"
+    );
 }
 
 #[test]
