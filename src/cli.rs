@@ -38,7 +38,8 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Explain a link: its claims, and why it is valid or not.
     Inspect {
-        /// The URL (or bare token).
+        /// The URL (or bare token); `-` reads it from stdin, which keeps a
+        /// live link out of the process list and shell history.
         url: String,
         #[command(flatten)]
         keys: OptionalKeysArg,

@@ -62,6 +62,14 @@ fn ago(d: Duration) -> String {
 /// token) and, given keys, whether it is valid now for the URL's path.
 /// `Ok(false)` for a link that is not.
 pub(crate) fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
+    let read;
+    let url = match url {
+        "-" => {
+            read = read_url(std::io::stdin().lock())?;
+            read.as_str()
+        }
+        url => url,
+    };
     let (token, url_path) = if url.contains('/') {
         split_url(url)?
     } else {
@@ -158,6 +166,27 @@ pub(crate) fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
     }
 }
 
+/// The first line of `input`, trimmed: a URL or token piped in. Read up to
+/// a bound, so that `inspect - < /dev/zero` is an error, not a process
+/// that fills memory.
+fn read_url(input: impl std::io::BufRead) -> Result<String> {
+    use std::io::BufRead as _;
+    const MAX: u64 = 64 * 1024;
+    let mut line = String::new();
+    input
+        .take(MAX + 1)
+        .read_line(&mut line)
+        .map_err(|e| anyhow!("reading the URL from stdin: {e}"))?;
+    if line.len() as u64 > MAX {
+        bail!("the URL on stdin is longer than 64 KiB");
+    }
+    let url = line.trim();
+    if url.is_empty() {
+        bail!("no URL on stdin");
+    }
+    Ok(url.to_owned())
+}
+
 /// Splits the decoded path of a URL into the server's mount point and the
 /// media path a link is checked against. The link does not carry the
 /// mount, so it is guessed: the shortest one (a prefix ending before a
@@ -193,6 +222,28 @@ fn split_mount<'p>(path: &'p str, scope: &str) -> (&'p str, &'p str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_is_read_from_the_first_line_of_input_up_to_a_bound() {
+        let read = |input: &[u8]| read_url(input).map_err(|e| e.to_string());
+        assert_eq!(
+            read(b"  https://m/a?mg_token=x \nmore\n"),
+            Ok("https://m/a?mg_token=x".into())
+        );
+        assert_eq!(read(b"tok"), Ok("tok".into()));
+        assert_eq!(read(b""), Err("no URL on stdin".into()));
+        assert_eq!(read(b"\n"), Err("no URL on stdin".into()));
+        let long = vec![b'a'; 70_000];
+        assert_eq!(
+            read(&long),
+            Err("the URL on stdin is longer than 64 KiB".into())
+        );
+        assert!(
+            read(b"\xff\xfe\n")
+                .unwrap_err()
+                .contains("reading the URL from stdin")
+        );
+    }
 
     #[test]
     fn the_mount_is_what_precedes_the_scope() {

@@ -237,6 +237,26 @@ fn sign_and_inspect() {
             && out.contains("VALID now for GET /videos/a b.mp4 (below the mount /media)"),
         "{out}"
     );
+    // From stdin, so that a live link stays out of `ps` and shell history.
+    let mut child = bin()
+        .args(["inspect", "-", "--keys", k])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(url.as_bytes())
+        .unwrap();
+    let piped = child.wait_with_output().unwrap();
+    assert_eq!(piped.status.code(), Some(0));
+    let piped = String::from_utf8_lossy(&piped.stdout);
+    assert!(
+        piped.contains("VALID now for GET /videos/a b.mp4 (below the mount /media)"),
+        "{piped}"
+    );
     // Without keys: the claims, and a note that the signature is unchecked.
     let (code, out, _) = run(&["inspect", url.trim()]);
     assert_eq!(code, 0);
