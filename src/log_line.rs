@@ -1,10 +1,11 @@
 //! How a log event becomes one line of text or JSON, written straight into
 //! the line buffer.
 //!
-//! `tracing-subscriber`'s own formats cost the server about a fifth of its
-//! request rate with the access log on (one line per request): every field
-//! goes through `Debug` formatting and colour wrappers that do nothing, and
-//! every line formats its timestamp from scratch. [`LineFormat`] writes the
+//! The access log writes a line per request, and `tracing-subscriber`'s
+//! own formats made up a large part of what that cost the server (see
+//! BENCHMARKS.md): every field goes through `Debug` formatting and colour
+//! wrappers that do nothing, and every line formats its timestamp from
+//! scratch. [`LineFormat`] writes the
 //! same lines (the same fields, names, order and quoting) with a
 //! timestamp whose date and time of day are formatted once per second, and
 //! strings copied as they are unless they hold a character to escape.
