@@ -13,6 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::access_log::AccessLog;
 use crate::sendfile::{self, Lane};
+use crate::slots::Responding;
 
 /// Chunk buffers kept per response for reuse.
 const POOL: usize = 2;
@@ -40,6 +41,9 @@ pub(crate) enum Delivery<'a> {
 #[derive(Debug)]
 pub struct MediaBody {
     kind: Kind,
+    /// The bundled server's mark that this response is in progress on its
+    /// connection (see `slots`), dropped with the body.
+    responding: Option<Responding>,
 }
 
 #[derive(Debug)]
@@ -69,12 +73,16 @@ struct FileStream {
 
 impl MediaBody {
     pub(crate) fn empty() -> Self {
-        MediaBody { kind: Kind::Empty }
+        MediaBody {
+            kind: Kind::Empty,
+            responding: None,
+        }
     }
 
     pub(crate) fn text(text: &'static str) -> Self {
         MediaBody {
             kind: Kind::Full(Some(Bytes::from_static(text.as_bytes()))),
+            responding: None,
         }
     }
 
@@ -83,6 +91,7 @@ impl MediaBody {
         log.finish(data.len() as u64, None);
         MediaBody {
             kind: Kind::Full((!data.is_empty()).then_some(data)),
+            responding: None,
         }
     }
 
@@ -114,7 +123,14 @@ impl MediaBody {
                 log: Some(log),
                 lane,
             }),
+            responding: None,
         }
+    }
+
+    /// This body, holding `responding` until it is dropped.
+    pub(crate) fn holding(mut self, responding: Responding) -> Self {
+        self.responding = Some(responding);
+        self
     }
 }
 
@@ -219,7 +235,8 @@ impl Body for MediaBody {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match &mut self.kind {
+        let MediaBody { kind, responding } = &mut *self;
+        match kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::File(stream) => {
@@ -231,7 +248,16 @@ impl Body for MediaBody {
                 // cache they take microseconds, far less than a hand-off to a
                 // blocking thread pool would cost.
                 match stream.next_chunk() {
-                    Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(data) => {
+                        // The last span handed to the connection to send:
+                        // the response is in progress until it is sent.
+                        if let (0, Some(lane)) = (stream.remaining, &stream.lane) {
+                            if let Some(responding) = responding.take() {
+                                lane.ends_with(responding);
+                            }
+                        }
+                        Poll::Ready(Some(Ok(Frame::data(data))))
+                    }
                     Err(e) => {
                         stream.finish(Some(&e));
                         stream.remaining = 0;

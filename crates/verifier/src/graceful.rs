@@ -49,23 +49,26 @@ pub(crate) struct Watcher(watch::Receiver<()>);
 
 impl Watcher {
     /// Drives `conn` to its end; once the signal comes (or its sender is
-    /// gone), calls `shutdown` on it once, after a poll of its own.
+    /// gone), or `also` does (this connection alone is asked to close),
+    /// calls `shutdown` on it once, after a poll of its own.
     pub(crate) async fn run<F: Future>(
         mut self,
         mut conn: Pin<&mut F>,
+        also: impl Future<Output = ()>,
         shutdown: impl FnOnce(Pin<&mut F>),
     ) -> F::Output {
         let mut shutdown = Some(shutdown);
+        tokio::pin!(also);
         loop {
             tokio::select! {
                 // The connection first: see the module docs.
                 biased;
                 out = conn.as_mut() => return out,
-                _ = self.0.changed(), if shutdown.is_some() => {
-                    if let Some(shutdown) = shutdown.take() {
-                        shutdown(conn.as_mut());
-                    }
-                }
+                _ = self.0.changed(), if shutdown.is_some() => {}
+                () = also.as_mut(), if shutdown.is_some() => {}
+            }
+            if let Some(shutdown) = shutdown.take() {
+                shutdown(conn.as_mut());
             }
         }
     }
@@ -111,7 +114,7 @@ mod tests {
         };
         tokio::pin!(conn);
         let asked = watcher
-            .run(conn, |c| {
+            .run(conn, std::future::pending(), |c| {
                 assert_eq!(polls.load(Ordering::SeqCst), 1, "polled once first");
                 c.get_mut().asked = true;
             })

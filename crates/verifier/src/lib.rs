@@ -19,6 +19,7 @@ mod send_timeout;
 mod sendfile;
 mod server;
 mod service;
+mod slots;
 mod target;
 mod token;
 

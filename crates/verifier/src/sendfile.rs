@@ -39,6 +39,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::send_timeout::{Progress, SendTimer};
+use crate::slots::Responding;
 
 /// The most bytes one placeholder stands for. hyper stops asking the body
 /// for more while one is queued, so this bounds nothing in memory; it only
@@ -62,6 +63,9 @@ struct Span {
     offset: u64,
     len: usize,
     sent: usize,
+    /// On a response's last span: its mark of being in progress, dropped
+    /// once the span is sent (see `slots`).
+    last_of: Option<Responding>,
 }
 
 impl Lane {
@@ -74,8 +78,17 @@ impl Lane {
             offset,
             len,
             sent: 0,
+            last_of: None,
         });
         Bytes::from_static(&PLACEHOLDER[..len])
+    }
+
+    /// Hands `responding` to the span pushed last, the response's last: the
+    /// response counts as in progress until that span has been sent.
+    pub(crate) fn ends_with(&self, responding: Responding) {
+        if let Some(span) = self.spans().back_mut() {
+            span.last_of = Some(responding);
+        }
     }
 
     fn spans(&self) -> std::sync::MutexGuard<'_, VecDeque<Span>> {

@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::body::{Delivery, HTTP2_CHUNK};
 use crate::graceful::{Shutdown, Watcher};
@@ -29,6 +29,7 @@ use crate::proxy_protocol;
 use crate::send_timeout::{Progress, Tracked, watch_http2};
 use crate::sendfile::{Lane, SendfileIo};
 use crate::service::MediaGate;
+use crate::slots::{Slot, Slots};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -59,9 +60,11 @@ pub struct ServerConfig {
     /// connection with no response open and no new request for this long
     /// is closed too (default 10 s).
     pub header_read_timeout: Duration,
-    /// The most connections served at once; further clients wait in the
-    /// listen backlog (default 4096; 0 counts as 1, and more than
-    /// [`Semaphore::MAX_PERMITS`] as that many).
+    /// The most connections served at once (default 4096; 0 counts as 1,
+    /// and more than [`Semaphore::MAX_PERMITS`] as that many). At the cap,
+    /// the connection idle longest (no response in progress) is closed for
+    /// each newcomer; with none idle, newcomers wait in the listen backlog
+    /// (see `src/slots.rs`).
     pub max_connections: usize,
     /// How long a graceful shutdown waits for requests in flight (default 10 s).
     pub drain_timeout: Duration,
@@ -184,26 +187,19 @@ pub async fn serve(
     // per connection only when the listener does not have it already.
     let nodelay_inherited =
         rustix::net::sockopt::tcp_nodelay(std::os::fd::AsFd::as_fd(&listener)).unwrap_or(false);
-    let permits = std::sync::Arc::new(Semaphore::new(config.max_connections));
+    let slots = Slots::new(config.max_connections);
     let graceful = Shutdown::new();
     // Ends with this function, however it ends (returned, or dropped).
     let _sweeper = AbortOnDrop(tokio::spawn(close_unused_files(gate.clone())));
-    let start = |stream: TcpStream, peer, permit| {
+    let start = |stream: TcpStream, peer, slot| {
         if !nodelay_inherited {
             let _ = stream.set_nodelay(true);
         }
         let (gate, config, watcher) = (gate.clone(), config.clone(), graceful.watcher());
-        tokio::spawn(connection(stream, peer, gate, config, watcher, permit));
+        tokio::spawn(connection(stream, peer, gate, config, watcher, slot));
     };
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -214,18 +210,23 @@ pub async fn serve(
                 }
             },
         };
-        start(stream, peer, permit);
+        // At the cap, the connection idle longest gives way (see `slots`).
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.take() => slot,
+        };
+        start(stream, peer, slot);
     }
     // Connections already queued on this socket would be reset when it
     // closes: take them first. (Where a new process shares the port, with
     // SO_REUSEPORT, for a restart without downtime, this is most of what
     // the old one would otherwise drop.)
-    while let Ok(permit) = permits.clone().try_acquire_owned() {
+    while let Some(slot) = slots.try_take() {
         let queued = std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await;
         let Poll::Ready(Ok((stream, peer))) = queued else {
             break;
         };
-        start(stream, peer, permit);
+        start(stream, peer, slot);
     }
     drop(listener);
     tokio::select! {
@@ -272,7 +273,7 @@ async fn connection(
     gate: MediaGate,
     config: ServerConfig,
     watcher: Watcher,
-    _permit: OwnedSemaphorePermit,
+    slot: Slot,
 ) {
     // The first request head is due by this deadline, counted from the
     // accept: on HTTP/1, `read_ahead` waits for all of it; on HTTP/2, for the
@@ -285,39 +286,63 @@ async fn connection(
         let ip = peer.ip().to_canonical();
         config.proxy_protocol.iter().any(|net| net.contains(&ip))
     };
-    if from_balancer {
-        let read =
-            proxy_protocol::read_header(&mut stream, &mut buf, deadline, config.max_header_bytes);
-        match read.await {
-            Some(Some(client)) => peer = client,
-            Some(None) => {}
-            None => {
-                tracing::debug!(%peer, "no valid PROXY header from a listed balancer");
-                return;
+    // Until its first request head has arrived, the connection is idle:
+    // asked to give way at the cap, it closes.
+    let first_head = async {
+        if from_balancer {
+            let read = proxy_protocol::read_header(
+                &mut stream,
+                &mut buf,
+                deadline,
+                config.max_header_bytes,
+            );
+            match read.await {
+                Some(Some(client)) => peer = client,
+                Some(None) => {}
+                None => {
+                    tracing::debug!(%peer, "no valid PROXY header from a listed balancer");
+                    return None;
+                }
             }
         }
-    }
-    let Some((h2, first)) = read_ahead(
-        &mut stream,
-        buf,
-        deadline,
-        config.http2,
-        config.max_header_bytes,
-    )
-    .await
-    else {
+        read_ahead(
+            &mut stream,
+            std::mem::take(&mut buf),
+            deadline,
+            config.http2,
+            config.max_header_bytes,
+        )
+        .await
+    };
+    let first_head = tokio::select! {
+        read = first_head => read,
+        () = slot.evicted() => {
+            tracing::debug!(%peer, "idle at the connection cap: closed for a newcomer");
+            None
+        }
+    };
+    let Some((h2, first)) = first_head else {
         return;
     };
+    // An HTTP/1 head is in: not to be asked until it is answered. (The
+    // HTTP/2 preface is no request: that connection stays idle until its
+    // first stream.)
+    if !h2 {
+        slot.head_arrived();
+    }
+    let slot = Arc::new(slot);
     let result = if h2 {
         let head_seen = Arc::new(AtomicBool::new(false));
         let seen = head_seen.clone();
         let progress = Arc::new(Progress::default());
         let bodies = Arc::clone(&progress);
+        let serving = Arc::clone(&slot);
         let service = service_fn(move |req: Request<Incoming>| {
             seen.store(true, Ordering::Relaxed);
+            let responding = serving.responding();
             let res = gate.respond_on_wire(&req, Some(peer), Delivery::Frames);
             std::future::ready(Ok::<_, std::convert::Infallible>(
-                res.map(|body| Tracked::new(body, &bodies)),
+                res.map(|body| Tracked::new(body.holding(responding), &bodies)),
             ))
         });
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -346,7 +371,7 @@ async fn connection(
         // state would otherwise double the size of every connection's task.
         let conn = Box::pin(async move {
             tokio::pin!(conn);
-            let conn = watcher.run(conn, |c| c.graceful_shutdown());
+            let conn = watcher.run(conn, slot.evicted(), |c| c.graceful_shutdown());
             tokio::select! {
                 result = conn => result,
                 ended = watch => {
@@ -363,13 +388,14 @@ async fn connection(
     } else {
         let lane = config.sendfile.then(Lane::default);
         let io = SendfileIo::new(stream, lane.clone(), first, config.send_timeout, None);
+        let serving = Arc::clone(&slot);
         let service = service_fn(move |req: Request<Incoming>| {
+            let responding = serving.responding();
             let delivery = lane.as_ref().map_or(Delivery::Chunks, Delivery::Sendfile);
-            std::future::ready(Ok::<_, std::convert::Infallible>(gate.respond_on_wire(
-                &req,
-                Some(peer),
-                delivery,
-            )))
+            let res = gate.respond_on_wire(&req, Some(peer), delivery);
+            std::future::ready(Ok::<_, std::convert::Infallible>(
+                res.map(|body| body.holding(responding)),
+            ))
         });
         let mut b = hyper::server::conn::http1::Builder::new();
         b.timer(TokioTimer::new())
@@ -384,8 +410,11 @@ async fn connection(
         let conn = b.serve_connection(io, service);
         tokio::pin!(conn);
         // Polled before it looks at a shutdown: the first request, whose
-        // head is read already, is then answered (see `graceful`).
-        watcher.run(conn, |c| c.graceful_shutdown()).await
+        // head is read already, is then answered (see `graceful`). Asked
+        // to give way at the cap (idle, kept alive), it closes the same way.
+        watcher
+            .run(conn, slot.evicted(), |c| c.graceful_shutdown())
+            .await
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, %peer, "connection ended with an error");

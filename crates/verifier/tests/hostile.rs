@@ -50,6 +50,118 @@ async fn a_flood_of_idle_connections_is_capped_and_timed_out() {
     s.shutdown().await.unwrap();
 }
 
+/// At the connection cap, a newcomer does not wait out the header timeout
+/// (10 s here) behind connections that send nothing, trickle a head, or
+/// idle between requests: the one idle longest gives way. Responses in
+/// progress are never cut: downloads holding every other slot finish
+/// whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_idle_connections_give_way_to_newcomers() {
+    const CAP: usize = 8;
+    let config = ServerConfig::default().with_max_connections(CAP);
+    let s = TestServer::start_with(|b| b, config).await;
+    let quickly = Duration::from_secs(3);
+    let served = |s: &TestServer| {
+        let target = s.target("/pub/a.txt");
+        let addr = s.addr;
+        async move {
+            let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let started = Instant::now();
+            let r = tokio::time::timeout(Duration::from_secs(9), raw(addr, request.as_bytes()))
+                .await
+                .expect("served before the header timeout");
+            (r.status, started.elapsed())
+        }
+    };
+    // Connections that send nothing fill every slot.
+    let mut silent = Vec::new();
+    for _ in 0..CAP {
+        silent.push(TcpStream::connect(s.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, took) = served(&s).await;
+    assert_eq!(status, 200);
+    assert!(took < quickly, "{took:?}");
+    drop(silent);
+    // Slowloris: heads trickled a byte at a time.
+    let mut trickling = Vec::new();
+    for _ in 0..CAP {
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(b"GET /media/pub/a.txt HTTP/1.1\r\nHost")
+            .await
+            .unwrap();
+        trickling.push(tokio::spawn(async move {
+            for _ in 0..100 {
+                if c.write_all(b"x").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, took) = served(&s).await;
+    assert_eq!(status, 200);
+    assert!(took < quickly, "{took:?}");
+    for t in trickling {
+        t.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Downloads in progress on every slot but one, which idles kept alive
+    // after a request: the idle one gives way, no download is cut. (A file
+    // larger than what the socket buffers take, so that each response stays
+    // in progress while its client does not read.)
+    const HUGE: u64 = 64 << 20;
+    std::fs::File::create(s.root.join("huge.bin"))
+        .unwrap()
+        .set_len(HUGE)
+        .unwrap();
+    let big = s.target("/huge.bin");
+    let mut downloads = Vec::new();
+    for _ in 0..CAP - 1 {
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(
+            format!("GET {big} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        // Reads a little, then stops: the response stays in progress.
+        let mut head = vec![0u8; 1024];
+        c.read_exact(&mut head).await.unwrap();
+        downloads.push((c, head));
+    }
+    let mut kept = TcpStream::connect(s.addr).await.unwrap();
+    let small = s.target("/pub/a.txt");
+    kept.write_all(format!("GET {small} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 64];
+    assert!(kept.read(&mut answer).await.unwrap() > 0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, took) = served(&s).await;
+    assert_eq!(status, 200);
+    assert!(took < quickly, "{took:?}");
+    // The kept-alive one was closed for it; every download is whole.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), kept.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
+        "the idle connection was closed"
+    );
+    for (mut c, head) in downloads {
+        let mut all = head;
+        tokio::time::timeout(Duration::from_secs(20), c.read_to_end(&mut all))
+            .await
+            .unwrap()
+            .unwrap();
+        let r = common::parse(&all);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len() as u64, HUGE, "a download was cut");
+        assert!(r.body.iter().all(|&b| b == 0));
+    }
+    s.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_vanishing_mid_stream_leak_no_descriptors() {
     for sendfile in [true, false] {
