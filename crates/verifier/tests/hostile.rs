@@ -162,6 +162,39 @@ async fn at_the_cap_idle_connections_give_way_to_newcomers() {
     s.shutdown().await.unwrap();
 }
 
+/// The same over HTTP/2: connections idle after their streams, or with no
+/// stream yet, give way at the cap (through GOAWAY).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_idle_http2_connections_give_way() {
+    use http_body_util::Empty;
+    let config = ServerConfig::default().with_max_connections(2);
+    let s = TestServer::start_with(|b| b, config).await;
+    let uri = format!("http://{}{}", s.addr, s.target("/pub/a.txt"));
+    // One answers a request and idles; the other has sent only the preface.
+    let mut used = common::http2_sender(TcpStream::connect(s.addr).await.unwrap()).await;
+    let request = http::Request::get(&uri).body(Empty::<bytes::Bytes>::new());
+    let res = used.send_request(request.unwrap()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    drop(res);
+    let _fresh = common::http2_sender(TcpStream::connect(s.addr).await.unwrap()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let target = s.target("/pub/a.txt");
+    for _ in 0..2 {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let started = Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(9), raw(s.addr, request.as_bytes()))
+            .await
+            .expect("served before the header timeout");
+        assert_eq!(r.status, 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    s.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_vanishing_mid_stream_leak_no_descriptors() {
     for sendfile in [true, false] {
