@@ -260,12 +260,12 @@ impl Drop for AbortOnDrop {
 
 /// One accepted connection: tells HTTP/1 from HTTP/2, then serves it with
 /// hyper until the client leaves, the connection fails, or a graceful
-/// shutdown drains it; its permit of the connection cap is held until
-/// then.
+/// shutdown drains it, or it gives way at the connection cap; its slot of
+/// the cap is held until then.
 ///
 /// This is the future of every connection's task (spawning copies it into
 /// a heap allocation), so it is kept small: nothing holds the hyper
-/// connection twice, and the rare HTTP/2 one is boxed (1.3 KiB in all,
+/// connection twice, and the rare HTTP/2 one is boxed (1.7 KiB in all,
 /// where it was 4.3 KiB).
 async fn connection(
     mut stream: TcpStream,
