@@ -74,14 +74,7 @@ where
                 }
                 w.write_str(meta.target())?;
                 w.write_str(": ")?;
-                let mut fields = Fields {
-                    w: &mut w,
-                    format: *self,
-                    first: true,
-                    result: Ok(()),
-                };
-                event.record(&mut fields);
-                fields.result?;
+                Fields::write(&mut w, *self, event)?;
             }
             LineFormat::Json => {
                 w.write_str("{\"timestamp\":\"")?;
@@ -89,14 +82,7 @@ where
                 w.write_str("\",\"level\":\"")?;
                 w.write_str(meta.level().as_str())?;
                 w.write_char('"')?;
-                let mut fields = Fields {
-                    w: &mut w,
-                    format: *self,
-                    first: true,
-                    result: Ok(()),
-                };
-                event.record(&mut fields);
-                fields.result?;
+                Fields::write(&mut w, *self, event)?;
                 w.write_str(",\"target\":")?;
                 json_string(&mut w, meta.target())?;
                 // The innermost span and all of them, outermost first, each
@@ -150,6 +136,18 @@ struct Fields<'a, 'w> {
 }
 
 impl Fields<'_, '_> {
+    /// Writes the fields of `event` in `format`.
+    fn write(w: &mut Writer<'_>, format: LineFormat, event: &Event<'_>) -> fmt::Result {
+        let mut fields = Fields {
+            w,
+            format,
+            first: true,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result
+    }
+
     /// Writes one field: the separator and name its format puts before it,
     /// then the value.
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {

@@ -940,32 +940,30 @@ fn serve_logs_json_lines_when_asked() {
     assert_eq!(access["bytes"], 6);
     assert!(!access.to_string().contains(&token), "{access}");
     stop(child);
-    // Any other format is a one-line error.
-    let out = bin()
-        .env("MEDIAGATE_LOG_FORMAT", "xml")
-        .args(["serve", "--keys", &keys, "--root", root.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let (code, err) = (out.status.code(), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(code, Some(2), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(
-        err.contains("MEDIAGATE_LOG_FORMAT: \"xml\" is not text or json"),
-        "{err}"
-    );
-    // A level misspelt would have silenced every line, errors included.
-    let out = bin()
-        .env("MEDIAGATE_LOG", "warning")
-        .args(["serve", "--keys", &keys, "--root", root.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let (code, err) = (out.status.code(), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(code, Some(2), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(
-        err.contains("MEDIAGATE_LOG: \"warning\" is not a level"),
-        "{err}"
-    );
+    // Any other format is a one-line error, and so is a level misspelt
+    // (which would have silenced every line, errors included).
+    for (var, value, needle) in [
+        (
+            "MEDIAGATE_LOG_FORMAT",
+            "xml",
+            "MEDIAGATE_LOG_FORMAT: \"xml\" is not text or json",
+        ),
+        (
+            "MEDIAGATE_LOG",
+            "warning",
+            "MEDIAGATE_LOG: \"warning\" is not a level",
+        ),
+    ] {
+        let out = bin()
+            .env(var, value)
+            .args(["serve", "--keys", &keys, "--root", root.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let (code, err) = (out.status.code(), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(code, Some(2), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{err}");
+    }
 }
 
 #[test]
