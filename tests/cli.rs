@@ -606,6 +606,121 @@ fn serve_keeps_answering_while_its_log_reader_stalls() {
     assert_eq!(reader.join().unwrap(), REQUESTS);
 }
 
+/// A download cut short is logged with the bytes that really went out and
+/// why it ended: a client that stops reading (send timeout), one that
+/// leaves, a file that shrinks while it is sent; a whole download once
+/// its last byte has gone out. With sendfile and without.
+#[test]
+fn serve_logs_why_a_download_was_cut_short() {
+    const MIB: u64 = 1 << 20;
+    const SIZE: u64 = 64 * MIB;
+    for sendfile in [true, false] {
+        let (dir, keys, root) = keys_and_media("x");
+        let big = root.join("big.bin");
+        std::fs::File::create(&big).unwrap().set_len(SIZE).unwrap();
+        let config = dir.path().join("mediagate.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "keys = {keys:?}\nroot = {:?}\nlisten = \"127.0.0.1:0\"\n\
+                 send_timeout = \"1s\"\nsendfile = {sendfile}\n",
+                root.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let mut cmd = bin();
+        cmd.env("MEDIAGATE_LOG_FORMAT", "json").args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        let mut child = Served(cmd.stderr(Stdio::piped()).spawn().unwrap());
+        let stderr = BufReader::new(child.0.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let wait = Duration::from_secs(20);
+        let addr = loop {
+            let line = rx.recv_timeout(wait).expect("the server starts");
+            if line["message"] == "serving" {
+                break line["addr"].as_str().unwrap().to_owned();
+            }
+        };
+        let next_access = || loop {
+            let line = rx.recv_timeout(wait).expect("an access line");
+            if line["target"] == "mediagate::access" {
+                break line;
+            }
+        };
+        let url = sign_for_7(&keys, &["--path", "/big.bin"]);
+        let open = || {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            write!(
+                s,
+                "GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            s
+        };
+        let bytes = |line: &serde_json::Value| line["bytes"].as_u64().unwrap();
+        let case = format!("sendfile = {sendfile}");
+
+        // Read whole: logged once the last byte is out, nothing missing.
+        let mut whole = Vec::new();
+        open().read_to_end(&mut whole).unwrap();
+        assert!(whole.len() as u64 > SIZE, "{case}");
+        let line = next_access();
+        assert_eq!(
+            (bytes(&line), &line["error"]),
+            (SIZE, &"-".into()),
+            "{case}: {line}"
+        );
+
+        // Not read at all: the send timeout cuts it.
+        let stalled = open();
+        let line = next_access();
+        assert_eq!(line["error"], "send timeout", "{case}: {line}");
+        assert!((1..SIZE).contains(&bytes(&line)), "{case}: {line}");
+        drop(stalled);
+
+        // Read a little, then gone.
+        let mut leaving = open();
+        leaving.read_exact(&mut vec![0; MIB as usize]).unwrap();
+        drop(leaving);
+        let line = next_access();
+        assert_eq!(line["error"], "client went away", "{case}: {line}");
+        assert!((MIB..SIZE).contains(&bytes(&line)), "{case}: {line}");
+
+        // The file shrinks to half beyond what can be in flight: the
+        // response stops there, and says why.
+        let mut reader = open();
+        reader.read_exact(&mut vec![0; MIB as usize]).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&big)
+            .unwrap()
+            .set_len(SIZE / 2)
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+        let line = next_access();
+        assert_eq!(
+            line["error"], "file shrank while being sent",
+            "{case}: {line}"
+        );
+        assert_eq!(bytes(&line), SIZE / 2, "{case}: {line}");
+        stop(child);
+    }
+}
+
 /// `serve --check` validates everything a start would and exits.
 #[test]
 fn serve_check_validates_without_serving() {

@@ -90,6 +90,52 @@ impl AccessLog {
     }
 }
 
+/// Why a response was cut short, as the `error` field of its line names it
+/// (for a file read that failed, the line carries the error itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cut {
+    /// The client stopped accepting bytes for the send timeout.
+    SendTimeout,
+    /// The client closed or reset the connection.
+    ClientGone,
+    /// The file got shorter than the response promised.
+    FileShrank,
+    /// Another error writing to the socket.
+    WriteFailed,
+    /// Ended without a cause the connection could see: a client that
+    /// closed its side cleanly or cancelled an HTTP/2 stream, a server
+    /// stopped past its drain deadline, or an embedding server's
+    /// connection, which tells nothing.
+    Unfinished,
+}
+
+impl Cut {
+    /// How a write error cuts a response short.
+    pub(crate) fn of(e: &std::io::Error) -> Cut {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::TimedOut => Cut::SendTimeout,
+            ErrorKind::UnexpectedEof => Cut::FileShrank,
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+                Cut::ClientGone
+            }
+            _ => Cut::WriteFailed,
+        }
+    }
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cut::SendTimeout => "send timeout",
+            Cut::ClientGone => "client went away",
+            Cut::FileShrank => "file shrank while being sent",
+            Cut::WriteFailed => "write failed",
+            Cut::Unfinished => "stopped before the end",
+        })
+    }
+}
+
 /// A client address, or `-` when unknown.
 struct Client(Option<IpAddr>);
 
@@ -141,6 +187,65 @@ fn redact(path: &str) -> std::borrow::Cow<'_, str> {
             let end = path[start..].find('/').map_or(path.len(), |i| start + i);
             format!("{}<token>{}", &path[..start], &path[end..]).into()
         }
+    }
+}
+
+/// Access-log lines captured in tests.
+#[cfg(test)]
+pub(crate) mod capture {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    /// One line: its fields by name, as text.
+    pub(crate) type Line = BTreeMap<String, String>;
+
+    /// The access-log lines written on this thread while the returned
+    /// guard lives (a tokio test's runtime polls on this thread).
+    pub(crate) fn lines() -> (Arc<Mutex<Vec<Line>>>, tracing::subscriber::DefaultGuard) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let guard = tracing::subscriber::set_default(Capture(Arc::clone(&lines)));
+        (lines, guard)
+    }
+
+    /// The lines captured so far.
+    pub(crate) fn taken(lines: &Mutex<Vec<Line>>) -> Vec<Line> {
+        std::mem::take(&mut *lines.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    struct Capture(Arc<Mutex<Vec<Line>>>);
+
+    struct Fields(Line);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.insert(field.name().to_owned(), format!("{value:?}"));
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.insert(field.name().to_owned(), value.to_owned());
+        }
+    }
+
+    impl Subscriber for Capture {
+        fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+            metadata.target() == super::TARGET
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut fields = Fields(Line::new());
+            event.record(&mut fields);
+            let mut lines = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            lines.push(fields.0);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
     }
 }
 

@@ -11,8 +11,8 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
-use crate::access_log::AccessLog;
-use crate::sendfile::{self, Lane};
+use crate::access_log::{AccessLog, Cut};
+use crate::sendfile::{self, Ending, Lane};
 use crate::slots::Responding;
 
 /// Chunk buffers kept per response for reuse.
@@ -24,17 +24,56 @@ const POOL: usize = 2;
 /// a client may open, bounds what a client that stops reading can pin.
 pub(crate) const HTTP2_CHUNK: usize = 16 * 1024;
 
-/// How the connection a response goes out on takes a file's bytes.
+/// How the connection a response goes out on takes a file's bytes, and
+/// what it records about itself.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Delivery<'a> {
-    /// Read into chunks of the configured size (an embedding server's
-    /// connections, and the bundled server's HTTP/1 without `sendfile`).
+pub(crate) struct Delivery<'a> {
+    mode: Mode,
+    /// The bundled server's connection: it records why it stopped sending
+    /// if it stops early (an embedding server's says nothing).
+    lane: Option<&'a Lane>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Read into chunks of the configured size.
     Chunks,
-    /// Read into chunks of at most [`HTTP2_CHUNK`]: an HTTP/2 stream of the
-    /// bundled server, one of up to 128 on a connection.
+    /// Read into chunks of at most [`HTTP2_CHUNK`].
     Frames,
-    /// Sent by the connection itself with `sendfile` (HTTP/1 over TCP).
-    Sendfile(&'a Lane),
+    /// Sent by the connection itself with `sendfile`.
+    Sendfile,
+}
+
+impl<'a> Delivery<'a> {
+    /// An embedding server's connection: chunks of the configured size.
+    pub(crate) const EMBEDDED: Delivery<'static> = Delivery {
+        mode: Mode::Chunks,
+        lane: None,
+    };
+
+    /// An HTTP/1 connection of the bundled server: file spans left in
+    /// `lane` for `sendfile` when `sendfile` is on, else chunks of the
+    /// configured size.
+    pub(crate) fn http1(lane: &'a Lane, sendfile: bool) -> Self {
+        let mode = if sendfile {
+            Mode::Sendfile
+        } else {
+            Mode::Chunks
+        };
+        Delivery {
+            mode,
+            lane: Some(lane),
+        }
+    }
+
+    /// An HTTP/2 stream of the bundled server, one of up to 128 on a
+    /// connection: chunks of at most [`HTTP2_CHUNK`].
+    pub(crate) fn http2(lane: &'a Lane) -> Self {
+        Delivery {
+            mode: Mode::Frames,
+            lane: Some(lane),
+        }
+    }
 }
 
 /// The body of every response the service sends.
@@ -66,9 +105,12 @@ struct FileStream {
     /// Chunks handed out, to be reused when the connection is done with them.
     pool: Vec<Bytes>,
     log: Option<AccessLog>,
-    /// Set when the connection sends file spans itself (HTTP/1 over TCP):
-    /// the body then hands out placeholders instead of reading.
+    /// The bundled server's connection (see [`Delivery`]).
     lane: Option<Lane>,
+    /// Set when the connection sends file spans itself (HTTP/1 over TCP):
+    /// the body then hands out placeholders, numbered as this response's,
+    /// instead of reading.
+    spans_of: Option<u64>,
 }
 
 impl MediaBody {
@@ -107,10 +149,14 @@ impl MediaBody {
         log: AccessLog,
         delivery: Delivery<'_>,
     ) -> Self {
-        let (chunk, lane) = match delivery {
-            Delivery::Chunks => (chunk, None),
-            Delivery::Frames => (chunk.min(HTTP2_CHUNK), None),
-            Delivery::Sendfile(lane) => (chunk, Some(lane.clone())),
+        let chunk = match delivery.mode {
+            Mode::Frames => chunk.min(HTTP2_CHUNK),
+            Mode::Chunks | Mode::Sendfile => chunk,
+        };
+        let lane = delivery.lane.cloned();
+        let spans_of = match (&lane, delivery.mode) {
+            (Some(lane), Mode::Sendfile) => Some(lane.response()),
+            _ => None,
         };
         MediaBody {
             kind: Kind::File(FileStream {
@@ -122,6 +168,7 @@ impl MediaBody {
                 pool: Vec::new(),
                 log: Some(log),
                 lane,
+                spans_of,
             }),
             responding: None,
         }
@@ -163,11 +210,11 @@ impl FileStream {
     /// The next piece of the body: a placeholder for the connection to
     /// fill with `sendfile`, or bytes read from the file.
     fn next_chunk(&mut self) -> io::Result<Bytes> {
-        let Some(lane) = &self.lane else {
+        let (Some(lane), Some(owner)) = (&self.lane, self.spans_of) else {
             return self.read_chunk();
         };
         let span = self.remaining.min(sendfile::MAX_SPAN as u64) as usize;
-        let placeholder = lane.push(&self.file, self.offset, span);
+        let placeholder = lane.push(owner, &self.file, self.offset, span);
         self.offset += span as u64;
         self.remaining -= span as u64;
         self.sent += span as u64;
@@ -209,7 +256,7 @@ impl FileStream {
         Ok(data)
     }
 
-    fn finish(&mut self, error: Option<&io::Error>) {
+    fn finish(&mut self, error: Option<&dyn std::fmt::Display>) {
         if let Some(log) = self.log.take() {
             log.finish(self.sent, error.map(|e| e.to_string()));
         }
@@ -218,12 +265,18 @@ impl FileStream {
 
 impl Drop for FileStream {
     fn drop(&mut self) {
-        if self.remaining > 0 {
-            let aborted = io::Error::new(io::ErrorKind::ConnectionAborted, "client went away");
-            self.finish(Some(&aborted));
-        } else {
+        if self.remaining == 0 {
             self.finish(None);
+            return;
         }
+        // Cut short: the connection says why, if it knows, and what of the
+        // spans handed to it never went out.
+        let (why, unsent) = match (&self.lane, self.spans_of) {
+            (Some(lane), owner) => (lane.why_cut(), owner.map_or(0, |owner| lane.unsent(owner))),
+            (None, _) => (None, 0),
+        };
+        self.sent -= unsent.min(self.sent);
+        self.finish(Some(&why.unwrap_or(Cut::Unfinished)));
     }
 }
 
@@ -250,11 +303,16 @@ impl Body for MediaBody {
                 match stream.next_chunk() {
                     Ok(data) => {
                         // The last span handed to the connection to send:
-                        // the response is in progress until it is sent.
-                        if let (0, Some(lane)) = (stream.remaining, &stream.lane) {
-                            if let Some(responding) = responding.take() {
-                                lane.ends_with(responding);
-                            }
+                        // the response is in progress, and its line waits,
+                        // until the connection has sent it.
+                        if let (0, Some(lane), Some(_)) =
+                            (stream.remaining, &stream.lane, stream.spans_of)
+                        {
+                            lane.ends_with(Ending {
+                                log: stream.log.take(),
+                                bytes: stream.sent,
+                                responding: responding.take(),
+                            });
                         }
                         Poll::Ready(Some(Ok(Frame::data(data))))
                     }
@@ -282,5 +340,77 @@ impl Body for MediaBody {
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Kind::File(stream) => SizeHint::with_exact(stream.remaining),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access_log::capture;
+    use http_body_util::BodyExt as _;
+    use std::io::Write as _;
+
+    fn file(len: usize) -> Arc<File> {
+        let mut f = tempfile::tempfile().expect("temp file");
+        f.write_all(&vec![3u8; len]).expect("write");
+        Arc::new(f)
+    }
+
+    fn line() -> AccessLog {
+        let begun = AccessLog::begin(None);
+        assert!(begun.is_some(), "access logging is captured");
+        AccessLog::start(&http::Method::GET, "/f", Some("7"), 200, None, begun)
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_logs_what_its_connection_sent_and_why() {
+        let (lines, _guard) = capture::lines();
+        let len = 3 * sendfile::MAX_SPAN as u64;
+        // With sendfile: one span handed over and never sent, on a
+        // connection that recorded why.
+        let lane = Lane::default();
+        let delivery = Delivery::http1(&lane, true);
+        let mut body = MediaBody::file(file(len as usize), 0, len, 4096, line(), delivery);
+        let first = body.frame().await.expect("a frame").expect("ok");
+        assert_eq!(first.data_ref().map(Bytes::len), Some(sendfile::MAX_SPAN));
+        lane.cut(Cut::ClientGone);
+        drop(body);
+        let logged = capture::taken(&lines);
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert_eq!(logged[0]["bytes"], "0");
+        assert_eq!(logged[0]["error"], "client went away");
+        // Read in chunks, on a connection that says nothing (an embedding
+        // server's): what was handed over, and no cause made up.
+        let mut body = MediaBody::file(file(10_000), 0, 10_000, 4096, line(), Delivery::EMBEDDED);
+        body.frame().await.expect("a frame").expect("ok");
+        drop(body);
+        let logged = capture::taken(&lines);
+        assert_eq!(logged[0]["bytes"], "4096");
+        assert_eq!(logged[0]["error"], "stopped before the end");
+    }
+
+    #[tokio::test]
+    async fn a_sendfile_body_leaves_its_line_to_its_last_span() {
+        let (lines, _guard) = capture::lines();
+        let lane = Lane::default();
+        let mut body = MediaBody::file(
+            file(5000),
+            0,
+            5000,
+            4096,
+            line(),
+            Delivery::http1(&lane, true),
+        );
+        let only = body.frame().await.expect("a frame").expect("ok");
+        assert_eq!(only.data_ref().map(Bytes::len), Some(5000));
+        assert!(body.is_end_stream());
+        drop(body);
+        // Every byte handed over, none sent: the line waits for the lane.
+        assert!(capture::taken(&lines).is_empty());
+        drop(lane);
+        let logged = capture::taken(&lines);
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert_eq!(logged[0]["bytes"], "0");
+        assert_eq!(logged[0]["error"], "stopped before the end");
     }
 }

@@ -13,7 +13,10 @@
 //!    writes the queue through [`SendfileIo`];
 //! 3. [`SendfileIo`] writes ordinary slices as they are, and turns a
 //!    placeholder slice into `sendfile` from the span at the front of the
-//!    lane, reporting the bytes sent as written.
+//!    lane, reporting the bytes sent as written;
+//! 4. a response's last span carries what waits for the response's end
+//!    (its access-log line, its in-progress mark), settled once the span
+//!    has been sent, or when the connection is gone with what did go out.
 //!
 //! The placeholder's own bytes (zeros) are never written: a placeholder
 //! slice that does not match the front span exactly (position and length)
@@ -23,13 +26,15 @@
 //!
 //! [`SendfileIo`] is every connection's I/O, HTTP/2 and sendfile-less ones
 //! included, and so also where the send timeout watches the writes (see
-//! [`crate::send_timeout`]).
+//! [`crate::send_timeout`]) and where the first write error is recorded in
+//! the lane, for the access log of responses it cuts short.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -38,6 +43,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+use crate::access_log::{AccessLog, Cut};
 use crate::send_timeout::{Progress, SendTimer};
 use crate::slots::Responding;
 
@@ -51,50 +57,147 @@ pub(crate) const MAX_SPAN: usize = 1 << 20;
 /// and costs no memory.
 static PLACEHOLDER: [u8; MAX_SPAN] = [0; MAX_SPAN];
 
-/// File spans handed to hyper as placeholders and not yet sent, in the
-/// order hyper will write them. One per connection, shared by its bodies
-/// and its [`SendfileIo`].
+/// One connection's lane between its response bodies and its I/O: the
+/// file spans handed to hyper as placeholders and not yet sent, in the
+/// order hyper will write them, and why the connection stopped sending if
+/// it stopped before the end. Every connection of the bundled server has
+/// one; only HTTP/1 over TCP with `sendfile` on puts spans in it.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Lane(Arc<Mutex<VecDeque<Span>>>);
+pub(crate) struct Lane(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    spans: Mutex<VecDeque<Span>>,
+    /// Why the connection stopped sending, if it did: the first cause.
+    cut: OnceLock<Cut>,
+    /// Responses numbered so far, to tell whose spans are whose.
+    responses: AtomicU64,
+}
 
 #[derive(Debug)]
 struct Span {
+    /// The response the span belongs to (see [`Lane::response`]).
+    owner: u64,
     file: Arc<File>,
     offset: u64,
     len: usize,
     sent: usize,
-    /// On a response's last span: its mark of being in progress, dropped
-    /// once the span is sent (see `slots`).
-    last_of: Option<Responding>,
+    /// On a response's last span: what waits for it to be sent.
+    ending: Option<Ending>,
+}
+
+/// What a response leaves on its last span, settled when that span has
+/// been sent (or never will be): its access-log line, written then with
+/// the bytes that really went out and the time the last of them took; and
+/// its mark of being in progress (see `slots`).
+#[derive(Debug)]
+pub(crate) struct Ending {
+    /// The line, if access logging is on.
+    pub(crate) log: Option<AccessLog>,
+    /// The response's body bytes, all spans together.
+    pub(crate) bytes: u64,
+    /// The in-progress mark, if the connection counts one.
+    pub(crate) responding: Option<Responding>,
+}
+
+impl Ending {
+    /// Writes the line (`unsent` of the bytes never went out, cut short
+    /// for `cut`), then lets the in-progress mark go.
+    fn settle(self, unsent: u64, cut: Option<Cut>) {
+        let Ending {
+            log,
+            bytes,
+            responding,
+        } = self;
+        if let Some(log) = log {
+            log.finish(bytes - unsent.min(bytes), cut.map(|c| c.to_string()));
+        }
+        // The connection may now count as idle (see `slots`).
+        drop(responding);
+    }
 }
 
 impl Lane {
+    /// A number for a new response whose spans will pass through the lane.
+    pub(crate) fn response(&self) -> u64 {
+        self.0.responses.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Registers `len` bytes (at most [`MAX_SPAN`]) of `file` from `offset`
-    /// and returns the placeholder to give hyper in their place.
-    pub(crate) fn push(&self, file: &Arc<File>, offset: u64, len: usize) -> Bytes {
+    /// for response `owner` and returns the placeholder to give hyper in
+    /// their place.
+    pub(crate) fn push(&self, owner: u64, file: &Arc<File>, offset: u64, len: usize) -> Bytes {
         let len = len.min(MAX_SPAN);
         self.spans().push_back(Span {
+            owner,
             file: Arc::clone(file),
             offset,
             len,
             sent: 0,
-            last_of: None,
+            ending: None,
         });
         Bytes::from_static(&PLACEHOLDER[..len])
     }
 
-    /// Hands `responding` to the span pushed last, the response's last: the
-    /// response counts as in progress until that span has been sent.
-    pub(crate) fn ends_with(&self, responding: Responding) {
-        if let Some(span) = self.spans().back_mut() {
-            span.last_of = Some(responding);
+    /// Hands `ending` to the span pushed last, the response's last: it is
+    /// settled once that span has been sent.
+    pub(crate) fn ends_with(&self, ending: Ending) {
+        let mut spans = self.spans();
+        match spans.back_mut() {
+            Some(span) => span.ending = Some(ending),
+            None => {
+                // Every span already sent (not the case when called right
+                // after a push, but harmless): settle now.
+                drop(spans);
+                ending.settle(0, None);
+            }
         }
+    }
+
+    /// Bytes of response `owner`'s spans not yet sent.
+    pub(crate) fn unsent(&self, owner: u64) -> u64 {
+        unsent(&self.spans(), owner)
+    }
+
+    /// Records why the connection stopped sending; the first cause counts.
+    pub(crate) fn cut(&self, cut: Cut) {
+        let _ = self.0.cut.set(cut);
+    }
+
+    /// Why the connection stopped sending, if it did.
+    pub(crate) fn why_cut(&self) -> Option<Cut> {
+        self.0.cut.get().copied()
     }
 
     fn spans(&self) -> std::sync::MutexGuard<'_, VecDeque<Span>> {
         // A panic elsewhere while holding the lock leaves the queue as
         // consistent as it was: every operation on it is a single step.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0.spans.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Bytes of response `owner`'s spans in `spans` not yet sent.
+fn unsent(spans: &VecDeque<Span>, owner: u64) -> u64 {
+    spans
+        .iter()
+        .filter(|s| s.owner == owner)
+        .map(|s| (s.len - s.sent) as u64)
+        .sum()
+}
+
+impl Drop for Shared {
+    /// The connection is gone: responses whose last span was never sent
+    /// are settled with what did go out.
+    fn drop(&mut self) {
+        let spans = self.spans.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let why = self.cut.get().copied().unwrap_or(Cut::Unfinished);
+        while let Some(at) = spans.iter().position(|s| s.ending.is_some()) {
+            let Some(last) = spans.get_mut(at) else { break };
+            let (owner, ending) = (last.owner, last.ending.take());
+            if let Some(ending) = ending {
+                ending.settle(unsent(spans, owner), Some(why));
+            }
+        }
     }
 }
 
@@ -110,9 +213,9 @@ fn placeholder_offset(slice: &[u8]) -> Option<usize> {
 #[derive(Debug)]
 pub(crate) struct SendfileIo {
     io: TokioIo<TcpStream>,
-    /// `None` when sendfile is off (and on HTTP/2): no body hands out
-    /// placeholders then, and this is a plain TCP stream.
-    lane: Option<Lane>,
+    /// Where bodies leave file spans (only with sendfile on, over
+    /// HTTP/1), and where a write error is recorded.
+    lane: Lane,
     /// Bytes the server read before handing the connection over (while
     /// telling HTTP/1 from HTTP/2); reads return them first.
     read_ahead: Bytes,
@@ -126,7 +229,7 @@ impl SendfileIo {
     /// [`crate::send_timeout`]).
     pub(crate) fn new(
         stream: TcpStream,
-        lane: Option<Lane>,
+        lane: Lane,
         read_ahead: Bytes,
         send_timeout: Duration,
         progress: Option<Arc<Progress>>,
@@ -150,10 +253,7 @@ impl SendfileIo {
         let tcp = self.io.inner();
         loop {
             ready!(tcp.poll_write_ready(cx))?;
-            let mut spans = match &self.lane {
-                Some(lane) => lane.spans(),
-                None => return Poll::Ready(Err(io::Error::other("placeholder without a lane"))),
-            };
+            let mut spans = self.lane.spans();
             let Some(span) = spans.front_mut() else {
                 return Poll::Ready(Err(io::Error::other("placeholder without a file span")));
             };
@@ -177,7 +277,12 @@ impl SendfileIo {
                 Ok(n) => {
                     span.sent += n;
                     if span.sent == span.len {
-                        spans.pop_front();
+                        let done = spans.pop_front();
+                        // Settled outside the lock: it may write a log line.
+                        drop(spans);
+                        if let Some(ending) = done.and_then(|span| span.ending) {
+                            ending.settle(0, None);
+                        }
                     }
                     return Poll::Ready(Ok(n));
                 }
@@ -223,7 +328,15 @@ impl hyper::rt::Read for SendfileIo {
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         if self.read_ahead.is_empty() {
-            return Pin::new(&mut self.io).poll_read(cx, buf);
+            let read = Pin::new(&mut self.io).poll_read(cx, buf);
+            // A client that resets the connection while a response is
+            // being sent is often seen here first, not by a write (hyper
+            // then ends the connection). (A clean end of stream looks like
+            // any other read from here, and is left unnamed.)
+            if let Poll::Ready(Err(e)) = &read {
+                self.lane.cut(Cut::of(e));
+            }
+            return read;
         }
         let mut buf = buf;
         let n = self.read_ahead.len().min(buf.remaining());
@@ -248,7 +361,7 @@ impl hyper::rt::Write for SendfileIo {
             Some(at) => self.poll_send_span(cx, at, buf.len()),
             None => Pin::new(&mut self.io).poll_write(cx, buf),
         };
-        self.stall.watch(cx, write)
+        self.watch(cx, write)
     }
 
     fn poll_write_vectored(
@@ -257,7 +370,7 @@ impl hyper::rt::Write for SendfileIo {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let write = self.as_mut().write_vectored(cx, bufs);
-        self.stall.watch(cx, write)
+        self.watch(cx, write)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -274,6 +387,20 @@ impl hyper::rt::Write for SendfileIo {
 }
 
 impl SendfileIo {
+    /// Passes a write's outcome through the send timeout, and records in
+    /// the lane why the connection stops sending if it fails.
+    fn watch(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let write = self.stall.watch(cx, write);
+        if let Poll::Ready(Err(e)) = &write {
+            self.lane.cut(Cut::of(e));
+        }
+        write
+    }
+
     /// One vectored write: ordinary slices as they are, a placeholder at
     /// the front as `sendfile`.
     fn write_vectored(
@@ -303,13 +430,14 @@ impl SendfileIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access_log::capture;
     use std::io::Write as _;
 
     #[test]
     fn placeholders_are_recognized_by_address_only() {
         let lane = Lane::default();
         let file = Arc::new(tempfile::tempfile().expect("temp file"));
-        let p = lane.push(&file, 0, 10);
+        let p = lane.push(0, &file, 0, 10);
         assert_eq!(placeholder_offset(&p), Some(0));
         assert_eq!(placeholder_offset(&p[3..]), Some(3));
         // The same bytes elsewhere are ordinary bytes.
@@ -322,13 +450,13 @@ mod tests {
     fn spans_are_capped_at_the_placeholder_size() {
         let lane = Lane::default();
         let file = Arc::new(tempfile::tempfile().expect("temp file"));
-        let p = lane.push(&file, 0, MAX_SPAN * 3);
+        let p = lane.push(0, &file, 0, MAX_SPAN * 3);
         assert_eq!(p.len(), MAX_SPAN);
         assert_eq!(lane.spans().front().map(|s| s.len), Some(MAX_SPAN));
     }
 
     /// A connected pair: our end wrapped in `SendfileIo`, the peer's end.
-    async fn pair(lane: impl Into<Option<Lane>>) -> (SendfileIo, TcpStream) {
+    async fn pair(lane: Lane) -> (SendfileIo, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -336,13 +464,7 @@ mod tests {
         let client = TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
         (
-            SendfileIo::new(
-                server,
-                lane.into(),
-                Bytes::new(),
-                Duration::from_secs(60),
-                None,
-            ),
+            SendfileIo::new(server, lane, Bytes::new(), Duration::from_secs(60), None),
             client,
         )
     }
@@ -361,12 +483,13 @@ mod tests {
         file.set_len(64 << 20).expect("set_len");
         let file = Arc::new(file);
         let spans: Vec<Bytes> = (0..64u64)
-            .map(|i| lane.push(&file, i << 20, 1 << 20))
+            .map(|i| lane.push(0, &file, i << 20, 1 << 20))
             .collect();
         let started = std::time::Instant::now();
         let err = refused(&mut io, &spans).await;
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
         assert!(started.elapsed() >= Duration::from_millis(200));
+        assert_eq!(lane.why_cut(), Some(Cut::SendTimeout));
     }
 
     /// One read of at most `max` bytes through hyper's interface.
@@ -384,7 +507,7 @@ mod tests {
     #[tokio::test]
     async fn bytes_read_ahead_come_first_then_the_socket() {
         use tokio::io::AsyncWriteExt as _;
-        let (io, mut client) = pair(None).await;
+        let (io, mut client) = pair(Lane::default()).await;
         let mut io = SendfileIo {
             read_ahead: Bytes::from_static(b"GET / HTTP/1.1\r\n"),
             ..io
@@ -439,9 +562,9 @@ mod tests {
         let file = file_with(&data);
         let parts = [
             Bytes::from_static(b"head\r\n"),
-            lane.push(&file, 1000, 200_000),
+            lane.push(0, &file, 1000, 200_000),
             Bytes::from_static(b"-middle-"),
-            lane.push(&file, 5, 7),
+            lane.push(0, &file, 5, 7),
         ];
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
@@ -465,25 +588,9 @@ mod tests {
         let (mut io, _peer) = pair(Lane::default()).await;
         let file = file_with(b"abcdef");
         // Registered with another lane: ours has no span for it.
-        let p = lane.push(&file, 0, 6);
+        let p = lane.push(0, &file, 0, 6);
         let err = refused(&mut io, &[p]).await;
         assert!(err.to_string().contains("without a file span"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn without_a_lane_a_placeholder_is_an_error_and_bytes_pass() {
-        use tokio::io::AsyncReadExt as _;
-        let lane = Lane::default();
-        let (mut io, mut peer) = pair(None).await;
-        write_all_vectored(&mut io, &[Bytes::from_static(b"plain")])
-            .await
-            .expect("ordinary bytes are written");
-        let mut got = [0u8; 5];
-        peer.read_exact(&mut got).await.expect("read");
-        assert_eq!(&got, b"plain");
-        let p = lane.push(&file_with(b"abcdef"), 0, 6);
-        let err = refused(&mut io, &[p]).await;
-        assert!(err.to_string().contains("without a lane"), "{err}");
     }
 
     #[tokio::test]
@@ -491,7 +598,7 @@ mod tests {
         let lane = Lane::default();
         let (mut io, _peer) = pair(lane.clone()).await;
         let file = file_with(b"abcdefgh");
-        let p = lane.push(&file, 0, 8);
+        let p = lane.push(0, &file, 0, 8);
         // Skipping the first bytes of the span does not match it.
         let err = refused(&mut io, &[p.slice(2..)]).await;
         assert!(err.to_string().contains("out of step"), "{err}");
@@ -502,8 +609,102 @@ mod tests {
         let lane = Lane::default();
         let (mut io, _peer) = pair(lane.clone()).await;
         let file = file_with(b"abc");
-        let p = lane.push(&file, 0, 10);
+        let p = lane.push(0, &file, 0, 10);
         let err = refused(&mut io, &[p]).await;
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(lane.why_cut(), Some(Cut::FileShrank));
+    }
+
+    /// An access-log line for a response of `bytes` body bytes, to be
+    /// finished by the code under test (logging must be on: see
+    /// `capture::lines`).
+    fn pending_line(bytes: u64) -> Ending {
+        let begun = AccessLog::begin(None);
+        assert!(begun.is_some(), "access logging is captured");
+        let log = AccessLog::start(&http::Method::GET, "/f", Some("7"), 200, None, begun);
+        Ending {
+            log: Some(log),
+            bytes,
+            responding: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_response_is_logged_once_its_last_span_has_been_sent() {
+        use tokio::io::AsyncReadExt as _;
+        let (lines, _guard) = crate::access_log::capture::lines();
+        let lane = Lane::default();
+        let (mut io, mut peer) = pair(lane.clone()).await;
+        let data = vec![7u8; 300_000];
+        let file = file_with(&data);
+        let owner = lane.response();
+        let first = lane.push(owner, &file, 0, 200_000);
+        let last = lane.push(owner, &file, 200_000, 100_000);
+        lane.ends_with(pending_line(300_000));
+        // Handed over, not yet sent: no line.
+        assert!(capture::taken(&lines).is_empty());
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).await.map(|_| got.len())
+        });
+        write_all_vectored(&mut io, &[first])
+            .await
+            .expect("written");
+        assert!(
+            capture::taken(&lines).is_empty(),
+            "the last span is not sent yet"
+        );
+        write_all_vectored(&mut io, &[last]).await.expect("written");
+        let logged = capture::taken(&lines);
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert_eq!(logged[0]["bytes"], "300000");
+        assert_eq!(logged[0]["error"], "-");
+        drop((io, lane));
+        assert_eq!(reader.await.expect("joined").expect("read"), 300_000);
+        assert!(capture::taken(&lines).is_empty(), "logged once");
+    }
+
+    #[tokio::test]
+    async fn a_connection_gone_before_the_last_span_logs_what_went_out_and_why() {
+        let (lines, _guard) = crate::access_log::capture::lines();
+        for (cut, error) in [
+            (None, "stopped before the end"),
+            (Some(Cut::ClientGone), "client went away"),
+            (Some(Cut::SendTimeout), "send timeout"),
+        ] {
+            let lane = Lane::default();
+            let (mut io, peer) = pair(lane.clone()).await;
+            let file = file_with(&[1u8; 5000]);
+            // An earlier response, sent whole, and this one: 3000 bytes in
+            // two spans, of which only the first goes out.
+            let earlier = lane.response();
+            let done = lane.push(earlier, &file, 0, 10);
+            let owner = lane.response();
+            let first = lane.push(owner, &file, 0, 1000);
+            let _last = lane.push(owner, &file, 1000, 2000);
+            lane.ends_with(pending_line(3000));
+            write_all_vectored(&mut io, &[done, first])
+                .await
+                .expect("written");
+            assert_eq!(lane.unsent(owner), 2000);
+            assert_eq!(lane.unsent(earlier), 0);
+            if let Some(cut) = cut {
+                lane.cut(cut);
+            }
+            drop((io, peer, lane));
+            let logged = capture::taken(&lines);
+            assert_eq!(logged.len(), 1, "{logged:?}");
+            assert_eq!(logged[0]["bytes"], "1000", "{error}");
+            assert_eq!(logged[0]["error"], error);
+        }
+    }
+
+    #[test]
+    fn the_first_cause_of_a_cut_counts() {
+        let lane = Lane::default();
+        assert_eq!(lane.why_cut(), None);
+        lane.cut(Cut::FileShrank);
+        lane.cut(Cut::ClientGone);
+        assert_eq!(lane.why_cut(), Some(Cut::FileShrank));
     }
 }

@@ -23,10 +23,11 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::access_log::Cut;
 use crate::body::{Delivery, HTTP2_CHUNK};
 use crate::graceful::{Shutdown, Watcher};
 use crate::proxy_protocol;
-use crate::send_timeout::{Progress, Tracked, watch_http2};
+use crate::send_timeout::{Ended, Progress, Tracked, watch_http2};
 use crate::sendfile::{Lane, SendfileIo};
 use crate::service::MediaGate;
 use crate::slots::{Slot, Slots};
@@ -337,10 +338,12 @@ async fn connection(
         let progress = Arc::new(Progress::default());
         let bodies = Arc::clone(&progress);
         let serving = Arc::clone(&slot);
+        let lane = Lane::default();
+        let streams = lane.clone();
         let service = service_fn(move |req: Request<Incoming>| {
             seen.store(true, Ordering::Relaxed);
             let responding = serving.responding();
-            let res = gate.respond_on_wire(&req, Some(peer), Delivery::Frames);
+            let res = gate.respond_on_wire(&req, Some(peer), Delivery::http2(&streams));
             std::future::ready(Ok::<_, std::convert::Infallible>(
                 res.map(|body| Tracked::new(body.holding(responding), &bodies)),
             ))
@@ -357,7 +360,7 @@ async fn connection(
             .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
         let io = SendfileIo::new(
             stream,
-            None,
+            lane.clone(),
             first,
             config.send_timeout,
             Some(Arc::clone(&progress)),
@@ -367,6 +370,14 @@ async fn connection(
         // nothing, so no write waits on the socket; and hyper keeps an idle
         // HTTP/2 connection for as long as pings are answered. Watch both.
         let watch = watch_http2(progress, config.send_timeout, config.header_read_timeout);
+        let watch = async move {
+            let ended = watch.await;
+            if ended == Ended::Stalled {
+                // Before the connection (and its bodies) is dropped.
+                lane.cut(Cut::SendTimeout);
+            }
+            ended
+        };
         // Boxed: HTTP/2 with prior knowledge is the rare case, and its
         // state would otherwise double the size of every connection's task.
         let conn = Box::pin(async move {
@@ -386,12 +397,13 @@ async fn connection(
         };
         result
     } else {
-        let lane = config.sendfile.then(Lane::default);
+        let lane = Lane::default();
         let io = SendfileIo::new(stream, lane.clone(), first, config.send_timeout, None);
         let serving = Arc::clone(&slot);
+        let sendfile = config.sendfile;
         let service = service_fn(move |req: Request<Incoming>| {
             let responding = serving.responding();
-            let delivery = lane.as_ref().map_or(Delivery::Chunks, Delivery::Sendfile);
+            let delivery = Delivery::http1(&lane, sendfile);
             let res = gate.respond_on_wire(&req, Some(peer), delivery);
             std::future::ready(Ok::<_, std::convert::Infallible>(
                 res.map(|body| body.holding(responding)),

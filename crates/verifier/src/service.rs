@@ -134,7 +134,7 @@ impl MediaGate {
         req: &Request<B>,
         peer: Option<SocketAddr>,
     ) -> Response<MediaBody> {
-        self.respond(req, peer, Delivery::Chunks)
+        self.respond(req, peer, Delivery::EMBEDDED)
     }
 
     /// What the bundled server calls for each request read off a
