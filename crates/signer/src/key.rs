@@ -156,6 +156,7 @@ impl Key {
     }
 
     /// The link MAC of `payload`: HMAC-SHA256 under the derived link key.
+    #[inline]
     pub(crate) fn link_tag(&self, payload: &[u8]) -> [u8; wire::TAG_LEN] {
         // The `Mac` wrapper's steps, on the hmac crate's core state: the
         // payload goes through a block buffer on the stack, and the tag is
@@ -172,6 +173,7 @@ impl Key {
     }
 
     /// Whether `tag` is the link MAC of `payload`, compared in constant time.
+    #[inline]
     pub(crate) fn link_tag_matches(&self, payload: &[u8], tag: &[u8; wire::TAG_LEN]) -> bool {
         tags_equal(&self.link_tag(payload), tag)
     }
@@ -309,6 +311,7 @@ impl Keyring {
     }
 
     /// The key that signs new links.
+    #[inline]
     pub fn active(&self) -> &Key {
         &self.keys[0]
     }
@@ -325,6 +328,7 @@ impl Keyring {
     }
 
     /// The key with this id, active or verify-only.
+    #[inline]
     pub fn get(&self, id: &[u8]) -> Option<&Key> {
         self.keys.iter().find(|k| k.id.0.as_bytes() == id)
     }

@@ -92,6 +92,7 @@ pub struct MediaPath<'a>(Cow<'a, str>);
 
 impl<'a> MediaPath<'a> {
     /// Validates an already-decoded path.
+    #[inline]
     pub fn parse(path: &'a str) -> Result<Self, PathError> {
         validate(path)?;
         Ok(MediaPath(Cow::Borrowed(path)))
@@ -155,6 +156,7 @@ impl fmt::Display for MediaPath<'_> {
 /// Whether a canonical path lies below `/_mg/`, the path-form transport's
 /// marker (see `transport`): a verifier with that transport on reads such a
 /// request path as a token and a path, so no link may name one.
+#[inline]
 pub(crate) fn is_reserved(path: &str) -> bool {
     path.strip_prefix('/')
         .and_then(|p| p.strip_prefix(crate::transport::PATH_MARKER))
@@ -194,12 +196,14 @@ const CLASS: [u8; 256] = crate::scan::byte_table!(OK, |b| match b {
 /// signed and every request verified, so the common case (no special byte,
 /// no `/.` or `//`, short segments) is one branch-free pass; anything else
 /// takes the detailed pass that names the broken rule.
+#[inline]
 pub(crate) fn validate(path: &str) -> Result<(), PathError> {
     validate_bytes(path.as_bytes())
 }
 
 /// [`validate`] on bytes; UTF-8 validity is the caller's to check (the C1
 /// control check assumes UTF-8).
+#[inline]
 pub(crate) fn validate_bytes(bytes: &[u8]) -> Result<(), PathError> {
     if bytes.is_empty() {
         return Err(PathError::Empty);

@@ -166,6 +166,7 @@ impl Token<'_> {
 }
 
 /// The token alone.
+#[inline]
 pub(crate) fn render_token(token: Token<'_>) -> String {
     let mut out = String::with_capacity(token.len());
     token.push_to(&mut out);
@@ -182,6 +183,7 @@ pub(crate) fn render_query(token: Token<'_>) -> String {
 }
 
 /// `base` + encoded `path` + `?mg_token=<token>`.
+#[inline]
 pub(crate) fn render_url(base: &str, path: &str, token: Token<'_>) -> String {
     let base = base.trim_end_matches('/');
     let encoded = crate::path::Encoded::new(path);

@@ -153,6 +153,7 @@ impl<'a> PayloadBuf<'a> {
 }
 
 /// The exact length of the payload of `c`.
+#[inline]
 pub(crate) fn payload_len(c: &RawClaims<'_>) -> usize {
     let mut n = 1 + 1 + c.key_id.len() + 1 + 1 + 8 + 8 + 1 + c.subject.len() + 2 + c.path.len();
     if c.not_before.is_some() {
@@ -179,6 +180,7 @@ pub(crate) fn payload_len(c: &RawClaims<'_>) -> usize {
 
 /// Appends the canonical payload of `c` to `out`. The claims must already be
 /// valid (the signer checks them); lengths are not re-checked here.
+#[inline]
 pub(crate) fn encode_payload(c: &RawClaims<'_>, out: &mut PayloadBuf) {
     let mut flags = 0;
     if c.not_before.is_some() {
@@ -264,6 +266,7 @@ pub(crate) fn decode_token_into(token: &str, out: &mut [u8]) -> Result<(), Malfo
 }
 
 /// Appends `payload || tag`, encoded as a token, to `out`.
+#[inline]
 pub(crate) fn encode_token_into(bytes: &[u8], out: &mut String) {
     base64_simd::URL_SAFE_NO_PAD.encode_append(bytes, out);
 }
@@ -416,6 +419,7 @@ impl<'a> UncheckedPath<'a> {
 
 /// Parses an authenticated payload strictly: every field must satisfy the
 /// rules the signer enforces, and nothing may follow the last field.
+#[inline]
 pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken> {
     let mut r = Reader {
         buf: payload,
