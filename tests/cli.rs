@@ -162,6 +162,61 @@ fn from_balancer(addr: &str, request: &str) -> String {
     })
 }
 
+/// An HTTP/2 GET (prior knowledge) of `target` from a client whose
+/// streams start with a flow-control window of zero: the server may send
+/// the response head, never its body. The connection, not read from.
+fn http2_get_with_closed_window(addr: &str, target: &str) -> std::net::TcpStream {
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend([kind, flags]);
+        f.extend(stream.to_be_bytes());
+        f.extend(payload);
+        f
+    }
+    // A header field as an HPACK literal without indexing, its name new
+    // (RFC 7541 §6.2.2); string lengths are 7-bit-prefix integers.
+    fn literal(name: &str, value: &str) -> Vec<u8> {
+        let mut out = vec![0];
+        for s in [name, value] {
+            let mut n = s.len();
+            if n < 127 {
+                out.push(n as u8);
+            } else {
+                out.push(127);
+                n -= 127;
+                while n >= 128 {
+                    out.push((n % 128) as u8 | 0x80);
+                    n /= 128;
+                }
+                out.push(n as u8);
+            }
+            out.extend(s.as_bytes());
+        }
+        out
+    }
+    const SETTINGS: u8 = 4;
+    const HEADERS: u8 = 1;
+    const END_STREAM_AND_HEADERS: u8 = 0x5;
+    const INITIAL_WINDOW_SIZE: u16 = 4;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    let mut zero_window = INITIAL_WINDOW_SIZE.to_be_bytes().to_vec();
+    zero_window.extend(0u32.to_be_bytes());
+    hello.extend(frame(SETTINGS, 0, 0, &zero_window));
+    let mut head = Vec::new();
+    for (name, value) in [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "x"),
+        (":path", target),
+    ] {
+        head.extend(literal(name, value));
+    }
+    hello.extend(frame(HEADERS, END_STREAM_AND_HEADERS, 1, &head));
+    s.write_all(&hello).unwrap();
+    s
+}
+
 fn assert_one_line_error(args: &[&str], needle: &str) {
     let (code, _, err) = run(args);
     assert_ne!(code, 0, "{args:?}");
@@ -698,6 +753,15 @@ fn serve_logs_why_a_download_was_cut_short() {
         let line = next_access();
         assert_eq!(line["error"], "client went away", "{case}: {line}");
         assert!((MIB..SIZE).contains(&bytes(&line)), "{case}: {line}");
+
+        // Over HTTP/2, a stream whose window the client never opens: the
+        // server's watch cuts it at the send timeout.
+        if sendfile {
+            let stalled = http2_get_with_closed_window(&addr, &url);
+            let line = next_access();
+            assert_eq!(line["error"], "send timeout", "HTTP/2: {line}");
+            drop(stalled);
+        }
 
         // The file shrinks to half beyond what can be in flight: the
         // response stops there, and says why.
