@@ -90,6 +90,35 @@ impl AccessLog {
     }
 }
 
+/// Writes the line of a request that hyper refused itself, before the
+/// service saw it, if `e` is such a refusal: a malformed head (hyper
+/// answers 400, reason `malformed_request`) or one over the size limit
+/// (431, `head_too_large`; 414, `uri_too_long`, for a target over hyper's
+/// own limit, which only a `max_header_bytes` above 64 KiB lets through).
+/// Nothing of the request is known but its client's address.
+pub(crate) fn refused_unparsed(client: Option<IpAddr>, e: &hyper::Error) {
+    if !e.is_parse() || e.is_parse_version_h2() {
+        return;
+    }
+    let (status, reason) = match (e.is_parse_too_large(), e.to_string().contains("URI")) {
+        (false, _) => (400u16, "malformed_request"),
+        (true, false) => (431, "head_too_large"),
+        (true, true) => (414, "uri_too_long"),
+    };
+    tracing::info!(
+        target: TARGET,
+        client = %Client(client),
+        method = %"-",
+        path = %"-",
+        user = "-",
+        status,
+        bytes = 0u64,
+        micros = 0u64,
+        reason,
+        error = "-",
+    );
+}
+
 /// Why a response was cut short, as the `error` field of its line names it
 /// (for a file read that failed, the line carries the error itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

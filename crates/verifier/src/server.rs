@@ -23,7 +23,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::access_log::Cut;
+use crate::access_log::{self, Cut};
 use crate::body::{Delivery, HTTP2_CHUNK};
 use crate::graceful::{Shutdown, Watcher};
 use crate::proxy_protocol;
@@ -429,6 +429,7 @@ async fn connection(
             .await
     };
     if let Err(e) = result {
+        access_log::refused_unparsed(Some(peer.ip().to_canonical()), &e);
         tracing::debug!(error = %e, %peer, "connection ended with an error");
     }
 }
@@ -583,7 +584,7 @@ async fn read_ahead(
                 if seen == H2_PREFACE.len() {
                     return Some((true, buf.freeze()));
                 }
-            } else if head_ends(&buf, scanned) || buf.len() >= max_head {
+            } else if head_ends(&buf, scanned) || buf.len() >= max_head || not_a_request(&buf) {
                 return Some((false, buf.freeze()));
             } else {
                 scanned = buf.len();
@@ -597,6 +598,25 @@ async fn read_ahead(
             return None;
         }
     }
+}
+
+/// Whether the first bytes of a connection cannot start an HTTP/1 request:
+/// after any empty lines (which a server ignores), the method so far holds
+/// a byte that is not a token character (RFC 9110 §5.6.2), as the first
+/// bytes of a TLS handshake sent to this plain-text port do. hyper then
+/// answers 400 at once, rather than the client waiting out the header
+/// timeout for a head that will never end.
+fn not_a_request(buf: &[u8]) -> bool {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
+    let line = start.map_or(&[][..], |s| &buf[s..]);
+    line.iter()
+        .take_while(|&&b| b != b' ')
+        .any(|&b| !is_token_byte(b))
+}
+
+/// A token character (`tchar`, RFC 9110 §5.6.2).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Whether `buf` holds an empty line (`\n\n` or `\n\r\n`, as hyper accepts)
@@ -675,6 +695,35 @@ mod tests {
             })
             .expect("accept");
         assert!(tcp_nodelay(&accepted).expect("getsockopt"));
+    }
+
+    #[test]
+    fn bytes_that_cannot_start_a_request_are_told_at_once() {
+        // A TLS ClientHello, a NUL, a space or a colon in the method.
+        for bytes in [
+            &b"\x16\x03\x01\x02\x00\x01"[..],
+            b"\0",
+            b"GE\0",
+            b"\r\n\x16",
+            b"GET:",
+            b"G(T / HTTP/1.1\r\n",
+        ] {
+            assert!(not_a_request(bytes), "{bytes:?}");
+        }
+        // Requests, whole or begun, after empty lines or not; and an
+        // extension method.
+        for bytes in [
+            &b""[..],
+            b"\r\n",
+            b"G",
+            b"GET",
+            b"GET /a\x16 HTTP/1.1",
+            b"\r\nGET / HTTP/1.1\r\n\r\n",
+            b"M-SEARCH * HTTP/1.1\r\n",
+            b"PRI * HTTP/2.0\r\n",
+        ] {
+            assert!(!not_a_request(bytes), "{bytes:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, raw};
+use common::{TestServer, parse, raw, send_raw};
 use mediagate_verifier::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -191,6 +191,29 @@ async fn at_the_cap_idle_http2_connections_give_way() {
             "{:?}",
             started.elapsed()
         );
+    }
+    s.shutdown().await.unwrap();
+}
+
+/// Bytes that cannot start an HTTP request (a TLS handshake sent to the
+/// plain-text port, binary noise) are refused with a 400 at once, not left
+/// to wait out the header timeout for a head that never ends.
+#[tokio::test]
+async fn a_tls_handshake_or_noise_is_refused_at_once() {
+    let config = ServerConfig::default().with_header_read_timeout(Duration::from_secs(30));
+    let s = TestServer::start_with(|b| b, config).await;
+    let client_hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x8a\x11";
+    for noise in [
+        &client_hello[..],
+        b"\0\0\0\0",
+        b"\r\nGE\x7fT / HTTP/1.1\r\n",
+    ] {
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        let closed = send_raw(s.addr, noise, &mut buf, Duration::from_secs(5)).await;
+        assert!(closed, "{noise:?}: still open after 5 s");
+        assert_eq!(parse(&buf).status, 400, "{noise:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{noise:?}");
     }
     s.shutdown().await.unwrap();
 }
