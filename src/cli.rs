@@ -38,8 +38,10 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Explain a link: its claims, and why it is valid or not.
     Inspect {
-        /// The URL (or bare token); `-` reads it from stdin, which keeps a
-        /// live link out of the process list and shell history.
+        /// The link: a URL, what `sign --form cookie` prints, a Cookie
+        /// header, a query string, or the bare token; `-` reads it from
+        /// stdin, which keeps a live link out of the process list and
+        /// shell history.
         url: String,
         #[command(flatten)]
         keys: OptionalKeysArg,

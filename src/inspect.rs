@@ -9,7 +9,61 @@ use mediagate::signer::{MediaPath, Method, RequestFacts, Verifier, transport};
 
 use crate::keys::load_keys;
 
-/// The token and the decoded request path of a URL (or a bare token).
+/// The token in what was pasted, and the request path when it says one:
+/// a URL in the query or path form; what `sign --form cookie` prints (a
+/// `Set-Cookie` line, or its value); a `Cookie` header; a query string;
+/// or a bare token.
+fn locate(input: &str) -> Result<(String, Option<String>)> {
+    let input = input.trim();
+    let header = |name: &str| {
+        input
+            .get(..name.len())
+            .filter(|head| head.eq_ignore_ascii_case(name))
+            .map(|_| input[name.len()..].trim())
+    };
+    let cookie_name = format!("{}=", transport::COOKIE_NAME);
+    let query_name = format!("{}=", transport::QUERY_PARAM);
+    if let Some(value) = header("set-cookie:") {
+        return from_set_cookie(value);
+    }
+    if let Some(value) = header("cookie:") {
+        let token = transport::token_from_cookie_header(value)
+            .map_err(|e| anyhow!("{e}"))?
+            .ok_or_else(|| anyhow!("no {} cookie in that header", transport::COOKIE_NAME))?;
+        return Ok((token.to_owned(), None));
+    }
+    if input.starts_with(&cookie_name) && input.contains(';') {
+        return from_set_cookie(input);
+    }
+    if let Some(query) = input
+        .strip_prefix('?')
+        .or(input.starts_with(&query_name).then_some(input))
+    {
+        let token = transport::token_from_query(query)
+            .map_err(|e| anyhow!("{e}"))?
+            .ok_or_else(|| anyhow!("no {} in that query", transport::QUERY_PARAM))?;
+        return Ok((token.to_owned(), None));
+    }
+    if input.contains('/') {
+        return split_url(input);
+    }
+    Ok((input.to_owned(), None))
+}
+
+/// The token of a `Set-Cookie` value (`mg_token=...; Path=...; ...`). Its
+/// `Path` is the directory or file the browser sends it for, not a request,
+/// so no path is returned.
+fn from_set_cookie(value: &str) -> Result<(String, Option<String>)> {
+    let pair = value.split(';').next().unwrap_or_default().trim();
+    match pair.split_once('=') {
+        Some((name, token)) if name == transport::COOKIE_NAME && !token.is_empty() => {
+            Ok((token.to_owned(), None))
+        }
+        _ => bail!("that Set-Cookie does not set {}", transport::COOKIE_NAME),
+    }
+}
+
+/// The token and the decoded request path of a URL.
 fn split_url(url: &str) -> Result<(String, Option<String>)> {
     let after_scheme = url.find("://").map_or(url, |i| &url[i + 3..]);
     let Some(slash) = after_scheme.find('/') else {
@@ -70,11 +124,7 @@ pub(crate) fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
         }
         url => url,
     };
-    let (token, url_path) = if url.contains('/') {
-        split_url(url)?
-    } else {
-        (url.to_owned(), None)
-    };
+    let (token, url_path) = locate(url)?;
     let now = OffsetDateTime::now_utc();
     let claims = mediagate::signer::decode_unverified(&token)
         .map_err(|e| anyhow!("not a mediagate link: {e}"))?;

@@ -349,6 +349,36 @@ fn sign_and_inspect() {
             "{base}: {cookie}"
         );
     }
+    // What `sign --form cookie` prints, or its value, or the token as a
+    // Cookie header or query string carries it: each is inspected.
+    let set_cookie = sign_for_7(k, &["--path", "/a.txt", "--form", "cookie"]);
+    let token = set_cookie
+        .split("mg_token=")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_owned();
+    for pasted in [
+        set_cookie.clone(),
+        set_cookie.trim_start_matches("Set-Cookie: ").to_owned(),
+        format!("Cookie: theme=dark; mg_token={token}"),
+        format!("mg_token={token}"),
+        format!("?page=2&mg_token={token}"),
+    ] {
+        let (code, out, err) = run(&["inspect", &pasted, "--keys", k]);
+        assert_eq!(code, 0, "{pasted}: {err}");
+        assert!(out.contains("VALID now for GET /a.txt"), "{pasted}: {out}");
+    }
+    for (pasted, needle) in [
+        ("Cookie: theme=dark", "no mg_token cookie in that header"),
+        (
+            "Set-Cookie: theme=dark; Path=/",
+            "that Set-Cookie does not set mg_token",
+        ),
+        ("?page=2", "no mg_token in that query"),
+    ] {
+        assert_one_line_error(&["inspect", pasted], needle);
+    }
     // Keys from the environment.
     let out = bin()
         .args(["sign", "--user", "1", "--path", "/a"])
