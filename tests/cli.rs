@@ -565,6 +565,7 @@ fn bad_inputs_are_one_line_errors() {
         "active = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"c2hvcnQ\"\n",
     )
     .unwrap();
+    // Which key of several is at fault is named.
     assert_one_line_error(
         &[
             "sign",
@@ -575,7 +576,7 @@ fn bad_inputs_are_one_line_errors() {
             "--path",
             "/a",
         ],
-        "at least 32",
+        "key secret of \"a\" is 5 bytes; at least 32",
     );
     assert_one_line_error(
         &["serve", "--keys", k, "--root", "/nonexistent/media"],

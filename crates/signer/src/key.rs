@@ -33,14 +33,19 @@ pub enum KeyError {
     #[error("key id must be 1 to {MAX_KEY_ID_LEN} characters of A-Z a-z 0-9 . _ -")]
     InvalidId,
     /// The secret is shorter than [`MIN_SECRET_LEN`] bytes.
-    #[error("key secret is {len} bytes; at least {MIN_SECRET_LEN} are required")]
+    #[error("key secret of {id:?} is {len} bytes; at least {MIN_SECRET_LEN} are required")]
     SecretTooShort {
+        /// The id of the key whose secret is too short.
+        id: String,
         /// Length of the rejected secret, in bytes.
         len: usize,
     },
     /// The secret is longer than [`MAX_SECRET_LEN`] bytes.
-    #[error("key secret is longer than {MAX_SECRET_LEN} bytes")]
-    SecretTooLong,
+    #[error("key secret of {id:?} is longer than {MAX_SECRET_LEN} bytes")]
+    SecretTooLong {
+        /// The id of the key whose secret is too long.
+        id: String,
+    },
     /// The secret is not base64url without padding.
     #[error("key secret of {id:?} is not base64url without padding")]
     SecretEncoding {
@@ -108,10 +113,13 @@ impl Key {
     pub fn new(id: &str, secret: &[u8]) -> Result<Self, KeyError> {
         let id = KeyId::new(id)?;
         if secret.len() < MIN_SECRET_LEN {
-            return Err(KeyError::SecretTooShort { len: secret.len() });
+            return Err(KeyError::SecretTooShort {
+                id: id.0,
+                len: secret.len(),
+            });
         }
         if secret.len() > MAX_SECRET_LEN {
-            return Err(KeyError::SecretTooLong);
+            return Err(KeyError::SecretTooLong { id: id.0 });
         }
         let link_key = derive_link_key(secret);
         let link_mac = <HmacCore<Sha256> as hmac::digest::KeyInit>::new_from_slice(&link_key[..])
@@ -359,7 +367,15 @@ mod tests {
     fn refuses_short_secrets_and_bad_ids() {
         assert_eq!(
             Key::new("k", &S32[..31]).err(),
-            Some(KeyError::SecretTooShort { len: 31 })
+            Some(KeyError::SecretTooShort {
+                id: "k".into(),
+                len: 31
+            })
+        );
+        let long = vec![7u8; MAX_SECRET_LEN + 1];
+        assert_eq!(
+            Key::new("k", &long).err(),
+            Some(KeyError::SecretTooLong { id: "k".into() })
         );
         for id in ["", "a b", "k/1", "é", &"x".repeat(33)] {
             assert_eq!(Key::new(id, S32).err(), Some(KeyError::InvalidId), "{id:?}");
@@ -442,7 +458,10 @@ mod tests {
         let text = "active = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"c2hvcnQ\"\n";
         assert_eq!(
             Keyring::from_toml(text).err(),
-            Some(KeyError::SecretTooShort { len: 5 })
+            Some(KeyError::SecretTooShort {
+                id: "a".into(),
+                len: 5
+            })
         );
         let text = "active = \"b\"\n[[keys]]\nid = \"a\"\nsecret = \"TOPSECRETVALUE@@@\"\n";
         let err = Keyring::from_toml(text).unwrap_err().to_string();
