@@ -699,7 +699,7 @@ mod tests {
 
     #[test]
     fn bytes_that_cannot_start_a_request_are_told_at_once() {
-        // A TLS ClientHello, a NUL, a space or a colon in the method.
+        // A TLS ClientHello, a NUL, a colon or a parenthesis in the method.
         for bytes in [
             &b"\x16\x03\x01\x02\x00\x01"[..],
             b"\0",
