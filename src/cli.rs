@@ -148,6 +148,11 @@ pub(crate) struct ServeArgs {
     /// exit without serving (as `nginx -t`).
     #[arg(long)]
     pub(crate) check: bool,
+    /// Share the address with a mediagate serve already listening there
+    /// (the zero-downtime handover: stop the old one once this one is up).
+    /// Without it, an address in use is an error.
+    #[arg(long, env = "MEDIAGATE_REUSE_PORT")]
+    pub(crate) reuse_port: bool,
 }
 
 /// The longest duration any option or setting takes: 100 years.

@@ -18,6 +18,8 @@ pub(crate) struct FileConfig {
     /// Checked where it is used, for a message that names it.
     pub listen: Option<String>,
     pub mount: Option<String>,
+    /// Join a server already listening on `listen` (the handover).
+    pub reuse_port: Option<bool>,
     pub health_path: Option<String>,
     pub max_connections: Option<usize>,
     pub workers: Option<usize>,

@@ -113,7 +113,8 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         return Ok(());
     }
     reload_on_hangup(gate.clone(), keys_file)?;
-    run_server(gate, listen, config, workers)
+    let reuse_port = args.reuse_port || file.reuse_port.unwrap_or(false);
+    run_server(gate, listen, config, workers, reuse_port)
 }
 
 /// A config file's text, refused past 1 MiB (so that `--config /dev/zero`
@@ -266,12 +267,24 @@ fn run_server(
     listen: SocketAddr,
     config: ServerConfig,
     workers: Option<usize>,
+    reuse_port: bool,
 ) -> Result<()> {
+    use mediagate::verifier::Workers;
     let threads = workers
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
         .unwrap_or(1);
-    let bound = mediagate::verifier::Workers::bind(listen, threads)
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let bound = if reuse_port {
+        Workers::bind_reuse_port(listen, threads)
+    } else {
+        Workers::bind(listen, threads)
+    };
+    let bound = bound.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse if !reuse_port => anyhow!(
+            "cannot listen on {listen}: {e}; to take over from a running mediagate \
+             serve without dropping connections, start this one with --reuse-port"
+        ),
+        _ => anyhow!("cannot listen on {listen}: {e}"),
+    })?;
     start_workers(gate, bound, config)
 }
 

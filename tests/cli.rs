@@ -1237,3 +1237,38 @@ fn output_to_a_closed_pipe_ends_quietly() {
         assert!(err.is_empty(), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_second_server_on_a_busy_address_fails_unless_it_asks_to_share() {
+    let (_dir, keys, root) = keys_and_media("first\n");
+    let (first, _lines, addr) = start_server(serve_cmd(&keys, &root));
+    let root2 = root.parent().unwrap().join("other");
+    std::fs::create_dir_all(&root2).unwrap();
+    // Same address, another root: refused at once, with one line that
+    // says what to do.
+    let mut second = bin();
+    second
+        .args(["serve", "--keys", &keys, "--root", root2.to_str().unwrap()])
+        .args(["--listen", &addr]);
+    let out = second.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("another server listens"), "{err}");
+    assert!(err.contains("--reuse-port"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // The first one still answers every request.
+    let url = sign_a_txt(&keys, &format!("http://{addr}"));
+    let target = &url[url.find(&addr).unwrap() + addr.len()..];
+    for _ in 0..8 {
+        assert!(http_get(&addr, target).ends_with("first\n"));
+    }
+    // Asked for, the handover shares the port.
+    let mut handover = bin();
+    handover
+        .args(["serve", "--keys", &keys, "--root", root2.to_str().unwrap()])
+        .args(["--listen", &addr, "--reuse-port"]);
+    let (second, _lines2, addr2) = start_server(handover);
+    assert_eq!(addr2, addr);
+    stop(first);
+    stop(second);
+}

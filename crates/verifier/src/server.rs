@@ -445,8 +445,23 @@ pub struct Workers {
 
 impl Workers {
     /// Binds `threads` sockets (at least one) to `addr`; with port 0 they
-    /// share the port the first one gets.
+    /// share the port the first one gets. An address another socket
+    /// listens on already is refused (`AddrInUse`), even one of another
+    /// `mediagate serve`: two servers sharing a port would each take a
+    /// share of the connections, with their own keys and root. See
+    /// [`bind_reuse_port`](Self::bind_reuse_port) for a handover.
     pub fn bind(addr: SocketAddr, threads: usize) -> io::Result<Workers> {
+        if addr.port() != 0 {
+            refuse_if_in_use(addr)?;
+        }
+        Self::bind_reuse_port(addr, threads)
+    }
+
+    /// [`bind`](Self::bind), but joining the sockets of a server already
+    /// listening on `addr` (its sockets are `SO_REUSEPORT`, as these are):
+    /// new connections are then spread over both until the old one is
+    /// stopped. This is the zero-downtime handover; it must be asked for.
+    pub fn bind_reuse_port(addr: SocketAddr, threads: usize) -> io::Result<Workers> {
         let mut listeners = Vec::with_capacity(threads.max(1));
         let mut bound = addr;
         for _ in 0..threads.max(1) {
@@ -517,6 +532,30 @@ impl Workers {
             }
         }
         result
+    }
+}
+
+/// Fails with `AddrInUse` when a socket listens on `addr`: a socket
+/// without `SO_REUSEPORT` cannot be bound where one listens, whatever the
+/// other's options (`SO_REUSEADDR` lets it past connections lingering in
+/// `TIME_WAIT`, which are no server). The probe is closed before the
+/// workers' sockets are bound; a server that starts in between is not
+/// seen.
+fn refuse_if_in_use(addr: SocketAddr) -> io::Result<()> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let probe = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    sockopt::set_socket_reuseaddr(&probe, true)?;
+    match rustix::net::bind(&probe, &addr) {
+        Err(rustix::io::Errno::ADDRINUSE) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another server listens on this address",
+        )),
+        other => other.map_err(io::Error::from),
     }
 }
 
