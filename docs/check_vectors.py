@@ -2,7 +2,8 @@
 """An independent implementation of the signing half of docs/FORMAT.md.
 
 It rebuilds every valid vector's payload and token from its claims using only
-the Python standard library, proving that the spec is enough to interoperate
+the Python standard library, and refuses every unsignable vector's claims
+with the error the vector names (scope and path rules), proving that the spec is enough to interoperate
 (the seed of the Django signer). Run: python3 docs/check_vectors.py
 """
 import base64
@@ -58,6 +59,29 @@ def payload(key_id: str, c: dict) -> bytes:
     return out
 
 
+def refusal(c: dict):
+    """The error a signer must give for these claims' scope and path (§5), or None."""
+    path = c["path"]
+    if path.startswith("/_mg/"):
+        return "reserved_path"
+    segments = path[1:].split("/")
+    if path.endswith("/"):
+        segments = segments[:-1]
+    if (
+        not path.startswith("/")
+        or len(path.encode("utf-8")) > 1024
+        or "\\" in path
+        or any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in path)
+        or any(seg in ("", ".", "..") or len(seg.encode("utf-8")) > 255 for seg in segments if path != "/")
+    ):
+        return "bad_path"
+    if c["scope"] == "exact" and path.endswith("/"):
+        return "prefix_not_asked"
+    if c["scope"] == "prefix" and not path.endswith("/"):
+        return "prefix_without_slash"
+    return None
+
+
 def main() -> int:
     v = json.loads(VECTORS.read_text())
     secrets = {k["id"]: unb64url(k["secret"]) for k in v["keys"]}
@@ -70,6 +94,14 @@ def main() -> int:
         if token != case["token"] or body.hex() != case["payload_hex"]:
             failures += 1
             print(f"FAIL {case['name']}")
+        elif refusal(case["claims"]) is not None:
+            failures += 1
+            print(f"FAIL {case['name']}: signable, but refused as {refusal(case['claims'])}")
+    for case in v["unsignable"]:
+        got = refusal(case["claims"])
+        if got != case["error"]:
+            failures += 1
+            print(f"FAIL {case['name']}: {got} where {case['error']} is expected")
     for case in v["invalid"]:
         # Canonical-encoding rule: re-encoding the decoded bytes must give the token back.
         tok = case["token"]
@@ -80,7 +112,7 @@ def main() -> int:
         if not canonical and case["error"] != "malformed_token":
             failures += 1
             print(f"FAIL {case['name']}: non-canonical token expected to be malformed")
-    passed = len(v["valid"]) + len(v["invalid"]) - failures
+    passed = len(v["valid"]) + len(v["invalid"]) + len(v["unsignable"]) - failures
     print(f"vectors: {passed} passed, {failures} failed")
     return 1 if failures else 0
 

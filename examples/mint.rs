@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // One prefix link serves the playlist and every segment below it; in path
     // form, the playlist's relative segment URLs carry the token too.
     let show = signer
-        .link("/videos/show-1/")
+        .prefix("/videos/show-1/")
         .user(user)
         .ttl(Duration::hours(2))
         .sign()?;

@@ -67,7 +67,7 @@ pub(crate) fn run(listen: SocketAddr) -> Result<()> {
         .ttl(ttl)
         .sign()?;
     let show = signer
-        .link("/videos/show/")
+        .prefix("/videos/show/")
         .user("demo-user")
         .ttl(ttl)
         .sign()?;

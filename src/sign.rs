@@ -16,11 +16,12 @@ pub(crate) fn sign(args: &SignArgs) -> Result<()> {
     } else {
         args.path.clone()
     };
-    let mut b = signer
-        .link(&path)
-        .user(&args.user)
-        .ttl(args.ttl)
-        .methods(args.methods);
+    let start = if args.prefix {
+        signer.prefix(&path)
+    } else {
+        signer.link(&path)
+    };
+    let mut b = start.user(&args.user).ttl(args.ttl).methods(args.methods);
     if let Some(at) = args.not_before {
         b = b.not_before(at);
     }

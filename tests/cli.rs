@@ -1272,3 +1272,18 @@ fn a_second_server_on_a_busy_address_fails_unless_it_asks_to_share() {
     stop(first);
     stop(second);
 }
+
+#[test]
+fn sign_grants_a_directory_only_with_prefix() {
+    let (_dir, keys, _root) = keys_and_media("x");
+    let (code, out, err) = run(&["sign", "--keys", &keys, "--user", "7", "--path", "/pub/"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.is_empty());
+    assert!(err.contains("--prefix"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // Asked for, with or without the slash.
+    for path in ["/pub/", "/pub"] {
+        let url = sign_for_7(&keys, &["--path", path, "--prefix"]);
+        assert!(url.contains("/pub/?mg_token="), "{url}");
+    }
+}

@@ -37,7 +37,7 @@ fn gate() -> &'static (tempfile::TempDir, MediaGate, String) {
             .build()
             .expect("gate");
         let token = Signer::new(ring)
-            .link("/")
+            .prefix("/")
             .user("fuzz")
             .ttl(Duration::days(7))
             .sign()

@@ -60,6 +60,41 @@ pub enum SignError {
     /// transport's marker: a query or cookie link to it could not work.
     #[error("paths below /_mg/ are reserved for path-form links")]
     ReservedPath,
+    /// [`Signer::link`] was given a path ending in `/`, which would grant
+    /// every file below it: a prefix grant is only made by
+    /// [`Signer::prefix`], so that an app building a path from input (an
+    /// empty file name) never grants a directory by accident.
+    #[error(
+        "the path ends in '/', which would grant every file below it: \
+         ask for a prefix link explicitly (Signer::prefix, or --prefix)"
+    )]
+    PrefixNotAsked,
+    /// [`Signer::prefix`] was given a path that does not end in `/`.
+    #[error("a prefix link's path must end in '/' (a directory)")]
+    PrefixWithoutSlash,
+}
+
+impl SignError {
+    /// A short, stable name for the error, as the test vectors' `unsignable`
+    /// cases write it (`prefix_not_asked`, `prefix_without_slash`,
+    /// `reserved_path`, `bad_path`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            SignError::Path(_) => "bad_path",
+            SignError::MissingSubject => "missing_user",
+            SignError::MissingExpiry => "missing_expiry",
+            SignError::Claim(_) => "bad_claim",
+            SignError::NonPositiveLifetime => "non_positive_lifetime",
+            SignError::LifetimeTooLong { .. } => "lifetime_too_long",
+            SignError::NotBeforeAfterExpiry => "not_before_after_expiry",
+            SignError::TimeOutOfRange => "time_out_of_range",
+            SignError::NoMethods => "no_methods",
+            SignError::OutsideScope => "outside_scope",
+            SignError::ReservedPath => "reserved_path",
+            SignError::PrefixNotAsked => "prefix_not_asked",
+            SignError::PrefixWithoutSlash => "prefix_without_slash",
+        }
+    }
 }
 
 /// Mints signed links with the active key of a [`Keyring`].
@@ -102,12 +137,25 @@ impl Signer {
         &self.keyring
     }
 
-    /// Starts a link for one file, or for every file below a directory when
-    /// `path` ends in `/`. `path` is decoded (not URL-encoded).
+    /// Starts a link for exactly one file. `path` is decoded (not
+    /// URL-encoded); one ending in `/` is refused when signing
+    /// ([`SignError::PrefixNotAsked`]): a directory needs [`prefix`](Self::prefix).
     pub fn link<'a>(&'a self, path: &'a str) -> LinkBuilder<'a> {
+        self.builder(path, false)
+    }
+
+    /// Starts a link for every file below the directory `dir`, which must
+    /// end in `/` (`/videos/show-1/`; else [`SignError::PrefixWithoutSlash`]).
+    /// Scopes match whole segments: `/videos/` never covers `/videos-2/a`.
+    pub fn prefix<'a>(&'a self, dir: &'a str) -> LinkBuilder<'a> {
+        self.builder(dir, true)
+    }
+
+    fn builder<'a>(&'a self, path: &'a str, prefix: bool) -> LinkBuilder<'a> {
         LinkBuilder {
             signer: self,
             path,
+            prefix,
             subject: None,
             ttl: None,
             expires_at: None,
@@ -130,6 +178,8 @@ impl Signer {
 pub struct LinkBuilder<'a> {
     signer: &'a Signer,
     path: &'a str,
+    /// Made by [`Signer::prefix`].
+    prefix: bool,
     subject: Option<&'a str>,
     ttl: Option<Duration>,
     expires_at: Option<OffsetDateTime>,
@@ -257,6 +307,11 @@ impl<'a> LinkBuilder<'a> {
         let path = MediaPath::parse(self.path)?;
         if path::is_reserved(self.path) {
             return Err(SignError::ReservedPath);
+        }
+        match (self.prefix, path.is_dir()) {
+            (false, true) => return Err(SignError::PrefixNotAsked),
+            (true, false) => return Err(SignError::PrefixWithoutSlash),
+            _ => {}
         }
         let subject = self.subject.ok_or(SignError::MissingSubject)?;
         claims::check_subject(subject)?;
@@ -560,10 +615,46 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_is_granted_only_when_asked_for() {
+        let s = signer();
+        let exact = |p| {
+            s.link(p)
+                .user("1")
+                .issued_at(t0())
+                .ttl(Duration::minutes(1))
+        };
+        let prefix = |p| {
+            s.prefix(p)
+                .user("1")
+                .issued_at(t0())
+                .ttl(Duration::minutes(1))
+        };
+        // "/files/" + an empty name: refused, with a message that says how
+        // to ask for a directory.
+        for dir in ["/", "/files/", "/a/b/"] {
+            let err = exact(dir).sign().err();
+            assert_eq!(err, Some(SignError::PrefixNotAsked), "{dir}");
+            assert!(err.is_some_and(|e| e.to_string().contains("Signer::prefix")));
+            assert!(exact(dir).url("/m").is_err() && exact(dir).token().is_err());
+            let link = prefix(dir).sign().unwrap();
+            let claims = crate::decode_unverified(link.token()).unwrap();
+            assert_eq!(claims.path(), dir);
+        }
+        for file in ["/a", "/files/a.pdf"] {
+            assert_eq!(
+                prefix(file).sign().err(),
+                Some(SignError::PrefixWithoutSlash),
+                "{file}"
+            );
+            assert!(exact(file).sign().is_ok());
+        }
+    }
+
+    #[test]
     fn renders_every_transport() {
         let s = signer();
         let link = s
-            .link("/videos/show/")
+            .prefix("/videos/show/")
             .user("42")
             .issued_at(t0())
             .ttl(Duration::minutes(10))

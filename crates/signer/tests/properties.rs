@@ -50,6 +50,15 @@ prop_compose! {
     }
 }
 
+/// A link for `path`: a prefix link when it names a directory.
+fn start<'a>(signer: &'a Signer, path: &'a str) -> mediagate_signer::LinkBuilder<'a> {
+    if path.ends_with('/') {
+        signer.prefix(path)
+    } else {
+        signer.link(path)
+    }
+}
+
 fn request_path(scope: &str) -> String {
     if scope.ends_with('/') {
         format!("{scope}file.bin")
@@ -64,7 +73,7 @@ proptest! {
     #[test]
     fn signed_links_verify((path, user, ttl, ip, attach, generation) in claims()) {
         let signer = Signer::new(ring());
-        let mut b = signer.link(&path).user(&user).issued_at(t0()).ttl(Duration::seconds(ttl));
+        let mut b = start(&signer, &path).user(&user).issued_at(t0()).ttl(Duration::seconds(ttl));
         if let Some(ip) = ip {
             b = b.client_ip(ip.into());
         }
@@ -111,7 +120,7 @@ proptest! {
     #[test]
     fn any_bit_flip_is_refused(path in media_path(), bit in any::<proptest::sample::Index>()) {
         let signer = Signer::new(ring());
-        let link = signer.link(&path).user("u").issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
+        let link = start(&signer, &path).user("u").issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
         let mut raw = URL_SAFE_NO_PAD.decode(link.token()).unwrap();
         let i = bit.index(raw.len() * 8);
         raw[i / 8] ^= 1 << (i % 8);
@@ -131,7 +140,7 @@ proptest! {
     #[test]
     fn any_character_change_is_refused(path in media_path(), pos in any::<proptest::sample::Index>(), c in "[A-Za-z0-9_=+/ -]") {
         let signer = Signer::new(ring());
-        let link = signer.link(&path).user("u").issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
+        let link = start(&signer, &path).user("u").issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
         let token = link.token();
         let i = pos.index(token.len());
         let mut changed = String::with_capacity(token.len());
@@ -147,7 +156,7 @@ proptest! {
     #[test]
     fn paths_outside_the_scope_are_refused(scope in media_path(), other in media_path()) {
         let signer = Signer::new(ring());
-        let link = signer.link(&scope).user("u").issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
+        let link = start(&signer, &scope).user("u").issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
         let req_path = request_path(&other);
         let mp = MediaPath::parse(&req_path).unwrap();
         let result = Verifier::new(ring()).verify(link.token(), &RequestFacts::new(Method::Get, &mp), t0());
@@ -162,7 +171,7 @@ proptest! {
     fn prefix_boundaries_hold(dir in segment(), suffix in "[a-z0-9._-]{1,5}", file in segment()) {
         let scope = format!("/{dir}/");
         let signer = Signer::new(ring());
-        let link = signer.link(&scope).user("u").issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
+        let link = start(&signer, &scope).user("u").issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
         let v = Verifier::new(ring());
         let sibling = format!("/{dir}{suffix}/{file}");
         let inside = format!("/{dir}/{file}");

@@ -20,6 +20,8 @@ const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors.json")
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 struct ClaimsIn {
+    /// "exact" (one file) or "prefix" (a directory, asked for explicitly).
+    scope: String,
     path: String,
     user: String,
     issued_at: i64,
@@ -70,6 +72,14 @@ struct Invalid {
     error: String,
 }
 
+/// Claims a signer must refuse to sign, with the error it names.
+#[derive(Serialize, Deserialize, Debug)]
+struct Unsignable {
+    name: String,
+    claims: ClaimsIn,
+    error: String,
+}
+
 #[derive(Serialize, Deserialize, Debug)]
 struct KeyIn {
     id: String,
@@ -85,6 +95,7 @@ struct Vectors {
     max_ttl_seconds: i64,
     valid: Vec<Valid>,
     invalid: Vec<Invalid>,
+    unsignable: Vec<Unsignable>,
 }
 
 fn at(unix: i64) -> OffsetDateTime {
@@ -123,8 +134,12 @@ fn methods(names: &[String]) -> Methods {
 }
 
 fn sign(signer: &Signer, c: &ClaimsIn) -> Result<String, mediagate_signer::SignError> {
-    let mut b = signer
-        .link(&c.path)
+    let start = match c.scope.as_str() {
+        "exact" => signer.link(&c.path),
+        "prefix" => signer.prefix(&c.path),
+        other => panic!("unknown scope {other}"),
+    };
+    let mut b = start
         .user(&c.user)
         .issued_at(at(c.issued_at))
         .expires_at(at(c.expires))
@@ -229,6 +244,14 @@ fn vectors_hold() {
             case.name
         );
     }
+    for case in &v.unsignable {
+        assert_eq!(
+            sign(&signer, &case.claims).err().map(|e| e.code()),
+            Some(case.error.as_str()),
+            "{}",
+            case.name
+        );
+    }
     for case in &v.invalid {
         assert_eq!(
             verify(&verifier, &case.token, &case.request)
@@ -277,7 +300,13 @@ fn get(path: &str) -> Request {
 }
 
 fn base(path: &str) -> ClaimsIn {
+    let scope = if path.ends_with('/') {
+        "prefix"
+    } else {
+        "exact"
+    };
     ClaimsIn {
+        scope: scope.into(),
         path: path.into(),
         user: "42".into(),
         issued_at: T0,
@@ -314,6 +343,7 @@ fn regenerate() {
         max_ttl_seconds: 7 * 86400,
         valid: vec![],
         invalid: vec![],
+        unsignable: vec![],
     };
     let ring = keyring(&v);
     let signer = Signer::new(ring.clone()).max_ttl(Duration::seconds(v.max_ttl_seconds));
@@ -978,6 +1008,46 @@ fn regenerate() {
             name: name.into(),
             token,
             request,
+            error: error.into(),
+        });
+    }
+    let exact = |path: &str| ClaimsIn {
+        scope: "exact".into(),
+        ..base(path)
+    };
+    let prefix = |path: &str| ClaimsIn {
+        scope: "prefix".into(),
+        ..base(path)
+    };
+    for (name, claims, error) in [
+        (
+            "an exact link to a directory",
+            exact("/files/"),
+            "prefix_not_asked",
+        ),
+        ("an exact link to the root", exact("/"), "prefix_not_asked"),
+        (
+            "a prefix without its trailing slash",
+            prefix("/videos/show"),
+            "prefix_without_slash",
+        ),
+        (
+            "a path below the path-form marker",
+            exact("/_mg/t/a.mp4"),
+            "reserved_path",
+        ),
+        (
+            "a prefix below the path-form marker",
+            prefix("/_mg/"),
+            "reserved_path",
+        ),
+        ("a dot-dot segment", exact("/a/../b"), "bad_path"),
+        ("an empty segment", exact("/a//b"), "bad_path"),
+        ("a backslash", exact("/a\\b"), "bad_path"),
+    ] {
+        v.unsignable.push(Unsignable {
+            name: name.into(),
+            claims,
             error: error.into(),
         });
     }

@@ -139,10 +139,12 @@ impl TestServer {
     /// A link for `path` (a prefix when it ends in '/') to user "tester",
     /// valid 10 minutes; tests add or change claims before signing.
     pub fn link<'a>(&'a self, path: &'a str) -> LinkBuilder<'a> {
-        self.signer
-            .link(path)
-            .user("tester")
-            .ttl(TtlDuration::minutes(10))
+        let start = if path.ends_with('/') {
+            self.signer.prefix(path)
+        } else {
+            self.signer.link(path)
+        };
+        start.user("tester").ttl(TtlDuration::minutes(10))
     }
 
     /// A token for `path`, as [`link`](Self::link) signs it.
