@@ -6,13 +6,35 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use mediagate::signer::time::OffsetDateTime;
 use mediagate::signer::{Key, Keyring};
+use mediagate::verifier::KeysFileAccess;
 
 use crate::warn;
+
+/// Who may read a keys file besides its owner: the owner alone, unless
+/// `MEDIAGATE_KEYS_GROUP_READABLE` is `1` or `true` (secrets mounted
+/// read-only for a group; see [`KeysFileAccess`]).
+pub(crate) fn keys_access() -> Result<KeysFileAccess> {
+    match std::env::var("MEDIAGATE_KEYS_GROUP_READABLE").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("" | "0" | "false") => {
+            Ok(KeysFileAccess::OwnerOnly)
+        }
+        Ok("1" | "true") => Ok(KeysFileAccess::GroupReadable),
+        _ => bail!("MEDIAGATE_KEYS_GROUP_READABLE must be 1, true, 0 or false"),
+    }
+}
+
+/// Reads the keys file `file` as [`keys_access`] allows.
+pub(crate) fn load_keys_file(file: &Path) -> Result<Keyring> {
+    Ok(mediagate::verifier::load_keyring_file(
+        file,
+        keys_access()?,
+    )?)
+}
 
 /// The keyring of a keys file or, without one, of `MEDIAGATE_KEYS`.
 pub(crate) fn load_keys(file: Option<&Path>) -> Result<Keyring> {
     if let Some(file) = file {
-        return Ok(mediagate::verifier::load_keyring_file(file)?);
+        return load_keys_file(file);
     }
     mediagate::verifier::load_keyring_env("MEDIAGATE_KEYS")?.ok_or_else(|| {
         anyhow!("no keys: pass --keys FILE, or set MEDIAGATE_KEYS_FILE or MEDIAGATE_KEYS")
@@ -55,7 +77,7 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 /// and makes that the active one (the old keys still verify).
 pub(crate) fn keygen(out: &Path, id: Option<String>) -> Result<()> {
     let existing = if out.exists() {
-        Some(mediagate::verifier::load_keyring_file(out)?)
+        Some(load_keys_file(out)?)
     } else {
         None
     };

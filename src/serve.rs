@@ -180,7 +180,7 @@ fn reload_keys(keys: &KeyringHandle, file: Option<&Path>) {
         tracing::warn!("SIGHUP: keys from MEDIAGATE_KEYS cannot change while serving; restart");
         return;
     };
-    match mediagate::verifier::load_keyring_file(file) {
+    match crate::keys::load_keys_file(file) {
         Ok(ring) => {
             tracing::info!(
                 file = %file.display(),
@@ -191,7 +191,7 @@ fn reload_keys(keys: &KeyringHandle, file: Option<&Path>) {
             keys.replace(ring);
         }
         Err(e) => {
-            tracing::error!(error = %e, "keys not reloaded: still checking links with the previous keys");
+            tracing::error!(error = %format!("{e:#}"), "keys not reloaded: still checking links with the previous keys");
         }
     }
 }

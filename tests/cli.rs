@@ -560,12 +560,11 @@ fn bad_inputs_are_one_line_errors() {
         "user id",
     );
     let short = dir.path().join("short.toml");
-    std::fs::write(
+    write_private(
         &short,
         "active = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"c2hvcnQ\"\n",
-    )
-    .unwrap();
-    // Which key of several is at fault is named.
+    );
+    // Which key of several is at fault is named, by its line.
     assert_one_line_error(
         &[
             "sign",
@@ -576,14 +575,14 @@ fn bad_inputs_are_one_line_errors() {
             "--path",
             "/a",
         ],
-        "key secret of \"a\" is 5 bytes; at least 32",
+        "line 4, secret: key secret is 5 bytes; at least 32",
     );
     assert_one_line_error(
         &["serve", "--keys", k, "--root", "/nonexistent/media"],
         "(os error 2)",
     );
     let empty = dir.path().join("empty.toml");
-    std::fs::write(&empty, "").unwrap();
+    write_private(&empty, "");
     let e = empty.to_str().unwrap();
     assert_one_line_error(
         &["sign", "--keys", e, "--user", "1", "--path", "/a"],
@@ -1285,5 +1284,169 @@ fn sign_grants_a_directory_only_with_prefix() {
     for path in ["/pub/", "/pub"] {
         let url = sign_for_7(&keys, &["--path", path, "--prefix"]);
         assert!(url.contains("/pub/?mg_token="), "{url}");
+    }
+}
+
+/// Writes `text` to `path` with mode 0600.
+fn write_private(path: &std::path::Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn no_command_prints_a_value_from_a_bad_keys_file() {
+    const SENTINEL: &str = "SENTINELxSECRETxVALUE";
+    let (dir, keys, root) = keys_and_media("x");
+    let good = std::fs::read_to_string(&keys).unwrap();
+    let secret = good
+        .lines()
+        .find_map(|l| l.strip_prefix("secret = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned();
+    let files = [
+        format!("active = \"k\"\nkeys = \"k:{SENTINEL}\"\n"),
+        format!("active = \"{SENTINEL}\"\n[[keys]]\nid = \"k\"\nsecret = \"{secret}\"\n"),
+        format!("active = \"k\"\n[[keys]]\nid = \"k\"\nsecret = \"{SENTINEL}\"\n"),
+        format!("active = \"k\"\n[[keys]]\nid = \"k\"\nsecret = \"{SENTINEL}@\"\n"),
+        format!("active = \"k\"\n[[keys]]\nid = \"{SENTINEL}!\"\nsecret = \"{secret}\"\n"),
+        format!("active = \"k\"\n{SENTINEL} = 1\n"),
+        format!("active = [\"{SENTINEL}\"]\n"),
+        format!("active = \"{SENTINEL}"),
+    ];
+    let bad = dir.path().join("bad.toml");
+    let bad_s = bad.to_str().unwrap();
+    let url = sign_a_txt(&keys, "http://127.0.0.1:1");
+    let root_s = root.to_str().unwrap();
+    for text in &files {
+        write_private(&bad, text);
+        for args in [
+            vec!["keygen", "--out", bad_s],
+            vec!["sign", "--keys", bad_s, "--user", "7", "--path", "/a.txt"],
+            vec![
+                "serve",
+                "--keys",
+                bad_s,
+                "--root",
+                root_s,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            vec!["serve", "--keys", bad_s, "--root", root_s, "--check"],
+            vec!["inspect", &url, "--keys", bad_s],
+        ] {
+            let (code, out, err) = run(&args);
+            assert_ne!(code, 0, "{args:?} {text:?}");
+            assert!(
+                !out.contains("SENTINEL") && !err.contains("SENTINEL"),
+                "{args:?}: {err}"
+            );
+            assert!(err.contains("line"), "{args:?} {text:?}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+        }
+    }
+    // The environment form, bad in each entry.
+    for value in [
+        SENTINEL.to_owned(),
+        format!("k:{SENTINEL}"),
+        format!("k:{secret},{SENTINEL}"),
+    ] {
+        let out = bin()
+            .args(["sign", "--user", "7", "--path", "/a.txt"])
+            .env("MEDIAGATE_KEYS", &value)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(!err.contains("SENTINEL"), "{err}");
+        assert!(err.contains("entry"), "{err}");
+    }
+    // A running server told to reload a bad file logs the problem, not the
+    // file, and keeps its keys.
+    let live = dir.path().join("live.toml");
+    write_private(&live, &good);
+    let (child, mut lines, addr) = start_server(serve_cmd(live.to_str().unwrap(), &root));
+    for text in &files {
+        write_private(&live, text);
+        let hup = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success());
+        let line = lines
+            .by_ref()
+            .map(Result::unwrap)
+            .find(|l| l.contains("keys not reloaded"))
+            .unwrap();
+        assert!(!line.contains("SENTINEL"), "{line}");
+        assert!(line.contains("line"), "{line}");
+    }
+    let url = sign_a_txt(&keys, &format!("http://{addr}"));
+    let target = &url[url.find(&addr).unwrap() + addr.len()..];
+    assert!(http_get(&addr, target).starts_with("HTTP/1.1 200"));
+    stop(child);
+}
+
+#[test]
+fn keys_files_others_may_read_are_refused_by_every_command() {
+    let (dir, keys, root) = keys_and_media("x");
+    let path = std::path::Path::new(&keys);
+    let root_s = root.to_str().unwrap();
+    let url = sign_a_txt(&keys, "http://127.0.0.1:1");
+    let commands = |keys: &str| {
+        vec![
+            vec!["keygen".to_owned(), "--out".into(), keys.into()],
+            ["sign", "--keys", keys, "--user", "7", "--path", "/a.txt"]
+                .map(String::from)
+                .to_vec(),
+            ["serve", "--keys", keys, "--root", root_s, "--check"]
+                .map(String::from)
+                .to_vec(),
+            ["inspect", &url, "--keys", keys].map(String::from).to_vec(),
+        ]
+    };
+    for mode in [0o644, 0o640, 0o604, 0o620, 0o660] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        for args in commands(&keys) {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (code, _, err) = run(&args);
+            assert_eq!(code, 2, "{mode:o} {args:?}");
+            assert!(err.contains("chmod 600"), "{err}");
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+        }
+    }
+    // The documented override: readable by the group, never by others and
+    // never writable by the group.
+    for (mode, accepted) in [(0o640, true), (0o440, true), (0o644, false), (0o660, false)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = bin()
+            .args(["serve", "--keys", &keys, "--root", root_s, "--check"])
+            .env("MEDIAGATE_KEYS_GROUP_READABLE", "1")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), accepted, "{mode:o}");
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        run(&["serve", "--keys", &keys, "--root", root_s, "--check"]).0,
+        0
+    );
+    // Owned by another user: refused, with or without the override (root
+    // can make such a file; others skip this part).
+    if rustix::process::geteuid().is_root() {
+        let theirs = dir.path().join("theirs.toml");
+        std::fs::copy(path, &theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let (code, _, err) = run(&[
+            "sign",
+            "--keys",
+            theirs.to_str().unwrap(),
+            "--user",
+            "7",
+            "--path",
+            "/a",
+        ]);
+        assert_eq!(code, 2);
+        assert!(err.contains("owned by another user"), "{err}");
     }
 }

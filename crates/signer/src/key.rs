@@ -24,7 +24,10 @@ pub const MAX_KEY_ID_LEN: usize = 32;
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
-/// Why a key or keyring could not be made.
+/// Why a key or keyring could not be made. No message quotes a value
+/// (an id, a secret, a line) read from a keys file or the environment: a
+/// secret pasted in the wrong place must not reach a log. Errors in a keys
+/// file or `MEDIAGATE_KEYS` say where they are with [`KeyError::At`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
@@ -33,36 +36,29 @@ pub enum KeyError {
     #[error("key id must be 1 to {MAX_KEY_ID_LEN} characters of A-Z a-z 0-9 . _ -")]
     InvalidId,
     /// The secret is shorter than [`MIN_SECRET_LEN`] bytes.
-    #[error("key secret of {id:?} is {len} bytes; at least {MIN_SECRET_LEN} are required")]
+    #[error("key secret is {len} bytes; at least {MIN_SECRET_LEN} are required")]
     SecretTooShort {
-        /// The id of the key whose secret is too short.
-        id: String,
         /// Length of the rejected secret, in bytes.
         len: usize,
     },
     /// The secret is longer than [`MAX_SECRET_LEN`] bytes.
-    #[error("key secret of {id:?} is longer than {MAX_SECRET_LEN} bytes")]
-    SecretTooLong {
-        /// The id of the key whose secret is too long.
-        id: String,
-    },
+    #[error("key secret is longer than {MAX_SECRET_LEN} bytes")]
+    SecretTooLong,
     /// The secret is not base64url without padding.
-    #[error("key secret of {id:?} is not base64url without padding")]
-    SecretEncoding {
-        /// The id of the key whose secret is malformed.
-        id: String,
-    },
+    #[error("key secret is not base64url without padding")]
+    SecretEncoding,
     /// Two keys share an id.
-    #[error("key id {0:?} is listed twice")]
-    DuplicateId(String),
+    #[error("key id is listed twice")]
+    DuplicateId,
     /// The active key id is not among the keys.
-    #[error("active key {0:?} is not listed")]
-    ActiveNotListed(String),
+    #[error("the active key is not listed among the keys")]
+    ActiveNotListed,
     /// The keyring has no key.
     #[error("no key given")]
     Empty,
-    /// The keys file is not valid TOML of the documented shape.
-    #[error("keys file: {0}")]
+    /// The keys file is not valid TOML of the documented shape; the
+    /// message names the line and the kind of problem, never the text.
+    #[error("{0}")]
     File(String),
     /// The environment value is not `id:secret[,id:secret...]`.
     #[error("keys value must be id:secret[,id:secret...]")]
@@ -70,6 +66,55 @@ pub enum KeyError {
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed")]
     Random,
+    /// One of the errors above, at a place in a keys file or value.
+    #[error("{place}: {source}")]
+    At {
+        /// Where.
+        place: KeyPlace,
+        /// What.
+        source: Box<KeyError>,
+    },
+}
+
+impl KeyError {
+    /// The error itself, without the place it was found at.
+    pub fn kind(&self) -> &KeyError {
+        match self {
+            KeyError::At { source, .. } => source.kind(),
+            other => other,
+        }
+    }
+
+    fn at(self, place: KeyPlace) -> KeyError {
+        KeyError::At {
+            place,
+            source: Box::new(self),
+        }
+    }
+}
+
+/// Where in a keys file or `id:secret,...` value an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyPlace {
+    /// A line of a keys file (from 1), and the field on it.
+    Line {
+        /// The line number.
+        line: usize,
+        /// The field: `active`, `id` or `secret`.
+        field: &'static str,
+    },
+    /// The n-th `id:secret` entry of a value (from 1).
+    Entry(usize),
+}
+
+impl std::fmt::Display for KeyPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyPlace::Line { line, field } => write!(f, "line {line}, {field}"),
+            KeyPlace::Entry(n) => write!(f, "entry {n}"),
+        }
+    }
 }
 
 /// A validated key id.
@@ -113,13 +158,10 @@ impl Key {
     pub fn new(id: &str, secret: &[u8]) -> Result<Self, KeyError> {
         let id = KeyId::new(id)?;
         if secret.len() < MIN_SECRET_LEN {
-            return Err(KeyError::SecretTooShort {
-                id: id.0,
-                len: secret.len(),
-            });
+            return Err(KeyError::SecretTooShort { len: secret.len() });
         }
         if secret.len() > MAX_SECRET_LEN {
-            return Err(KeyError::SecretTooLong { id: id.0 });
+            return Err(KeyError::SecretTooLong);
         }
         let link_key = derive_link_key(secret);
         let link_mac = <HmacCore<Sha256> as hmac::digest::KeyInit>::new_from_slice(&link_key[..])
@@ -134,11 +176,11 @@ impl Key {
     /// Makes a key from an id and a base64url (no padding) secret, the
     /// spelling used in keys files and the environment.
     pub fn from_base64(id: &str, secret_b64: &str) -> Result<Self, KeyError> {
-        let id_checked = KeyId::new(id)?;
+        KeyId::new(id)?;
         let secret = URL_SAFE_NO_PAD
             .decode(secret_b64.trim().as_bytes())
             .map(Zeroizing::new)
-            .map_err(|_| KeyError::SecretEncoding { id: id_checked.0 })?;
+            .map_err(|_| KeyError::SecretEncoding)?;
         Key::new(id, &secret)
     }
 
@@ -234,18 +276,18 @@ pub struct Keyring {
     keys: Vec<Key>,
 }
 
-#[derive(serde::Deserialize, serde::Serialize)]
+#[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeysFile {
-    active: String,
+    active: toml::Spanned<String>,
     keys: Vec<KeyEntry>,
 }
 
-#[derive(serde::Deserialize, serde::Serialize)]
+#[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeyEntry {
-    id: String,
-    secret: String,
+    id: toml::Spanned<String>,
+    secret: toml::Spanned<String>,
 }
 
 impl Keyring {
@@ -257,23 +299,36 @@ impl Keyring {
     /// Adds a verify-only key (for example the previous active key).
     pub fn with_verify_key(mut self, key: Key) -> Result<Self, KeyError> {
         if self.keys.iter().any(|k| k.id == key.id) {
-            return Err(KeyError::DuplicateId(key.id.0));
+            return Err(KeyError::DuplicateId);
         }
         self.keys.push(key);
         Ok(self)
     }
 
     /// Reads the TOML keys file format described in [`keys`](crate::keys).
+    /// An error names the line and field it is at ([`KeyError::At`]).
     pub fn from_toml(text: &str) -> Result<Self, KeyError> {
-        let file: KeysFile = toml::from_str(text).map_err(|e| KeyError::File(toml_message(&e)))?;
+        let file: KeysFile =
+            toml::from_str(text).map_err(|e| KeyError::File(toml_message(text, &e)))?;
+        let place = |field, at: &toml::Spanned<String>| KeyPlace::Line {
+            line: line_of(text, at.span().start),
+            field,
+        };
         let mut active = None;
         let mut rest = Vec::new();
         for (i, entry) in file.keys.iter().enumerate() {
-            if file.keys[..i].iter().any(|e| e.id == entry.id) {
-                return Err(KeyError::DuplicateId(entry.id.clone()));
+            if file.keys[..i]
+                .iter()
+                .any(|e| e.id.get_ref() == entry.id.get_ref())
+            {
+                return Err(KeyError::DuplicateId.at(place("id", &entry.id)));
             }
-            let key = Key::from_base64(&entry.id, &entry.secret)?;
-            if entry.id == file.active {
+            let key = match Key::from_base64(entry.id.get_ref(), entry.secret.get_ref()) {
+                Ok(key) => key,
+                Err(e @ KeyError::InvalidId) => return Err(e.at(place("id", &entry.id))),
+                Err(e) => return Err(e.at(place("secret", &entry.secret))),
+            };
+            if entry.id.get_ref() == file.active.get_ref() {
                 active = Some(key);
             } else {
                 rest.push(key);
@@ -283,7 +338,7 @@ impl Keyring {
             return Err(if file.keys.is_empty() {
                 KeyError::Empty
             } else {
-                KeyError::ActiveNotListed(file.active)
+                KeyError::ActiveNotListed.at(place("active", &file.active))
             });
         };
         rest.into_iter()
@@ -291,14 +346,24 @@ impl Keyring {
     }
 
     /// Reads the compact `id:secret[,id:secret...]` form; the first key is
-    /// the active one.
+    /// the active one. An error names the entry it is in ([`KeyError::At`]).
     pub fn from_env_value(value: &str) -> Result<Self, KeyError> {
-        let mut keys = value.split(',').map(|pair| {
-            let (id, secret) = pair.trim().split_once(':').ok_or(KeyError::EnvFormat)?;
-            Key::from_base64(id, secret)
+        let mut keys = value.split(',').enumerate().map(|(i, pair)| {
+            let at = KeyPlace::Entry(i + 1);
+            let (id, secret) = pair
+                .trim()
+                .split_once(':')
+                .ok_or(KeyError::EnvFormat.at(at))?;
+            Key::from_base64(id, secret).map_err(|e| e.at(at))
         });
         let active = keys.next().ok_or(KeyError::Empty)??;
-        keys.try_fold(Keyring::new(active), |ring, key| ring.with_verify_key(key?))
+        let mut ring = Keyring::new(active);
+        for (i, key) in keys.enumerate() {
+            ring = ring
+                .with_verify_key(key?)
+                .map_err(|e| e.at(KeyPlace::Entry(i + 2)))?;
+        }
+        Ok(ring)
     }
 
     /// Writes the keyring in the keys file format. The result holds secrets.
@@ -330,7 +395,7 @@ impl Keyring {
             .keys
             .iter()
             .position(|k| k.id() == id)
-            .ok_or_else(|| KeyError::ActiveNotListed(id.to_owned()))?;
+            .ok_or(KeyError::ActiveNotListed)?;
         self.keys.swap(0, pos);
         Ok(())
     }
@@ -347,13 +412,44 @@ impl Keyring {
     }
 }
 
-/// The first line of a TOML error, without any echo of the file's content
-/// (which may hold secrets).
-fn toml_message(e: &toml::de::Error) -> String {
-    let line = e.message().lines().next().unwrap_or("invalid TOML");
+/// The line (from 1) that byte `at` of `text` is on.
+fn line_of(text: &str, at: usize) -> usize {
+    let before = text.as_bytes().get(..at).unwrap_or(text.as_bytes());
+    memchr::memchr_iter(b'\n', before).count() + 1
+}
+
+/// What is wrong with a keys file that does not parse, without any of its
+/// text: serde's and toml's messages quote the values they refuse (a
+/// secret pasted as `keys = "id:SECRET"` would be printed whole), so only
+/// the kind of problem is kept, and the line it is on.
+fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message();
+    let kind = if let Some(field) = message.strip_prefix("missing field ") {
+        // A field of the documented shape, named by serde, not the file.
+        format!("missing field {}", field.lines().next().unwrap_or_default())
+    } else if message.starts_with("unknown field") {
+        "an unknown field (a keys file has `active` and [[keys]] tables of `id` and `secret`)"
+            .to_owned()
+    } else if message.starts_with("invalid type") || message.starts_with("invalid length") {
+        // The expectation comes from the documented shape.
+        let expected = message
+            .rsplit_once(", expected ")
+            .map(|(_, e)| format!(" (expected {})", e.lines().next().unwrap_or_default()))
+            .unwrap_or_default();
+        format!("a value of the wrong type{expected}")
+    } else if message.starts_with("duplicate key") {
+        "a key set twice".to_owned()
+    } else {
+        "not valid TOML".to_owned()
+    };
+    let hint = if message.starts_with("invalid type") && message.ends_with("expected a sequence") {
+        "; `keys` is a list of [[keys]] tables (the id:secret form is for MEDIAGATE_KEYS)"
+    } else {
+        ""
+    };
     match e.span() {
-        Some(span) => format!("{line} (at byte {})", span.start),
-        None => line.to_owned(),
+        Some(span) => format!("keys file line {}: {kind}{hint}", line_of(text, span.start)),
+        None => format!("keys file: {kind}{hint}"),
     }
 }
 
@@ -367,16 +463,10 @@ mod tests {
     fn refuses_short_secrets_and_bad_ids() {
         assert_eq!(
             Key::new("k", &S32[..31]).err(),
-            Some(KeyError::SecretTooShort {
-                id: "k".into(),
-                len: 31
-            })
+            Some(KeyError::SecretTooShort { len: 31 })
         );
         let long = vec![7u8; MAX_SECRET_LEN + 1];
-        assert_eq!(
-            Key::new("k", &long).err(),
-            Some(KeyError::SecretTooLong { id: "k".into() })
-        );
+        assert_eq!(Key::new("k", &long).err(), Some(KeyError::SecretTooLong));
         for id in ["", "a b", "k/1", "é", &"x".repeat(33)] {
             assert_eq!(Key::new(id, S32).err(), Some(KeyError::InvalidId), "{id:?}");
         }
@@ -454,22 +544,14 @@ mod tests {
     }
 
     #[test]
-    fn keys_file_errors_do_not_echo_secrets() {
+    fn keys_file_errors_name_the_line_and_field() {
         let text = "active = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"c2hvcnQ\"\n";
+        let err = Keyring::from_toml(text).unwrap_err();
+        assert_eq!(err.kind(), &KeyError::SecretTooShort { len: 5 });
         assert_eq!(
-            Keyring::from_toml(text).err(),
-            Some(KeyError::SecretTooShort {
-                id: "a".into(),
-                len: 5
-            })
+            err.to_string(),
+            "line 4, secret: key secret is 5 bytes; at least 32 are required"
         );
-        let text = "active = \"b\"\n[[keys]]\nid = \"a\"\nsecret = \"TOPSECRETVALUE@@@\"\n";
-        let err = Keyring::from_toml(text).unwrap_err().to_string();
-        assert!(!err.contains("TOPSECRET"), "{err}");
-        let err = Keyring::from_toml("active = \"TOPSECRET")
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("TOPSECRET"), "{err}");
         assert!(matches!(
             Keyring::from_toml("active = \"x\"\nkeys = []"),
             Err(KeyError::Empty)
@@ -478,10 +560,63 @@ mod tests {
         let dup = format!(
             "active = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"{b64}\"\n[[keys]]\nid = \"a\"\nsecret = \"{b64}\"\n"
         );
-        assert_eq!(
-            Keyring::from_toml(&dup).err(),
-            Some(KeyError::DuplicateId("a".into()))
-        );
+        let err = Keyring::from_toml(&dup).unwrap_err();
+        assert_eq!(err.kind(), &KeyError::DuplicateId);
+        assert!(err.to_string().starts_with("line 6, id:"), "{err}");
+    }
+
+    /// Keys files that are wrong in every way a hand edit makes them, each
+    /// holding the sentinel in the place it went wrong.
+    fn malformed_keys_files(sentinel: &str) -> Vec<String> {
+        let good = URL_SAFE_NO_PAD.encode(S32);
+        vec![
+            // The MEDIAGATE_KEYS form pasted into TOML.
+            format!("active = \"k\"\nkeys = \"k:{sentinel}\"\n"),
+            format!("keys = \"{sentinel}\"\n"),
+            // An active key that is not listed; a secret as the active id.
+            format!("active = \"{sentinel}\"\n[[keys]]\nid = \"k\"\nsecret = \"{good}\"\n"),
+            // Bad secrets: not base64url, too short, too long.
+            format!("active = \"k\"\n[[keys]]\nid = \"k\"\nsecret = \"{sentinel}@@\"\n"),
+            format!("active = \"k\"\n[[keys]]\nid = \"k\"\nsecret = \"{sentinel}\"\n"),
+            format!(
+                "active = \"k\"\n[[keys]]\nid = \"k\"\nsecret = \"{}\"\n",
+                sentinel.repeat(20)
+            ),
+            // A secret in the id; an unknown field; a secret as a field name.
+            format!("active = \"k\"\n[[keys]]\nid = \"{sentinel}/\"\nsecret = \"{good}\"\n"),
+            format!(
+                "active = \"k\"\n[[keys]]\nid = \"k\"\nsecret = \"{good}\"\nnote = \"{sentinel}\"\n"
+            ),
+            format!("active = \"k\"\n{sentinel} = 1\n"),
+            // Wrong types, broken syntax.
+            format!("active = [\"{sentinel}\"]\n"),
+            format!("active = {sentinel}\n"),
+            format!("active = \"{sentinel}"),
+            format!(
+                "active = \"k\"\n[[keys]]\nid = \"k\"\nsecret = \"{good}\"\nsecret = \"{sentinel}\"\n"
+            ),
+        ]
+    }
+
+    #[test]
+    fn keys_file_errors_never_quote_the_file() {
+        const SENTINEL: &str = "SENTINELxSECRETxVALUE";
+        for text in malformed_keys_files(SENTINEL) {
+            let err = Keyring::from_toml(&text).expect_err(&text).to_string();
+            assert!(!err.contains("SENTINEL"), "{text:?} -> {err}");
+            assert!(err.contains("line") || err.contains("no key"), "{err}");
+        }
+        let err = Keyring::from_toml("active = \"k\"\nkeys = \"k:x\"\n").unwrap_err();
+        assert!(err.to_string().contains("[[keys]]"), "{err}");
+        for value in [
+            SENTINEL.to_string(),
+            format!("k:{SENTINEL}@"),
+            format!("{SENTINEL}/:abc"),
+            format!("k:{}", "A".repeat(60)).replace('A', SENTINEL),
+        ] {
+            let err = Keyring::from_env_value(&value).unwrap_err().to_string();
+            assert!(!err.contains("SENTINEL"), "{value:?} -> {err}");
+        }
     }
 
     #[test]
@@ -490,14 +625,16 @@ mod tests {
         let ring = Keyring::from_env_value(&format!("a:{b64}, b:{b64}")).unwrap();
         assert_eq!(ring.active().id(), "a");
         assert!(ring.get(b"b").is_some());
+        let err = Keyring::from_env_value("nocolon").unwrap_err();
+        assert_eq!(err.kind(), &KeyError::EnvFormat);
+        let err = Keyring::from_env_value(&format!("a:{b64},b:{b64}=")).unwrap_err();
+        assert_eq!(err.kind(), &KeyError::SecretEncoding);
         assert_eq!(
-            Keyring::from_env_value("nocolon").err(),
-            Some(KeyError::EnvFormat)
+            err.to_string(),
+            "entry 2: key secret is not base64url without padding"
         );
-        assert!(matches!(
-            Keyring::from_env_value(&format!("a:{b64}=")),
-            Err(KeyError::SecretEncoding { .. })
-        ));
+        let err = Keyring::from_env_value(&format!("a:{b64},a:{b64}")).unwrap_err();
+        assert_eq!(err.to_string(), "entry 2: key id is listed twice");
     }
 
     #[test]

@@ -13,7 +13,8 @@ mod wire;
 
 pub use claims::{ClaimError, Claims, DispositionType, Method, Methods, Scope};
 pub use key::{
-    GENERATED_SECRET_LEN, Key, KeyError, Keyring, MAX_KEY_ID_LEN, MAX_SECRET_LEN, MIN_SECRET_LEN,
+    GENERATED_SECRET_LEN, Key, KeyError, KeyPlace, Keyring, MAX_KEY_ID_LEN, MAX_SECRET_LEN,
+    MIN_SECRET_LEN,
 };
 pub use path::{MAX_PATH_LEN, MAX_SEGMENT_LEN, MediaPath, PathError, encode_path};
 pub use sign::{DEFAULT_MAX_TTL, LinkBuilder, SignError, SignedLink, Signer};

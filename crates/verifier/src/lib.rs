@@ -31,7 +31,7 @@ pub use config::{
 };
 pub use cors::{Cors, InvalidOrigin};
 pub use fs::RootError;
-pub use keys::{KeyringHandle, LoadKeysError, load_keyring_env, load_keyring_file};
+pub use keys::{KeyringHandle, KeysFileAccess, LoadKeysError, load_keyring_env, load_keyring_file};
 pub use server::{ServerConfig, Workers, serve};
 pub use service::{MediaGate, PeerAddr};
 
