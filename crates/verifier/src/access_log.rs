@@ -105,6 +105,12 @@ pub(crate) fn refused_unparsed(client: Option<IpAddr>, e: &hyper::Error) {
         (true, false) => (431, "head_too_large"),
         (true, true) => (414, "uri_too_long"),
     };
+    refused_head(client, status, reason);
+}
+
+/// Logs a request refused from its raw head, before it was parsed: the
+/// method and path are not known (`-`).
+pub(crate) fn refused_head(client: Option<IpAddr>, status: u16, reason: &'static str) {
     tracing::info!(
         target: TARGET,
         client = %Client(client),

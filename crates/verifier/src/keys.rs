@@ -225,7 +225,12 @@ mod tests {
         let toml = Keyring::new(Key::new("k1", &[7u8; 32]).unwrap()).to_toml();
         let file = dir.path().join("keys.toml");
         private(&file, &toml);
-        assert!(load_keyring_file(&file, OWNER).unwrap().get(b"k1").is_some());
+        assert!(
+            load_keyring_file(&file, OWNER)
+                .unwrap()
+                .get(b"k1")
+                .is_some()
+        );
         // A pipe, as `--keys <(vault read ...)` gives.
         let fifo = dir.path().join("fifo");
         assert!(
@@ -240,7 +245,12 @@ mod tests {
             let (fifo, toml) = (fifo.clone(), toml.clone());
             std::thread::spawn(move || std::fs::write(fifo, toml).unwrap())
         };
-        assert!(load_keyring_file(&fifo, OWNER).unwrap().get(b"k1").is_some());
+        assert!(
+            load_keyring_file(&fifo, OWNER)
+                .unwrap()
+                .get(b"k1")
+                .is_some()
+        );
         writer.join().unwrap();
         // Past the limit: refused, whether a file or an endless device.
         let big = dir.path().join("big.toml");
@@ -264,7 +274,10 @@ mod tests {
     fn keys_files_others_may_use_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("keys.toml");
-        private(&file, &Keyring::new(Key::new("k1", &[7u8; 32]).unwrap()).to_toml());
+        private(
+            &file,
+            &Keyring::new(Key::new("k1", &[7u8; 32]).unwrap()).to_toml(),
+        );
         let group = KeysFileAccess::GroupReadable;
         for (mode, owner_only, group_readable) in [
             (0o600, true, true),

@@ -10,6 +10,7 @@ mod config;
 mod cors;
 mod fs;
 mod graceful;
+mod head_guard;
 mod headers;
 mod keys;
 mod proxy_protocol;

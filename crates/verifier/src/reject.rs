@@ -14,6 +14,10 @@ pub(crate) enum Reject {
     NotFound,
     /// 405: only GET and HEAD.
     MethodNotAllowed,
+    /// 414: the request line is longer than the server reads.
+    UriTooLong,
+    /// 431: the request head is larger than the server reads.
+    HeadTooLarge,
     /// 503: out of resources for now.
     Busy,
     /// 500: a server-side fault (never caused by client input alone).
@@ -27,6 +31,8 @@ impl Reject {
             Reject::Forbidden(_) => StatusCode::FORBIDDEN,
             Reject::NotFound => StatusCode::NOT_FOUND,
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Reject::UriTooLong => StatusCode::URI_TOO_LONG,
+            Reject::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Reject::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Reject::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -37,6 +43,8 @@ impl Reject {
             Reject::BadRequest(code) | Reject::Forbidden(code) => code,
             Reject::NotFound => "not_found",
             Reject::MethodNotAllowed => "method_not_allowed",
+            Reject::UriTooLong => "uri_too_long",
+            Reject::HeadTooLarge => "head_too_large",
             Reject::Busy => "busy",
             Reject::Internal => "internal",
         }
@@ -62,6 +70,10 @@ impl Reject {
             "cors_origin" => "cors_origin\n",
             "not_found" => "not_found\n",
             "method_not_allowed" => "method_not_allowed\n",
+            "uri_too_long" => "uri_too_long\n",
+            "head_too_large" => "head_too_large\n",
+            "bad_target" => "bad_target\n",
+            "malformed_request" => "malformed_request\n",
             "busy" => "busy\n",
             "forbidden" => "forbidden\n",
             _ => "internal\n",

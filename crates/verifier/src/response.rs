@@ -43,8 +43,12 @@ pub(crate) fn renders_active_content(content_type: &HeaderValue) -> bool {
     ends_with(b"html") || ends_with(b"xml")
 }
 
-/// The short, uniform response for a refusal: the reason code as text,
-/// never the path or the token, and never cached.
+/// The header that names a refusal's reason code, as its body does.
+pub(crate) const REASON: http::HeaderName = http::HeaderName::from_static("mediagate-reason");
+
+/// The short, uniform response for a refusal: the reason code as text (and
+/// in a `mediagate-reason` header), never the path or the token, and never
+/// cached.
 pub(crate) fn reject(r: Reject) -> Response<MediaBody> {
     let body = r.body();
     let mut res = Response::new(MediaBody::text(body));
@@ -54,6 +58,8 @@ pub(crate) fn reject(r: Reject) -> Response<MediaBody> {
     h.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     h.insert(CACHE_CONTROL, NO_STORE);
     h.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    // The reason in a header too: the answer to a HEAD has no body.
+    h.insert(REASON, HeaderValue::from_static(r.code()));
     match r {
         Reject::MethodNotAllowed => {
             h.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));

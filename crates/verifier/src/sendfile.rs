@@ -38,12 +38,13 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::access_log::{AccessLog, Cut};
+use crate::head_guard::{self, HeadGuard, Scan};
 use crate::send_timeout::{Progress, SendTimer};
 use crate::slots::Responding;
 
@@ -220,6 +221,29 @@ pub(crate) struct SendfileIo {
     /// telling HTTP/1 from HTTP/2); reads return them first.
     read_ahead: Bytes,
     stall: SendTimer,
+    /// HTTP/1 only: the request heads' guard, and the bytes it has not yet
+    /// let through (see [`crate::head_guard`]).
+    guard: Option<Guarded>,
+}
+
+/// The read side of an HTTP/1 connection under a [`HeadGuard`].
+#[derive(Debug)]
+struct Guarded {
+    guard: HeadGuard,
+    /// Read, not yet let through (the start of a head still arriving).
+    pending: BytesMut,
+    /// Let through, not yet handed to hyper.
+    released: Bytes,
+}
+
+/// The most bytes one read takes from the socket under a guard.
+const GUARDED_READ: usize = 16 * 1024;
+
+thread_local! {
+    /// Where guarded reads land before the guard looks at them: one buffer
+    /// per worker thread, none per connection.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; GUARDED_READ].into_boxed_slice());
 }
 
 impl SendfileIo {
@@ -239,6 +263,105 @@ impl SendfileIo {
             lane,
             read_ahead,
             stall: SendTimer::new(send_timeout, progress),
+            guard: None,
+        }
+    }
+
+    /// Hands hyper only what `guard` lets through (HTTP/1): the bytes read
+    /// ahead are the first it looks at.
+    pub(crate) fn guarded(mut self, guard: HeadGuard) -> Self {
+        let pending = BytesMut::from(&std::mem::take(&mut self.read_ahead)[..]);
+        self.guard = Some(Guarded {
+            guard,
+            pending,
+            released: Bytes::new(),
+        });
+        self
+    }
+
+    /// A read under the guard (see [`crate::head_guard`]): what it has let
+    /// through, a stand-in for a head it refused (then the end of the
+    /// stream), or, when it needs more of a head, a read from the socket.
+    fn poll_read_guarded(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let tcp = self.io.inner();
+        let Some(g) = self.guard.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        loop {
+            if !g.released.is_empty() {
+                let n = g.released.len().min(buf.remaining());
+                buf.put_slice(&g.released[..n]);
+                g.released.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if g.guard.refused() {
+                // Nothing more: the stand-in's answer closes the
+                // connection. (An end of stream here would make hyper
+                // close it before answering.)
+                return Poll::Pending;
+            }
+            match g.guard.scan(&g.pending) {
+                Scan::Pass(n) => {
+                    g.released = g.pending.split_to(n).freeze();
+                    continue;
+                }
+                Scan::Refuse(_) => {
+                    g.pending = BytesMut::new();
+                    g.released = Bytes::from_static(head_guard::STAND_IN);
+                    continue;
+                }
+                Scan::NeedMore => {}
+            }
+            ready!(tcp.poll_read_ready(cx))?;
+            let room = buf.remaining().min(GUARDED_READ);
+            // How many bytes were read, and whether some went to hyper.
+            let read: io::Result<(usize, bool)> = SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let n = tcp.try_read(&mut scratch[..room])?;
+                if n == 0 || !g.pending.is_empty() {
+                    g.pending.extend_from_slice(&scratch[..n]);
+                    return Ok((n, false));
+                }
+                // The usual case: a whole head (or body bytes) in one read,
+                // straight to hyper.
+                match g.guard.scan(&scratch[..n]) {
+                    Scan::Pass(k) => {
+                        buf.put_slice(&scratch[..k]);
+                        g.pending.extend_from_slice(&scratch[k..n]);
+                        Ok((n, true))
+                    }
+                    Scan::Refuse(_) => {
+                        g.released = Bytes::from_static(head_guard::STAND_IN);
+                        Ok((n, false))
+                    }
+                    Scan::NeedMore => {
+                        g.pending.extend_from_slice(&scratch[..n]);
+                        Ok((n, false))
+                    }
+                }
+            });
+            match read {
+                Ok((0, _)) => {
+                    // End of stream: what is left goes to hyper as it is
+                    // (an unfinished head, which hyper drops).
+                    g.released = g.pending.split().freeze();
+                    if g.released.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Ok((_, true)) => return Poll::Ready(Ok(())),
+                Ok((_, false)) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.lane.cut(Cut::of(&e));
+                    return Poll::Ready(Err(e));
+                }
+            }
         }
     }
 
@@ -327,6 +450,9 @@ impl hyper::rt::Read for SendfileIo {
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.guard.is_some() {
+            return self.poll_read_guarded(cx, buf);
+        }
         if self.read_ahead.is_empty() {
             let read = Pin::new(&mut self.io).poll_read(cx, buf);
             // A client that resets the connection while a response is

@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 use crate::access_log::{self, Cut};
 use crate::body::{Delivery, HTTP2_CHUNK};
 use crate::graceful::{Shutdown, Watcher};
+use crate::head_guard::{self, Head, HeadGuard, Verdict, Verdicts};
 use crate::proxy_protocol;
 use crate::send_timeout::{Ended, Progress, Tracked, watch_http2};
 use crate::sendfile::{Lane, SendfileIo};
@@ -33,6 +34,8 @@ use crate::service::MediaGate;
 use crate::slots::{Slot, Slots};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+static CLOSE: http::HeaderValue = http::HeaderValue::from_static("close");
 
 /// Streams a client may have open at once on an HTTP/2 connection (as
 /// nginx). Each holds at most three [`HTTP2_CHUNK`]s of a file, so a
@@ -398,13 +401,26 @@ async fn connection(
         result
     } else {
         let lane = Lane::default();
-        let io = SendfileIo::new(stream, lane.clone(), first, config.send_timeout, None);
+        let verdicts = Verdicts::default();
+        let guard = HeadGuard::new(config.max_header_bytes, verdicts.clone());
+        let io =
+            SendfileIo::new(stream, lane.clone(), first, config.send_timeout, None).guarded(guard);
         let serving = Arc::clone(&slot);
         let sendfile = config.sendfile;
         let service = service_fn(move |req: Request<Incoming>| {
             let responding = serving.responding();
-            let delivery = Delivery::http1(&lane, sendfile);
-            let res = gate.respond_on_wire(&req, Some(peer), delivery);
+            let res = match verdicts.next() {
+                Verdict::Refuse(reject) => gate.refuse_head(reject, peer),
+                verdict => {
+                    let delivery = Delivery::http1(&lane, sendfile);
+                    let mut res = gate.respond_on_wire(&req, Some(peer), delivery);
+                    if verdict == Verdict::ServeThenClose {
+                        res.headers_mut()
+                            .insert(http::header::CONNECTION, CLOSE.clone());
+                    }
+                    res
+                }
+            };
             std::future::ready(Ok::<_, std::convert::Infallible>(
                 res.map(|body| body.holding(responding)),
             ))
@@ -599,9 +615,10 @@ async fn first_request_by<F: Future + Unpin>(
 /// Reads the connection's first bytes, until `deadline` at the latest,
 /// and returns whether they are the HTTP/2 preface with the bytes read,
 /// which the connection's IO hands to hyper first. For HTTP/1 it reads on
-/// until the first request head is complete (or longer than `max_head`,
-/// for hyper to refuse), so that the deadline bounds the whole head and
-/// hyper parses it without waiting; on HTTP/2, until the whole preface.
+/// until the first request head is complete, or is one to refuse (see
+/// [`head_guard::check_head`]: empty lines before it are no head), so that
+/// the deadline bounds the whole head, counted from the accept, and hyper
+/// parses it without waiting; on HTTP/2, until the whole preface.
 /// `None`: the client did not get that far in time, or left.
 ///
 /// A single read usually carries a whole HTTP/1 request head: one
@@ -613,8 +630,6 @@ async fn read_ahead(
     http2: bool,
     max_head: usize,
 ) -> Option<(bool, Bytes)> {
-    // Where the search for the end of the head resumes.
-    let mut scanned = 0;
     loop {
         // `buf` may hold bytes already (those after a PROXY header).
         if !buf.is_empty() {
@@ -623,10 +638,8 @@ async fn read_ahead(
                 if seen == H2_PREFACE.len() {
                     return Some((true, buf.freeze()));
                 }
-            } else if head_ends(&buf, scanned) || buf.len() >= max_head || not_a_request(&buf) {
+            } else if head_guard::check_head(&buf, max_head) != Head::Incomplete {
                 return Some((false, buf.freeze()));
-            } else {
-                scanned = buf.len();
             }
         }
         let n = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))
@@ -637,37 +650,6 @@ async fn read_ahead(
             return None;
         }
     }
-}
-
-/// Whether the first bytes of a connection cannot start an HTTP/1 request:
-/// after any empty lines (which a server ignores), the method so far holds
-/// a byte that is not a token character (RFC 9110 §5.6.2), as the first
-/// bytes of a TLS handshake sent to this plain-text port do. hyper then
-/// answers 400 at once, rather than the client waiting out the header
-/// timeout for a head that will never end.
-fn not_a_request(buf: &[u8]) -> bool {
-    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
-    let line = start.map_or(&[][..], |s| &buf[s..]);
-    line.iter()
-        .take_while(|&&b| b != b' ')
-        .any(|&b| !is_token_byte(b))
-}
-
-/// A token character (`tchar`, RFC 9110 §5.6.2).
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// Whether `buf` holds an empty line (`\n\n` or `\n\r\n`, as hyper accepts)
-/// that ends a request head, looking only at what follows `from` (minus the
-/// two bytes an end could straddle), so that a head trickling in byte by
-/// byte is scanned once in all.
-fn head_ends(buf: &[u8], from: usize) -> bool {
-    let start = from.saturating_sub(2);
-    memchr::memchr_iter(b'\n', &buf[start..]).any(|i| {
-        let rest = &buf[start + i + 1..];
-        rest.first() == Some(&b'\n') || rest.starts_with(b"\r\n")
-    })
 }
 
 /// Errors from `accept`: out of descriptors or memory means back off and
@@ -734,73 +716,5 @@ mod tests {
             })
             .expect("accept");
         assert!(tcp_nodelay(&accepted).expect("getsockopt"));
-    }
-
-    #[test]
-    fn bytes_that_cannot_start_a_request_are_told_at_once() {
-        // A TLS ClientHello, a NUL, a colon or a parenthesis in the method.
-        for bytes in [
-            &b"\x16\x03\x01\x02\x00\x01"[..],
-            b"\0",
-            b"GE\0",
-            b"\r\n\x16",
-            b"GET:",
-            b"G(T / HTTP/1.1\r\n",
-        ] {
-            assert!(not_a_request(bytes), "{bytes:?}");
-        }
-        // Requests, whole or begun, after empty lines or not; and an
-        // extension method.
-        for bytes in [
-            &b""[..],
-            b"\r\n",
-            b"G",
-            b"GET",
-            b"GET /a\x16 HTTP/1.1",
-            b"\r\nGET / HTTP/1.1\r\n\r\n",
-            b"M-SEARCH * HTTP/1.1\r\n",
-            b"PRI * HTTP/2.0\r\n",
-        ] {
-            assert!(!not_a_request(bytes), "{bytes:?}");
-        }
-    }
-
-    #[test]
-    fn a_head_ends_at_its_first_empty_line() {
-        for head in [
-            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
-            b"GET / HTTP/1.1\r\n\r\n",
-            b"GET / HTTP/1.1\nHost: x\n\n",
-            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /next",
-        ] {
-            assert!(head_ends(head, 0), "{head:?}");
-        }
-        for partial in [
-            &b""[..],
-            b"GET / HTTP/1.1\r\n",
-            b"GET / HTTP/1.1\r\nHost: x\r\n",
-            b"GET / HTTP/1.1\r\nHost: x\r\n\r",
-        ] {
-            assert!(!head_ends(partial, 0), "{partial:?}");
-        }
-    }
-
-    #[test]
-    fn a_head_trickling_in_is_found_by_resumed_scans() {
-        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        for step in 1..=4 {
-            // As read_ahead calls it: after each read, resuming where the
-            // previous call stopped.
-            let mut scanned = 0;
-            let mut found_at = None;
-            for end in (step..=head.len()).step_by(step).chain([head.len()]) {
-                if head_ends(&head[..end], scanned) {
-                    found_at = Some(end);
-                    break;
-                }
-                scanned = end;
-            }
-            assert_eq!(found_at, Some(head.len()), "step {step}");
-        }
     }
 }

@@ -149,12 +149,26 @@ impl MediaGate {
         peer: Option<SocketAddr>,
         delivery: Delivery<'_>,
     ) -> Response<MediaBody> {
-        if !headers::host::is_acceptable(req.version(), req.headers()) {
+        if !headers::host::is_acceptable(req.version(), req.uri().authority(), req.headers()) {
             let reject = Reject::BadRequest("bad_host");
             let client = authorize::client_ip(&self.config.client_ip, peer, req.headers());
             return self.refuse(req, None, reject, AccessLog::begin(client));
         }
         self.respond(req, peer, delivery)
+    }
+
+    /// The answer to a request head the bundled server refused before it
+    /// was parsed (see `head_guard`): the refusal, with the connection
+    /// closed after it, logged with no method or path.
+    pub(crate) fn refuse_head(&self, reject: Reject, peer: SocketAddr) -> Response<MediaBody> {
+        let mut res = response::reject(reject);
+        res.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        let client = Some(peer.ip().to_canonical());
+        crate::access_log::refused_head(client, reject.status().as_u16(), reject.code());
+        res
     }
 
     /// [`handle_from`](Self::handle_from) on a connection that takes file

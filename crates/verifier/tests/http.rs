@@ -1710,3 +1710,24 @@ async fn every_worker_checks_links_with_a_replaced_keyring() {
     assert!(served(statuses(&new).await));
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_quoted_cookie_value_is_the_value_inside_its_quotes() {
+    // RFC 6265 §4.1.1: cookie-value = *cookie-octet / DQUOTE *cookie-octet
+    // DQUOTE. One pair of quotes is the quoting, not part of the token.
+    let s = TestServer::start().await;
+    let token = s.token("/pub/a.txt");
+    for (cookie, status, reason) in [
+        (format!("mg_token=\"{token}\""), 200, None),
+        (format!("a=1; mg_token=\"{token}\"; b=2"), 200, None),
+        (format!("mg_token=\"{token}"), 403, Some("malformed_token")),
+        (format!("mg_token={token}\""), 403, Some("malformed_token")),
+        (format!("mg_token=\"\"{token}\"\""), 403, Some("malformed_token")),
+        ("mg_token=\"\"".to_owned(), 403, Some("missing_token")),
+    ] {
+        let res = s.get("/media/pub/a.txt", &[("cookie", &cookie)]).await;
+        assert_eq!(res.status, status, "{cookie}");
+        assert_eq!(res.header("mediagate-reason"), reason, "{cookie}");
+    }
+    s.shutdown().await.unwrap();
+}

@@ -12,13 +12,25 @@ use super::Single;
 
 /// Whether the request's `Host` header field lines are acceptable for a
 /// request of `version`. HTTP/1.0 may omit the header; HTTP/2 carries the
-/// authority in `:authority` and may omit it too.
-pub(crate) fn is_acceptable(version: Version, headers: &HeaderMap) -> bool {
+/// authority in `:authority` (`authority` here) and may omit the header
+/// too, but an HTTP/2 request with both must name one host in both (RFC
+/// 9113 §8.3.1), or a proxy in front and mediagate could read two.
+pub(crate) fn is_acceptable(
+    version: Version,
+    authority: Option<&http::uri::Authority>,
+    headers: &HeaderMap,
+) -> bool {
     // A singleton: two lines, or bytes outside visible ASCII (which the
     // grammar has no room for either), are refused.
     match super::single(headers, HOST) {
         Single::Absent => version != Version::HTTP_11,
-        Single::One(value) => is_valid_host(value.as_bytes()),
+        Single::One(value) => {
+            is_valid_host(value.as_bytes())
+                && (version != Version::HTTP_2
+                    || authority.is_none_or(|a| {
+                        a.as_str().as_bytes().eq_ignore_ascii_case(value.as_bytes())
+                    }))
+        }
         Single::Invalid => false,
     }
 }
@@ -95,17 +107,40 @@ mod tests {
         let none = headers(&[]);
         let two = headers(&[b"example.com", b"example.com"]);
         for v in [Version::HTTP_10, Version::HTTP_11, Version::HTTP_2] {
-            assert!(is_acceptable(v, &one), "{v:?}");
-            assert!(!is_acceptable(v, &two), "{v:?}: two hosts");
+            assert!(is_acceptable(v, None, &one), "{v:?}");
+            assert!(!is_acceptable(v, None, &two), "{v:?}: two hosts");
         }
-        assert!(!is_acceptable(Version::HTTP_11, &none));
+        assert!(!is_acceptable(Version::HTTP_11, None, &none));
         let opaque = headers(&[b"caf\xc3\xa9.example"]);
         assert!(
-            !is_acceptable(Version::HTTP_11, &opaque),
+            !is_acceptable(Version::HTTP_11, None, &opaque),
             "not visible ASCII"
         );
-        assert!(is_acceptable(Version::HTTP_10, &none));
-        assert!(is_acceptable(Version::HTTP_2, &none));
+        assert!(is_acceptable(Version::HTTP_10, None, &none));
+        assert!(is_acceptable(Version::HTTP_2, None, &none));
+    }
+
+    #[test]
+    fn an_http2_authority_and_host_must_agree() {
+        let authority = |a: &str| a.parse::<http::uri::Authority>().unwrap();
+        let host = headers(&[b"Media.Example:8443"]);
+        let h2 = Version::HTTP_2;
+        assert!(is_acceptable(
+            h2,
+            Some(&authority("media.example:8443")),
+            &host
+        ));
+        assert!(is_acceptable(h2, Some(&authority("x")), &headers(&[])));
+        for other in ["evil.example:8443", "media.example", "media.example:443"] {
+            assert!(
+                !is_acceptable(h2, Some(&authority(other)), &host),
+                "{other}"
+            );
+        }
+        // HTTP/1.1 in absolute form: the target's authority wins (RFC 9112
+        // §3.2.2) and the Host line is only checked for its form.
+        let a = authority("evil.example");
+        assert!(is_acceptable(Version::HTTP_11, Some(&a), &host));
     }
 
     #[test]
