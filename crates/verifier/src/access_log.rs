@@ -135,6 +135,9 @@ pub(crate) enum Cut {
     ClientGone,
     /// The file got shorter than the response promised.
     FileShrank,
+    /// The file was written to while being sent: what went out would mix
+    /// two versions.
+    FileChanged,
     /// Another error writing to the socket.
     WriteFailed,
     /// Ended without a cause the connection could see: a client that
@@ -144,9 +147,24 @@ pub(crate) enum Cut {
     Unfinished,
 }
 
+/// The error that aborts a response whose file was written to while being
+/// sent (inside an `io::Error`, which [`Cut::of`] tells by its type).
+#[derive(Debug, thiserror::Error)]
+#[error("file changed while being sent")]
+pub(crate) struct FileChanged;
+
+impl FileChanged {
+    pub(crate) fn error() -> std::io::Error {
+        std::io::Error::other(FileChanged)
+    }
+}
+
 impl Cut {
     /// How a write error cuts a response short.
     pub(crate) fn of(e: &std::io::Error) -> Cut {
+        if e.get_ref().is_some_and(|inner| inner.is::<FileChanged>()) {
+            return Cut::FileChanged;
+        }
         use std::io::ErrorKind;
         match e.kind() {
             ErrorKind::TimedOut => Cut::SendTimeout,
@@ -165,6 +183,7 @@ impl std::fmt::Display for Cut {
             Cut::SendTimeout => "send timeout",
             Cut::ClientGone => "client went away",
             Cut::FileShrank => "file shrank while being sent",
+            Cut::FileChanged => "file changed while being sent",
             Cut::WriteFailed => "write failed",
             Cut::Unfinished => "stopped before the end",
         })

@@ -11,12 +11,18 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
-use crate::access_log::{AccessLog, Cut};
+use crate::access_log::{AccessLog, Cut, FileChanged};
+use crate::fs::{Identity, changed_since};
 use crate::sendfile::{self, Ending, Lane};
 use crate::slots::Responding;
 
 /// Chunk buffers kept per response for reuse.
 const POOL: usize = 2;
+
+/// How many bytes are sent between two checks that the file is still the
+/// version being sent (one `statx` each); the last chunk is always checked
+/// after it is read, so a body never mixes two versions unnoticed.
+pub(crate) const CHECK_EVERY: u64 = 1 << 20;
 
 /// The largest chunk an HTTP/2 response reads at a time: one DATA frame
 /// at the protocol's default frame size. A connection holds a few chunks
@@ -98,6 +104,12 @@ enum Kind {
 #[derive(Debug)]
 struct FileStream {
     file: Arc<File>,
+    /// The version the response's headers describe: checked now and then
+    /// while sending, and once after the last byte is read (see
+    /// [`CHECK_EVERY`]).
+    identity: Identity,
+    /// Bytes read since the version was last checked.
+    unchecked: u64,
     offset: u64,
     remaining: u64,
     chunk: usize,
@@ -143,6 +155,7 @@ impl MediaBody {
     /// [`crate::sendfile`]), or read in pieces of up to `chunk` bytes.
     pub(crate) fn file(
         file: Arc<File>,
+        identity: Identity,
         offset: u64,
         len: u64,
         chunk: usize,
@@ -161,6 +174,8 @@ impl MediaBody {
         MediaBody {
             kind: Kind::File(FileStream {
                 file,
+                identity,
+                unchecked: 0,
                 offset,
                 remaining: len,
                 chunk,
@@ -214,7 +229,7 @@ impl FileStream {
             return self.read_chunk();
         };
         let span = self.remaining.min(sendfile::MAX_SPAN as u64) as usize;
-        let placeholder = lane.push(owner, &self.file, self.offset, span);
+        let placeholder = lane.push(owner, &self.file, self.identity, self.offset, span);
         self.offset += span as u64;
         self.remaining -= span as u64;
         self.sent += span as u64;
@@ -222,6 +237,9 @@ impl FileStream {
     }
 
     fn read_chunk(&mut self) -> io::Result<Bytes> {
+        if self.unchecked >= CHECK_EVERY {
+            self.check_version()?;
+        }
         let want = self.remaining.min(self.chunk as u64) as usize;
         let mut buf = self.buffer(want);
         let mut filled = 0;
@@ -245,6 +263,11 @@ impl FileStream {
         }
         self.offset += want as u64;
         self.remaining -= want as u64;
+        self.unchecked += want as u64;
+        if self.remaining == 0 {
+            // Every byte is read: were they all of one version?
+            self.check_version()?;
+        }
         self.sent += want as u64;
         let data = buf.freeze();
         // Keep a handle to get the buffer back once the connection has
@@ -254,6 +277,17 @@ impl FileStream {
         }
         self.pool.push(data.clone());
         Ok(data)
+    }
+
+    /// Fails when the file is no longer the version being sent: a body
+    /// that went on would mix two versions under one strong `ETag` and
+    /// `Content-Length`, which a cache would keep as complete.
+    fn check_version(&mut self) -> io::Result<()> {
+        self.unchecked = 0;
+        if changed_since(&self.file, &self.identity) {
+            return Err(FileChanged::error());
+        }
+        Ok(())
     }
 
     fn finish(&mut self, error: Option<&dyn std::fmt::Display>) {
@@ -350,10 +384,55 @@ mod tests {
     use http_body_util::BodyExt as _;
     use std::io::Write as _;
 
-    fn file(len: usize) -> Arc<File> {
+    /// A file of `len` bytes, and its version.
+    fn file(len: usize) -> (Arc<File>, Identity) {
         let mut f = tempfile::tempfile().expect("temp file");
         f.write_all(&vec![3u8; len]).expect("write");
-        Arc::new(f)
+        let version = crate::fs::identity_of(&f).expect("statx").expect("a file");
+        (Arc::new(f), version)
+    }
+
+    #[tokio::test]
+    async fn a_file_written_to_while_read_is_never_sent_whole() {
+        let (lines, _guard) = capture::lines();
+        // Rewritten in place (same length) before the last chunk, and
+        // before a later chunk past CHECK_EVERY.
+        for (len, chunk) in [(10_000usize, 4096usize), (3 << 20, 256 << 10)] {
+            let (f, v) = file(len);
+            let mut body = MediaBody::file(
+                f.clone(),
+                v,
+                0,
+                len as u64,
+                chunk,
+                line(),
+                Delivery::EMBEDDED,
+            );
+            let first = body.frame().await.expect("a frame").expect("ok");
+            assert_eq!(first.data_ref().map(Bytes::len), Some(chunk));
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            f.write_all_at(&vec![9u8; len], 0).expect("rewrite");
+            let mut sent = chunk;
+            let err = loop {
+                match body.frame().await.expect("a frame") {
+                    Ok(frame) => sent += frame.data_ref().map_or(0, Bytes::len),
+                    Err(e) => break e,
+                }
+            };
+            assert!(sent < len, "{sent} of {len}");
+            assert_eq!(err.to_string(), "file changed while being sent");
+            drop(body);
+            let logged = capture::taken(&lines);
+            assert_eq!(logged[0]["error"], "file changed while being sent");
+        }
+        // Unchanged: every byte, no error.
+        let (f, v) = file(10_000);
+        let mut body = MediaBody::file(f, v, 0, 10_000, 4096, line(), Delivery::EMBEDDED);
+        let mut sent = 0;
+        while let Some(frame) = body.frame().await {
+            sent += frame.expect("ok").data_ref().map_or(0, Bytes::len);
+        }
+        assert_eq!(sent, 10_000);
     }
 
     fn line() -> AccessLog {
@@ -370,7 +449,8 @@ mod tests {
         // connection that recorded why.
         let lane = Lane::default();
         let delivery = Delivery::http1(&lane, true);
-        let mut body = MediaBody::file(file(len as usize), 0, len, 4096, line(), delivery);
+        let (f, v) = file(len as usize);
+        let mut body = MediaBody::file(f, v, 0, len, 4096, line(), delivery);
         let first = body.frame().await.expect("a frame").expect("ok");
         assert_eq!(first.data_ref().map(Bytes::len), Some(sendfile::MAX_SPAN));
         lane.cut(Cut::ClientGone);
@@ -381,7 +461,8 @@ mod tests {
         assert_eq!(logged[0]["error"], "client went away");
         // Read in chunks, on a connection that says nothing (an embedding
         // server's): what was handed over, and no cause made up.
-        let mut body = MediaBody::file(file(10_000), 0, 10_000, 4096, line(), Delivery::EMBEDDED);
+        let (f, v) = file(10_000);
+        let mut body = MediaBody::file(f, v, 0, 10_000, 4096, line(), Delivery::EMBEDDED);
         body.frame().await.expect("a frame").expect("ok");
         drop(body);
         let logged = capture::taken(&lines);
@@ -393,14 +474,8 @@ mod tests {
     async fn a_sendfile_body_leaves_its_line_to_its_last_span() {
         let (lines, _guard) = capture::lines();
         let lane = Lane::default();
-        let mut body = MediaBody::file(
-            file(5000),
-            0,
-            5000,
-            4096,
-            line(),
-            Delivery::http1(&lane, true),
-        );
+        let (f, v) = file(5000);
+        let mut body = MediaBody::file(f, v, 0, 5000, 4096, line(), Delivery::http1(&lane, true));
         let only = body.frame().await.expect("a frame").expect("ok");
         assert_eq!(only.data_ref().map(Bytes::len), Some(5000));
         assert!(body.is_end_stream());

@@ -101,6 +101,14 @@ fn regular(st: &rustix::fs::Statx) -> bool {
     u32::from(st.stx_mode) & 0o170000 == 0o100000
 }
 
+/// Whether the open file `fd` is no longer the version `was`: its size,
+/// modification or change time differ (a write, a truncation, `cp` over
+/// it), or it cannot be looked at. One `statx`; a file replaced by rename
+/// keeps its old descriptor unchanged.
+pub(crate) fn changed_since(fd: &File, was: &Identity) -> bool {
+    !matches!(identity_of(fd), Ok(Some(now)) if now == *was)
+}
+
 /// The identity of the open file `fd`, if it is a regular file.
 pub(crate) fn identity_of(fd: &File) -> Result<Option<Identity>, OpenError> {
     let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, STATX_MASK).map_err(map_errno)?;

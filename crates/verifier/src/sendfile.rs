@@ -43,7 +43,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use crate::access_log::{AccessLog, Cut};
+use crate::access_log::{AccessLog, Cut, FileChanged};
+use crate::fs::{Identity, changed_since};
 use crate::head_guard::{self, HeadGuard, Scan};
 use crate::send_timeout::{Progress, SendTimer};
 use crate::slots::Responding;
@@ -80,6 +81,8 @@ struct Span {
     /// The response the span belongs to (see [`Lane::response`]).
     owner: u64,
     file: Arc<File>,
+    /// The version of the file the response describes.
+    identity: Identity,
     offset: u64,
     len: usize,
     sent: usize,
@@ -127,11 +130,19 @@ impl Lane {
     /// Registers `len` bytes (at most [`MAX_SPAN`]) of `file` from `offset`
     /// for response `owner` and returns the placeholder to give hyper in
     /// their place.
-    pub(crate) fn push(&self, owner: u64, file: &Arc<File>, offset: u64, len: usize) -> Bytes {
+    pub(crate) fn push(
+        &self,
+        owner: u64,
+        file: &Arc<File>,
+        identity: Identity,
+        offset: u64,
+        len: usize,
+    ) -> Bytes {
         let len = len.min(MAX_SPAN);
         self.spans().push_back(Span {
             owner,
             file: Arc::clone(file),
+            identity,
             offset,
             len,
             sent: 0,
@@ -385,9 +396,26 @@ impl SendfileIo {
                     "placeholder out of step with its file span",
                 )));
             }
+            // The version is checked as each span begins, and a response's
+            // last byte waits for one more check: a file written to while
+            // it was sent never goes out whole (see `body::CHECK_EVERY`).
+            let last = span.ending.is_some();
+            let count = match slice_len {
+                1 if last => {
+                    if changed_since(&span.file, &span.identity) {
+                        return Poll::Ready(Err(FileChanged::error()));
+                    }
+                    1
+                }
+                n if last => n - 1,
+                n => n,
+            };
+            if span.sent == 0 && changed_since(&span.file, &span.identity) {
+                return Poll::Ready(Err(FileChanged::error()));
+            }
             let mut offset = span.offset + span.sent as u64;
             let sent = tcp.try_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(tcp, &*span.file, Some(&mut offset), slice_len)
+                rustix::fs::sendfile(tcp, &*span.file, Some(&mut offset), count)
                     .map_err(io::Error::from)
             });
             match sent {
@@ -557,13 +585,19 @@ impl SendfileIo {
 mod tests {
     use super::*;
     use crate::access_log::capture;
+
+    fn version(file: &File) -> Identity {
+        crate::fs::identity_of(file)
+            .expect("statx")
+            .expect("a regular file")
+    }
     use std::io::Write as _;
 
     #[test]
     fn placeholders_are_recognized_by_address_only() {
         let lane = Lane::default();
         let file = Arc::new(tempfile::tempfile().expect("temp file"));
-        let p = lane.push(0, &file, 0, 10);
+        let p = lane.push(0, &file, version(&file), 0, 10);
         assert_eq!(placeholder_offset(&p), Some(0));
         assert_eq!(placeholder_offset(&p[3..]), Some(3));
         // The same bytes elsewhere are ordinary bytes.
@@ -576,7 +610,7 @@ mod tests {
     fn spans_are_capped_at_the_placeholder_size() {
         let lane = Lane::default();
         let file = Arc::new(tempfile::tempfile().expect("temp file"));
-        let p = lane.push(0, &file, 0, MAX_SPAN * 3);
+        let p = lane.push(0, &file, version(&file), 0, MAX_SPAN * 3);
         assert_eq!(p.len(), MAX_SPAN);
         assert_eq!(lane.spans().front().map(|s| s.len), Some(MAX_SPAN));
     }
@@ -609,7 +643,7 @@ mod tests {
         file.set_len(64 << 20).expect("set_len");
         let file = Arc::new(file);
         let spans: Vec<Bytes> = (0..64u64)
-            .map(|i| lane.push(0, &file, i << 20, 1 << 20))
+            .map(|i| lane.push(0, &file, version(&file), i << 20, 1 << 20))
             .collect();
         let started = std::time::Instant::now();
         let err = refused(&mut io, &spans).await;
@@ -688,9 +722,9 @@ mod tests {
         let file = file_with(&data);
         let parts = [
             Bytes::from_static(b"head\r\n"),
-            lane.push(0, &file, 1000, 200_000),
+            lane.push(0, &file, version(&file), 1000, 200_000),
             Bytes::from_static(b"-middle-"),
-            lane.push(0, &file, 5, 7),
+            lane.push(0, &file, version(&file), 5, 7),
         ];
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
@@ -714,7 +748,7 @@ mod tests {
         let (mut io, _peer) = pair(Lane::default()).await;
         let file = file_with(b"abcdef");
         // Registered with another lane: ours has no span for it.
-        let p = lane.push(0, &file, 0, 6);
+        let p = lane.push(0, &file, version(&file), 0, 6);
         let err = refused(&mut io, &[p]).await;
         assert!(err.to_string().contains("without a file span"), "{err}");
     }
@@ -724,7 +758,7 @@ mod tests {
         let lane = Lane::default();
         let (mut io, _peer) = pair(lane.clone()).await;
         let file = file_with(b"abcdefgh");
-        let p = lane.push(0, &file, 0, 8);
+        let p = lane.push(0, &file, version(&file), 0, 8);
         // Skipping the first bytes of the span does not match it.
         let err = refused(&mut io, &[p.slice(2..)]).await;
         assert!(err.to_string().contains("out of step"), "{err}");
@@ -735,7 +769,7 @@ mod tests {
         let lane = Lane::default();
         let (mut io, _peer) = pair(lane.clone()).await;
         let file = file_with(b"abc");
-        let p = lane.push(0, &file, 0, 10);
+        let p = lane.push(0, &file, version(&file), 0, 10);
         let err = refused(&mut io, &[p]).await;
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert_eq!(lane.why_cut(), Some(Cut::FileShrank));
@@ -764,8 +798,8 @@ mod tests {
         let data = vec![7u8; 300_000];
         let file = file_with(&data);
         let owner = lane.response();
-        let first = lane.push(owner, &file, 0, 200_000);
-        let last = lane.push(owner, &file, 200_000, 100_000);
+        let first = lane.push(owner, &file, version(&file), 0, 200_000);
+        let last = lane.push(owner, &file, version(&file), 200_000, 100_000);
         lane.ends_with(pending_line(300_000));
         // Handed over, not yet sent: no line.
         assert!(capture::taken(&lines).is_empty());
@@ -804,10 +838,10 @@ mod tests {
             // An earlier response, sent whole, and this one: 3000 bytes in
             // two spans, of which only the first goes out.
             let earlier = lane.response();
-            let done = lane.push(earlier, &file, 0, 10);
+            let done = lane.push(earlier, &file, version(&file), 0, 10);
             let owner = lane.response();
-            let first = lane.push(owner, &file, 0, 1000);
-            let _last = lane.push(owner, &file, 1000, 2000);
+            let first = lane.push(owner, &file, version(&file), 0, 1000);
+            let _last = lane.push(owner, &file, version(&file), 1000, 2000);
             lane.ends_with(pending_line(3000));
             write_all_vectored(&mut io, &[done, first])
                 .await

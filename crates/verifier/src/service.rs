@@ -282,7 +282,16 @@ impl MediaGate {
                 MediaBody::bytes(bytes.slice(start as usize..end as usize), log)
             }
             (Some((start, end)), Content::File(file)) => {
-                MediaBody::file(file, start, end - start, cfg.chunk_size, log, delivery)
+                let version = entry.identity;
+                MediaBody::file(
+                    file,
+                    version,
+                    start,
+                    end - start,
+                    cfg.chunk_size,
+                    log,
+                    delivery,
+                )
             }
         };
         res

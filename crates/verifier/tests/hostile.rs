@@ -402,6 +402,70 @@ async fn replaced_or_grown_while_streaming(config: ServerConfig) {
     s.shutdown().await.unwrap();
 }
 
+/// A file rewritten in place while it is sent (`cp new.bin served.bin`:
+/// truncated, then written; or overwritten without truncation) must never
+/// arrive as a whole response: the connection (HTTP/1) or the stream
+/// (HTTP/2) ends before the promised length, so no cache keeps a body
+/// that mixes two versions under one strong ETag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_rewritten_in_place_while_streaming_are_never_sent_whole() {
+    const LEN: usize = 16 << 20;
+    let pattern: Vec<u8> = (0..LEN).map(|i| (i % 253) as u8).collect();
+    for sendfile in [true, false] {
+        let config = ServerConfig::default().with_sendfile(sendfile);
+        let s = TestServer::start_with(|b| b.chunk_size(64 * 1024), config).await;
+        for truncate in [true, false] {
+            let path = s.root.join("torn.bin");
+            std::fs::write(&path, &pattern).unwrap();
+            let target = s.target("/torn.bin");
+            let (mut c, mut got) = start_download(s.addr, &target, 1024).await;
+            // File times tick in jiffies: let the rewrite land in another.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            rewrite(&path, truncate);
+            let _ = c.read_to_end(&mut got).await;
+            let r = common::parse(&got);
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("content-length"), Some(LEN.to_string().as_str()));
+            assert!(
+                r.body.len() < LEN,
+                "sendfile {sendfile}, truncate {truncate}: sent whole"
+            );
+        }
+        s.shutdown().await.unwrap();
+    }
+    // HTTP/2: the stream is reset.
+    let s = TestServer::start().await;
+    let path = s.root.join("torn.bin");
+    std::fs::write(&path, &pattern).unwrap();
+    let stream = TcpStream::connect(s.addr).await.unwrap();
+    let mut sender = common::http2_sender(stream).await;
+    let uri = format!("http://x{}", s.target("/torn.bin"));
+    let req = http::Request::get(uri).body(http_body_util::Empty::<bytes::Bytes>::new());
+    let res = sender.send_request(req.unwrap()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    rewrite(&path, false);
+    let body = http_body_util::BodyExt::collect(res.into_body()).await;
+    assert!(
+        body.is_err(),
+        "an HTTP/2 stream of a rewritten file ends in a reset"
+    );
+    s.shutdown().await.unwrap();
+}
+
+/// Rewrites `path` with other bytes of the same length: as `cp` does
+/// (truncate, then write), or in place.
+fn rewrite(path: &std::path::Path, truncate: bool) {
+    use std::os::unix::fs::FileExt as _;
+    let len = std::fs::metadata(path).unwrap().len() as usize;
+    if truncate {
+        std::fs::write(path, vec![0xEEu8; len]).unwrap();
+    } else {
+        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.write_all_at(&vec![0xEEu8; len], 0).unwrap();
+    }
+}
+
 /// Many responses at once from one kept descriptor (the file cache's) must
 /// not disturb each other: every read names its offset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

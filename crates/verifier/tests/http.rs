@@ -1722,7 +1722,11 @@ async fn a_quoted_cookie_value_is_the_value_inside_its_quotes() {
         (format!("a=1; mg_token=\"{token}\"; b=2"), 200, None),
         (format!("mg_token=\"{token}"), 403, Some("malformed_token")),
         (format!("mg_token={token}\""), 403, Some("malformed_token")),
-        (format!("mg_token=\"\"{token}\"\""), 403, Some("malformed_token")),
+        (
+            format!("mg_token=\"\"{token}\"\""),
+            403,
+            Some("malformed_token"),
+        ),
         ("mg_token=\"\"".to_owned(), 403, Some("missing_token")),
     ] {
         let res = s.get("/media/pub/a.txt", &[("cookie", &cookie)]).await;

@@ -222,7 +222,11 @@ async fn connections_sending_only_empty_lines_give_way_at_the_cap() {
         let started = Instant::now();
         let res = s.get(&target, &[]).await;
         assert_eq!(res.status, 200);
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
     drop(holders);
     s.shutdown().await.unwrap();
