@@ -101,12 +101,21 @@ fn regular(st: &rustix::fs::Statx) -> bool {
     u32::from(st.stx_mode) & 0o170000 == 0o100000
 }
 
-/// Whether the open file `fd` is no longer the version `was`: its size,
-/// modification or change time differ (a write, a truncation, `cp` over
-/// it), or it cannot be looked at. One `statx`; a file replaced by rename
-/// keeps its old descriptor unchanged.
+/// Whether the open file `fd` is no longer the version `was`: its size or
+/// modification time differ (a write, a truncation, `cp` over it), or its
+/// change time does while it is still linked (a write whose modification
+/// time was set back, as `rsync --inplace -t` does), or it cannot be looked
+/// at. A file replaced by rename or deleted is unlinked, which changes its
+/// change time only: its descriptor still reads the old version whole. One
+/// `statx`.
 pub(crate) fn changed_since(fd: &File, was: &Identity) -> bool {
-    !matches!(identity_of(fd), Ok(Some(now)) if now == *was)
+    let Ok(st) = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, STATX_MASK | StatxFlags::NLINK)
+    else {
+        return true;
+    };
+    let now = Identity::from_statx(&st);
+    let unlinked = st.stx_nlink == 0;
+    now.len != was.len || now.mtime != was.mtime || (now.ctime != was.ctime && !unlinked)
 }
 
 /// The identity of the open file `fd`, if it is a regular file.

@@ -385,20 +385,24 @@ async fn replaced_or_grown_while_streaming(config: ServerConfig) {
         "a renamed-over file must not mix versions"
     );
 
-    // Grown while streaming: exactly the promised length is sent.
+    // Grown while streaming: never more than the promised length, and,
+    // since an append cannot be told from a rewrite by the file's times,
+    // cut short rather than claimed complete (the client fetches the new
+    // version); what was sent is the old version's prefix.
     std::fs::write(s.root.join("grow.bin"), &pattern).unwrap();
     let target = s.target("/grow.bin");
     let (mut c, mut got) = start_download(s.addr, &target, 1024).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(s.root.join("grow.bin"))
         .unwrap();
     std::io::Write::write_all(&mut f, &[1u8; 1 << 20]).unwrap();
-    c.read_to_end(&mut got).await.unwrap();
+    let _ = c.read_to_end(&mut got).await;
     let r = common::parse(&got);
     assert_eq!(r.header("content-length"), Some(LEN.to_string().as_str()));
-    assert_eq!(r.body.len(), LEN);
-    assert!(r.body == pattern);
+    assert!(r.body.len() < LEN);
+    assert!(r.body[..] == pattern[..r.body.len()]);
     s.shutdown().await.unwrap();
 }
 
