@@ -166,6 +166,12 @@ fn from_balancer(addr: &str, request: &str) -> String {
 /// streams start with a flow-control window of zero: the server may send
 /// the response head, never its body. The connection, not read from.
 fn http2_get_with_closed_window(addr: &str, target: &str) -> std::net::TcpStream {
+    http2_gets_with_closed_window(addr, &[target])
+}
+
+/// [`http2_get_with_closed_window`] for several targets at once, one
+/// stream each.
+fn http2_gets_with_closed_window(addr: &str, targets: &[&str]) -> std::net::TcpStream {
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
         f.extend([kind, flags]);
@@ -203,16 +209,19 @@ fn http2_get_with_closed_window(addr: &str, target: &str) -> std::net::TcpStream
     let mut zero_window = INITIAL_WINDOW_SIZE.to_be_bytes().to_vec();
     zero_window.extend(0u32.to_be_bytes());
     hello.extend(frame(SETTINGS, 0, 0, &zero_window));
-    let mut head = Vec::new();
-    for (name, value) in [
-        (":method", "GET"),
-        (":scheme", "http"),
-        (":authority", "x"),
-        (":path", target),
-    ] {
-        head.extend(literal(name, value));
+    for (i, target) in targets.iter().enumerate() {
+        let mut head = Vec::new();
+        for (name, value) in [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":authority", "x"),
+            (":path", target),
+        ] {
+            head.extend(literal(name, value));
+        }
+        let stream = 2 * i as u32 + 1;
+        hello.extend(frame(HEADERS, END_STREAM_AND_HEADERS, stream, &head));
     }
-    hello.extend(frame(HEADERS, END_STREAM_AND_HEADERS, 1, &head));
     s.write_all(&hello).unwrap();
     s
 }
@@ -810,7 +819,10 @@ fn serve_logs_why_a_download_was_cut_short() {
             line["error"], "file shrank while being sent",
             "{case}: {line}"
         );
-        assert_eq!(bytes(&line), SIZE / 2, "{case}: {line}");
+        // Seen by the read that comes up short, or before, by the version
+        // check as a span or a MiB begins.
+        assert!(bytes(&line) <= SIZE / 2, "{case}: {line}");
+        assert!(bytes(&line) >= MIB, "{case}: {line}");
         stop(child);
     }
 }
@@ -1449,4 +1461,100 @@ fn keys_files_others_may_read_are_refused_by_every_command() {
         assert_eq!(code, 2);
         assert!(err.contains("owned by another user"), "{err}");
     }
+}
+
+#[test]
+fn http2_streams_cannot_take_every_descriptor() {
+    let (_dir, keys, root) = keys_and_media("small\n");
+    // 128 distinct files, each above the size held in memory.
+    std::fs::create_dir_all(root.join("big")).unwrap();
+    for i in 0..128 {
+        std::fs::write(root.join(format!("big/{i}.bin")), vec![b'x'; 64 << 10]).unwrap();
+    }
+    let base = "http://127.0.0.1:1";
+    let prefix = sign_for_7(
+        &keys,
+        &[
+            "--path",
+            "/big/",
+            "--prefix",
+            "--form",
+            "path",
+            "--base-url",
+            base,
+        ],
+    );
+    let prefix = prefix.strip_prefix(base).unwrap().to_owned();
+    // A low open-files limit, as a small container has.
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_mediagate"))
+        .args(["serve", "--keys", &keys, "--root", root.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--workers", "1"])
+        .env_remove("MEDIAGATE_KEYS")
+        .env("MEDIAGATE_LOG", "info");
+    let (child, lines, addr) = start_server(cmd);
+    // Read on a thread of its own, so that a server that stops logging
+    // fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // Forty HTTP/1 downloads of large files that stop reading.
+    let stalled: Vec<_> = (0..40)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(s, "GET {prefix}{i}.bin HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    // Eight connections, 128 streams each, of distinct large files, whose
+    // windows never open: each would hold its file for the send timeout.
+    let targets: Vec<String> = (0..128).map(|i| format!("{prefix}{i}.bin")).collect();
+    let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+    let attackers: Vec<_> = (0..8)
+        .map(|_| http2_gets_with_closed_window(&addr, &targets))
+        .collect();
+    // Every stream is answered: the first ones take files, the rest get a
+    // 503 at once, once a connection or the process has no place left.
+    let mut busy = 0;
+    while busy < 8 * (128 - 16) {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the server answers every stream");
+        if line.contains("mediagate::access") && line.contains("status=503") {
+            assert!(line.contains("reason=\"busy\""), "{line}");
+            busy += 1;
+        }
+    }
+    // A newcomer is accepted and answered at once, over HTTP/1 and HTTP/2:
+    // a small file served, a large one a quick 503 (or served, if a place
+    // has come free).
+    let small = sign_a_txt(&keys, base);
+    let small = small.strip_prefix(base).unwrap();
+    let started = std::time::Instant::now();
+    let res = http_get(&addr, small);
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    let res = http_get(&addr, &format!("{prefix}0.bin"));
+    assert!(
+        res.starts_with("HTTP/1.1 503") || res.starts_with("HTTP/1.1 200"),
+        "{res}"
+    );
+    if res.starts_with("HTTP/1.1 503") {
+        assert!(
+            res.contains("retry-after: 1") && res.ends_with("busy\n"),
+            "{res}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    drop((attackers, stalled));
+    stop(child);
 }

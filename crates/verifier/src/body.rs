@@ -11,8 +11,9 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
-use crate::access_log::{AccessLog, Cut, FileChanged};
-use crate::fs::{Identity, changed_since};
+use crate::access_log::{AccessLog, Cut};
+use crate::budget::{Budget, Held};
+use crate::fs::{Identity, check_version};
 use crate::sendfile::{self, Ending, Lane};
 use crate::slots::Responding;
 
@@ -50,7 +51,29 @@ enum Mode {
     Sendfile,
 }
 
+/// The places a response's open file holds until its last byte is sent:
+/// one of its worker's (see [`CacheLimits::max_streaming_files`](crate::CacheLimits))
+/// and one of its connection's (see [`sendfile::FILES_PER_CONNECTION`]).
+#[derive(Debug)]
+pub(crate) struct FilePlaces {
+    _worker: Held,
+    _connection: Option<Held>,
+}
+
 impl<'a> Delivery<'a> {
+    /// Places for one more file open for a response on this connection,
+    /// out of `worker`'s; `None` when either has none left.
+    pub(crate) fn file_places(&self, worker: &Budget) -> Option<FilePlaces> {
+        let connection = match self.lane {
+            Some(lane) => Some(lane.file_place()?),
+            None => None,
+        };
+        Some(FilePlaces {
+            _worker: worker.try_take()?,
+            _connection: connection,
+        })
+    }
+
     /// An embedding server's connection: chunks of the configured size.
     pub(crate) const EMBEDDED: Delivery<'static> = Delivery {
         mode: Mode::Chunks,
@@ -104,6 +127,9 @@ enum Kind {
 #[derive(Debug)]
 struct FileStream {
     file: Arc<File>,
+    /// Held until the last byte is sent (moved to the lane's last span
+    /// with `sendfile`).
+    places: Option<FilePlaces>,
     /// The version the response's headers describe: checked now and then
     /// while sending, and once after the last byte is read (see
     /// [`CHECK_EVERY`]).
@@ -153,8 +179,10 @@ impl MediaBody {
     /// body is finished or dropped, with the bytes handed to the connection.
     /// Sent as `delivery` says: by the connection itself (see
     /// [`crate::sendfile`]), or read in pieces of up to `chunk` bytes.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn file(
         file: Arc<File>,
+        places: Option<FilePlaces>,
         identity: Identity,
         offset: u64,
         len: u64,
@@ -174,6 +202,7 @@ impl MediaBody {
         MediaBody {
             kind: Kind::File(FileStream {
                 file,
+                places,
                 identity,
                 unchecked: 0,
                 offset,
@@ -284,10 +313,7 @@ impl FileStream {
     /// `Content-Length`, which a cache would keep as complete.
     fn check_version(&mut self) -> io::Result<()> {
         self.unchecked = 0;
-        if changed_since(&self.file, &self.identity) {
-            return Err(FileChanged::error());
-        }
-        Ok(())
+        check_version(&self.file, &self.identity)
     }
 
     fn finish(&mut self, error: Option<&dyn std::fmt::Display>) {
@@ -346,6 +372,7 @@ impl Body for MediaBody {
                                 log: stream.log.take(),
                                 bytes: stream.sent,
                                 responding: responding.take(),
+                                places: stream.places.take(),
                             });
                         }
                         Poll::Ready(Some(Ok(Frame::data(data))))
@@ -401,6 +428,7 @@ mod tests {
             let (f, v) = file(len);
             let mut body = MediaBody::file(
                 f.clone(),
+                None,
                 v,
                 0,
                 len as u64,
@@ -427,7 +455,7 @@ mod tests {
         }
         // Unchanged: every byte, no error.
         let (f, v) = file(10_000);
-        let mut body = MediaBody::file(f, v, 0, 10_000, 4096, line(), Delivery::EMBEDDED);
+        let mut body = MediaBody::file(f, None, v, 0, 10_000, 4096, line(), Delivery::EMBEDDED);
         let mut sent = 0;
         while let Some(frame) = body.frame().await {
             sent += frame.expect("ok").data_ref().map_or(0, Bytes::len);
@@ -450,7 +478,7 @@ mod tests {
         let lane = Lane::default();
         let delivery = Delivery::http1(&lane, true);
         let (f, v) = file(len as usize);
-        let mut body = MediaBody::file(f, v, 0, len, 4096, line(), delivery);
+        let mut body = MediaBody::file(f, None, v, 0, len, 4096, line(), delivery);
         let first = body.frame().await.expect("a frame").expect("ok");
         assert_eq!(first.data_ref().map(Bytes::len), Some(sendfile::MAX_SPAN));
         lane.cut(Cut::ClientGone);
@@ -462,7 +490,7 @@ mod tests {
         // Read in chunks, on a connection that says nothing (an embedding
         // server's): what was handed over, and no cause made up.
         let (f, v) = file(10_000);
-        let mut body = MediaBody::file(f, v, 0, 10_000, 4096, line(), Delivery::EMBEDDED);
+        let mut body = MediaBody::file(f, None, v, 0, 10_000, 4096, line(), Delivery::EMBEDDED);
         body.frame().await.expect("a frame").expect("ok");
         drop(body);
         let logged = capture::taken(&lines);
@@ -475,7 +503,16 @@ mod tests {
         let (lines, _guard) = capture::lines();
         let lane = Lane::default();
         let (f, v) = file(5000);
-        let mut body = MediaBody::file(f, v, 0, 5000, 4096, line(), Delivery::http1(&lane, true));
+        let mut body = MediaBody::file(
+            f,
+            None,
+            v,
+            0,
+            5000,
+            4096,
+            line(),
+            Delivery::http1(&lane, true),
+        );
         let only = body.frame().await.expect("a frame").expect("ok");
         assert_eq!(only.data_ref().map(Bytes::len), Some(5000));
         assert!(body.is_end_stream());

@@ -50,6 +50,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 
+use crate::budget::Budget;
 use crate::fs::{Identity, MediaRoot, OpenError, identity_of};
 
 /// Limits of the file cache.
@@ -80,6 +81,13 @@ pub struct CacheLimits {
     /// `Duration::ZERO` checks on every request). A file changed on disk may be served in
     /// its previous version for this long; see the module docs.
     pub revalidate_after: Duration,
+    /// Most files open for responses in progress at once, every HTTP/2
+    /// stream counted (default 4096, and never more than half of what the
+    /// open-files limit leaves after 64 and the kept descriptors: see
+    /// [`CacheLimits::within_open_files`]). A file request beyond it gets
+    /// 503 `busy` with `Retry-After` at once, rather than the process
+    /// running out of descriptors and no longer accepting connections.
+    pub max_streaming_files: usize,
 }
 
 impl Default for CacheLimits {
@@ -91,6 +99,7 @@ impl Default for CacheLimits {
             max_open_files: 1024,
             close_unused_after: Duration::from_secs(10),
             revalidate_after: Duration::from_millis(1),
+            max_streaming_files: 4096,
         }
     }
 }
@@ -102,8 +111,13 @@ impl CacheLimits {
     /// sockets. [`Builder::build`](crate::Builder::build) applies this to
     /// the process's soft limit at that time.
     pub fn within_open_files(mut self, soft: u64) -> CacheLimits {
-        let quarter = usize::try_from(soft.saturating_sub(64) / 4).unwrap_or(usize::MAX);
+        let usable = soft.saturating_sub(64);
+        let quarter = usize::try_from(usable / 4).unwrap_or(usize::MAX);
         self.max_open_files = self.max_open_files.min(quarter);
+        // Half of the rest: the other half is for the connections' sockets.
+        let streaming = (usable - self.max_open_files as u64) / 2;
+        let streaming = usize::try_from(streaming).unwrap_or(usize::MAX);
+        self.max_streaming_files = self.max_streaming_files.min(streaming);
         self
     }
 
@@ -118,6 +132,7 @@ impl CacheLimits {
             max_open_files: self.max_open_files / n,
             close_unused_after: self.close_unused_after,
             revalidate_after: self.revalidate_after,
+            max_streaming_files: (self.max_streaming_files / n).max(1),
         }
     }
 }
@@ -197,6 +212,9 @@ impl Map {
 pub(crate) struct FileCache {
     map: RwLock<Map>,
     limits: CacheLimits,
+    /// Files open for responses in progress (see
+    /// [`CacheLimits::max_streaming_files`]).
+    pub(crate) streaming: Budget,
     /// The origin of the entries' confirmation times.
     epoch: Instant,
 }
@@ -210,6 +228,7 @@ impl FileCache {
                 open_files: 0,
                 swept: 0,
             }),
+            streaming: Budget::new(limits.max_streaming_files),
             limits,
             epoch: Instant::now(),
         }
@@ -537,12 +556,18 @@ mod tests {
             max_open_files: 1,
             close_unused_after: Duration::ZERO,
             revalidate_after: Duration::ZERO,
+            max_streaming_files: 2,
         };
         assert_eq!(tiny.share(4).max_entries, 1, "never zero entries");
+        assert_eq!(tiny.share(4).max_streaming_files, 1, "never zero files");
         assert_eq!(tiny.share(4).max_open_files, 0, "a part may keep none");
         assert_eq!(all.within_open_files(1 << 20), all);
-        assert_eq!(all.within_open_files(1024).max_open_files, 240);
+        let fitted = all.within_open_files(1024);
+        assert_eq!(fitted.max_open_files, 240);
+        // Half of what is left: the other half is for sockets.
+        assert_eq!(fitted.max_streaming_files, 360);
         assert_eq!(all.within_open_files(10).max_open_files, 0);
+        assert_eq!(all.within_open_files(10).max_streaming_files, 0);
     }
 
     #[test]

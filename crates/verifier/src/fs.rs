@@ -23,6 +23,8 @@ use std::time::SystemTime;
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
 use rustix::io::Errno;
 
+use crate::access_log::FileChanged;
+
 /// Why the media root cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -101,21 +103,31 @@ fn regular(st: &rustix::fs::Statx) -> bool {
     u32::from(st.stx_mode) & 0o170000 == 0o100000
 }
 
-/// Whether the open file `fd` is no longer the version `was`: its size or
-/// modification time differ (a write, a truncation, `cp` over it), or its
-/// change time does while it is still linked (a write whose modification
-/// time was set back, as `rsync --inplace -t` does), or it cannot be looked
-/// at. A file replaced by rename or deleted is unlinked, which changes its
-/// change time only: its descriptor still reads the old version whole. One
-/// `statx`.
-pub(crate) fn changed_since(fd: &File, was: &Identity) -> bool {
+/// Fails when the open file `fd` is no longer the version `was`: with an
+/// `UnexpectedEof` error when it got shorter, with [`FileChanged`] when its
+/// size or modification time differ otherwise (a write, `cp` over it), or
+/// its change time does while it is still linked (a write whose
+/// modification time was set back, as `rsync --inplace -t` does), or it
+/// cannot be looked at. A file replaced by rename or deleted is unlinked,
+/// which changes its change time only: its descriptor still reads the old
+/// version whole. One `statx`.
+pub(crate) fn check_version(fd: &File, was: &Identity) -> std::io::Result<()> {
     let Ok(st) = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, STATX_MASK | StatxFlags::NLINK)
     else {
-        return true;
+        return Err(FileChanged::error());
     };
     let now = Identity::from_statx(&st);
     let unlinked = st.stx_nlink == 0;
-    now.len != was.len || now.mtime != was.mtime || (now.ctime != was.ctime && !unlinked)
+    if now.len < was.len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "file shrank while being sent",
+        ));
+    }
+    if now.len != was.len || now.mtime != was.mtime || (now.ctime != was.ctime && !unlinked) {
+        return Err(FileChanged::error());
+    }
+    Ok(())
 }
 
 /// The identity of the open file `fd`, if it is a regular file.

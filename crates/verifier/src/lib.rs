@@ -5,6 +5,7 @@
 mod access_log;
 mod authorize;
 mod body;
+mod budget;
 mod cache;
 mod config;
 mod cors;

@@ -264,6 +264,15 @@ impl MediaGate {
         // 6. Response
         let head = method == Method::Head;
         let plan = response::file(req.headers(), head, &grant, &entry, cfg.cache_policy, now);
+        // A file kept open while the body is sent takes a place of the
+        // worker's and of the connection's: none left is a 503 at once.
+        let places = match (&plan.body, &content) {
+            (Some(_), Content::File(_)) => match delivery.file_places(&self.cache.streaming) {
+                Some(places) => Some(places),
+                None => return self.refuse(req, Some(grant.subject()), Reject::Busy, started),
+            },
+            _ => None,
+        };
         let mut res = plan.response;
         let log = AccessLog::start(
             req.method(),
@@ -285,6 +294,7 @@ impl MediaGate {
                 let version = entry.identity;
                 MediaBody::file(
                     file,
+                    places,
                     version,
                     start,
                     end - start,
