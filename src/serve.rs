@@ -98,6 +98,9 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     if let Some(t) = seconds(file.send_timeout.as_deref(), "send_timeout")? {
         config.send_timeout = std::time::Duration::from_secs(t.whole_seconds() as u64);
     }
+    if let Some(t) = seconds(file.window_timeout.as_deref(), "window_timeout")? {
+        config.window_timeout = std::time::Duration::from_secs(t.whole_seconds() as u64);
+    }
     if let Some(balancers) = &file.proxy_protocol {
         config.proxy_protocol = config::networks("proxy_protocol", balancers)?;
     }
@@ -294,26 +297,48 @@ pub(crate) fn start_workers(
     bound: mediagate::verifier::Workers,
     config: ServerConfig,
 ) -> Result<()> {
+    // Listening for the signals before saying the server is up: one sent
+    // the moment it says so must drain it, not kill it.
+    let stop = shutdown_signal()?;
     tracing::info!(addr = %bound.local_addr(), root = %gate.root().display(), "serving");
-    bound.run(gate, config, shutdown_signal())?;
+    bound.run(gate, config, stop)?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves at the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down: draining connections");
+/// Resolves at the first SIGINT or SIGTERM, both handled from the moment
+/// this returns (a thread of its own waits for them).
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("cannot start the signal thread")?;
+    let (mut term, mut int) = runtime
+        .block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })
+        .context("cannot handle SIGTERM and SIGINT")?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            });
+            tracing::info!("shutting down: draining connections");
+            let _ = tx.send(());
+        })
+        .context("cannot start the signal thread")?;
+    Ok(async move {
+        let _ = rx.await;
+    })
 }
 
 #[cfg(test)]
