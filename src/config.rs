@@ -31,6 +31,7 @@ pub(crate) struct FileConfig {
     pub close_unused_after: Option<String>,
     pub header_read_timeout: Option<String>,
     pub send_timeout: Option<String>,
+    pub window_timeout: Option<String>,
     /// TCP load balancers (addresses or networks) that send the PROXY
     /// protocol.
     pub proxy_protocol: Option<Vec<String>>,
@@ -169,6 +170,7 @@ mod tests {
         for duration in [
             &file.header_read_timeout,
             &file.send_timeout,
+            &file.window_timeout,
             &file.leeway,
             &file.max_ttl,
             &file.close_unused_after,

@@ -1558,3 +1558,65 @@ fn http2_streams_cannot_take_every_descriptor() {
     drop((attackers, stalled));
     stop(child);
 }
+
+#[test]
+fn http2_clients_that_keep_windows_shut_give_way_and_are_cut_off() {
+    let (dir, keys, root) = keys_and_media("small\n");
+    std::fs::write(root.join("big.bin"), vec![b'x'; 1 << 20]).unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        "max_connections = 4\nworkers = 1\nwindow_timeout = \"2s\"\nsend_timeout = \"60s\"\n",
+    )
+    .unwrap();
+    let mut cmd = serve_cmd(&keys, &root);
+    cmd.args(["--config", config.to_str().unwrap()]);
+    let (child, lines, addr) = start_server(cmd);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // Four connections at the cap of four, each with a refusal it never
+    // lets out (no token: a 403 whose body waits for a window).
+    let holders: Vec<_> = (0..4)
+        .map(|_| http2_get_with_closed_window(&addr, "/a.txt"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // A newcomer is answered at once: refusals keep no connection busy.
+    let base = format!("http://{addr}");
+    let url = sign_a_txt(&keys, &base);
+    let started = std::time::Instant::now();
+    let res = http_get(&addr, &url[base.len()..]);
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(holders);
+    // A download whose window stays shut ends at the window timeout, long
+    // before the send timeout, and says so.
+    let big = sign_for_7(&keys, &["--path", "/big.bin", "--base-url", &base]);
+    let mut stalled = http2_get_with_closed_window(&addr, &big[base.len()..]);
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut sink = Vec::new();
+    let _ = stalled.read_to_end(&mut sink);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1500), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    let line = loop {
+        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        if line.contains("big.bin") {
+            break line;
+        }
+    };
+    assert!(line.contains("window never opened"), "{line}");
+    stop(child);
+}

@@ -140,6 +140,8 @@ pub(crate) enum Cut {
     FileChanged,
     /// Another error writing to the socket.
     WriteFailed,
+    /// An HTTP/2 stream's window stayed shut for the window timeout.
+    WindowShut,
     /// Ended without a cause the connection could see: a client that
     /// closed its side cleanly or cancelled an HTTP/2 stream, a server
     /// stopped past its drain deadline, or an embedding server's
@@ -185,6 +187,7 @@ impl std::fmt::Display for Cut {
             Cut::FileShrank => "file shrank while being sent",
             Cut::FileChanged => "file changed while being sent",
             Cut::WriteFailed => "write failed",
+            Cut::WindowShut => "window never opened",
             Cut::Unfinished => "stopped before the end",
         })
     }

@@ -24,14 +24,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::access_log::{self, Cut};
-use crate::body::{Delivery, HTTP2_CHUNK};
+use crate::body::{Delivery, HTTP2_CHUNK, MediaBody};
 use crate::graceful::{Shutdown, Watcher};
 use crate::head_guard::{self, Head, HeadGuard, Verdict, Verdicts};
 use crate::proxy_protocol;
 use crate::send_timeout::{Ended, Progress, Tracked, watch_http2};
 use crate::sendfile::{Lane, SendfileIo};
 use crate::service::MediaGate;
-use crate::slots::{Slot, Slots};
+use crate::slots::{Responding, Slot, Slots};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -41,6 +41,10 @@ static CLOSE: http::HeaderValue = http::HeaderValue::from_static("close");
 /// nginx). Each holds at most three [`HTTP2_CHUNK`]s of a file, so a
 /// connection whose client stops reading pins at most 6 MiB.
 const HTTP2_MAX_STREAMS: u32 = 128;
+
+/// How long an HTTP/2 connection asked to give way at the cap may take to
+/// finish what it has in flight (refusals only) before it is closed.
+const EVICTION_GRACE: Duration = Duration::from_millis(250);
 
 /// Most bytes read before the connection goes to hyper: a typical request
 /// head, signed link included, fits.
@@ -88,6 +92,13 @@ pub struct ServerConfig {
     /// [`max_connections`](Self::max_connections), for ever. A client that
     /// reads slowly but steadily is not affected.
     pub send_timeout: Duration,
+    /// An HTTP/2 response whose stream's flow-control window the client
+    /// keeps shut this long after the response head ends its connection
+    /// (default 10 s; the client's other streams end with it, as hyper
+    /// cannot reset one stream of a server's own accord). A client that
+    /// announces a window of 0 and never opens it would otherwise hold a
+    /// stream, and its file, for the send timeout.
+    pub window_timeout: Duration,
     /// TCP load balancers that send the PROXY protocol (v1 or v2: HAProxy,
     /// AWS NLB and most others that pass connections through): every
     /// connection from one of these networks must begin with a PROXY
@@ -109,6 +120,7 @@ impl Default for ServerConfig {
             max_header_bytes: 16 * 1024,
             sendfile: true,
             send_timeout: Duration::from_secs(60),
+            window_timeout: Duration::from_secs(10),
             proxy_protocol: Vec::new(),
         }
     }
@@ -122,6 +134,7 @@ impl ServerConfig {
             &mut self.header_read_timeout,
             &mut self.drain_timeout,
             &mut self.send_timeout,
+            &mut self.window_timeout,
         ] {
             *timeout = (*timeout).min(LONGEST_TIMEOUT);
         }
@@ -168,6 +181,12 @@ impl ServerConfig {
     /// Sets [`send_timeout`](Self::send_timeout).
     pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
         self.send_timeout = timeout;
+        self
+    }
+
+    /// Sets [`window_timeout`](Self::window_timeout).
+    pub fn with_window_timeout(mut self, timeout: Duration) -> Self {
+        self.window_timeout = timeout;
         self
     }
 
@@ -347,8 +366,9 @@ async fn connection(
             seen.store(true, Ordering::Relaxed);
             let responding = serving.responding();
             let res = gate.respond_on_wire(&req, Some(peer), Delivery::http2(&streams));
+            let res = holding_unless_refused(res, responding);
             std::future::ready(Ok::<_, std::convert::Infallible>(
-                res.map(|body| Tracked::new(body.holding(responding), &bodies)),
+                res.map(|body| Tracked::new(body, &bodies)),
             ))
         });
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -372,12 +392,19 @@ async fn connection(
         // A response whose stream window the client never opens writes
         // nothing, so no write waits on the socket; and hyper keeps an idle
         // HTTP/2 connection for as long as pings are answered. Watch both.
-        let watch = watch_http2(progress, config.send_timeout, config.header_read_timeout);
+        let watch = watch_http2(
+            progress,
+            config.send_timeout,
+            config.header_read_timeout,
+            config.window_timeout,
+        );
         let watch = async move {
             let ended = watch.await;
-            if ended == Ended::Stalled {
-                // Before the connection (and its bodies) is dropped.
-                lane.cut(Cut::SendTimeout);
+            // Before the connection (and its bodies) is dropped.
+            match ended {
+                Ended::Stalled => lane.cut(Cut::SendTimeout),
+                Ended::WindowShut => lane.cut(Cut::WindowShut),
+                Ended::Idle => {}
             }
             ended
         };
@@ -386,10 +413,21 @@ async fn connection(
         let conn = Box::pin(async move {
             tokio::pin!(conn);
             let conn = watcher.run(conn, slot.evicted(), |c| c.graceful_shutdown());
+            // Asked to give way, it was idle: what it still has in flight
+            // is refusals (see `holding_unless_refused`), which a client
+            // that keeps its windows shut would never let end.
+            let given_way = async {
+                slot.evicted().await;
+                tokio::time::sleep(EVICTION_GRACE).await;
+            };
             tokio::select! {
                 result = conn => result,
                 ended = watch => {
                     tracing::debug!(%peer, ?ended, "HTTP/2 connection closed");
+                    Ok(())
+                }
+                () = given_way => {
+                    tracing::debug!(%peer, "idle at the connection cap: closed for a newcomer");
                     Ok(())
                 }
             }
@@ -421,9 +459,9 @@ async fn connection(
                     res
                 }
             };
-            std::future::ready(Ok::<_, std::convert::Infallible>(
-                res.map(|body| body.holding(responding)),
-            ))
+            std::future::ready(Ok::<_, std::convert::Infallible>(holding_unless_refused(
+                res, responding,
+            )))
         });
         let mut b = hyper::server::conn::http1::Builder::new();
         b.timer(TokioTimer::new())
@@ -448,6 +486,22 @@ async fn connection(
         access_log::refused_unparsed(Some(peer.ip().to_canonical()), &e);
         tracing::debug!(error = %e, %peer, "connection ended with an error");
     }
+}
+
+/// `res`, its body holding `responding` (the connection's mark of a
+/// response in progress) unless it is a refusal: a short refusal is no
+/// download to protect, so a connection answered only refusals stays the
+/// first to give way at the cap, even while one waits for a window the
+/// client never opens.
+fn holding_unless_refused(
+    res: http::Response<MediaBody>,
+    responding: Responding,
+) -> http::Response<MediaBody> {
+    if res.status().is_client_error() || res.status().is_server_error() {
+        drop(responding);
+        return res;
+    }
+    res.map(|body| body.holding(responding))
 }
 
 /// Listening sockets for [`Workers::run`]: one per worker thread, all bound
