@@ -275,9 +275,21 @@ pub(crate) fn to_datetime(unix: u64) -> OffsetDateTime {
 }
 
 /// Whether `ip` is in `net`; an IPv4-mapped IPv6 address counts as its IPv4
-/// address.
+/// address, on either side: `::ffff:198.51.100.0/120` is the network
+/// `198.51.100.0/24`, and holds the client `198.51.100.9` however it is
+/// written (docs/FORMAT.md §7, step 12).
 pub(crate) fn net_allows(net: IpNet, ip: IpAddr) -> bool {
-    net.contains(&ip.to_canonical())
+    let ip = ip.to_canonical();
+    if let (IpNet::V6(v6), IpAddr::V4(v4)) = (net, ip) {
+        // A mapped network of at least the 96-bit prefix is an IPv4 one.
+        if let (Some(base), Some(prefix)) = (
+            v6.network().to_ipv4_mapped(),
+            v6.prefix_len().checked_sub(96),
+        ) {
+            return ipnet::Ipv4Net::new(base, prefix).is_ok_and(|n| n.contains(&v4));
+        }
+    }
+    net.contains(&ip)
 }
 
 /// The scope of a link.

@@ -124,6 +124,14 @@ impl<'a> MediaPath<'a> {
         self.0.ends_with('/')
     }
 
+    /// Whether the path lies below `/_mg/`, the path-form transport's
+    /// marker: no link may name one, and a verifier serves no file there
+    /// (a request that reaches one, as `/%5Fmg/...` does once decoded, is
+    /// refused).
+    pub fn is_reserved(&self) -> bool {
+        is_reserved(&self.0)
+    }
+
     /// The path relative to the media root: without its leading `/`.
     pub fn relative(&self) -> &str {
         &self.0[1..]

@@ -496,6 +496,18 @@ fn regenerate() {
             false,
         ),
         (
+            "IPv4 client in an IPv4-mapped IPv6 network",
+            ClaimsIn {
+                client_net: Some("::ffff:198.51.100.0/120".into()),
+                ..base("/a.txt")
+            },
+            Request {
+                client_ip: Some("198.51.100.9".into()),
+                ..get("/a.txt")
+            },
+            false,
+        ),
+        (
             "IPv6 network binding",
             ClaimsIn {
                 client_net: Some("2001:db8:1234::/48".into()),
@@ -713,6 +725,14 @@ fn regenerate() {
         &signer,
         &ClaimsIn {
             client_net: Some("203.0.113.0/24".into()),
+            ..base("/videos/a.mp4")
+        },
+    )
+    .unwrap();
+    let mapped = sign(
+        &signer,
+        &ClaimsIn {
+            client_net: Some("::ffff:203.0.113.0/120".into()),
             ..base("/videos/a.mp4")
         },
     )
@@ -991,6 +1011,24 @@ fn regenerate() {
             bound.clone(),
             Request {
                 client_ip: Some("203.0.114.1".into()),
+                ..req.clone()
+            },
+            "ip",
+        ),
+        (
+            "IPv4 client outside an IPv4-mapped IPv6 network",
+            mapped.clone(),
+            Request {
+                client_ip: Some("203.0.114.1".into()),
+                ..req.clone()
+            },
+            "ip",
+        ),
+        (
+            "IPv6 client outside an IPv4-mapped IPv6 network",
+            mapped,
+            Request {
+                client_ip: Some("2001:db8::1".into()),
                 ..req.clone()
             },
             "ip",

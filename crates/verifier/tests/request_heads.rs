@@ -231,3 +231,23 @@ async fn connections_sending_only_empty_lines_give_way_at_the_cap() {
     drop(holders);
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_escaped_path_form_marker_is_refused_not_served_as_a_file() {
+    let s = TestServer::start().await;
+    // A file that a prefix link for the whole root would otherwise cover.
+    std::fs::create_dir_all(s.root.join("_mg/T")).unwrap();
+    std::fs::write(s.root.join("_mg/T/a.txt"), "reserved").unwrap();
+    let everything = s.link("/").url("/media").unwrap();
+    let query = everything.split_once('?').unwrap().1;
+    for path in ["/%5Fmg/T/a.txt", "/%5fmg/T/a.txt", "/_m%67/T/a.txt"] {
+        let res = s.get(&format!("/media{path}?{query}"), &[]).await;
+        assert_eq!(res.status, 400, "{path}");
+        assert_eq!(res.header("mediagate-reason"), Some("bad_path"), "{path}");
+    }
+    // The marker itself, unescaped, is the path form: T is no token.
+    let res = s.get(&format!("/media/_mg/T/a.txt?{query}"), &[]).await;
+    assert_eq!(res.status, 400);
+    assert_eq!(res.header("mediagate-reason"), Some("ambiguous_token"));
+    s.shutdown().await.unwrap();
+}
