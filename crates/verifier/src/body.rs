@@ -51,27 +51,19 @@ enum Mode {
     Sendfile,
 }
 
-/// The places a response's open file holds until its last byte is sent:
-/// one of its worker's (see [`CacheLimits::max_streaming_files`](crate::CacheLimits))
-/// and one of its connection's (see [`sendfile::FILES_PER_CONNECTION`]).
+/// The place a response's open file holds, out of its worker's (see
+/// [`CacheLimits::max_streaming_files`](crate::CacheLimits)), until its
+/// last byte is sent.
 #[derive(Debug)]
-pub(crate) struct FilePlaces {
-    _worker: Held,
-    _connection: Option<Held>,
+pub(crate) struct FilePlace {
+    _held: Held,
 }
 
 impl<'a> Delivery<'a> {
-    /// Places for one more file open for a response on this connection,
-    /// out of `worker`'s; `None` when either has none left.
-    pub(crate) fn file_places(&self, worker: &Budget) -> Option<FilePlaces> {
-        let connection = match self.lane {
-            Some(lane) => Some(lane.file_place()?),
-            None => None,
-        };
-        Some(FilePlaces {
-            _worker: worker.try_take()?,
-            _connection: connection,
-        })
+    /// A place for one more file open for a response, out of `worker`'s;
+    /// `None` when none is left.
+    pub(crate) fn file_place(&self, worker: &Budget) -> Option<FilePlace> {
+        worker.try_take().map(|held| FilePlace { _held: held })
     }
 
     /// An embedding server's connection: chunks of the configured size.
@@ -129,7 +121,7 @@ struct FileStream {
     file: Arc<File>,
     /// Held until the last byte is sent (moved to the lane's last span
     /// with `sendfile`).
-    places: Option<FilePlaces>,
+    place: Option<FilePlace>,
     /// The version the response's headers describe: checked now and then
     /// while sending, and once after the last byte is read (see
     /// [`CHECK_EVERY`]).
@@ -182,7 +174,7 @@ impl MediaBody {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn file(
         file: Arc<File>,
-        places: Option<FilePlaces>,
+        place: Option<FilePlace>,
         identity: Identity,
         offset: u64,
         len: u64,
@@ -202,7 +194,7 @@ impl MediaBody {
         MediaBody {
             kind: Kind::File(FileStream {
                 file,
-                places,
+                place,
                 identity,
                 unchecked: 0,
                 offset,
@@ -372,7 +364,7 @@ impl Body for MediaBody {
                                 log: stream.log.take(),
                                 bytes: stream.sent,
                                 responding: responding.take(),
-                                places: stream.places.take(),
+                                place: stream.place.take(),
                             });
                         }
                         Poll::Ready(Some(Ok(Frame::data(data))))

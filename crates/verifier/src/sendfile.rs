@@ -44,8 +44,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::access_log::{AccessLog, Cut};
-use crate::body::FilePlaces;
-use crate::budget::{Budget, Held};
+use crate::body::FilePlace;
 use crate::fs::{Identity, check_version};
 use crate::head_guard::{self, HeadGuard, Scan};
 use crate::send_timeout::{Progress, SendTimer};
@@ -69,32 +68,13 @@ static PLACEHOLDER: [u8; MAX_SPAN] = [0; MAX_SPAN];
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Lane(Arc<Shared>);
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Shared {
     spans: Mutex<VecDeque<Span>>,
     /// Why the connection stopped sending, if it did: the first cause.
     cut: OnceLock<Cut>,
     /// Responses numbered so far, to tell whose spans are whose.
     responses: AtomicU64,
-    /// Files open for this connection's responses (its HTTP/2 streams).
-    files: Budget,
-}
-
-/// Files one connection may have open for responses at once: a few for a
-/// player fetching segments ahead, far below the 128 streams an HTTP/2
-/// client may open, so that a few connections cannot hold every
-/// descriptor. A file request beyond it is answered 503 `busy`.
-pub(crate) const FILES_PER_CONNECTION: usize = 16;
-
-impl Default for Shared {
-    fn default() -> Self {
-        Shared {
-            spans: Mutex::default(),
-            cut: OnceLock::new(),
-            responses: AtomicU64::new(0),
-            files: Budget::new(FILES_PER_CONNECTION),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -123,8 +103,8 @@ pub(crate) struct Ending {
     pub(crate) bytes: u64,
     /// The in-progress mark, if the connection counts one.
     pub(crate) responding: Option<Responding>,
-    /// The places the response's file holds (see `budget`).
-    pub(crate) places: Option<FilePlaces>,
+    /// The place the response's file holds (see `budget`).
+    pub(crate) place: Option<FilePlace>,
 }
 
 impl Ending {
@@ -135,10 +115,10 @@ impl Ending {
             log,
             bytes,
             responding,
-            places,
+            place,
         } = self;
         // The file is no longer read for this response.
-        drop(places);
+        drop(place);
         if let Some(log) = log {
             log.finish(bytes - unsent.min(bytes), cut.map(|c| c.to_string()));
         }
@@ -148,11 +128,6 @@ impl Ending {
 }
 
 impl Lane {
-    /// A place for one more file open for this connection's responses.
-    pub(crate) fn file_place(&self) -> Option<Held> {
-        self.0.files.try_take()
-    }
-
     /// A number for a new response whose spans will pass through the lane.
     pub(crate) fn response(&self) -> u64 {
         self.0.responses.fetch_add(1, Ordering::Relaxed)
@@ -819,7 +794,7 @@ mod tests {
             log: Some(log),
             bytes,
             responding: None,
-            places: None,
+            place: None,
         }
     }
 

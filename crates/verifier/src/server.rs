@@ -37,10 +37,13 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 static CLOSE: http::HeaderValue = http::HeaderValue::from_static("close");
 
-/// Streams a client may have open at once on an HTTP/2 connection (as
-/// nginx). Each holds at most three [`HTTP2_CHUNK`]s of a file, so a
-/// connection whose client stops reading pins at most 6 MiB.
-const HTTP2_MAX_STREAMS: u32 = 128;
+/// Streams a client may have open at once on an HTTP/2 connection
+/// (nginx allows 128). Clients queue further requests themselves, so this
+/// costs a page of many images nothing; it bounds what one connection
+/// holds: a file each (of the process's [`CacheLimits::max_streaming_files`](crate::CacheLimits)),
+/// and at most three [`HTTP2_CHUNK`]s of it, 1.5 MiB in all for a client
+/// that stops reading.
+pub(crate) const HTTP2_MAX_STREAMS: u32 = 32;
 
 /// How long an HTTP/2 connection asked to give way at the cap may take to
 /// finish what it has in flight (refusals only) before it is closed.

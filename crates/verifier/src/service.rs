@@ -266,9 +266,9 @@ impl MediaGate {
         let plan = response::file(req.headers(), head, &grant, &entry, cfg.cache_policy, now);
         // A file kept open while the body is sent takes a place of the
         // worker's and of the connection's: none left is a 503 at once.
-        let places = match (&plan.body, &content) {
-            (Some(_), Content::File(_)) => match delivery.file_places(&self.cache.streaming) {
-                Some(places) => Some(places),
+        let place = match (&plan.body, &content) {
+            (Some(_), Content::File(_)) => match delivery.file_place(&self.cache.streaming) {
+                Some(place) => Some(place),
                 None => return self.refuse(req, Some(grant.subject()), Reject::Busy, started),
             },
             _ => None,
@@ -294,7 +294,7 @@ impl MediaGate {
                 let version = entry.identity;
                 MediaBody::file(
                     file,
-                    places,
+                    place,
                     version,
                     start,
                     end - start,

@@ -123,8 +123,9 @@ async fn http2_clients_that_stop_reading_pin_little_memory() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let grown = resident().saturating_sub(before);
 
-    // Each stream holds less than three 16 KiB chunks: under 6 MiB a
-    // connection. (Before the bound, about 70 MiB a connection.)
+    // Each stream holds less than three 16 KiB chunks, and a connection
+    // has at most 32 streams: under 1.5 MiB a connection. (Before the
+    // bound, about 70 MiB a connection.)
     let bound = (CONNECTIONS as u64 * 10) << 20;
     assert!(
         grown < bound,

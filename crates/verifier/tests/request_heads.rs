@@ -154,6 +154,34 @@ async fn empty_lines_do_not_restart_the_header_timeout() {
         waited < Duration::from_millis(2500),
         "closed after {waited:?}"
     );
+    // The same on a kept-alive connection: counted from the end of the
+    // previous response.
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    let good = s.target("/pub/a.txt");
+    c.write_all(format!("GET {good} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = c.read(&mut first).await.unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    let started = Instant::now();
+    c.write_all(b"\r\n\r\n").await.unwrap();
+    let trickle = async {
+        for b in b"GET /pub/a.txt HTTP/1.1\r\nHost: x\r\n" {
+            if c.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), trickle).await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest)).await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(2500),
+        "kept alive: closed after {waited:?}"
+    );
     s.shutdown().await.unwrap();
 }
 
