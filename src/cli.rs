@@ -23,7 +23,7 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Create a keys file, or add a new active key to one (rotation).
+    /// Create a keys file, or add a new key to one (rotation).
     Keygen {
         /// The keys file to create or extend (written with mode 0600).
         #[arg(long)]
@@ -31,6 +31,16 @@ pub(crate) enum Command {
         /// Id of the new key (default: k-<unix time>).
         #[arg(long)]
         id: Option<String>,
+        /// Add the key without making it the one that signs: verifiers that
+        /// reload the file accept links signed with it before any signer
+        /// uses it (activate it later with `mediagate keys activate`).
+        #[arg(long)]
+        no_activate: bool,
+    },
+    /// List, activate or retire the keys of a keys file.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
     },
     /// Print a signed URL.
     Sign(SignArgs),
@@ -45,12 +55,44 @@ pub(crate) enum Command {
         url: String,
         #[command(flatten)]
         keys: OptionalKeysArg,
+        /// Clock skew tolerated, as the server's `leeway` setting.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        leeway: Duration,
     },
     /// Serve sample media with an ephemeral key and print links to try.
     Demo {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
         listen: SocketAddr,
+    },
+}
+
+/// What `mediagate keys` does to a keys file; each change is written
+/// atomically with mode 0600.
+#[derive(Subcommand)]
+pub(crate) enum KeysAction {
+    /// Print each key's id, the active one marked (never a secret).
+    List {
+        /// The keys file.
+        #[arg(long, env = "MEDIAGATE_KEYS_FILE")]
+        keys: PathBuf,
+    },
+    /// Make a listed key the one that signs new links.
+    Activate {
+        /// The key's id.
+        id: String,
+        /// The keys file.
+        #[arg(long, env = "MEDIAGATE_KEYS_FILE")]
+        keys: PathBuf,
+    },
+    /// Remove a key that no longer signs: links it signed are refused once
+    /// servers reload (retire it after the longest link lifetime).
+    Retire {
+        /// The key's id.
+        id: String,
+        /// The keys file.
+        #[arg(long, env = "MEDIAGATE_KEYS_FILE")]
+        keys: PathBuf,
     },
 }
 
@@ -108,6 +150,15 @@ pub(crate) struct SignArgs {
     /// How the token travels.
     #[arg(long, value_enum, default_value_t = Form::Query)]
     pub(crate) form: Form,
+    /// With --prefix: print the URL of this file below the directory (e.g.
+    /// master.m3u8), the one a player opens, instead of the directory's.
+    #[arg(long, requires = "prefix")]
+    pub(crate) entry: Option<String>,
+    /// With --form cookie: the cookie's Domain, a parent of both the app's
+    /// and the media server's host (e.g. example.com for app.example.com
+    /// and media.example.com).
+    #[arg(long)]
+    pub(crate) domain: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -141,6 +192,10 @@ pub(crate) struct ServeArgs {
     /// URL prefix media is served under (default /).
     #[arg(long, env = "MEDIAGATE_MOUNT")]
     pub(crate) mount: Option<String>,
+    /// The unsigned health check, answered 200 outside the mount (default
+    /// /healthz); "off" turns it off.
+    #[arg(long, env = "MEDIAGATE_HEALTH_PATH")]
+    pub(crate) health_path: Option<String>,
     /// Worker threads, each with its own socket (default: one per CPU).
     #[arg(long, env = "MEDIAGATE_WORKERS")]
     pub(crate) workers: Option<usize>,

@@ -161,10 +161,12 @@ mod tests {
     #[test]
     fn the_readme_example_is_a_config_that_serve_accepts() {
         let readme = include_str!("../README.md");
+        // The serve config's block (another shows Cargo.toml lines).
         let example = readme
             .split("```toml\n")
-            .nth(1)
-            .and_then(|rest| rest.split("```").next())
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+            .find(|block| block.contains("listen = "))
             .unwrap();
         let file: FileConfig = toml::from_str(example).unwrap();
         for duration in [

@@ -24,7 +24,7 @@ pub(crate) fn run(listen: SocketAddr) -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("mediagate-demo-")
         .tempdir()?;
-    let root = dir.path();
+    let root = &dir.path().join("media");
     std::fs::create_dir_all(root.join("videos/show"))?;
     std::fs::create_dir_all(root.join("docs"))?;
     std::fs::write(
@@ -42,6 +42,10 @@ pub(crate) fn run(listen: SocketAddr) -> Result<()> {
     }
 
     let keyring = Keyring::new(Key::generate("demo")?);
+    // Beside the media, so that `inspect --keys` can check a signature;
+    // removed with the directory when the demo stops.
+    let keys_file = dir.path().join("keys.toml");
+    crate::keys::write_private(&keys_file, &keyring.to_toml())?;
     let mut config = ServerConfig::default();
     let mut limits = CacheLimits::default();
     crate::serve::fit_descriptor_limit(&mut config, &mut limits);
@@ -135,8 +139,10 @@ pub(crate) fn run(listen: SocketAddr) -> Result<()> {
     )?;
     writeln!(
         text,
-        "explain a link:\n  cargo run --release -- inspect '{}'\n",
-        expired.url(&base)
+        "explain a link (its claims; with the demo's keys, whether it is valid):\n  \
+         cargo run --release -- inspect '{}' --keys {}\n",
+        expired.url(&base),
+        keys_file.display()
     )?;
     writeln!(text, "Press Ctrl-C to stop.")?;
     let _ = say!("{}", text.trim_end());

@@ -115,7 +115,7 @@ fn ago(d: Duration) -> String {
 /// Prints the claims of `url`'s link (a URL in any transport, or a bare
 /// token) and, given keys, whether it is valid now for the URL's path.
 /// `Ok(false)` for a link that is not.
-pub(crate) fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
+pub(crate) fn inspect(url: &str, keys: Option<&Path>, leeway: Duration) -> Result<bool> {
     let read;
     let url = match url {
         "-" => {
@@ -164,7 +164,7 @@ pub(crate) fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
         say!("signature:   not checked (pass --keys to check it)")?;
         return Ok(true);
     };
-    let verifier = Verifier::new(load_keys(Some(keys))?);
+    let verifier = Verifier::new(load_keys(Some(keys))?).leeway(leeway);
     if let Err(e) = verifier.authenticate(&token) {
         say!("verdict:     INVALID: {e}")?;
         return Ok(false);
@@ -187,10 +187,32 @@ pub(crate) fn inspect(url: &str, keys: Option<&Path>) -> Result<bool> {
         .and_then(|p| Ok(verifier.verify(&token, &RequestFacts::new(Method::Get, &p), now)?));
     match verdict {
         Ok(_) => {
-            if mount.is_empty() {
-                say!("verdict:     VALID now for GET {request_path}")?;
+            let below = if mount.is_empty() {
+                String::new()
             } else {
-                say!("verdict:     VALID now for GET {request_path} (below the mount {mount})")?;
+                format!(" (below the mount {mount})")
+            };
+            // Accepted, but only thanks to the clock leeway: say so.
+            let starts = claims
+                .not_before()
+                .map_or(claims.issued_at(), |nbf| nbf.max(claims.issued_at()));
+            let within = |what: String| {
+                format!(
+                    " ({what}, accepted within the {} s leeway)",
+                    leeway.whole_seconds()
+                )
+            };
+            let leeway_note = if now >= claims.expires_at() {
+                within(format!("expired {}", ago(now - claims.expires_at())))
+            } else if now < starts {
+                within(format!("starts {}", ago(now - starts)))
+            } else {
+                String::new()
+            };
+            if leeway_note.is_empty() {
+                say!("verdict:     VALID now for GET {request_path}{below}")?;
+            } else {
+                say!("verdict:     VALID{leeway_note} for GET {request_path}{below}")?;
             }
             Ok(true)
         }

@@ -8,6 +8,7 @@ use mediagate::signer::time::OffsetDateTime;
 use mediagate::signer::{Key, Keyring};
 use mediagate::verifier::KeysFileAccess;
 
+use crate::cli::KeysAction;
 use crate::warn;
 
 /// Who may read a keys file besides its owner: the owner alone, unless
@@ -43,7 +44,7 @@ pub(crate) fn load_keys(file: Option<&Path>) -> Result<Keyring> {
 
 /// Writes `text` to `path` with mode 0600, atomically (a temporary file
 /// beside it, renamed over it).
-fn write_private(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path
@@ -73,9 +74,15 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     written.with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// What to do next after a keys file changed: servers read it again on
+/// SIGHUP.
+const RELOAD_HINT: &str = "servers using this file take the change on `kill -HUP <pid>` \
+     (or `systemctl reload mediagate`)";
+
 /// Creates the keys file `out` with one new key, or adds a new key to it
-/// and makes that the active one (the old keys still verify).
-pub(crate) fn keygen(out: &Path, id: Option<String>) -> Result<()> {
+/// and, when `activate`, makes that the active one (the old keys still
+/// verify).
+pub(crate) fn keygen(out: &Path, id: Option<String>, activate: bool) -> Result<()> {
     let existing = if out.exists() {
         Some(load_keys_file(out)?)
     } else {
@@ -111,16 +118,64 @@ pub(crate) fn keygen(out: &Path, id: Option<String>) -> Result<()> {
     let ring = match existing {
         Some(ring) => {
             let mut ring = ring.with_verify_key(key)?;
-            ring.set_active(&id)?;
+            if activate {
+                ring.set_active(&id)?;
+            }
             ring
         }
         None => Keyring::new(key),
     };
     write_private(out, &ring.to_toml())?;
     warn(format_args!(
-        "wrote {} (active key {id}, {} key(s))",
+        "wrote {} (added key {id}; active key {}, {} key(s)); {RELOAD_HINT}",
         out.display(),
+        ring.active().id(),
         ring.keys().count()
     ));
     Ok(())
+}
+
+/// `mediagate keys list|activate|retire`.
+pub(crate) fn keys(action: KeysAction) -> Result<()> {
+    match action {
+        KeysAction::List { keys } => {
+            let ring = load_keys_file(&keys)?;
+            for key in ring.keys() {
+                let mark = if key.id() == ring.active().id() {
+                    "  (active: signs new links)"
+                } else {
+                    ""
+                };
+                say!("{}{mark}", key.id())?;
+            }
+            Ok(())
+        }
+        KeysAction::Activate { id, keys } => {
+            let mut ring = load_keys_file(&keys)?;
+            if ring.get(id.as_bytes()).is_none() {
+                bail!(
+                    "{}: no key {id:?} is listed (`mediagate keys list` shows them)",
+                    keys.display()
+                );
+            }
+            ring.set_active(&id)?;
+            write_private(&keys, &ring.to_toml())?;
+            warn(format_args!(
+                "{}: {id} now signs new links; {RELOAD_HINT}",
+                keys.display()
+            ));
+            Ok(())
+        }
+        KeysAction::Retire { id, keys } => {
+            let mut ring = load_keys_file(&keys)?;
+            ring.retire(&id)
+                .map_err(|e| anyhow!("{}: {id}: {e}", keys.display()))?;
+            write_private(&keys, &ring.to_toml())?;
+            warn(format_args!(
+                "{}: {id} retired; links it signed are refused once servers reload; {RELOAD_HINT}",
+                keys.display()
+            ));
+            Ok(())
+        }
+    }
 }

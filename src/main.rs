@@ -37,9 +37,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Runs one command; `Ok(false)` for a negative answer (an invalid link).
 fn run(cli: Cli) -> Result<bool> {
     match cli.command {
-        Command::Keygen { out, id } => keys::keygen(&out, id).map(|()| true),
+        Command::Keygen {
+            out,
+            id,
+            no_activate,
+        } => keys::keygen(&out, id, !no_activate).map(|()| true),
+        Command::Keys { action } => keys::keys(action).map(|()| true),
         Command::Sign(args) => sign::sign(&args).map(|()| true),
-        Command::Inspect { url, keys } => inspect::inspect(&url, keys.keys.as_deref()),
+        Command::Inspect { url, keys, leeway } => {
+            inspect::inspect(&url, keys.keys.as_deref(), leeway)
+        }
         Command::Serve(args) => {
             let _log = logging::init_logging()?;
             serve::serve(args).map(|()| true)

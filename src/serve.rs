@@ -59,8 +59,10 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     let mount = args.mount.or_else(|| file.mount.clone());
     let mount = mount.as_deref().unwrap_or("/");
     let mut b = MediaGate::builder(&root, keys).mount(mount);
-    if let Some(h) = &file.health_path {
-        b = b.health_path(Some(h));
+    match args.health_path.as_deref().or(file.health_path.as_deref()) {
+        Some("off") => b = b.health_path(None),
+        Some(h) => b = b.health_path(Some(h)),
+        None => {}
     }
     b = file.apply_http(b)?;
     if let Some(l) = seconds(file.leeway.as_deref(), "leeway")? {

@@ -1,11 +1,12 @@
 //! `mediagate sign`: a signed link from the command line.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use mediagate::signer::Signer;
 use mediagate::signer::time::OffsetDateTime;
 
 use crate::cli::{Form, SignArgs};
 use crate::keys::load_keys;
+use crate::warn;
 
 /// Signs one link from the options and prints it in the chosen form.
 pub(crate) fn sign(args: &SignArgs) -> Result<()> {
@@ -49,16 +50,78 @@ pub(crate) fn sign(args: &SignArgs) -> Result<()> {
     }
     let base_url = args.base_url.as_str();
     let mount = mount_of(base_url)?;
+    if args.domain.is_some() && !matches!(args.form, Form::Cookie) {
+        bail!("--domain is for --form cookie");
+    }
     let link = b.sign()?;
+    // The file a player opens, below a prefix link's directory.
+    let entry = match &args.entry {
+        Some(entry) => {
+            let file = format!("{}{}", link.path(), entry.trim_start_matches('/'));
+            Some(file)
+        }
+        None => None,
+    };
+    warn_unhonoured(args);
     match args.form {
-        Form::Query => say!("{}", link.url(base_url))?,
-        Form::Path => say!("{}", link.path_form(base_url))?,
-        Form::Cookie => say!(
-            "Set-Cookie: {}",
-            link.set_cookie(mount, OffsetDateTime::now_utc())
-        )?,
+        Form::Query => {
+            if args.prefix {
+                warn(format_args!(
+                    "warning: a query-form prefix link is not carried to the relative \
+                     URLs inside a playlist (segments would be fetched without it); for \
+                     HLS or DASH use --form path or --form cookie"
+                ));
+            }
+            match &entry {
+                Some(file) => say!("{}", link.url_for(base_url, file)?)?,
+                None => say!("{}", link.url(base_url))?,
+            }
+        }
+        Form::Path => match &entry {
+            Some(file) => say!("{}", link.path_form_for(base_url, file)?)?,
+            None => {
+                if args.prefix {
+                    warn(format_args!(
+                        "note: this URL names the directory, which is no file (a 404 if \
+                         fetched); add --entry FILE (e.g. --entry master.m3u8) for the URL \
+                         a player opens"
+                    ));
+                }
+                say!("{}", link.path_form(base_url))?
+            }
+        },
+        Form::Cookie => {
+            let now = OffsetDateTime::now_utc();
+            let cookie = match &args.domain {
+                Some(domain) => link.set_cookie_for_domain(mount, domain, now)?,
+                None => link.set_cookie(mount, now),
+            };
+            say!("Set-Cookie: {cookie}")?;
+            if let Some(file) = &entry {
+                // The URL to open once the browser holds the cookie.
+                let plain = mediagate::signer::encode_path(file);
+                say!("{}{plain}", base_url.trim_end_matches('/'))?;
+            }
+        }
     }
     Ok(())
+}
+
+/// Says on stderr which claims of the link the bundled server does not
+/// honour yet, so that nobody relies on them.
+fn warn_unhonoured(args: &SignArgs) {
+    if args.methods.contains(mediagate::signer::Method::Put) {
+        warn(format_args!(
+            "warning: the bundled server does not accept uploads yet: it answers PUT \
+             with 405 method_not_allowed"
+        ));
+    }
+    if args.generation.is_some() {
+        warn(format_args!(
+            "warning: the bundled server does not check generations yet (revocation is \
+             not built): the link works whatever its generation"
+        ));
+    }
 }
 
 /// The mount path of a `--base-url`: the whole of an absolute path

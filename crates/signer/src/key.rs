@@ -63,6 +63,12 @@ pub enum KeyError {
     /// The environment value is not `id:secret[,id:secret...]`.
     #[error("keys value must be id:secret[,id:secret...]")]
     EnvFormat,
+    /// No key has the id asked for.
+    #[error("no key with that id is listed")]
+    NotListed,
+    /// The active key was asked to be retired.
+    #[error("the active key cannot be retired: activate another key first")]
+    RetireActive,
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed")]
     Random,
@@ -400,6 +406,17 @@ impl Keyring {
         Ok(())
     }
 
+    /// Removes the verify-only key `id`: links it signed are refused from
+    /// then on. The active key cannot be retired
+    /// ([`KeyError::RetireActive`]); make another one active first.
+    pub fn retire(&mut self, id: &str) -> Result<Key, KeyError> {
+        match self.keys.iter().position(|k| k.id() == id) {
+            Some(0) => Err(KeyError::RetireActive),
+            Some(pos) => Ok(self.keys.remove(pos)),
+            None => Err(KeyError::NotListed),
+        }
+    }
+
     /// The key with this id, active or verify-only.
     #[inline]
     pub fn get(&self, id: &[u8]) -> Option<&Key> {
@@ -635,6 +652,18 @@ mod tests {
         );
         let err = Keyring::from_env_value(&format!("a:{b64},a:{b64}")).unwrap_err();
         assert_eq!(err.to_string(), "entry 2: key id is listed twice");
+    }
+
+    #[test]
+    fn retiring_removes_a_verify_only_key_only() {
+        let mut ring = Keyring::new(Key::new("a", S32).unwrap())
+            .with_verify_key(Key::new("b", S32).unwrap())
+            .unwrap();
+        assert_eq!(ring.retire("a").err(), Some(KeyError::RetireActive));
+        assert_eq!(ring.retire("zz").err(), Some(KeyError::NotListed));
+        assert_eq!(ring.retire("b").unwrap().id(), "b");
+        assert!(ring.get(b"b").is_none());
+        assert_eq!(ring.keys().count(), 1);
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub enum SignError {
     /// [`Signer::prefix`] was given a path that does not end in `/`.
     #[error("a prefix link's path must end in '/' (a directory)")]
     PrefixWithoutSlash,
+    /// A cookie domain that is not a host name.
+    #[error("a cookie domain must be a host name such as example.com")]
+    BadDomain,
 }
 
 impl SignError {
@@ -93,6 +96,7 @@ impl SignError {
             SignError::ReservedPath => "reserved_path",
             SignError::PrefixNotAsked => "prefix_not_asked",
             SignError::PrefixWithoutSlash => "prefix_without_slash",
+            SignError::BadDomain => "bad_domain",
         }
     }
 }
@@ -193,7 +197,11 @@ pub struct LinkBuilder<'a> {
 }
 
 impl<'a> LinkBuilder<'a> {
-    /// The user the link is issued to (required).
+    /// The user the link is issued to (required): 1 to 128 printable
+    /// ASCII characters without spaces (`!` to `~`), else
+    /// [`ClaimError::Subject`] when signing. Use the user's primary key
+    /// (`"42"`), or a hex digest of a longer identifier such as an email.
+    /// It is signed, not secret: whoever holds the link can read it.
     pub fn user(mut self, user: &'a str) -> Self {
         self.subject = Some(user);
         self
@@ -511,7 +519,40 @@ impl SignedLink<'_> {
     /// `now` computes `Max-Age`.
     pub fn set_cookie(&self, mount: &str, now: OffsetDateTime) -> String {
         let max_age = (self.expires as i64 - now.unix_timestamp()).max(0);
-        transport::render_set_cookie(mount, self.path, max_age, Token::Encoded(&self.token))
+        transport::render_set_cookie(mount, self.path, None, max_age, Token::Encoded(&self.token))
+    }
+
+    /// [`set_cookie`](Self::set_cookie) with `Domain=<domain>`, so that an
+    /// app on `app.example.com` can hand the cookie to a media server on
+    /// `media.example.com` by naming their shared parent `example.com`
+    /// (the browser then sends it to every host below that domain). The
+    /// domain is a host name (letters, digits, `-`, `.`; a leading `.` is
+    /// dropped, as browsers do); anything else is
+    /// [`SignError::BadDomain`].
+    pub fn set_cookie_for_domain(
+        &self,
+        mount: &str,
+        domain: &str,
+        now: OffsetDateTime,
+    ) -> Result<String, SignError> {
+        let domain = domain.strip_prefix('.').unwrap_or(domain);
+        let label_ok = |l: &str| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if domain.len() > 253 || !domain.split('.').all(label_ok) {
+            return Err(SignError::BadDomain);
+        }
+        let max_age = (self.expires as i64 - now.unix_timestamp()).max(0);
+        Ok(transport::render_set_cookie(
+            mount,
+            self.path,
+            Some(domain),
+            max_age,
+            Token::Encoded(&self.token),
+        ))
     }
 
     fn check_within(&self, file: &str) -> Result<(), SignError> {
@@ -685,6 +726,30 @@ mod tests {
             )
         );
         assert_eq!(link.expires_at(), t0() + Duration::minutes(10));
+        for domain in ["example.com", ".example.com"] {
+            assert_eq!(
+                link.set_cookie_for_domain("/media", domain, t0() + Duration::minutes(1))
+                    .unwrap(),
+                format!(
+                    "mg_token={token}; Path=/media/videos/show/; Domain=example.com; Max-Age=540; Secure; HttpOnly; SameSite=Lax"
+                )
+            );
+        }
+        for bad in [
+            "",
+            "exa mple.com",
+            "a;b",
+            "x..y",
+            "-a.com",
+            "a.com\r\nX: y",
+            "é.com",
+        ] {
+            assert_eq!(
+                link.set_cookie_for_domain("/m", bad, t0()).err(),
+                Some(SignError::BadDomain),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

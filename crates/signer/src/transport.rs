@@ -215,7 +215,13 @@ pub(crate) fn render_path_form(base: &str, path: &str, token: Token<'_>) -> Stri
 
 /// A `Set-Cookie` value carrying the token for requests below `mount` +
 /// `path`, for `max_age` seconds.
-pub(crate) fn render_set_cookie(mount: &str, path: &str, max_age: i64, token: Token<'_>) -> String {
+pub(crate) fn render_set_cookie(
+    mount: &str,
+    path: &str,
+    domain: Option<&str>,
+    max_age: i64,
+    token: Token<'_>,
+) -> String {
     let mount = mount.trim_end_matches('/');
     let encoded = crate::path::Encoded::new(path);
     let mut out = String::with_capacity(token.len() + mount.len() + encoded.len() + 80);
@@ -225,6 +231,10 @@ pub(crate) fn render_set_cookie(mount: &str, path: &str, max_age: i64, token: To
     out.push_str("; Path=");
     out.push_str(mount);
     encoded.push_to(&mut out);
+    if let Some(domain) = domain {
+        out.push_str("; Domain=");
+        out.push_str(domain);
+    }
     out.push_str("; Max-Age=");
     out.push_str(&max_age.to_string());
     out.push_str("; Secure; HttpOnly; SameSite=Lax");
