@@ -250,7 +250,16 @@ impl FileStream {
             return self.read_chunk();
         };
         let span = self.remaining.min(sendfile::MAX_SPAN as u64) as usize;
-        let placeholder = lane.push(owner, &self.file, self.identity, self.offset, span);
+        // The last span of several keeps its last byte for a final check.
+        let hold_last = span as u64 == self.remaining && self.sent > 0;
+        let placeholder = lane.push(
+            owner,
+            &self.file,
+            self.identity,
+            self.offset,
+            span,
+            hold_last,
+        );
         self.offset += span as u64;
         self.remaining -= span as u64;
         self.sent += span as u64;

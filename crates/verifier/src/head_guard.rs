@@ -28,8 +28,8 @@
 //! through unscanned and the response closes the connection, so no later
 //! head goes unchecked.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::reject::Reject;
 
@@ -70,26 +70,61 @@ pub(crate) enum Verdict {
 }
 
 /// The verdicts on the heads handed to hyper, in order, from the
-/// connection's reads to its service.
+/// connection's reads to its service. Heads are served but for at most one
+/// refused (the last: nothing follows it) and one after which the
+/// connection closes (the last one followed), so a few counters tell every
+/// verdict without a queue or a lock.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Verdicts(Arc<Mutex<VecDeque<Verdict>>>);
+pub(crate) struct Verdicts(Arc<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// Heads handed to hyper.
+    handed: AtomicU64,
+    /// Requests the service has asked about.
+    asked: AtomicU64,
+    /// The number (from 1) of the head after which the connection closes;
+    /// 0 for none.
+    close_after: AtomicU64,
+    /// The number of the refused head, 0 for none, and why.
+    refused: AtomicU64,
+    why: OnceLock<Reject>,
+}
 
 impl Verdicts {
     fn push(&self, verdict: Verdict) {
-        self.queue().push_back(verdict);
+        let counts = &*self.0;
+        let number = counts.handed.fetch_add(1, Ordering::AcqRel) + 1;
+        match verdict {
+            Verdict::Serve => {}
+            Verdict::ServeThenClose => counts.close_after.store(number, Ordering::Release),
+            Verdict::Refuse(reject) => {
+                let _ = counts.why.set(reject);
+                counts.refused.store(number, Ordering::Release);
+            }
+        }
     }
 
     /// The verdict on the next request. hyper parses only heads it was
     /// handed, each with its verdict; should one be missing all the same,
     /// the request is refused rather than served unchecked.
     pub(crate) fn next(&self) -> Verdict {
-        self.queue()
-            .pop_front()
-            .unwrap_or(Verdict::Refuse(Reject::BadRequest("malformed_request")))
-    }
-
-    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Verdict>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        let counts = &*self.0;
+        let number = counts.asked.fetch_add(1, Ordering::AcqRel) + 1;
+        let missing = Verdict::Refuse(Reject::BadRequest("malformed_request"));
+        if number > counts.handed.load(Ordering::Acquire) {
+            return missing;
+        }
+        if number == counts.refused.load(Ordering::Acquire) {
+            return counts
+                .why
+                .get()
+                .map_or(missing, |&why| Verdict::Refuse(why));
+        }
+        if number == counts.close_after.load(Ordering::Acquire) {
+            return Verdict::ServeThenClose;
+        }
+        Verdict::Serve
     }
 }
 

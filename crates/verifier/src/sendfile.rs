@@ -89,6 +89,9 @@ struct Span {
     sent: usize,
     /// On a response's last span: what waits for it to be sent.
     ending: Option<Ending>,
+    /// Whether its last byte waits for a check of the file's version (the
+    /// last span of a response of several spans).
+    hold_last: bool,
 }
 
 /// What a response leaves on its last span, settled when that span has
@@ -136,6 +139,9 @@ impl Lane {
     /// Registers `len` bytes (at most [`MAX_SPAN`]) of `file` from `offset`
     /// for response `owner` and returns the placeholder to give hyper in
     /// their place.
+    /// With `hold_last`, the span's last byte is sent only after one more
+    /// check that the file is still `identity`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn push(
         &self,
         owner: u64,
@@ -143,6 +149,7 @@ impl Lane {
         identity: Identity,
         offset: u64,
         len: usize,
+        hold_last: bool,
     ) -> Bytes {
         let len = len.min(MAX_SPAN);
         self.spans().push_back(Span {
@@ -153,6 +160,7 @@ impl Lane {
             len,
             sent: 0,
             ending: None,
+            hold_last,
         });
         Bytes::from_static(&PLACEHOLDER[..len])
     }
@@ -287,7 +295,11 @@ impl SendfileIo {
     /// Hands hyper only what `guard` lets through (HTTP/1): the bytes read
     /// ahead are the first it looks at.
     pub(crate) fn guarded(mut self, guard: HeadGuard) -> Self {
-        let pending = BytesMut::from(&std::mem::take(&mut self.read_ahead)[..]);
+        // The read-ahead buffer is this connection's alone: taken back
+        // without a copy.
+        let pending = std::mem::take(&mut self.read_ahead)
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
         self.guard = Some(Guarded {
             guard,
             pending,
@@ -402,10 +414,13 @@ impl SendfileIo {
                     "placeholder out of step with its file span",
                 )));
             }
-            // The version is checked as each span begins, and a response's
-            // last byte waits for one more check: a file written to while
-            // it was sent never goes out whole (see `body::CHECK_EVERY`).
-            let last = span.ending.is_some();
+            // The version is checked as each span begins, and the last
+            // byte of a response of several spans waits for one more check:
+            // a file written to while it was sent never goes out whole. (A
+            // response of one span goes out in one `sendfile` right after
+            // its check; holding its last byte back would cost every small
+            // file an extra call and packet, a tenth of its rate.)
+            let last = span.hold_last;
             let count = match slice_len {
                 1 if last => {
                     if let Err(e) = check_version(&span.file, &span.identity) {
@@ -605,7 +620,7 @@ mod tests {
     fn placeholders_are_recognized_by_address_only() {
         let lane = Lane::default();
         let file = Arc::new(tempfile::tempfile().expect("temp file"));
-        let p = lane.push(0, &file, version(&file), 0, 10);
+        let p = lane.push(0, &file, version(&file), 0, 10, false);
         assert_eq!(placeholder_offset(&p), Some(0));
         assert_eq!(placeholder_offset(&p[3..]), Some(3));
         // The same bytes elsewhere are ordinary bytes.
@@ -618,7 +633,7 @@ mod tests {
     fn spans_are_capped_at_the_placeholder_size() {
         let lane = Lane::default();
         let file = Arc::new(tempfile::tempfile().expect("temp file"));
-        let p = lane.push(0, &file, version(&file), 0, MAX_SPAN * 3);
+        let p = lane.push(0, &file, version(&file), 0, MAX_SPAN * 3, false);
         assert_eq!(p.len(), MAX_SPAN);
         assert_eq!(lane.spans().front().map(|s| s.len), Some(MAX_SPAN));
     }
@@ -651,7 +666,7 @@ mod tests {
         file.set_len(64 << 20).expect("set_len");
         let file = Arc::new(file);
         let spans: Vec<Bytes> = (0..64u64)
-            .map(|i| lane.push(0, &file, version(&file), i << 20, 1 << 20))
+            .map(|i| lane.push(0, &file, version(&file), i << 20, 1 << 20, false))
             .collect();
         let started = std::time::Instant::now();
         let err = refused(&mut io, &spans).await;
@@ -730,9 +745,9 @@ mod tests {
         let file = file_with(&data);
         let parts = [
             Bytes::from_static(b"head\r\n"),
-            lane.push(0, &file, version(&file), 1000, 200_000),
+            lane.push(0, &file, version(&file), 1000, 200_000, false),
             Bytes::from_static(b"-middle-"),
-            lane.push(0, &file, version(&file), 5, 7),
+            lane.push(0, &file, version(&file), 5, 7, false),
         ];
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
@@ -751,12 +766,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_held_last_byte_waits_for_the_version_check() {
+        use std::os::unix::fs::FileExt as _;
+        let lane = Lane::default();
+        let (mut io, _peer) = pair(lane.clone()).await;
+        let file = file_with(&[5u8; 1000]);
+        let v = version(&file);
+        let p = lane.push(0, &file, v, 0, 1000, true);
+        async fn write(io: &mut SendfileIo, p: Bytes) -> io::Result<usize> {
+            std::future::poll_fn(|cx| {
+                hyper::rt::Write::poll_write_vectored(Pin::new(&mut *io), cx, &[IoSlice::new(&p)])
+            })
+            .await
+        }
+        // All but the last byte goes out at once.
+        assert_eq!(write(&mut io, p.clone()).await.expect("sent"), 999);
+        // Written to meanwhile (in another tick of the file clock): the last
+        // byte is refused, so the response never ends whole.
+        std::thread::sleep(Duration::from_millis(20));
+        file.write_all_at(&[6u8; 1000], 0).expect("rewrite");
+        let err = write(&mut io, p.slice(999..)).await.expect_err("refused");
+        assert_eq!(err.to_string(), "file changed while being sent");
+        assert_eq!(lane.why_cut(), Some(Cut::FileChanged));
+    }
+
+    #[tokio::test]
     async fn a_placeholder_without_a_span_is_an_error_not_zeros() {
         let lane = Lane::default();
         let (mut io, _peer) = pair(Lane::default()).await;
         let file = file_with(b"abcdef");
         // Registered with another lane: ours has no span for it.
-        let p = lane.push(0, &file, version(&file), 0, 6);
+        let p = lane.push(0, &file, version(&file), 0, 6, false);
         let err = refused(&mut io, &[p]).await;
         assert!(err.to_string().contains("without a file span"), "{err}");
     }
@@ -766,7 +806,7 @@ mod tests {
         let lane = Lane::default();
         let (mut io, _peer) = pair(lane.clone()).await;
         let file = file_with(b"abcdefgh");
-        let p = lane.push(0, &file, version(&file), 0, 8);
+        let p = lane.push(0, &file, version(&file), 0, 8, false);
         // Skipping the first bytes of the span does not match it.
         let err = refused(&mut io, &[p.slice(2..)]).await;
         assert!(err.to_string().contains("out of step"), "{err}");
@@ -777,7 +817,7 @@ mod tests {
         let lane = Lane::default();
         let (mut io, _peer) = pair(lane.clone()).await;
         let file = file_with(b"abc");
-        let p = lane.push(0, &file, version(&file), 0, 10);
+        let p = lane.push(0, &file, version(&file), 0, 10, false);
         let err = refused(&mut io, &[p]).await;
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert_eq!(lane.why_cut(), Some(Cut::FileShrank));
@@ -807,8 +847,8 @@ mod tests {
         let data = vec![7u8; 300_000];
         let file = file_with(&data);
         let owner = lane.response();
-        let first = lane.push(owner, &file, version(&file), 0, 200_000);
-        let last = lane.push(owner, &file, version(&file), 200_000, 100_000);
+        let first = lane.push(owner, &file, version(&file), 0, 200_000, false);
+        let last = lane.push(owner, &file, version(&file), 200_000, 100_000, false);
         lane.ends_with(pending_line(300_000));
         // Handed over, not yet sent: no line.
         assert!(capture::taken(&lines).is_empty());
@@ -847,10 +887,10 @@ mod tests {
             // An earlier response, sent whole, and this one: 3000 bytes in
             // two spans, of which only the first goes out.
             let earlier = lane.response();
-            let done = lane.push(earlier, &file, version(&file), 0, 10);
+            let done = lane.push(earlier, &file, version(&file), 0, 10, false);
             let owner = lane.response();
-            let first = lane.push(owner, &file, version(&file), 0, 1000);
-            let _last = lane.push(owner, &file, version(&file), 1000, 2000);
+            let first = lane.push(owner, &file, version(&file), 0, 1000, false);
+            let _last = lane.push(owner, &file, version(&file), 1000, 2000, false);
             lane.ends_with(pending_line(3000));
             write_all_vectored(&mut io, &[done, first])
                 .await
