@@ -100,10 +100,12 @@ pub(crate) fn refused_unparsed(client: Option<IpAddr>, e: &hyper::Error) {
     if !e.is_parse() || e.is_parse_version_h2() {
         return;
     }
-    let (status, reason) = match (e.is_parse_too_large(), e.to_string().contains("URI")) {
-        (false, _) => (400u16, "malformed_request"),
-        (true, false) => (431, "head_too_large"),
-        (true, true) => (414, "uri_too_long"),
+    // The head guard refuses long request lines (414) and large heads
+    // before hyper sees them; what hyper refuses as too large is a head.
+    let (status, reason) = if e.is_parse_too_large() {
+        (431, "head_too_large")
+    } else {
+        (400u16, "malformed_request")
     };
     refused_head(client, status, reason);
 }

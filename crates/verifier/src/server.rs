@@ -713,19 +713,16 @@ async fn read_ahead(
 /// retry (the connections in flight will free some); per-connection errors
 /// are skipped.
 async fn back_off(e: &io::Error) {
-    match e.raw_os_error() {
-        Some(libc_emfile)
-            if libc_emfile == 24
-                || libc_emfile == 23
-                || libc_emfile == 12
-                || libc_emfile == 105 =>
-        {
-            tracing::warn!(error = %e, "out of resources accepting connections; backing off");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        _ => {
-            tracing::debug!(error = %e, "accept failed");
-        }
+    use rustix::io::Errno;
+    let errno = e.raw_os_error().map(Errno::from_raw_os_error);
+    if matches!(
+        errno,
+        Some(Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::NOBUFS)
+    ) {
+        tracing::warn!(error = %e, "out of resources accepting connections; backing off");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    } else {
+        tracing::debug!(error = %e, "accept failed");
     }
 }
 
