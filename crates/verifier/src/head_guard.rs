@@ -525,6 +525,69 @@ mod tests {
         assert_eq!(verdicts.next(), Verdict::ServeThenClose);
     }
 
+    use proptest::prelude::*;
+
+    /// A well-formed head: empty lines, a request line, header fields.
+    fn head_strategy() -> impl Strategy<Value = (Vec<u8>, u64)> {
+        (
+            0..=MAX_EMPTY_LINES,
+            "[A-Z]{1,8}",
+            "/[a-zA-Z0-9/._%?=&-]{0,60}",
+            proptest::collection::vec(("[A-Za-z-]{1,20}", "[ -~&&[^#]]{0,40}"), 0..8),
+            any::<bool>(),
+        )
+            .prop_map(|(empty, method, target, fields, crlf)| {
+                let nl = if crlf { "\r\n" } else { "\n" };
+                let mut head = nl.repeat(empty);
+                head.push_str(&format!("{method} {target} HTTP/1.1{nl}"));
+                let mut body = 0;
+                for (name, value) in fields {
+                    if name.eq_ignore_ascii_case("content-length")
+                        || name.eq_ignore_ascii_case("transfer-encoding")
+                    {
+                        continue;
+                    }
+                    head.push_str(&format!("{name}: {value}{nl}"));
+                }
+                if crlf {
+                    head.push_str("Content-Length: 3\r\n");
+                    body = 3;
+                }
+                head.push_str(nl);
+                (head.into_bytes(), body)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_get_an_answer_and_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let verdict = check_head(&bytes, 256);
+            if let Head::Complete { len, .. } = verdict {
+                prop_assert!(len <= bytes.len() && len <= 256);
+            }
+            // Whatever the guard passes, it passes in order and no more.
+            let mut g = HeadGuard::new(256, Verdicts::default());
+            let mut at = 0;
+            for _ in 0..bytes.len() + 1 {
+                match g.scan(&bytes[at..]) {
+                    Scan::Pass(n) => { prop_assert!(n > 0); at += n; }
+                    Scan::NeedMore | Scan::Refuse(_) => break,
+                }
+            }
+            prop_assert!(at <= bytes.len());
+        }
+
+        #[test]
+        fn a_well_formed_head_is_complete_exactly_at_its_end((head, body) in head_strategy(), cut in any::<prop::sample::Index>()) {
+            prop_assert_eq!(
+                check_head(&head, MAX),
+                Head::Complete { len: head.len(), body: if body == 0 { Body::None } else { Body::Length(body) } }
+            );
+            let end = cut.index(head.len());
+            prop_assert_eq!(check_head(&head[..end], MAX), Head::Incomplete);
+        }
+    }
+
     #[test]
     fn the_stand_in_is_a_whole_head() {
         assert_eq!(
