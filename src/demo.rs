@@ -48,7 +48,7 @@ pub(crate) fn run(listen: SocketAddr) -> Result<()> {
     crate::keys::write_private(&keys_file, &keyring.to_toml())?;
     let mut config = ServerConfig::default();
     let mut limits = CacheLimits::default();
-    crate::serve::fit_descriptor_limit(&mut config, &mut limits);
+    mediagate::verifier::fit_open_files(&mut config, &mut limits);
     let gate = MediaGate::builder(root, keyring.clone())
         .mount("/media")
         .cache_limits(limits)

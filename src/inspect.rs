@@ -76,7 +76,8 @@ fn split_url(url: &str) -> Result<(String, Option<String>)> {
     if let Some(t) = transport::token_from_query(query).map_err(|e| anyhow!("{e}"))? {
         return Ok((t.to_owned(), Some(path.to_owned())));
     }
-    if let Some(i) = path.find("/_mg/") {
+    let marker = format!("/{}/", transport::PATH_MARKER);
+    if let Some(i) = path.find(&marker) {
         if let Some((t, rest)) =
             transport::split_path_form(&path[i..]).map_err(|e| anyhow!("{e}"))?
         {

@@ -106,7 +106,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     if let Some(balancers) = &file.proxy_protocol {
         config.proxy_protocol = config::networks("proxy_protocol", balancers)?;
     }
-    fit_descriptor_limit(&mut config, &mut limits);
+    mediagate::verifier::fit_open_files(&mut config, &mut limits);
     let gate = b.cache_limits(limits).build()?;
     let workers = args.workers.or(file.workers);
     let workers = workers.map(|n| at_least_one(n, "workers")).transpose()?;
@@ -219,53 +219,6 @@ fn reopen_root(gate: &MediaGate) {
     }
 }
 
-/// Raises the soft open-files limit to the hard one (as nginx's
-/// `worker_rlimit_nofile` does) and shares it out: at most a quarter for
-/// the descriptors the file cache keeps, and the connection cap below what
-/// is left, so that a flood of connections cannot starve the server of
-/// descriptors for the files it serves.
-pub(crate) fn fit_descriptor_limit(config: &mut ServerConfig, cache: &mut CacheLimits) {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    if let Some(hard) = limit.maximum {
-        if limit.current.is_some_and(|soft| soft < hard) {
-            limit.current = Some(hard);
-            if setrlimit(Resource::Nofile, limit).is_err() {
-                limit = getrlimit(Resource::Nofile);
-            }
-        }
-    }
-    if let Some(soft) = limit.current {
-        share_descriptors(soft, config, cache);
-    }
-}
-
-/// Shares `soft` descriptors out between the file cache and connections
-/// (see [`fit_descriptor_limit`]).
-fn share_descriptors(soft: u64, config: &mut ServerConfig, cache: &mut CacheLimits) {
-    let fitted = cache.within_open_files(soft);
-    if fitted.max_open_files < cache.max_open_files {
-        tracing::info!(
-            max_open_files = fitted.max_open_files,
-            open_files = soft,
-            "file cache's descriptors lowered to fit the open-files limit"
-        );
-    }
-    *cache = fitted;
-    let usable = soft.saturating_sub(64);
-    let kept = cache.max_open_files as u64;
-    // Each connection needs a socket and, while streaming, a file.
-    let fit = ((usable - kept) / 2).max(16) as usize;
-    if config.max_connections > fit {
-        tracing::info!(
-            max_connections = fit,
-            open_files = soft,
-            "connection cap lowered to fit the open-files limit"
-        );
-        config.max_connections = fit;
-    }
-}
-
 /// Binds one socket per worker thread and serves until SIGINT or SIGTERM.
 fn run_server(
     gate: MediaGate,
@@ -341,31 +294,4 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 's
     Ok(async move {
         let _ = rx.await;
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn descriptors_are_shared_between_the_cache_and_connections() {
-        let share = |soft| {
-            let (mut config, mut cache) = (ServerConfig::default(), CacheLimits::default());
-            share_descriptors(soft, &mut config, &mut cache);
-            (cache.max_open_files, config.max_connections)
-        };
-        // Plenty: the defaults stand.
-        let defaults = (
-            CacheLimits::default().max_open_files,
-            ServerConfig::default().max_connections,
-        );
-        assert_eq!(share(1 << 20), defaults);
-        // A common 1024: a quarter of what is usable for the cache, half of
-        // the rest for connections (a socket and a file each).
-        assert_eq!(share(1024), (240, 360));
-        let (files, conns) = share(4096);
-        assert!(files as u64 + 2 * conns as u64 <= 4096 - 64);
-        // Absurdly low: still serves.
-        assert_eq!(share(10), (0, 16));
-    }
 }

@@ -3,8 +3,7 @@
 
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64_simd::URL_SAFE_NO_PAD;
 use hmac::digest::core_api::{Buffer, FixedOutputCore as _, UpdateCore as _};
 use hmac::{Hmac, HmacCore, Mac};
 use sha2::Sha256;
@@ -184,7 +183,7 @@ impl Key {
     pub fn from_base64(id: &str, secret_b64: &str) -> Result<Self, KeyError> {
         KeyId::new(id)?;
         let secret = URL_SAFE_NO_PAD
-            .decode(secret_b64.trim().as_bytes())
+            .decode_to_vec(secret_b64.trim().as_bytes())
             .map(Zeroizing::new)
             .map_err(|_| KeyError::SecretEncoding)?;
         Key::new(id, &secret)
@@ -208,7 +207,7 @@ impl Key {
     /// This exposes the secret: write it only to a file with mode 0600 or to
     /// a secret store, never to logs or command lines.
     pub fn expose_secret_base64(&self) -> Zeroizing<String> {
-        Zeroizing::new(URL_SAFE_NO_PAD.encode(&self.secret[..]))
+        Zeroizing::new(URL_SAFE_NO_PAD.encode_to_string(&self.secret[..]))
     }
 
     /// The link MAC of `payload`: HMAC-SHA256 under the derived link key.
@@ -573,7 +572,7 @@ mod tests {
             Keyring::from_toml("active = \"x\"\nkeys = []"),
             Err(KeyError::Empty)
         ));
-        let b64 = URL_SAFE_NO_PAD.encode(S32);
+        let b64 = URL_SAFE_NO_PAD.encode_to_string(S32);
         let dup = format!(
             "active = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"{b64}\"\n[[keys]]\nid = \"a\"\nsecret = \"{b64}\"\n"
         );
@@ -585,7 +584,7 @@ mod tests {
     /// Keys files that are wrong in every way a hand edit makes them, each
     /// holding the sentinel in the place it went wrong.
     fn malformed_keys_files(sentinel: &str) -> Vec<String> {
-        let good = URL_SAFE_NO_PAD.encode(S32);
+        let good = URL_SAFE_NO_PAD.encode_to_string(S32);
         vec![
             // The MEDIAGATE_KEYS form pasted into TOML.
             format!("active = \"k\"\nkeys = \"k:{sentinel}\"\n"),
@@ -638,7 +637,7 @@ mod tests {
 
     #[test]
     fn env_value_form() {
-        let b64 = URL_SAFE_NO_PAD.encode(S32);
+        let b64 = URL_SAFE_NO_PAD.encode_to_string(S32);
         let ring = Keyring::from_env_value(&format!("a:{b64}, b:{b64}")).unwrap();
         assert_eq!(ring.active().id(), "a");
         assert!(ring.get(b"b").is_some());
@@ -650,6 +649,22 @@ mod tests {
             err.to_string(),
             "entry 2: key secret is not base64url without padding"
         );
+        // One spelling per secret: unused low bits of the last character
+        // set, or padding, is not base64url without padding.
+        // 32 bytes take 43 characters, whose last carries 2 unused bits.
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut loose = b64.clone();
+        let last = loose.pop().unwrap();
+        let at = ALPHABET.iter().position(|&c| c == last as u8).unwrap();
+        assert_eq!(at & 3, 0, "a canonical last character");
+        loose.push(ALPHABET[at | 1] as char);
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode_to_vec(loose.as_bytes()).ok(),
+            None,
+            "{loose}"
+        );
+        let err = Keyring::from_env_value(&format!("a:{loose}")).unwrap_err();
+        assert_eq!(err.kind(), &KeyError::SecretEncoding);
         let err = Keyring::from_env_value(&format!("a:{b64},a:{b64}")).unwrap_err();
         assert_eq!(err.to_string(), "entry 2: key id is listed twice");
     }

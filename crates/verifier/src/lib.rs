@@ -14,6 +14,7 @@ mod graceful;
 mod head_guard;
 mod headers;
 mod keys;
+mod open_files;
 mod proxy_protocol;
 mod reject;
 mod response;
@@ -34,6 +35,7 @@ pub use config::{
 pub use cors::{Cors, InvalidOrigin};
 pub use fs::RootError;
 pub use keys::{KeyringHandle, KeysFileAccess, LoadKeysError, load_keyring_env, load_keyring_file};
+pub use open_files::fit_open_files;
 pub use server::{ServerConfig, Workers, serve};
 pub use service::{MediaGate, PeerAddr};
 

@@ -22,6 +22,7 @@ use ipnet::IpNet;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::access_log::{self, Cut};
 use crate::body::{Delivery, HTTP2_CHUNK, MediaBody};
@@ -216,7 +217,7 @@ pub async fn serve(
     let slots = Slots::new(config.max_connections);
     let graceful = Shutdown::new();
     // Ends with this function, however it ends (returned, or dropped).
-    let _sweeper = AbortOnDrop(tokio::spawn(close_unused_files(gate.clone())));
+    let _sweeper = AbortOnDropHandle::new(tokio::spawn(close_unused_files(gate.clone())));
     let start = |stream: TcpStream, peer, slot| {
         if !nodelay_inherited {
             let _ = stream.set_nodelay(true);
@@ -272,15 +273,6 @@ async fn close_unused_files(gate: MediaGate) {
     loop {
         tick.tick().await;
         gate.close_unused_files();
-    }
-}
-
-/// A task aborted when this handle is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -729,28 +721,6 @@ async fn back_off(e: &io::Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn a_task_behind_abort_on_drop_ends_when_the_handle_is_dropped() {
-        // What the task holds is released once it is aborted: the sweeper
-        // of a `serve` future that is dropped does not keep the cache.
-        let held = std::sync::Arc::new(());
-        let inside = held.clone();
-        let guard = AbortOnDrop(tokio::spawn(async move {
-            let _inside = inside;
-            std::future::pending::<()>().await;
-        }));
-        tokio::task::yield_now().await;
-        assert_eq!(std::sync::Arc::strong_count(&held), 2);
-        drop(guard);
-        for _ in 0..100 {
-            if std::sync::Arc::strong_count(&held) == 1 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(std::sync::Arc::strong_count(&held), 1);
-    }
 
     #[test]
     fn accepted_sockets_inherit_nodelay_from_the_workers_listeners() {
