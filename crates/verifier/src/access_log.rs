@@ -102,12 +102,12 @@ pub(crate) fn refused_unparsed(client: Option<IpAddr>, e: &hyper::Error) {
     }
     // The head guard refuses long request lines (414) and large heads
     // before hyper sees them; what hyper refuses as too large is a head.
-    let (status, reason) = if e.is_parse_too_large() {
-        (431, "head_too_large")
+    let reject = if e.is_parse_too_large() {
+        crate::reject::Reject::HeadTooLarge
     } else {
-        (400u16, "malformed_request")
+        crate::reject::Reject::MalformedRequest
     };
-    refused_head(client, status, reason);
+    refused_head(client, reject.status().as_u16(), reject.code());
 }
 
 /// Logs a request refused from its raw head, before it was parsed: the

@@ -52,11 +52,11 @@ pub(crate) fn authorize(
         match verifier.verify(token, &facts, now) {
             Ok(grant) => return Ok(grant),
             Err(e) => {
-                refusal.get_or_insert(e.code());
+                refusal.get_or_insert(Reject::Link(e.code()));
             }
         }
     }
-    Err(Reject::Forbidden(refusal.unwrap_or("missing_token")))
+    Err(refusal.unwrap_or(Reject::MissingToken))
 }
 
 #[cfg(test)]

@@ -110,6 +110,9 @@ pub struct MediaBody {
 enum Kind {
     Empty,
     Full(Option<Bytes>),
+    /// A line of static text, sent as the text and then its newline (no
+    /// allocation for a refusal's reason code).
+    Line(Option<&'static str>, bool),
     File(FileStream),
 }
 
@@ -154,6 +157,14 @@ impl MediaBody {
     pub(crate) fn text(text: &'static str) -> Self {
         MediaBody {
             kind: Kind::Full(Some(Bytes::from_static(text.as_bytes()))),
+            responding: None,
+        }
+    }
+
+    /// `text` and a newline.
+    pub(crate) fn line(text: &'static str) -> Self {
+        MediaBody {
+            kind: Kind::Line(Some(text), true),
             responding: None,
         }
     }
@@ -353,6 +364,14 @@ impl Body for MediaBody {
         match kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Line(text, newline) => {
+                let frame = match text.take() {
+                    Some(text) => Bytes::from_static(text.as_bytes()),
+                    None if std::mem::take(newline) => Bytes::from_static(b"\n"),
+                    None => return Poll::Ready(None),
+                };
+                Poll::Ready(Some(Ok(Frame::data(frame))))
+            }
             Kind::File(stream) => {
                 if stream.remaining == 0 {
                     stream.finish(None);
@@ -392,6 +411,7 @@ impl Body for MediaBody {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(data) => data.is_none(),
+            Kind::Line(text, newline) => text.is_none() && !newline,
             Kind::File(stream) => stream.remaining == 0,
         }
     }
@@ -400,6 +420,9 @@ impl Body for MediaBody {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Line(text, newline) => {
+                SizeHint::with_exact((text.map_or(0, str::len) + usize::from(*newline)) as u64)
+            }
             Kind::File(stream) => SizeHint::with_exact(stream.remaining),
         }
     }
@@ -418,6 +441,14 @@ mod tests {
         f.write_all(&vec![3u8; len]).expect("write");
         let version = crate::fs::identity_of(&f).expect("statx").expect("a file");
         (Arc::new(f), version)
+    }
+
+    #[tokio::test]
+    async fn a_line_is_its_text_and_a_newline() {
+        let body = MediaBody::line("expired");
+        assert_eq!(body.size_hint().exact(), Some(8));
+        let bytes = body.collect().await.expect("no error").to_bytes();
+        assert_eq!(&bytes[..], b"expired\n");
     }
 
     #[tokio::test]

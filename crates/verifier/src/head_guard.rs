@@ -111,7 +111,7 @@ impl Verdicts {
     pub(crate) fn next(&self) -> Verdict {
         let counts = &*self.0;
         let number = counts.asked.fetch_add(1, Ordering::AcqRel) + 1;
-        let missing = Verdict::Refuse(Reject::BadRequest("malformed_request"));
+        let missing = Verdict::Refuse(Reject::MalformedRequest);
         if number > counts.handed.load(Ordering::Acquire) {
             return missing;
         }
@@ -229,7 +229,7 @@ pub(crate) enum Body {
 /// Checks the head at the start of `bytes` against the rules of the module
 /// docs, as far as it has arrived.
 pub(crate) fn check_head(bytes: &[u8], max_head: usize) -> Head {
-    let refuse = |code| Head::Refused(Reject::BadRequest(code));
+    let refuse = Head::Refused;
     // Empty lines first: "\r\n" or "\n".
     let mut start = 0;
     let mut empty = 0;
@@ -246,7 +246,7 @@ pub(crate) fn check_head(bytes: &[u8], max_head: usize) -> Head {
         };
         empty += 1;
         if empty > MAX_EMPTY_LINES {
-            return refuse("malformed_request");
+            return refuse(Reject::MalformedRequest);
         }
         start += skip;
     }
@@ -254,7 +254,7 @@ pub(crate) fn check_head(bytes: &[u8], max_head: usize) -> Head {
     // The method: token characters up to the first space.
     let method_end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
     if rest[..method_end].iter().any(|&b| !is_token_byte(b)) {
-        return refuse("malformed_request");
+        return refuse(Reject::MalformedRequest);
     }
     // The request line.
     let line_end = memchr::memchr(b'\n', rest);
@@ -263,7 +263,7 @@ pub(crate) fn check_head(bytes: &[u8], max_head: usize) -> Head {
         return Head::Refused(Reject::UriTooLong);
     }
     if memchr::memchr(b'#', line).is_some() {
-        return refuse("bad_target");
+        return refuse(Reject::BadTarget);
     }
     let Some(line_end) = line_end else {
         return if start + rest.len() > max_head {
@@ -435,7 +435,7 @@ mod tests {
         ] {
             assert_eq!(
                 head(bytes),
-                Head::Refused(Reject::BadRequest("malformed_request")),
+                Head::Refused(Reject::MalformedRequest),
                 "{bytes:?}"
             );
         }
@@ -500,16 +500,13 @@ mod tests {
         assert_eq!(g.scan(&stream[head_len + 3..]), Scan::Pass(19));
         assert_eq!(
             g.scan(b"GET /#x HTTP/1.1\r\n"),
-            Scan::Refuse(Reject::BadRequest("bad_target"))
+            Scan::Refuse(Reject::BadTarget)
         );
         assert!(g.refused());
         assert_eq!(g.scan(b"GET / HTTP/1.1\r\n\r\n"), Scan::NeedMore);
         assert_eq!(verdicts.next(), Verdict::Serve);
         assert_eq!(verdicts.next(), Verdict::Serve);
-        assert_eq!(
-            verdicts.next(),
-            Verdict::Refuse(Reject::BadRequest("bad_target"))
-        );
+        assert_eq!(verdicts.next(), Verdict::Refuse(Reject::BadTarget));
         // None left: refused, never served unchecked.
         assert!(matches!(verdicts.next(), Verdict::Refuse(_)));
     }

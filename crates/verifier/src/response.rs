@@ -50,12 +50,11 @@ pub(crate) const REASON: http::HeaderName = http::HeaderName::from_static("media
 /// in a `mediagate-reason` header), never the path or the token, and never
 /// cached.
 pub(crate) fn reject(r: Reject) -> Response<MediaBody> {
-    let body = r.body();
-    let mut res = Response::new(MediaBody::text(body));
+    let mut res = Response::new(MediaBody::line(r.code()));
     *res.status_mut() = r.status();
     let h = res.headers_mut();
     h.insert(CONTENT_TYPE, TEXT_PLAIN);
-    h.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(r.body_len()));
     h.insert(CACHE_CONTROL, NO_STORE);
     h.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
     // The reason in a header too: the answer to a HEAD has no body.

@@ -150,7 +150,7 @@ impl MediaGate {
         delivery: Delivery<'_>,
     ) -> Response<MediaBody> {
         if !headers::host::is_acceptable(req.version(), req.uri().authority(), req.headers()) {
-            let reject = Reject::BadRequest("bad_host");
+            let reject = Reject::BadHost;
             let client = authorize::client_ip(&self.config.client_ip, peer, req.headers());
             return self.refuse(req, None, reject, AccessLog::begin(client));
         }
@@ -324,7 +324,7 @@ impl MediaGate {
                     return res;
                 }
                 Preflight::Refused => {
-                    let reject = Reject::Forbidden("cors_origin");
+                    let reject = Reject::CorsOrigin;
                     return self.refuse(req, None, reject, started);
                 }
                 Preflight::Ordinary => {}
@@ -345,7 +345,7 @@ impl MediaGate {
             *res.body_mut() = MediaBody::empty();
             0
         } else {
-            r.body().len() as u64
+            r.body_len() as u64
         };
         AccessLog::start(
             req.method(),

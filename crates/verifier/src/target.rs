@@ -21,7 +21,7 @@ pub(crate) fn canonical(raw: &str) -> Result<MediaPath<'_>, Reject> {
     MediaPath::from_uri_path(raw)
         .ok()
         .filter(|p| !p.is_reserved())
-        .ok_or(Reject::BadRequest("bad_path"))
+        .ok_or(Reject::BadPath)
 }
 
 #[cfg(test)]
@@ -45,11 +45,7 @@ mod tests {
             "/%5fmg/T/a.txt",
             "/_m%67/T/",
         ] {
-            assert_eq!(
-                canonical(raw).err(),
-                Some(Reject::BadRequest("bad_path")),
-                "{raw}"
-            );
+            assert_eq!(canonical(raw).err(), Some(Reject::BadPath), "{raw}");
         }
         for raw in ["/_mg", "/_mgx/a", "/a/_mg/b", "/%5FMG/a"] {
             assert!(canonical(raw).is_ok(), "{raw}");

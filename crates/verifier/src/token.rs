@@ -49,7 +49,7 @@ impl<'a> Located<'a> {
         let slot = self
             .tokens
             .get_mut(self.len)
-            .ok_or(Reject::BadRequest("ambiguous_token"))?;
+            .ok_or(Reject::AmbiguousToken)?;
         *slot = token;
         self.len += 1;
         Ok(())
@@ -63,10 +63,8 @@ impl<'a> Located<'a> {
 
 fn transport_error(e: TransportError) -> Reject {
     match e {
-        TransportError::Duplicate | TransportError::EncodedName => {
-            Reject::BadRequest("ambiguous_token")
-        }
-        _ => Reject::Forbidden("malformed_token"),
+        TransportError::Duplicate | TransportError::EncodedName => Reject::AmbiguousToken,
+        _ => Reject::MalformedToken,
     }
 }
 
@@ -91,7 +89,7 @@ pub(crate) fn locate<'a>(
         None
     };
     match (in_path, in_query) {
-        (Some(_), Some(_)) => return Err(Reject::BadRequest("ambiguous_token")),
+        (Some(_), Some(_)) => return Err(Reject::AmbiguousToken),
         (Some(token), None) | (None, Some(token)) => return Ok(Located::one(token, rest)),
         (None, None) => {}
     }
@@ -109,7 +107,7 @@ pub(crate) fn locate<'a>(
             return Ok(found);
         }
     }
-    Err(Reject::Forbidden("missing_token"))
+    Err(Reject::MissingToken)
 }
 
 #[cfg(test)]
@@ -185,12 +183,12 @@ mod tests {
         ]);
         assert_eq!(
             found(locate("/a", None, &five, all())),
-            Err(Reject::BadRequest("ambiguous_token"))
+            Err(Reject::AmbiguousToken)
         );
         // Empty values are no candidates.
         assert_eq!(
             found(locate("/a", None, &cookies(&["mg_token="]), all())),
-            Err(Reject::Forbidden("missing_token"))
+            Err(Reject::MissingToken)
         );
     }
 
@@ -199,15 +197,15 @@ mod tests {
         let none = HeaderMap::new();
         assert_eq!(
             found(locate("/a", None, &none, all())),
-            Err(Reject::Forbidden("missing_token"))
+            Err(Reject::MissingToken)
         );
         assert_eq!(
             found(locate("/_mg/T/a", Some("mg_token=T"), &none, all())),
-            Err(Reject::BadRequest("ambiguous_token"))
+            Err(Reject::AmbiguousToken)
         );
         assert_eq!(
             found(locate("/a", Some("mg_token=T&mg_token=U"), &none, all())),
-            Err(Reject::BadRequest("ambiguous_token"))
+            Err(Reject::AmbiguousToken)
         );
         let only_query = Transports {
             query: true,
@@ -223,7 +221,7 @@ mod tests {
                 &cookies(&["mg_token=C"]),
                 only_query
             )),
-            Err(Reject::Forbidden("missing_token"))
+            Err(Reject::MissingToken)
         );
     }
 }
