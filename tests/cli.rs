@@ -1693,58 +1693,24 @@ fn keys_are_added_activated_and_retired_in_a_safe_order() {
 fn prefix_links_print_the_url_a_player_opens() {
     let (_dir, keys, _root) = keys_and_media("x");
     let base = "https://media.example.com/media";
-    let (code, url, err) = run(&[
-        "sign",
-        "--keys",
-        &keys,
-        "--user",
-        "7",
-        "--path",
-        "/videos/show/",
-        "--prefix",
-        "--form",
-        "path",
-        "--entry",
-        "master.m3u8",
-        "--base-url",
-        base,
-    ]);
+    // A prefix link for the show, with `extra` options.
+    let show = |extra: &[&str]| {
+        let mut args = vec!["sign", "--keys", &keys, "--user", "7"];
+        args.extend_from_slice(&["--path", "/videos/show/", "--prefix", "--base-url", base]);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let (code, url, err) = show(&["--form", "path", "--entry", "master.m3u8"]);
     assert_eq!(code, 0, "{err}");
     assert!(url.starts_with(&format!("{base}/_mg/")), "{url}");
     assert!(url.trim().ends_with("/videos/show/master.m3u8"), "{url}");
     assert!(err.is_empty(), "{err}");
     // Without --entry, the directory's URL, and a note on what to add.
-    let (_, url, err) = run(&[
-        "sign",
-        "--keys",
-        &keys,
-        "--user",
-        "7",
-        "--path",
-        "/videos/show/",
-        "--prefix",
-        "--form",
-        "path",
-        "--base-url",
-        base,
-    ]);
+    let (_, url, err) = show(&["--form", "path"]);
     assert!(url.trim().ends_with("/videos/show/"), "{url}");
     assert!(err.contains("--entry"), "{err}");
     // A query-form prefix link: warned about relative segment URLs.
-    let (code, url, err) = run(&[
-        "sign",
-        "--keys",
-        &keys,
-        "--user",
-        "7",
-        "--path",
-        "/videos/show/",
-        "--prefix",
-        "--entry",
-        "master.m3u8",
-        "--base-url",
-        base,
-    ]);
+    let (code, url, err) = show(&["--entry", "master.m3u8"]);
     assert_eq!(code, 0);
     assert!(url.contains("/videos/show/master.m3u8?mg_token="), "{url}");
     assert!(err.contains("--form path"), "{err}");
