@@ -66,6 +66,24 @@ fn start_server(
     (child, lines, addr)
 }
 
+/// A server's stderr lines, read on a thread of their own, so that a
+/// server that stops logging fails a test (a receive with a timeout)
+/// instead of hanging it.
+fn lines_on_a_thread(
+    lines: std::io::Lines<BufReader<std::process::ChildStderr>>,
+) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// One HTTP/1.1 GET over a fresh connection; the whole response.
 fn http_get(addr: &str, target: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -1507,16 +1525,7 @@ fn http2_streams_cannot_take_every_descriptor() {
         .env_remove("MEDIAGATE_KEYS")
         .env("MEDIAGATE_LOG", "info");
     let (child, lines, addr) = start_server(cmd);
-    // Read on a thread of its own, so that a server that stops logging
-    // fails the test instead of hanging it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in lines {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = lines_on_a_thread(lines);
     // Forty HTTP/1 downloads of a file far larger than the socket buffers,
     // that stop reading: each holds its file, and a place, meanwhile.
     std::fs::write(root.join("big/stall.bin"), vec![b's'; 16 << 20]).unwrap();
@@ -1589,14 +1598,7 @@ fn http2_clients_that_keep_windows_shut_give_way_and_are_cut_off() {
     let mut cmd = serve_cmd(&keys, &root);
     cmd.args(["--config", config.to_str().unwrap()]);
     let (child, lines, addr) = start_server(cmd);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in lines {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = lines_on_a_thread(lines);
     // Four connections at the cap of four, each with a refusal it never
     // lets out (no token: a 403 whose body waits for a window).
     let holders: Vec<_> = (0..4)
