@@ -213,30 +213,25 @@ pub(crate) struct ServeArgs {
 /// The longest duration any option or setting takes: 100 years.
 const MAX_DURATION_SECONDS: u64 = 100 * 365 * 86_400;
 
-/// Parses `90s`, `10m`, `2h`, `1d`: a whole number and a unit, positive and
-/// at most 100 years in all (so that no later arithmetic on it overflows).
+/// Parses a duration as humantime reads it (`90s`, `10m`, `2h 30m`,
+/// `500ms`, `7d`; units are case-sensitive: `M` is months), positive and at
+/// most 100 years in all (so that no later arithmetic on it overflows).
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let unit_seconds: u64 = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("'{s}' is not a duration like 90s, 10m, 2h or 1d")),
-    };
-    if num.is_empty() {
-        return Err(format!("'{s}' is not a duration like 90s, 10m, 2h or 1d"));
+    let parsed = humantime::parse_duration(s).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => {
+            format!("duration '{s}' must be positive and at most 100 years")
+        }
+        _ => format!("'{s}' is not a duration like 90s, 10m, 2h or 1d"),
+    })?;
+    let max = std::time::Duration::from_secs(MAX_DURATION_SECONDS);
+    if parsed.is_zero() || parsed > max {
+        return Err(format!(
+            "duration '{s}' must be positive and at most 100 years"
+        ));
     }
-    // `num` is all digits: a number that does not parse is too large.
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit_seconds))
-        .filter(|secs| (1..=MAX_DURATION_SECONDS).contains(secs))
-        .and_then(|secs| i64::try_from(secs).ok())
-        .map(Duration::seconds)
-        .ok_or_else(|| format!("duration '{s}' must be positive and at most 100 years"))
+    Duration::try_from(parsed)
+        .map_err(|_| format!("duration '{s}' must be positive and at most 100 years"))
 }
 
 /// Parses a moment: RFC 3339 (`2026-12-01T09:00:00Z`), or a delay from
@@ -287,23 +282,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_have_a_number_a_unit_and_a_bound() {
-        for (text, seconds) in [
-            ("90s", 90),
-            ("10m", 600),
-            (" 2h ", 7200),
-            ("1d", 86_400),
-            ("36500d", 3_153_600_000),
-            ("3153600000s", 3_153_600_000),
+    fn durations_have_numbers_units_and_a_bound() {
+        for (text, millis) in [
+            ("90s", 90_000),
+            ("10m", 600_000),
+            (" 2h ", 7_200_000),
+            ("1d", 86_400_000),
+            ("2h 30m", 9_000_000),
+            ("1m30s", 90_000),
+            ("500ms", 500),
+            ("1w", 604_800_000),
+            ("36500d", 3_153_600_000_000),
+            ("3153600000s", 3_153_600_000_000),
         ] {
             assert_eq!(
                 parse_duration(text),
-                Ok(Duration::seconds(seconds)),
+                Ok(Duration::milliseconds(millis)),
                 "{text}"
             );
         }
         for bad in [
-            "", "10", "s", "-5s", "+5s", "1.5h", "5 m", "5ms", "1w", "10x",
+            "",
+            "10",
+            "s",
+            "-5s",
+            "+5s",
+            "10x",
+            "1h and 5m",
+            "ten minutes",
         ] {
             let e = parse_duration(bad).unwrap_err();
             assert!(e.contains("not a duration"), "{bad}: {e}");
@@ -312,6 +318,7 @@ mod tests {
         // a panic in the arithmetic.
         for bad in [
             "0s",
+            "0ms",
             "36501d",
             "3153600001s",
             "106751991167301d",

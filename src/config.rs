@@ -26,6 +26,10 @@ pub(crate) struct FileConfig {
     pub chunk_size: Option<usize>,
     pub sendfile: Option<bool>,
     pub http2: Option<bool>,
+    /// How long a cached file is served before it is checked again: a
+    /// duration, or "0s" for every request.
+    pub revalidate_after: Option<String>,
+    /// The same in milliseconds (the older spelling).
     pub revalidate_after_ms: Option<u64>,
     pub max_open_files: Option<usize>,
     pub close_unused_after: Option<String>,
@@ -173,6 +177,7 @@ mod tests {
             &file.header_read_timeout,
             &file.send_timeout,
             &file.window_timeout,
+            &file.revalidate_after,
             &file.leeway,
             &file.max_ttl,
             &file.close_unused_after,

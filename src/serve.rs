@@ -20,6 +20,11 @@ fn seconds(s: Option<&str>, what: &str) -> Result<Option<Duration>> {
         .transpose()
 }
 
+/// [`seconds`] as the server's timers take it, to the nanosecond.
+fn timer(s: Option<&str>, what: &str) -> Result<Option<std::time::Duration>> {
+    Ok(seconds(s, what)?.map(|d| d.unsigned_abs()))
+}
+
 /// Builds the verifier and the server from the config file, overridden by
 /// options and `MEDIAGATE_*` variables, then serves, or with `--check`
 /// prints a summary.
@@ -75,14 +80,25 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         b = b.chunk_size(c);
     }
     let mut limits = CacheLimits::default();
-    if let Some(ms) = file.revalidate_after_ms {
-        limits.revalidate_after = std::time::Duration::from_millis(ms);
+    match (&file.revalidate_after, file.revalidate_after_ms) {
+        (Some(_), Some(_)) => {
+            bail!("revalidate_after_ms: set revalidate_after alone (it replaces this one)")
+        }
+        (Some(d), None) => {
+            limits.revalidate_after = match humantime::parse_duration(d.trim()) {
+                // "0s": every request checks the file again.
+                Ok(zero) if zero.is_zero() => std::time::Duration::ZERO,
+                _ => timer(Some(d), "revalidate_after")?.unwrap_or_default(),
+            };
+        }
+        (None, Some(ms)) => limits.revalidate_after = std::time::Duration::from_millis(ms),
+        (None, None) => {}
     }
     if let Some(n) = file.max_open_files {
         limits.max_open_files = n;
     }
-    if let Some(t) = seconds(file.close_unused_after.as_deref(), "close_unused_after")? {
-        limits.close_unused_after = std::time::Duration::from_secs(t.whole_seconds() as u64);
+    if let Some(t) = timer(file.close_unused_after.as_deref(), "close_unused_after")? {
+        limits.close_unused_after = t;
     }
     let mut config = ServerConfig::default();
     if let Some(n) = file.max_connections {
@@ -94,14 +110,14 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     if let Some(on) = file.http2 {
         config.http2 = on;
     }
-    if let Some(t) = seconds(file.header_read_timeout.as_deref(), "header_read_timeout")? {
-        config.header_read_timeout = std::time::Duration::from_secs(t.whole_seconds() as u64);
+    if let Some(t) = timer(file.header_read_timeout.as_deref(), "header_read_timeout")? {
+        config.header_read_timeout = t;
     }
-    if let Some(t) = seconds(file.send_timeout.as_deref(), "send_timeout")? {
-        config.send_timeout = std::time::Duration::from_secs(t.whole_seconds() as u64);
+    if let Some(t) = timer(file.send_timeout.as_deref(), "send_timeout")? {
+        config.send_timeout = t;
     }
-    if let Some(t) = seconds(file.window_timeout.as_deref(), "window_timeout")? {
-        config.window_timeout = std::time::Duration::from_secs(t.whole_seconds() as u64);
+    if let Some(t) = timer(file.window_timeout.as_deref(), "window_timeout")? {
+        config.window_timeout = t;
     }
     if let Some(balancers) = &file.proxy_protocol {
         config.proxy_protocol = config::networks("proxy_protocol", balancers)?;

@@ -982,7 +982,7 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
             "keys = {k:?}\nroot = {:?}\nlisten = \"127.0.0.1:0\"\nmount = \"/files\"\n\
              health_path = \"/up\"\nmax_connections = 64\nheader_read_timeout = \"5s\"\nsend_timeout = \"30s\"\n\
              leeway = \"10s\"\nmax_ttl = \"1d\"\nworkers = 1\nchunk_size = 65536\nsendfile = false\nhttp2 = false\n\
-             revalidate_after_ms = 0\nmax_open_files = 16\nclose_unused_after = \"30s\"\n",
+             revalidate_after = \"0s\"\nmax_open_files = 16\nclose_unused_after = \"30s\"\n",
             root.to_str().unwrap()
         ),
     )
@@ -1040,6 +1040,11 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
         ("leeway = \"soon\"", "leeway"),
         ("close_unused_after = \"0s\"", "close_unused_after"),
         ("send_timeout = \"never\"", "send_timeout"),
+        (
+            "revalidate_after = \"1ms\"\nrevalidate_after_ms = 1",
+            "set revalidate_after alone",
+        ),
+        ("revalidate_after = \"soon\"", "revalidate_after"),
         ("max_connections = 0", "max_connections: must be at least 1"),
         ("workers = 0", "workers: must be at least 1"),
         (
