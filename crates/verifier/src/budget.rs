@@ -1,8 +1,9 @@
 //! Counted places for files open for responses: one bound per worker's
-//! file cache (all connections together), one per connection (its HTTP/2
-//! streams). A response holds its places from the moment its file is
-//! chosen until its last byte is sent, so a client that opens many streams
-//! and reads none cannot take every descriptor the process has.
+//! file cache, all connections and HTTP/2 streams together (a connection
+//! has at most `server::HTTP2_MAX_STREAMS` streams). A response holds its
+//! place from the moment its file is chosen until its last byte is sent,
+//! so clients that open many streams and read none cannot take every
+//! descriptor the process has.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

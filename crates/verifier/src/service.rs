@@ -264,8 +264,8 @@ impl MediaGate {
         // 6. Response
         let head = method == Method::Head;
         let plan = response::file(req.headers(), head, &grant, &entry, cfg.cache_policy, now);
-        // A file kept open while the body is sent takes a place of the
-        // worker's and of the connection's: none left is a 503 at once.
+        // A file kept open while the body is sent takes one of the worker's
+        // places: none left is a 503 at once.
         let place = match (&plan.body, &content) {
             (Some(_), Content::File(_)) => match delivery.file_place(&self.cache.streaming) {
                 Some(place) => Some(place),
