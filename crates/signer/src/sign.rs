@@ -275,7 +275,8 @@ impl<'a> LinkBuilder<'a> {
         self
     }
 
-    /// Carries a revocation generation (a per-user epoch) in the link.
+    /// Carries a revocation generation (a per-user epoch) in the link, for
+    /// a verifier that checks it (the bundled server does not yet).
     pub fn generation(mut self, generation: u64) -> Self {
         self.generation = Some(generation);
         self
