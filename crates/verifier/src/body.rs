@@ -14,8 +14,8 @@ use http_body::{Body, Frame, SizeHint};
 use crate::access_log::{AccessLog, Cut};
 use crate::budget::{Budget, Held};
 use crate::fs::{Identity, check_version};
-use crate::sendfile::{self, Ending, Lane};
-use crate::slots::Responding;
+use crate::server::sendfile::{self, Ending, Lane};
+use crate::server::slots::Responding;
 
 /// Chunk buffers kept per response for reuse.
 const POOL: usize = 2;
@@ -181,7 +181,7 @@ impl MediaBody {
     /// Streams `len` bytes of `file` from `offset`; `log` is written when the
     /// body is finished or dropped, with the bytes handed to the connection.
     /// Sent as `delivery` says: by the connection itself (see
-    /// [`crate::sendfile`]), or read in pieces of up to `chunk` bytes.
+    /// [`crate::server::sendfile`]), or read in pieces of up to `chunk` bytes.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn file(
         file: Arc<File>,

@@ -10,19 +10,12 @@ mod cache;
 mod config;
 mod cors;
 mod fs;
-mod graceful;
-mod head_guard;
 mod headers;
 mod keys;
-mod open_files;
-mod proxy_protocol;
 mod reject;
 mod response;
-mod send_timeout;
-mod sendfile;
 mod server;
 mod service;
-mod slots;
 mod target;
 mod token;
 
@@ -35,7 +28,7 @@ pub use config::{
 pub use cors::{Cors, InvalidOrigin};
 pub use fs::RootError;
 pub use keys::{KeyringHandle, KeysFileAccess, LoadKeysError, load_keyring_env, load_keyring_file};
-pub use open_files::fit_open_files;
+pub use server::fit_open_files;
 pub use server::{ServerConfig, Workers, serve};
 pub use service::{MediaGate, PeerAddr};
 

@@ -26,7 +26,7 @@
 //!
 //! [`SendfileIo`] is every connection's I/O, HTTP/2 and sendfile-less ones
 //! included, and so also where the send timeout watches the writes (see
-//! [`crate::send_timeout`]) and where the first write error is recorded in
+//! [`crate::server::send_timeout`]) and where the first write error is recorded in
 //! the lane, for the access log of responses it cuts short.
 
 use std::collections::VecDeque;
@@ -46,9 +46,9 @@ use tokio::net::TcpStream;
 use crate::access_log::{AccessLog, Cut};
 use crate::body::FilePlace;
 use crate::fs::{Identity, check_version};
-use crate::head_guard::{self, HeadGuard, Scan};
-use crate::send_timeout::{Progress, SendTimer};
-use crate::slots::Responding;
+use crate::server::head_guard::{self, HeadGuard, Scan};
+use crate::server::send_timeout::{Progress, SendTimer};
+use crate::server::slots::Responding;
 
 /// The most bytes one placeholder stands for. hyper stops asking the body
 /// for more while one is queued, so this bounds nothing in memory; it only
@@ -247,7 +247,7 @@ pub(crate) struct SendfileIo {
     read_ahead: Bytes,
     stall: SendTimer,
     /// HTTP/1 only: the request heads' guard, and the bytes it has not yet
-    /// let through (see [`crate::head_guard`]).
+    /// let through (see [`crate::server::head_guard`]).
     guard: Option<Guarded>,
 }
 
@@ -275,7 +275,7 @@ impl SendfileIo {
     /// Wraps an accepted connection; writes that wait longer than
     /// `send_timeout` for the client fail, and each write that sends
     /// something counts in `progress` when given (see
-    /// [`crate::send_timeout`]).
+    /// [`crate::server::send_timeout`]).
     pub(crate) fn new(
         stream: TcpStream,
         lane: Lane,
@@ -308,7 +308,7 @@ impl SendfileIo {
         self
     }
 
-    /// A read under the guard (see [`crate::head_guard`]): what it has let
+    /// A read under the guard (see [`crate::server::head_guard`]): what it has let
     /// through, a stand-in for a head it refused (then the end of the
     /// stream), or, when it needs more of a head, a read from the socket.
     fn poll_read_guarded(

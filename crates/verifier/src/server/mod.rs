@@ -13,6 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
+mod graceful;
+pub(crate) mod head_guard;
+mod open_files;
+mod proxy_protocol;
+mod send_timeout;
+pub(crate) mod sendfile;
+pub(crate) mod slots;
+
+pub use open_files::fit_open_files;
+
 use bytes::{Bytes, BytesMut};
 use http::Request;
 use hyper::body::Incoming;
@@ -26,13 +36,12 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::access_log::{self, Cut};
 use crate::body::{Delivery, HTTP2_CHUNK, MediaBody};
-use crate::graceful::{Shutdown, Watcher};
-use crate::head_guard::{self, Head, HeadGuard, Verdict, Verdicts};
-use crate::proxy_protocol;
-use crate::send_timeout::{Ended, Progress, Tracked, watch_http2};
-use crate::sendfile::{Lane, SendfileIo};
 use crate::service::MediaGate;
-use crate::slots::{Responding, Slot, Slots};
+use graceful::{Shutdown, Watcher};
+use head_guard::{Head, HeadGuard, Verdict, Verdicts};
+use send_timeout::{Ended, Progress, Tracked, watch_http2};
+use sendfile::{Lane, SendfileIo};
+use slots::{Responding, Slot, Slots};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
