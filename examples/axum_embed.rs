@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use mediagate::signer::time::Duration;
 use mediagate::signer::{Key, Keyring, Signer};
-use mediagate::verifier::{MediaGate, PeerAddr};
+use mediagate::verifier::{AccessLog, MediaGate, PeerAddr};
 
 #[derive(Clone)]
 struct App {
@@ -87,7 +87,8 @@ fn router(root: &std::path::Path) -> Result<Router, Box<dyn std::error::Error>> 
     };
     Ok(Router::new()
         .route("/download", get(download))
-        .nest_service("/media", gate)
+        // One access-log line per media request (target mediagate::access).
+        .nest_service("/media", AccessLog::new(gate))
         .layer(middleware::from_fn(peer_addr))
         .with_state(app))
 }

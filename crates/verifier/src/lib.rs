@@ -19,7 +19,7 @@ mod service;
 mod target;
 mod token;
 
-pub use access_log::TARGET as ACCESS_LOG_TARGET;
+pub use access_log::{AccessLog, AccessLogLayer, LoggedBody, Logging, TARGET as ACCESS_LOG_TARGET};
 pub use body::MediaBody;
 pub use cache::CacheLimits;
 pub use config::{

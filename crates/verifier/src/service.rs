@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,8 +12,8 @@ use http::{Request, Response};
 use mediagate_signer::time::OffsetDateTime;
 use mediagate_signer::{Keyring, Method};
 
-use crate::access_log::{AccessLog, Begun};
-use crate::body::{Delivery, MediaBody};
+use crate::access_log::{self, Served};
+use crate::body::MediaBody;
 use crate::cache::{Content, FileCache};
 use crate::config::{Builder, Config};
 use crate::cors::Preflight;
@@ -31,10 +31,11 @@ pub struct PeerAddr(pub SocketAddr);
 /// The mediagate verifier as a service: checks the signed link of each
 /// request and serves the file from the media root.
 ///
-/// Cheap to clone (the configuration is shared). It is a
-/// [`hyper::service::Service`] and a [`tower_service::Service`], so it
-/// serves with hyper directly (see [`crate::serve`]) or inside an axum
-/// router.
+/// A pure [`tower_service::Service`]: request in, response out; it knows
+/// nothing of connections. Serve it with the bundled server ([`crate::serve`],
+/// [`crate::Workers`]), inside an axum router, or with hyper through
+/// `hyper_util::service::TowerToHyperService`. Cheap to clone (the
+/// configuration is shared).
 #[derive(Debug, Clone)]
 pub struct MediaGate {
     config: Arc<Config>,
@@ -115,28 +116,6 @@ impl MediaGate {
         Ok(path)
     }
 
-    /// Answers one request. Never fails: every problem is a 4xx (or, for a
-    /// server-side fault, a 5xx) response with a reason code. The client's
-    /// address is taken from a [`PeerAddr`] extension, when present.
-    ///
-    /// HTTP-level rules are the server's: the bundled one ([`crate::serve`])
-    /// also refuses, with 400 `bad_host`, a request without a `Host` on
-    /// HTTP/1.1, or with two, or with a malformed one (RFC 9112 §3.2).
-    pub fn handle<B>(&self, req: &Request<B>) -> Response<MediaBody> {
-        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
-        self.handle_from(req, peer)
-    }
-
-    /// [`handle`](Self::handle) for a request from `peer` (what the bundled
-    /// server calls: no per-request extension to allocate).
-    pub fn handle_from<B>(
-        &self,
-        req: &Request<B>,
-        peer: Option<SocketAddr>,
-    ) -> Response<MediaBody> {
-        self.respond(req, peer, Delivery::EMBEDDED)
-    }
-
     /// What the bundled server calls for each request read off a
     /// connection: first the wire-level rule that a request carries one
     /// well-formed `Host` (one at most on HTTP/1.0 and HTTP/2; RFC 9112
@@ -147,43 +126,39 @@ impl MediaGate {
         &self,
         req: &Request<B>,
         peer: Option<SocketAddr>,
-        delivery: Delivery<'_>,
-    ) -> Response<MediaBody> {
+    ) -> (Response<MediaBody>, Option<Served>) {
         if !headers::host::is_acceptable(req.version(), req.uri().authority(), req.headers()) {
-            let reject = Reject::BadHost;
             let client = authorize::client_ip(&self.config.client_ip, peer, req.headers());
-            return self.refuse(req, None, reject, AccessLog::begin(client));
+            return self.refuse(req, client, None, Reject::BadHost);
         }
-        self.respond(req, peer, delivery)
+        self.respond(req, peer)
     }
 
     /// The answer to a request head the bundled server refused before it
-    /// was parsed (see `head_guard`): the refusal, with the connection
-    /// closed after it, logged with no method or path.
-    pub(crate) fn refuse_head(&self, reject: Reject, peer: SocketAddr) -> Response<MediaBody> {
+    /// was parsed (see `server::head_guard`): the refusal, with the
+    /// connection closed after it.
+    pub(crate) fn refuse_head(&self, reject: Reject) -> Response<MediaBody> {
         let mut res = response::reject(reject);
         res.headers_mut().insert(
             http::header::CONNECTION,
             http::HeaderValue::from_static("close"),
         );
-        let client = Some(peer.ip().to_canonical());
-        crate::access_log::refused_head(client, reject.status().as_u16(), reject.code());
         res
     }
 
-    /// [`handle_from`](Self::handle_from) on a connection that takes file
-    /// bodies as `delivery` says.
+    /// The answer to `req` from `peer`, and what its access-log line
+    /// needs (`None`: not logged). Never fails: every problem is a 4xx
+    /// (or, for a server-side fault, a 5xx) response with a reason code.
     pub(crate) fn respond<B>(
         &self,
         req: &Request<B>,
         peer: Option<SocketAddr>,
-        delivery: Delivery<'_>,
-    ) -> Response<MediaBody> {
-        let mut res = self.answer(req, peer, delivery);
+    ) -> (Response<MediaBody>, Option<Served>) {
+        let (mut res, served) = self.answer(req, peer);
         // Every answer, refusals too: a player on another origin can then
         // read why it was refused (an expired link: fetch a new one).
         self.config.cors.decorate(req.headers(), res.headers_mut());
-        res
+        (res, served)
     }
 
     /// The response to one request, before the CORS headers.
@@ -191,30 +166,28 @@ impl MediaGate {
         &self,
         req: &Request<B>,
         peer: Option<SocketAddr>,
-        delivery: Delivery<'_>,
-    ) -> Response<MediaBody> {
+    ) -> (Response<MediaBody>, Option<Served>) {
         let cfg = &*self.config;
         // Whom IP-bound links are checked against, and the access log names.
         let client_ip = authorize::client_ip(&cfg.client_ip, peer, req.headers());
-        let started = AccessLog::begin(client_ip);
         let now = OffsetDateTime::now_utc();
         let raw_path = req.uri().path();
 
         if cfg.health_path.as_deref() == Some(raw_path)
             && (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
         {
-            return response::health(req.method() == http::Method::HEAD);
+            return (response::health(req.method() == http::Method::HEAD), None);
         }
 
         // 1. Method
         let method = match *req.method() {
             http::Method::GET => Method::Get,
             http::Method::HEAD => Method::Head,
-            _ => return self.other_method(req, started),
+            _ => return self.other_method(req, client_ip),
         };
         // 2. Token (the mount comes first: nothing outside it is ours)
         let Some(below_mount) = target::strip_mount(raw_path, &cfg.mount) else {
-            return self.refuse(req, None, Reject::NotFound, started);
+            return self.refuse(req, client_ip, None, Reject::NotFound);
         };
         let located = match token::locate(
             below_mount,
@@ -223,12 +196,12 @@ impl MediaGate {
             cfg.transports,
         ) {
             Ok(l) => l,
-            Err(r) => return self.refuse(req, None, r, started),
+            Err(r) => return self.refuse(req, client_ip, None, r),
         };
         // 3. Canonical path
         let path = match target::canonical(located.path) {
             Ok(p) => p,
-            Err(r) => return self.refuse(req, None, r, started),
+            Err(r) => return self.refuse(req, client_ip, None, r),
         };
         // 4. Grant (before any file-system access)
         let verifier = cfg.keys.verifier();
@@ -241,7 +214,7 @@ impl MediaGate {
             now,
         ) {
             Ok(g) => g,
-            Err(r) => return self.refuse(req, None, r, started),
+            Err(r) => return self.refuse(req, client_ip, None, r),
         };
         // 5. File
         let resolved = self.cache.resolve(&cfg.root.load(), path.relative(), || {
@@ -258,7 +231,7 @@ impl MediaGate {
                         Reject::Internal
                     }
                 };
-                return self.refuse(req, Some(grant.subject()), reject, started);
+                return self.refuse(req, client_ip, Some(grant.subject()), reject);
             }
         };
         // 6. Response
@@ -267,109 +240,85 @@ impl MediaGate {
         // A file kept open while the body is sent takes one of the worker's
         // places: none left is a 503 at once.
         let place = match (&plan.body, &content) {
-            (Some(_), Content::File(_)) => match delivery.file_place(&self.cache.streaming) {
+            (Some(_), Content::File(_)) => match self.cache.streaming.try_take() {
                 Some(place) => Some(place),
-                None => return self.refuse(req, Some(grant.subject()), Reject::Busy, started),
+                None => {
+                    return self.refuse(req, client_ip, Some(grant.subject()), Reject::Busy);
+                }
             },
             _ => None,
         };
         let mut res = plan.response;
-        let log = AccessLog::start(
-            req.method(),
-            raw_path,
-            Some(grant.subject()),
-            res.status().as_u16(),
-            None,
-            started,
-        );
         *res.body_mut() = match (plan.body, content) {
-            (None, _) => {
-                log.finish(0, None);
-                MediaBody::empty()
-            }
+            (None, _) => MediaBody::empty(),
             (Some((start, end)), Content::Memory(bytes)) => {
-                MediaBody::bytes(bytes.slice(start as usize..end as usize), log)
+                MediaBody::bytes(bytes.slice(start as usize..end as usize))
             }
             (Some((start, end)), Content::File(file)) => {
                 let version = entry.identity;
-                MediaBody::file(
-                    file,
-                    place,
-                    version,
-                    start,
-                    end - start,
-                    cfg.chunk_size,
-                    log,
-                    delivery,
-                )
+                MediaBody::file(file, place, version, start, end - start, cfg.chunk_size)
             }
         };
-        res
+        let served = Served {
+            client: client_ip,
+            user: access_log::enabled().then(|| grant.subject().into()),
+            reason: None,
+        };
+        (res, Some(served))
     }
 
     /// A method other than GET and HEAD: a CORS preflight below the mount
     /// is answered (it carries no token and reveals nothing about files);
     /// anything else is a 405.
-    fn other_method<B>(&self, req: &Request<B>, started: Option<Begun>) -> Response<MediaBody> {
+    fn other_method<B>(
+        &self,
+        req: &Request<B>,
+        client: Option<IpAddr>,
+    ) -> (Response<MediaBody>, Option<Served>) {
         let cfg = &*self.config;
-        let path = req.uri().path();
-        if req.method() == http::Method::OPTIONS && target::strip_mount(path, &cfg.mount).is_some()
+        if req.method() == http::Method::OPTIONS
+            && target::strip_mount(req.uri().path(), &cfg.mount).is_some()
         {
             match cfg.cors.preflight(req.headers()) {
                 Preflight::Allowed => {
-                    let res = response::preflight();
-                    let status = res.status().as_u16();
-                    AccessLog::start(req.method(), path, None, status, None, started)
-                        .finish(0, None);
-                    return res;
+                    let served = Served {
+                        client,
+                        ..Served::default()
+                    };
+                    return (response::preflight(), Some(served));
                 }
-                Preflight::Refused => {
-                    let reject = Reject::CorsOrigin;
-                    return self.refuse(req, None, reject, started);
-                }
+                Preflight::Refused => return self.refuse(req, client, None, Reject::CorsOrigin),
                 Preflight::Ordinary => {}
             }
         }
-        self.refuse(req, None, Reject::MethodNotAllowed, started)
+        self.refuse(req, client, None, Reject::MethodNotAllowed)
     }
 
+    /// The refusal `r` of `req` (empty for HEAD), from `client`, with the
+    /// user of its grant when one was made.
     fn refuse<B>(
         &self,
         req: &Request<B>,
+        client: Option<IpAddr>,
         user: Option<&str>,
         r: Reject,
-        started: Option<Begun>,
-    ) -> Response<MediaBody> {
+    ) -> (Response<MediaBody>, Option<Served>) {
         let mut res = response::reject(r);
-        let bytes = if req.method() == http::Method::HEAD {
+        if req.method() == http::Method::HEAD {
             *res.body_mut() = MediaBody::empty();
-            0
-        } else {
-            r.body_len() as u64
+        }
+        let served = Served {
+            client,
+            user: user.filter(|_| access_log::enabled()).map(Into::into),
+            reason: Some(r.code()),
         };
-        AccessLog::start(
-            req.method(),
-            req.uri().path(),
-            user,
-            r.status().as_u16(),
-            Some(r.code()),
-            started,
-        )
-        .finish(bytes, None);
-        res
+        (res, Some(served))
     }
 }
 
-impl<B> hyper::service::Service<Request<B>> for MediaGate {
-    type Response = Response<MediaBody>;
-    type Error = Infallible;
-    type Future = Ready<Result<Response<MediaBody>, Infallible>>;
-
-    fn call(&self, req: Request<B>) -> Self::Future {
-        ready(Ok(self.handle(&req)))
-    }
-}
-
+/// Answers one request; never fails (see [`MediaGate`]). The client's
+/// address is taken from a [`PeerAddr`] extension, when present. Add
+/// [`AccessLogLayer`](crate::AccessLogLayer) for access-log lines.
 impl<B> tower_service::Service<Request<B>> for MediaGate {
     type Response = Response<MediaBody>;
     type Error = Infallible;
@@ -380,6 +329,11 @@ impl<B> tower_service::Service<Request<B>> for MediaGate {
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        ready(Ok(self.handle(&req)))
+        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
+        let (mut res, served) = self.respond(&req, peer);
+        if let Some(served) = served.filter(|_| access_log::enabled()) {
+            res.extensions_mut().insert(served);
+        }
+        ready(Ok(res))
     }
 }

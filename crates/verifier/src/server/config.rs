@@ -1,0 +1,153 @@
+//! The server's settings, [`ServerConfig`], each with its default.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+use tokio::sync::Semaphore;
+
+/// The longest any timeout is taken to be, 100 years: a longer one (up to
+/// `Duration::MAX`, to mean "never") would overflow the arithmetic of the
+/// deadlines.
+pub(super) const LONGEST_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Settings of [`serve`]. Every field has a default, given with it.
+/// Timeouts longer than 100 years count as 100 years.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// A client must send its request head within this time, from the
+    /// moment the server waits for it: the first from the moment the
+    /// connection is accepted (on HTTP/2, the first request's headers), and
+    /// on HTTP/1.1 each next one from the end of the previous response, so
+    /// that this also bounds an idle kept-alive connection; an HTTP/2
+    /// connection with no response open and no new request for this long
+    /// is closed too (default 10 s).
+    pub header_read_timeout: Duration,
+    /// The most connections served at once (default 4096; 0 counts as 1,
+    /// and more than [`Semaphore::MAX_PERMITS`] as that many). At the cap,
+    /// the connection idle longest (no response in progress) is closed for
+    /// each newcomer; with none idle, newcomers wait in the listen backlog
+    /// (see `src/slots.rs`).
+    pub max_connections: usize,
+    /// How long a graceful shutdown waits for requests in flight (default 10 s).
+    pub drain_timeout: Duration,
+    /// Whether to accept HTTP/2 with prior knowledge (default true).
+    pub http2: bool,
+    /// Largest request head accepted, in bytes; larger ones get 431 (default 16 KiB).
+    pub max_header_bytes: usize,
+    /// Whether HTTP/1 file bodies go from the page cache to the socket with
+    /// `sendfile(2)` instead of being read and written (default true; the
+    /// mechanism is described in `src/sendfile.rs`). Turn it off for a file
+    /// system that cannot `sendfile`.
+    pub sendfile: bool,
+    /// A connection whose client accepts no bytes for this long while a
+    /// response waits to be sent is closed (default 60 s, as nginx's
+    /// `send_timeout`): a client that stops reading a large file would
+    /// otherwise hold its connection, and a place under
+    /// [`max_connections`](Self::max_connections), for ever. A client that
+    /// reads slowly but steadily is not affected.
+    pub send_timeout: Duration,
+    /// An HTTP/2 response whose stream's flow-control window the client
+    /// keeps shut this long after the response head ends its connection
+    /// (default 10 s; the client's other streams end with it, as hyper
+    /// cannot reset one stream of a server's own accord). A client that
+    /// announces a window of 0 and never opens it would otherwise hold a
+    /// stream, and its file, for the send timeout.
+    pub window_timeout: Duration,
+    /// TCP load balancers that send the PROXY protocol (v1 or v2: HAProxy,
+    /// AWS NLB and most others that pass connections through): every
+    /// connection from one of these networks must begin with a PROXY
+    /// header, and the client address it names stands for the peer's (for
+    /// IP-bound links and trusted-proxy checks); one without a valid header
+    /// is closed. Connections from anywhere else are read as plain HTTP, so
+    /// a header a client writes itself is never believed (default: none).
+    /// See `src/proxy_protocol.rs`.
+    pub proxy_protocol: Vec<IpNet>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            drain_timeout: Duration::from_secs(10),
+            http2: true,
+            max_header_bytes: 16 * 1024,
+            sendfile: true,
+            send_timeout: Duration::from_secs(60),
+            window_timeout: Duration::from_secs(10),
+            proxy_protocol: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// This config as [`serve`] applies it: timeouts of at most
+    /// [`LONGEST_TIMEOUT`], and a connection cap a semaphore can hold.
+    pub(super) fn bounded(mut self) -> Self {
+        for timeout in [
+            &mut self.header_read_timeout,
+            &mut self.drain_timeout,
+            &mut self.send_timeout,
+            &mut self.window_timeout,
+        ] {
+            *timeout = (*timeout).min(LONGEST_TIMEOUT);
+        }
+        self.max_connections = self.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+        self
+    }
+
+    /// Sets [`header_read_timeout`](Self::header_read_timeout).
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections).
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets [`drain_timeout`](Self::drain_timeout).
+    pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Sets [`http2`](Self::http2).
+    pub fn with_http2(mut self, enabled: bool) -> Self {
+        self.http2 = enabled;
+        self
+    }
+
+    /// Sets [`max_header_bytes`](Self::max_header_bytes).
+    pub fn with_max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes;
+        self
+    }
+
+    /// Sets [`sendfile`](Self::sendfile).
+    pub fn with_sendfile(mut self, enabled: bool) -> Self {
+        self.sendfile = enabled;
+        self
+    }
+
+    /// Sets [`send_timeout`](Self::send_timeout).
+    pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = timeout;
+        self
+    }
+
+    /// Sets [`window_timeout`](Self::window_timeout).
+    pub fn with_window_timeout(mut self, timeout: Duration) -> Self {
+        self.window_timeout = timeout;
+        self
+    }
+
+    /// Sets [`proxy_protocol`](Self::proxy_protocol).
+    pub fn with_proxy_protocol(mut self, balancers: Vec<IpNet>) -> Self {
+        self.proxy_protocol = balancers;
+        self
+    }
+}

@@ -1,0 +1,341 @@
+//! One accepted connection, from its first bytes to its end: the PROXY
+//! header from a listed balancer, HTTP/1 or HTTP/2 told apart, the first
+//! head's deadline, hyper set up for either protocol, and each request
+//! handed to the service, its answer logged and sent as [`Outgoing`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::access_log::{Begun, Cut, Line, LoggedBody, Report, Served};
+use crate::body::MediaBody;
+use crate::service::MediaGate;
+
+use super::ServerConfig;
+use super::graceful::Watcher;
+use super::head_guard::{self, Head, HeadGuard, Verdict, Verdicts};
+use super::io::ConnIo;
+use super::outgoing::{Files, HTTP2_CHUNK, Outgoing};
+use super::proxy_protocol;
+use super::send_timeout::{Ended, Progress, Tracked, watch_http2};
+use super::sendfile::{self, Lane};
+use super::slots::Slot;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+static CLOSE: http::HeaderValue = http::HeaderValue::from_static("close");
+
+/// Streams a client may have open at once on an HTTP/2 connection
+/// (nginx allows 128). Clients queue further requests themselves, so this
+/// costs a page of many images nothing; it bounds what one connection
+/// holds: a file each (of the process's [`CacheLimits::max_streaming_files`](crate::CacheLimits)),
+/// and at most three [`HTTP2_CHUNK`]s of it, 1.5 MiB in all for a client
+/// that stops reading.
+pub(crate) const HTTP2_MAX_STREAMS: u32 = 32;
+
+/// How long an HTTP/2 connection asked to give way at the cap may take to
+/// finish what it has in flight (refusals only) before it is closed.
+const EVICTION_GRACE: Duration = Duration::from_millis(250);
+
+/// Most bytes read before the connection goes to hyper: a typical request
+/// head, signed link included, fits.
+const READ_AHEAD: usize = 2048;
+
+/// One accepted connection: tells HTTP/1 from HTTP/2, then serves it with
+/// hyper until the client leaves, the connection fails, or a graceful
+/// shutdown drains it, or it gives way at the connection cap; its slot of
+/// the cap is held until then.
+///
+/// This is the future of every connection's task (spawning copies it into
+/// a heap allocation), so it is kept small: nothing holds the hyper
+/// connection twice, and the rare HTTP/2 one is boxed (1.7 KiB in all,
+/// where it was 4.3 KiB).
+pub(super) async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    gate: MediaGate,
+    config: ServerConfig,
+    watcher: Watcher,
+    slot: Slot,
+) {
+    // The first request head is due by this deadline, counted from the
+    // accept: on HTTP/1, `read_ahead` waits for all of it; on HTTP/2, for the
+    // preface, and the connection is dropped at the deadline unless a
+    // request came by then.
+    let deadline = tokio::time::Instant::now() + config.header_read_timeout;
+    let mut buf = BytesMut::with_capacity(READ_AHEAD);
+    let mut peer = peer;
+    let from_balancer = !config.proxy_protocol.is_empty() && {
+        let ip = peer.ip().to_canonical();
+        config.proxy_protocol.iter().any(|net| net.contains(&ip))
+    };
+    // Until its first request head has arrived, the connection is idle:
+    // asked to give way at the cap, it closes.
+    let first_head = async {
+        if from_balancer {
+            let read = proxy_protocol::read_header(
+                &mut stream,
+                &mut buf,
+                deadline,
+                config.max_header_bytes,
+            );
+            match read.await {
+                Some(Some(client)) => peer = client,
+                Some(None) => {}
+                None => {
+                    tracing::debug!(%peer, "no valid PROXY header from a listed balancer");
+                    return None;
+                }
+            }
+        }
+        read_ahead(
+            &mut stream,
+            std::mem::take(&mut buf),
+            deadline,
+            config.http2,
+            config.max_header_bytes,
+        )
+        .await
+    };
+    let first_head = tokio::select! {
+        read = first_head => read,
+        () = slot.evicted() => {
+            tracing::debug!(%peer, "idle at the connection cap: closed for a newcomer");
+            None
+        }
+    };
+    let Some((h2, first)) = first_head else {
+        return;
+    };
+    // An HTTP/1 head is in: not to be asked until it is answered. (The
+    // HTTP/2 preface is no request: that connection stays idle until its
+    // first stream.)
+    if !h2 {
+        slot.head_arrived();
+    }
+    let slot = Arc::new(slot);
+    let result = if h2 {
+        let head_seen = Arc::new(AtomicBool::new(false));
+        let seen = head_seen.clone();
+        let progress = Arc::new(Progress::default());
+        let bodies = Arc::clone(&progress);
+        let serving = Arc::clone(&slot);
+        let report = Report::default();
+        let reported = report.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            seen.store(true, Ordering::Relaxed);
+            let responding = serving.responding();
+            let res = logged(&req, gate.respond_on_wire(&req, Some(peer)), &reported);
+            let res = Outgoing::response(res, responding, Files::Frames);
+            std::future::ready(Ok::<_, std::convert::Infallible>(
+                res.map(|body| Tracked::new(body, &bodies)),
+            ))
+        });
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(20)))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .max_concurrent_streams(HTTP2_MAX_STREAMS)
+            // What hyper may queue per stream beyond the chunk in hand
+            // (default 400 KiB): with one chunk waiting for the window and
+            // one read ahead, a stream holds at most three HTTP2_CHUNKs.
+            .max_send_buf_size(HTTP2_CHUNK)
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+        let io = ConnIo::new(
+            stream,
+            report.clone(),
+            first,
+            config.send_timeout,
+            Some(Arc::clone(&progress)),
+        );
+        let conn = b.serve_connection(io, service);
+        // A response whose stream window the client never opens writes
+        // nothing, so no write waits on the socket; and hyper keeps an idle
+        // HTTP/2 connection for as long as pings are answered. Watch both.
+        let watch = watch_http2(
+            progress,
+            config.send_timeout,
+            config.header_read_timeout,
+            config.window_timeout,
+        );
+        let watch = async move {
+            let ended = watch.await;
+            // Before the connection (and its bodies) is dropped.
+            match ended {
+                Ended::Stalled => report.cut(Cut::SendTimeout),
+                Ended::WindowShut => report.cut(Cut::WindowShut),
+                Ended::Idle => {}
+            }
+            ended
+        };
+        // Boxed: HTTP/2 with prior knowledge is the rare case, and its
+        // state would otherwise double the size of every connection's task.
+        let conn = Box::pin(async move {
+            tokio::pin!(conn);
+            let conn = watcher.run(conn, slot.evicted(), |c| c.graceful_shutdown());
+            // Asked to give way, it was idle: what it still has in flight
+            // is refusals (see `holding_unless_refused`), which a client
+            // that keeps its windows shut would never let end.
+            let given_way = async {
+                slot.evicted().await;
+                tokio::time::sleep(EVICTION_GRACE).await;
+            };
+            tokio::select! {
+                result = conn => result,
+                ended = watch => {
+                    tracing::debug!(%peer, ?ended, "HTTP/2 connection closed");
+                    Ok(())
+                }
+                () = given_way => {
+                    tracing::debug!(%peer, "idle at the connection cap: closed for a newcomer");
+                    Ok(())
+                }
+            }
+        });
+        let Some(result) = first_request_by(deadline, &head_seen, conn).await else {
+            tracing::debug!(%peer, "no HTTP/2 request by the header timeout");
+            return;
+        };
+        result
+    } else {
+        let report = Report::default();
+        let lane = (config.sendfile && sendfile::zero_copy_holds()).then(Lane::default);
+        let verdicts = Verdicts::default();
+        let guard = HeadGuard::new(config.max_header_bytes, verdicts.clone());
+        let mut io = ConnIo::new(stream, report.clone(), first, config.send_timeout, None);
+        if let Some(lane) = &lane {
+            io = io.with_lane(lane.clone());
+        }
+        let io = io.guarded(guard);
+        let serving = Arc::clone(&slot);
+        let service = service_fn(move |req: Request<Incoming>| {
+            let responding = serving.responding();
+            let res = match verdicts.next() {
+                Verdict::Refuse(reject) => {
+                    let line = Line::unparsed(Some(peer.ip().to_canonical()), reject);
+                    gate.refuse_head(reject)
+                        .map(|body| LoggedBody::new(body, line.reporting(&report)))
+                }
+                verdict => {
+                    let mut res = logged(&req, gate.respond_on_wire(&req, Some(peer)), &report);
+                    if verdict == Verdict::ServeThenClose {
+                        res.headers_mut()
+                            .insert(http::header::CONNECTION, CLOSE.clone());
+                    }
+                    res
+                }
+            };
+            let files = lane.as_ref().map_or(Files::Chunks, Files::Sendfile);
+            std::future::ready(Ok::<_, std::convert::Infallible>(Outgoing::response(
+                res, responding, files,
+            )))
+        });
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(Some(config.header_read_timeout))
+            .keep_alive(true)
+            .max_buf_size(config.max_header_bytes.max(8192))
+            // Queued (vectored) writes: hyper then passes body frames to
+            // the connection untouched, which sendfile placeholders rely
+            // on. (`pipeline_flush` would switch to copying and must stay
+            // off.)
+            .writev(true);
+        let conn = b.serve_connection(io, service);
+        tokio::pin!(conn);
+        // Polled before it looks at a shutdown: the first request, whose
+        // head is read already, is then answered (see `graceful`). Asked
+        // to give way at the cap (idle, kept alive), it closes the same way.
+        watcher
+            .run(conn, slot.evicted(), |c| c.graceful_shutdown())
+            .await
+    };
+    if let Err(e) = result {
+        Line::refused_by_hyper(Some(peer.ip().to_canonical()), &e).end(None);
+        tracing::debug!(error = %e, %peer, "connection ended with an error");
+    }
+}
+
+/// The service's answer `answered` to `req`, under the access-log line
+/// it asks for, which names the cause `report` gives if the connection
+/// cuts the response short.
+fn logged<B>(
+    req: &Request<B>,
+    answered: (http::Response<MediaBody>, Option<Served>),
+    report: &Report,
+) -> http::Response<LoggedBody<MediaBody>> {
+    let (res, served) = answered;
+    let line = match served {
+        Some(served) => {
+            let status = res.status().as_u16();
+            Line::new(Begun::now(), req.method(), req.uri().path(), status, served)
+                .reporting(report)
+        }
+        None => Line::OFF,
+    };
+    res.map(|body| LoggedBody::new(body, line))
+}
+
+/// Runs an HTTP/2 connection, but drops it (closing the socket) at
+/// `deadline` if no request has arrived by then (`seen`, set by the
+/// service). `None`: dropped.
+async fn first_request_by<F: Future + Unpin>(
+    deadline: tokio::time::Instant,
+    seen: &AtomicBool,
+    mut conn: F,
+) -> Option<F::Output> {
+    match tokio::time::timeout_at(deadline, &mut conn).await {
+        Ok(output) => Some(output),
+        Err(_) if seen.load(Ordering::Relaxed) => Some(conn.await),
+        Err(_) => None,
+    }
+}
+
+/// Reads the connection's first bytes, until `deadline` at the latest,
+/// and returns whether they are the HTTP/2 preface with the bytes read,
+/// which the connection's IO hands to hyper first. For HTTP/1 it reads on
+/// until the first request head is complete, or is one to refuse (see
+/// [`head_guard::check_head`]: empty lines before it are no head), so that
+/// the deadline bounds the whole head, counted from the accept, and hyper
+/// parses it without waiting; on HTTP/2, until the whole preface.
+/// `None`: the client did not get that far in time, or left.
+///
+/// A single read usually carries a whole HTTP/1 request head: one
+/// `recvfrom` for the first request, where peeking cost two.
+async fn read_ahead(
+    stream: &mut TcpStream,
+    mut buf: BytesMut,
+    deadline: tokio::time::Instant,
+    http2: bool,
+    max_head: usize,
+) -> Option<(bool, Bytes)> {
+    loop {
+        // `buf` may hold bytes already (those after a PROXY header).
+        if !buf.is_empty() {
+            let seen = buf.len().min(H2_PREFACE.len());
+            if http2 && buf[..seen] == H2_PREFACE[..seen] {
+                if seen == H2_PREFACE.len() {
+                    return Some((true, buf.freeze()));
+                }
+            } else if head_guard::check_head(&buf, max_head) != Head::Incomplete {
+                return Some((false, buf.freeze()));
+            }
+        }
+        let n = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+    }
+}
