@@ -2,13 +2,37 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
+use ipnet::IpNet;
 use mediagate_signer::time::OffsetDateTime;
 use mediagate_signer::{Grant, MediaPath, Method, RequestFacts, Verifier};
 
-use crate::config::ClientIpSource;
 use crate::headers::forwarded;
 use crate::reject::Reject;
+
+/// Where the client address that IP-bound links are checked against comes
+/// from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClientIpSource {
+    /// The TCP peer address (the default).
+    #[default]
+    Peer,
+    /// The client's address from a header such as `X-Forwarded-For`,
+    /// believed only when the peer is one of `trusted_proxies`; otherwise
+    /// the peer address. The list is read from the right, past every entry
+    /// that is a trusted proxy (a CDN edge in front of a load balancer), as
+    /// nginx's `real_ip_recursive on`; entries may carry a port, and
+    /// `Forwarded` elements (RFC 7239) are read by their `for`. When an
+    /// entry it must read is not an address, the peer address is used (and
+    /// matches no client-bound link).
+    TrustedHeader {
+        /// The header, for example `x-forwarded-for`.
+        header: HeaderName,
+        /// The proxies (CDN, load balancer) allowed to set it.
+        trusted_proxies: Vec<IpNet>,
+    },
+}
 
 /// The client's address according to `source`.
 pub(crate) fn client_ip(

@@ -149,7 +149,7 @@ pub(crate) struct Entry {
     pub last_modified_header: Option<HeaderValue>,
     pub content_type: HeaderValue,
     /// Whether `content_type` is one a browser runs script in (see
-    /// `response::renders_active_content`), decided once per version.
+    /// `content_type::renders_active_content`), decided once per version.
     pub active_content: bool,
     /// `Content-Length` of the whole file, made once rather than per
     /// response (a header value from a number allocates twice).
@@ -476,7 +476,7 @@ impl Entry {
             last_modified,
             last_modified_header: last_modified
                 .and_then(|t| HeaderValue::from_str(&httpdate::fmt_http_date(t)).ok()),
-            active_content: crate::response::renders_active_content(&content_type),
+            active_content: crate::content_type::renders_active_content(&content_type),
             content_type,
             content_length,
             bytes,

@@ -1,19 +1,18 @@
 //! Configuration of the service: [`Builder`] and its defaults.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use http::HeaderName;
-use ipnet::IpNet;
 use mediagate_signer::time::Duration;
 use mediagate_signer::{DEFAULT_LEEWAY, DEFAULT_MAX_TTL, Keyring};
 
-use crate::cache::{CacheLimits, FileCache};
+use crate::authorize::ClientIpSource;
+use crate::cache::CacheLimits;
 use crate::cors::{Cors, CorsRules, InvalidOrigin};
 use crate::fs::{MediaRoot, RootError};
 use crate::keys::KeyringHandle;
-use crate::service::MediaGate;
+use crate::response::CachePolicy;
+use crate::token::Transports;
 
 /// The chunk size files are read and sent in where the connection does
 /// not send them with `sendfile` (HTTP/2, an embedding server, or
@@ -51,75 +50,6 @@ pub enum ConfigError {
     CorsOrigin(#[from] InvalidOrigin),
 }
 
-/// Which ways of carrying a token the service accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transports {
-    /// `?mg_token=...`
-    pub query: bool,
-    /// `Cookie: mg_token=...`
-    pub cookie: bool,
-    /// `/_mg/<token>/path`
-    pub path: bool,
-}
-
-impl Default for Transports {
-    /// All three.
-    fn default() -> Self {
-        Transports {
-            query: true,
-            cookie: true,
-            path: true,
-        }
-    }
-}
-
-/// How responses to valid links may be cached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CachePolicy {
-    /// `Cache-Control: private, max-age=N`, with N the smaller of `max_age`
-    /// and the link's remaining lifetime.
-    Private {
-        /// The longest max-age sent.
-        max_age: Duration,
-    },
-    /// `Cache-Control: no-store`.
-    NoStore,
-}
-
-impl Default for CachePolicy {
-    /// Private, at most one hour.
-    fn default() -> Self {
-        CachePolicy::Private {
-            max_age: Duration::hours(1),
-        }
-    }
-}
-
-/// Where the client address that IP-bound links are checked against comes
-/// from.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum ClientIpSource {
-    /// The TCP peer address (the default).
-    #[default]
-    Peer,
-    /// The client's address from a header such as `X-Forwarded-For`,
-    /// believed only when the peer is one of `trusted_proxies`; otherwise
-    /// the peer address. The list is read from the right, past every entry
-    /// that is a trusted proxy (a CDN edge in front of a load balancer), as
-    /// nginx's `real_ip_recursive on`; entries may carry a port, and
-    /// `Forwarded` elements (RFC 7239) are read by their `for`. When an
-    /// entry it must read is not an address, the peer address is used (and
-    /// matches no client-bound link).
-    TrustedHeader {
-        /// The header, for example `x-forwarded-for`.
-        header: HeaderName,
-        /// The proxies (CDN, load balancer) allowed to set it.
-        trusted_proxies: Vec<IpNet>,
-    },
-}
-
 /// The settled configuration shared by every request.
 #[derive(Debug)]
 pub(crate) struct Config {
@@ -139,7 +69,8 @@ pub(crate) struct Config {
     pub cache_limits: CacheLimits,
 }
 
-/// Builds a [`MediaGate`]. Every setting has a default, given with it.
+/// Builds a [`MediaGate`](crate::MediaGate). Every setting has a default,
+/// given with it.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct Builder {
@@ -245,8 +176,9 @@ impl Builder {
         self
     }
 
-    /// Opens the media root and checks the settings.
-    pub fn build(self) -> Result<MediaGate, ConfigError> {
+    /// Opens the media root and checks the settings: the configuration
+    /// the service runs with (see [`Builder::build`]).
+    pub(crate) fn settle(self) -> Result<Config, ConfigError> {
         let mount =
             normalize_mount(&self.mount).ok_or_else(|| ConfigError::Mount(self.mount.clone()))?;
         if let Some(h) = &self.health_path {
@@ -269,23 +201,19 @@ impl Builder {
                 Some(soft) => self.cache_limits.within_open_files(soft),
                 None => self.cache_limits,
             };
-        let cache = FileCache::new(cache_limits);
-        Ok(MediaGate::from_config(
-            Arc::new(Config {
-                root,
-                root_source: self.root,
-                keys,
-                mount,
-                transports: self.transports,
-                cache_policy: self.cache,
-                client_ip: self.client_ip,
-                cors,
-                health_path: self.health_path,
-                chunk_size: self.chunk_size,
-                cache_limits,
-            }),
-            cache,
-        ))
+        Ok(Config {
+            root,
+            root_source: self.root,
+            keys,
+            mount,
+            transports: self.transports,
+            cache_policy: self.cache,
+            client_ip: self.client_ip,
+            cors,
+            health_path: self.health_path,
+            chunk_size: self.chunk_size,
+            cache_limits,
+        })
     }
 }
 

@@ -8,6 +8,7 @@ mod body;
 mod budget;
 mod cache;
 mod config;
+mod content_type;
 mod cors;
 mod fs;
 mod headers;
@@ -20,17 +21,18 @@ mod target;
 mod token;
 
 pub use access_log::{AccessLog, AccessLogLayer, LoggedBody, Logging, TARGET as ACCESS_LOG_TARGET};
+pub use authorize::ClientIpSource;
 pub use body::MediaBody;
 pub use cache::CacheLimits;
-pub use config::{
-    Builder, CachePolicy, ClientIpSource, ConfigError, DEFAULT_CHUNK_SIZE, Transports,
-};
+pub use config::{Builder, ConfigError, DEFAULT_CHUNK_SIZE};
 pub use cors::{Cors, InvalidOrigin};
 pub use fs::RootError;
 pub use keys::{KeyringHandle, KeysFileAccess, LoadKeysError, load_keyring_env, load_keyring_file};
+pub use response::CachePolicy;
 pub use server::fit_open_files;
 pub use server::{ServerConfig, Workers, serve};
 pub use service::{MediaGate, PeerAddr};
+pub use token::Transports;
 
 /// The signer crate, re-exported.
 pub use mediagate_signer as signer;

@@ -10,11 +10,10 @@ use http::header::{
 };
 use http::{Response, StatusCode};
 use mediagate_signer::Grant;
-use mediagate_signer::time::OffsetDateTime;
+use mediagate_signer::time::{Duration, OffsetDateTime};
 
 use crate::body::MediaBody;
 use crate::cache::Entry;
-use crate::config::CachePolicy;
 use crate::cors::CorsRules;
 use crate::headers::conditional::{self, Conditions, Precondition, Validators};
 use crate::headers::range::{self, RangeRequest};
@@ -26,21 +25,27 @@ const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 const SANDBOX: HeaderValue = HeaderValue::from_static("sandbox");
 
-/// Whether a browser would render a file of this type as a document that
-/// can run script: HTML, and any XML (SVG, XHTML, feeds with stylesheets),
-/// whatever the parameters or the letter case.
-pub(crate) fn renders_active_content(content_type: &HeaderValue) -> bool {
-    let essence = content_type
-        .as_bytes()
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default();
-    let essence = essence.trim_ascii();
-    let ends_with = |suffix: &[u8]| {
-        essence.len() >= suffix.len()
-            && essence[essence.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-    };
-    ends_with(b"html") || ends_with(b"xml")
+/// How responses to valid links may be cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CachePolicy {
+    /// `Cache-Control: private, max-age=N`, with N the smaller of `max_age`
+    /// and the link's remaining lifetime.
+    Private {
+        /// The longest max-age sent.
+        max_age: Duration,
+    },
+    /// `Cache-Control: no-store`.
+    NoStore,
+}
+
+impl Default for CachePolicy {
+    /// Private, at most one hour.
+    fn default() -> Self {
+        CachePolicy::Private {
+            max_age: Duration::hours(1),
+        }
+    }
 }
 
 /// The header that names a refusal's reason code, as its body does.
@@ -92,32 +97,6 @@ pub(crate) fn health(head: bool) -> Response<MediaBody> {
     h.insert(CONTENT_LENGTH, HeaderValue::from(3));
     h.insert(CACHE_CONTROL, NO_STORE);
     res
-}
-
-/// The content type guessed from the extension (cached per file).
-pub(crate) fn guess_content_type(path: &str) -> HeaderValue {
-    let guess = streaming_type(path)
-        .or_else(|| mime_guess::from_path(path).first_raw())
-        .unwrap_or("application/octet-stream");
-    if guess.starts_with("text/") {
-        HeaderValue::from_str(&format!("{guess}; charset=utf-8"))
-            .unwrap_or(HeaderValue::from_static("application/octet-stream"))
-    } else {
-        HeaderValue::from_static(guess)
-    }
-}
-
-/// Types of adaptive-streaming files that players insist on and that
-/// generic tables get wrong (RFC 8216, ISO/IEC 23009-1).
-fn streaming_type(path: &str) -> Option<&'static str> {
-    let ext = path.rsplit_once('.')?.1;
-    Some(match ext.to_ascii_lowercase().as_str() {
-        "m3u8" => "application/vnd.apple.mpegurl",
-        "mpd" => "application/dash+xml",
-        "ts" => "video/mp2t",
-        "m4s" => "video/iso.segment",
-        _ => return None,
-    })
 }
 
 /// What the file response will be, before the body is attached.
@@ -179,7 +158,7 @@ pub(crate) fn file(
         .and_then(|ct| HeaderValue::from_str(ct).ok())
     {
         Some(ct) => {
-            let active = renders_active_content(&ct);
+            let active = crate::content_type::renders_active_content(&ct);
             (ct, active)
         }
         None => (entry.content_type.clone(), entry.active_content),
@@ -262,41 +241,6 @@ fn cache_control(policy: CachePolicy, grant: &Grant, now: OffsetDateTime) -> Hea
             let end = PREFIX.len() + digits.len();
             value[PREFIX.len()..end].copy_from_slice(digits);
             HeaderValue::from_bytes(&value[..end]).unwrap_or(NO_STORE)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn documents_that_can_run_script_are_told_apart() {
-        for active in [
-            "text/html",
-            "text/html; charset=utf-8",
-            "TEXT/HTML",
-            "application/xhtml+xml",
-            "image/svg+xml",
-            "text/xml",
-            "application/xml ; charset=utf-8",
-            "application/rss+xml",
-        ] {
-            let ct = HeaderValue::from_static(active);
-            assert!(renders_active_content(&ct), "{active}");
-        }
-        for inert in [
-            "text/plain; charset=utf-8",
-            "image/png",
-            "video/mp4",
-            "application/pdf",
-            "application/vnd.apple.mpegurl",
-            "application/octet-stream",
-            "text/plain; note=html",
-            "",
-        ] {
-            let ct = HeaderValue::from_static(inert);
-            assert!(!renders_active_content(&ct), "{inert}");
         }
     }
 }

@@ -15,12 +15,12 @@ use mediagate_signer::{Keyring, Method};
 use crate::access_log::{self, Served};
 use crate::body::MediaBody;
 use crate::cache::{Content, FileCache};
-use crate::config::{Builder, Config};
+use crate::config::{Builder, Config, ConfigError};
 use crate::cors::Preflight;
 use crate::fs::{MediaRoot, OpenError, RootError};
 use crate::keys::KeyringHandle;
 use crate::reject::Reject;
-use crate::{authorize, headers, response, target, token};
+use crate::{authorize, content_type, headers, response, target, token};
 
 /// The peer address of a connection, as a request extension. The bundled
 /// server inserts it; when embedding the service elsewhere, insert it for
@@ -49,9 +49,10 @@ impl MediaGate {
         Builder::new(root.into(), keyring)
     }
 
-    pub(crate) fn from_config(config: Arc<Config>, cache: FileCache) -> Self {
+    fn from_config(config: Config) -> Self {
+        let cache = FileCache::new(config.cache_limits);
         MediaGate {
-            config,
+            config: Arc::new(config),
             cache: Arc::new(cache),
         }
     }
@@ -218,7 +219,7 @@ impl MediaGate {
         };
         // 5. File
         let resolved = self.cache.resolve(&cfg.root.load(), path.relative(), || {
-            response::guess_content_type(path.as_str())
+            content_type::guess(path.as_str())
         });
         let (entry, content) = match resolved {
             Ok(r) => r,
@@ -313,6 +314,13 @@ impl MediaGate {
             reason: Some(r.code()),
         };
         (res, Some(served))
+    }
+}
+
+impl Builder {
+    /// Opens the media root and checks the settings.
+    pub fn build(self) -> Result<MediaGate, ConfigError> {
+        self.settle().map(MediaGate::from_config)
     }
 }
 

@@ -12,8 +12,29 @@ use http::HeaderMap;
 use http::header::COOKIE;
 use mediagate_signer::transport::{self, TransportError};
 
-use crate::config::Transports;
 use crate::reject::Reject;
+
+/// Which ways of carrying a token the service accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transports {
+    /// `?mg_token=...`
+    pub query: bool,
+    /// `Cookie: mg_token=...`
+    pub cookie: bool,
+    /// `/_mg/<token>/path`
+    pub path: bool,
+}
+
+impl Default for Transports {
+    /// All three.
+    fn default() -> Self {
+        Transports {
+            query: true,
+            cookie: true,
+            path: true,
+        }
+    }
+}
 
 /// The most token cookies one request may carry. Each costs a MAC check;
 /// nested scopes deeper than this are not a use anyone has.
