@@ -10,16 +10,12 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::wire;
+use crate::limits::{
+    GENERATED_SECRET_LEN, MAX_KEY_ID_LEN, MAX_SECRET_LEN, MIN_SECRET_LEN, TAG_LEN, is_valid_key_id,
+};
 
-/// The shortest secret accepted, in bytes.
-pub const MIN_SECRET_LEN: usize = 32;
-/// The longest secret accepted, in bytes.
-pub const MAX_SECRET_LEN: usize = 128;
-/// The length of secrets made by [`Key::generate`], in bytes.
-pub const GENERATED_SECRET_LEN: usize = 32;
-/// The longest key id, in bytes.
-pub const MAX_KEY_ID_LEN: usize = 32;
+/// Label of the link-key derivation: `link_key = HMAC-SHA256(secret, label)`.
+pub(crate) const LINK_KEY_LABEL: &[u8] = b"mediagate link key v1";
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
@@ -136,16 +132,6 @@ impl KeyId {
     }
 }
 
-pub(crate) fn is_valid_key_id(id: &[u8]) -> bool {
-    // A fold without early exit: this runs on every token, twice.
-    (1..=MAX_KEY_ID_LEN).contains(&id.len())
-        && id.iter().fold(true, |ok, &b| ok & KEY_ID_BYTE[b as usize])
-}
-
-/// Which bytes a key id may hold: `A-Z a-z 0-9 . _ -`.
-static KEY_ID_BYTE: [bool; 256] = crate::scan::byte_table!(false, |b| b.is_ascii_alphanumeric()
-    || matches!(b, b'.' | b'_' | b'-'));
-
 /// One signing key: an id and a secret. `Debug` never shows the secret.
 #[derive(Clone)]
 pub struct Key {
@@ -212,7 +198,7 @@ impl Key {
 
     /// The link MAC of `payload`: HMAC-SHA256 under the derived link key.
     #[inline]
-    pub(crate) fn link_tag(&self, payload: &[u8]) -> [u8; wire::TAG_LEN] {
+    pub(crate) fn link_tag(&self, payload: &[u8]) -> [u8; TAG_LEN] {
         // The `Mac` wrapper's steps, on the hmac crate's core state: the
         // payload goes through a block buffer on the stack, and the tag is
         // written out once. Measured ~15 % faster than `Hmac::clone`,
@@ -229,7 +215,7 @@ impl Key {
 
     /// Whether `tag` is the link MAC of `payload`, compared in constant time.
     #[inline]
-    pub(crate) fn link_tag_matches(&self, payload: &[u8], tag: &[u8; wire::TAG_LEN]) -> bool {
+    pub(crate) fn link_tag_matches(&self, payload: &[u8], tag: &[u8; TAG_LEN]) -> bool {
         tags_equal(&self.link_tag(payload), tag)
     }
 }
@@ -243,7 +229,7 @@ impl Key {
 /// compares byte by byte, behind an optimization barrier per byte, which
 /// measured ~45 ns against ~7 ns for a barrier per word, on an HMAC of
 /// ~210 ns; one barrier in all saves a little more.
-fn tags_equal(a: &[u8; wire::TAG_LEN], b: &[u8; wire::TAG_LEN]) -> bool {
+fn tags_equal(a: &[u8; TAG_LEN], b: &[u8; TAG_LEN]) -> bool {
     let word = |c: &[u8]| {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
@@ -269,7 +255,7 @@ impl fmt::Debug for Key {
 /// for links, separated from any other use of the same secret.
 fn derive_link_key(secret: &[u8]) -> Zeroizing<[u8; 32]> {
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(wire::LINK_KEY_LABEL);
+    mac.update(LINK_KEY_LABEL);
     Zeroizing::new(mac.finalize().into_bytes().into())
 }
 
@@ -491,9 +477,9 @@ mod tests {
 
     #[test]
     fn tags_equal_only_when_every_bit_is() {
-        let a: [u8; wire::TAG_LEN] = std::array::from_fn(|i| (i * 37 + 11) as u8);
+        let a: [u8; TAG_LEN] = std::array::from_fn(|i| (i * 37 + 11) as u8);
         assert!(tags_equal(&a, &a));
-        for byte in 0..wire::TAG_LEN {
+        for byte in 0..TAG_LEN {
             for bit in 0..8 {
                 let mut b = a;
                 b[byte] ^= 1 << bit;
@@ -501,7 +487,7 @@ mod tests {
                 assert!(!tags_equal(&b, &a), "byte {byte} bit {bit}");
             }
         }
-        assert!(!tags_equal(&a, &[0; wire::TAG_LEN]));
+        assert!(!tags_equal(&a, &[0; TAG_LEN]));
     }
 
     #[test]

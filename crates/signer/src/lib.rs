@@ -4,25 +4,23 @@
 
 mod claims;
 mod key;
+pub mod limits;
 mod path;
 mod scan;
 mod sign;
 pub mod transport;
+mod values;
 mod verify;
 mod wire;
 
-pub use claims::{ClaimError, Claims, DispositionType, Method, Methods, Scope};
-pub use key::{
-    GENERATED_SECRET_LEN, Key, KeyError, KeyPlace, Keyring, MAX_KEY_ID_LEN, MAX_SECRET_LEN,
-    MIN_SECRET_LEN,
-};
-pub use path::{MAX_PATH_LEN, MAX_SEGMENT_LEN, MediaPath, PathError, encode_path};
+pub use claims::{Claims, Scope};
+pub use key::{Key, KeyError, KeyPlace, Keyring};
+pub use limits::ClaimError;
+pub use path::{MediaPath, PathError, encode_path};
 pub use sign::{DEFAULT_MAX_TTL, LinkBuilder, SignError, SignedLink, Signer};
+pub use values::{DispositionType, Method, Methods};
 pub use verify::{DEFAULT_LEEWAY, Grant, RequestFacts, Verifier, VerifyError, decode_unverified};
-pub use wire::{
-    MAX_CONTENT_TYPE_LEN, MAX_FILENAME_LEN, MAX_SUBJECT_LEN, MAX_TIME, MAX_TOKEN_LEN,
-    MIN_TOKEN_LEN, MalformedToken, TAG_LEN, VERSION,
-};
+pub use wire::MalformedToken;
 
 /// Re-exported so that callers name the same `Duration` and `OffsetDateTime`.
 pub use time;

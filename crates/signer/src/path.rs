@@ -30,11 +30,7 @@ use std::fmt;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-/// The longest media path accepted, in bytes (after percent-decoding).
-pub const MAX_PATH_LEN: usize = 1024;
-
-/// The longest single path segment accepted, in bytes (Linux's `NAME_MAX`).
-pub const MAX_SEGMENT_LEN: usize = 255;
+use crate::limits::{MAX_PATH_LEN, MAX_SEGMENT_LEN, PATH_MARKER};
 
 /// Why a path is not a canonical media path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -167,7 +163,7 @@ impl fmt::Display for MediaPath<'_> {
 #[inline]
 pub(crate) fn is_reserved(path: &str) -> bool {
     path.strip_prefix('/')
-        .and_then(|p| p.strip_prefix(crate::transport::PATH_MARKER))
+        .and_then(|p| p.strip_prefix(PATH_MARKER))
         .is_some_and(|rest| rest.starts_with('/'))
 }
 

@@ -7,11 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 use time::{Duration, OffsetDateTime};
 
-use crate::claims::{self, ClaimError, DispositionType, Methods};
 use crate::key::Keyring;
+use crate::limits::{self, ClaimError, MAX_TIME};
 use crate::path::{self, MediaPath, PathError};
 use crate::transport::{self, Token};
-use crate::wire::{self, MAX_TIME, PayloadBuf, RawClaims};
+use crate::values::{DispositionType, Methods};
+use crate::wire::{self, PayloadBuf, RawClaims};
 
 /// The longest lifetime a [`Signer`] or [`Verifier`](crate::Verifier)
 /// accepts unless configured otherwise: 7 days.
@@ -323,7 +324,7 @@ impl<'a> LinkBuilder<'a> {
             _ => {}
         }
         let subject = self.subject.ok_or(SignError::MissingSubject)?;
-        claims::check_subject(subject)?;
+        limits::check_subject(subject)?;
         if self.methods.bits() == 0 {
             return Err(SignError::NoMethods);
         }
@@ -368,11 +369,11 @@ impl<'a> LinkBuilder<'a> {
         }
         if let Some((_, name)) = self.disposition {
             if !name.is_empty() {
-                claims::check_filename(name)?;
+                limits::check_filename(name)?;
             }
         }
         if let Some(ct) = self.content_type {
-            claims::check_content_type(ct)?;
+            limits::check_content_type(ct)?;
         }
         let key = self.signer.keyring.active();
         let claims = RawClaims {
@@ -388,7 +389,7 @@ impl<'a> LinkBuilder<'a> {
             content_type: self.content_type,
             generation: self.generation,
         };
-        let needed = wire::payload_len(&claims) + wire::TAG_LEN;
+        let needed = wire::payload_len(&claims) + limits::TAG_LEN;
         let mut stack = [0u8; wire::STACK_BUF_LEN];
         let mut heap = Vec::new();
         let bytes = if needed <= stack.len() {
@@ -474,7 +475,7 @@ impl SignedLink<'_> {
 
     /// When the link expires.
     pub fn expires_at(&self) -> OffsetDateTime {
-        claims::to_datetime(self.expires)
+        crate::claims::to_datetime(self.expires)
     }
 
     /// The query string that carries the token: `mg_token=<token>`.

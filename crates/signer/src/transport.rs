@@ -11,13 +11,12 @@
 //! assert_eq!(split_path_form("/videos/a.ts"), Ok(None));
 //! ```
 
+pub use crate::limits::PATH_MARKER;
+
 /// Name of the query parameter that carries a token.
 pub const QUERY_PARAM: &str = "mg_token";
 /// Name of the cookie that carries a token.
 pub const COOKIE_NAME: &str = "mg_token";
-/// The path segment that announces a token in the next segment:
-/// `/_mg/<token>/videos/a.mp4`.
-pub const PATH_MARKER: &str = "_mg";
 
 /// Why the token of a request cannot be told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -153,7 +152,7 @@ impl Token<'_> {
     fn len(self) -> usize {
         match self {
             Token::Encoded(t) => t.len(),
-            Token::Signed(b) => crate::wire::encoded_len(b.len()),
+            Token::Signed(b) => crate::limits::encoded_len(b.len()),
         }
     }
 

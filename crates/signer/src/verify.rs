@@ -10,11 +10,13 @@ use std::ops::Deref;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::claims::{Claims, Method, net_allows, to_datetime};
+use crate::claims::{Claims, net_allows, to_datetime};
 use crate::key::Keyring;
+use crate::limits::{TAG_LEN, VERSION};
 use crate::path::MediaPath;
 use crate::sign::DEFAULT_MAX_TTL;
-use crate::wire::{self, MalformedToken, TAG_LEN, VERSION};
+use crate::values::Method;
+use crate::wire::{self, MalformedToken};
 
 /// The clock skew a [`Verifier`] tolerates unless configured otherwise.
 pub const DEFAULT_LEEWAY: Duration = Duration::seconds(30);

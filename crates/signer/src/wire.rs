@@ -16,28 +16,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use crate::claims::{DispositionType, Methods};
-use crate::key::{MAX_KEY_ID_LEN, is_valid_key_id};
-use crate::path::{self, MAX_PATH_LEN, MediaPath};
-
-/// The format version this crate writes and reads.
-pub const VERSION: u8 = 1;
-
-/// Label of the link-key derivation: `link_key = HMAC-SHA256(secret, label)`.
-pub(crate) const LINK_KEY_LABEL: &[u8] = b"mediagate link key v1";
-
-/// Length of the MAC tag at the end of every token, in bytes.
-pub const TAG_LEN: usize = 32;
-
-/// The latest time a link may carry: 9999-12-31T23:59:59Z, in Unix seconds.
-pub const MAX_TIME: u64 = 253_402_300_799;
-
-/// The longest subject (user id), in bytes.
-pub const MAX_SUBJECT_LEN: usize = 128;
-/// The longest signed download filename, in bytes.
-pub const MAX_FILENAME_LEN: usize = 255;
-/// The longest signed Content-Type, in bytes.
-pub const MAX_CONTENT_TYPE_LEN: usize = 127;
+use crate::limits::{self, MAX_TIME, MAX_TOKEN_LEN, MIN_TOKEN_LEN, VERSION, is_valid_key_id};
+use crate::path::{self, MediaPath};
+use crate::values::{DispositionType, Methods};
 
 pub(crate) const FLAG_NOT_BEFORE: u8 = 1 << 0;
 pub(crate) const FLAG_CLIENT_NET: u8 = 1 << 1;
@@ -45,36 +26,6 @@ pub(crate) const FLAG_DISPOSITION: u8 = 1 << 2;
 pub(crate) const FLAG_CONTENT_TYPE: u8 = 1 << 3;
 pub(crate) const FLAG_GENERATION: u8 = 1 << 4;
 const KNOWN_FLAGS: u8 = 0b1_1111;
-
-/// The smallest payload: one-byte key id, subject and path, no options.
-pub(crate) const MIN_PAYLOAD_LEN: usize = 1 + 1 + 1 + 1 + 1 + 8 + 8 + 1 + 1 + 2 + 1;
-/// The largest payload this version can hold.
-pub(crate) const MAX_PAYLOAD_LEN: usize = 1
-    + 1
-    + MAX_KEY_ID_LEN
-    + 1
-    + 1
-    + 8
-    + 8
-    + 8
-    + 1
-    + MAX_SUBJECT_LEN
-    + 2
-    + MAX_PATH_LEN
-    + (1 + 16 + 1)
-    + (1 + 1 + MAX_FILENAME_LEN)
-    + (1 + MAX_CONTENT_TYPE_LEN)
-    + 8;
-
-/// Shortest token accepted, in characters.
-pub const MIN_TOKEN_LEN: usize = encoded_len(MIN_PAYLOAD_LEN + TAG_LEN);
-/// Longest token accepted, in characters.
-pub const MAX_TOKEN_LEN: usize = encoded_len(MAX_PAYLOAD_LEN + TAG_LEN);
-
-/// Length of the unpadded base64 form of `n` bytes.
-pub(crate) const fn encoded_len(n: usize) -> usize {
-    (n * 4).div_ceil(3)
-}
 
 /// Why the bytes of a token are not a well-formed v1 token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -454,7 +405,7 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
     };
     let subject_len = r.u8("subject")? as usize;
     let (subject_span, subject) = r.take_span(subject_len, "subject")?;
-    crate::claims::check_subject_bytes(subject).map_err(|_| MalformedToken::Field("subject"))?;
+    limits::check_subject_bytes(subject).map_err(|_| MalformedToken::Field("subject"))?;
     let path_len = r.u16("path")? as usize;
     let (path_span, path) = r.take_span(path_len, "path")?;
     let path = UncheckedPath(path);
@@ -493,8 +444,7 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
         let name = std::str::from_utf8(name).map_err(|_| MalformedToken::Field("disposition"))?;
         filename_span = span;
         if !name.is_empty() {
-            crate::claims::check_filename(name)
-                .map_err(|_| MalformedToken::Field("disposition"))?;
+            limits::check_filename(name).map_err(|_| MalformedToken::Field("disposition"))?;
         }
         Some(kind)
     } else {
@@ -504,7 +454,7 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
         let len = r.u8("content_type")? as usize;
         let (span, ct) = r.take_span(len, "content_type")?;
         let ct = std::str::from_utf8(ct).map_err(|_| MalformedToken::Field("content_type"))?;
-        crate::claims::check_content_type(ct).map_err(|_| MalformedToken::Field("content_type"))?;
+        limits::check_content_type(ct).map_err(|_| MalformedToken::Field("content_type"))?;
         Some(span)
     } else {
         None
@@ -564,6 +514,7 @@ pub(crate) fn decode_payload(payload: &[u8]) -> Result<RawClaims<'_>, MalformedT
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::encoded_len;
 
     fn sample() -> RawClaims<'static> {
         RawClaims {

@@ -774,7 +774,7 @@ fn regenerate() {
         ),
         (
             "too long",
-            "A".repeat(mediagate_signer::MAX_TOKEN_LEN + 1),
+            "A".repeat(mediagate_signer::limits::MAX_TOKEN_LEN + 1),
             req.clone(),
             "malformed_token",
         ),

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 /// deadlines.
 pub(super) const LONGEST_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// Settings of [`serve`]. Every field has a default, given with it.
+/// Settings of [`serve`](crate::serve). Every field has a default, given with it.
 /// Timeouts longer than 100 years count as 100 years.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -82,7 +82,7 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// This config as [`serve`] applies it: timeouts of at most
+    /// This config as [`serve`](crate::serve) applies it: timeouts of at most
     /// [`LONGEST_TIMEOUT`], and a connection cap a semaphore can hold.
     pub(super) fn bounded(mut self) -> Self {
         for timeout in [

@@ -31,6 +31,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use mediagate_signer::limits::is_token_byte;
+
 use crate::reject::Reject;
 
 /// The longest request line accepted: method, target and version. A link's
@@ -330,11 +332,6 @@ fn body_field(field: &[u8]) -> Option<Body> {
         return Some(Body::Chunked);
     }
     None
-}
-
-/// A token character (`tchar`, RFC 9110 §5.6.2).
-pub(crate) fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
