@@ -156,7 +156,7 @@ impl Claims {
 
     /// Whether the scope covers `path`.
     pub fn covers(&self, path: &MediaPath<'_>) -> bool {
-        crate::path::scope_covers(self.path(), path.as_str())
+        crate::path::scope_covers(self.path().as_bytes(), path.as_str().as_bytes())
     }
 
     /// The methods the link grants.

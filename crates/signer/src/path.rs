@@ -136,7 +136,7 @@ impl<'a> MediaPath<'a> {
     /// Whether `self`, taken as a link scope, covers `request`: equal to an
     /// exact scope, or below a prefix scope by whole segments.
     pub fn covers(&self, request: &MediaPath<'_>) -> bool {
-        scope_covers(self.as_str(), request.as_str())
+        scope_covers(self.as_str().as_bytes(), request.as_str().as_bytes())
     }
 
     /// Copies the path into an owned value.
@@ -169,14 +169,12 @@ pub(crate) fn is_reserved(path: &str) -> bool {
 
 /// Whether the scope `scope` (exact path, or prefix ending in `/`) covers the
 /// request path `path`. Both must be canonical.
-pub(crate) fn scope_covers(scope: &str, path: &str) -> bool {
-    if scope.ends_with('/') {
-        // A canonical prefix ends in '/', so `starts_with` matches whole
-        // segments: "/videos/" never covers "/videos-private/x".
-        path.starts_with(scope)
-    } else {
-        scope == path
-    }
+#[inline]
+pub(crate) fn scope_covers(scope: &[u8], path: &[u8]) -> bool {
+    // A canonical prefix ends in '/', so a match of its bytes is a match
+    // of whole segments: "/videos/" never covers "/videos-private/x".
+    let n = scope.len();
+    path.get(..n) == Some(scope) && (n == path.len() || scope.last() == Some(&b'/'))
 }
 
 /// Byte classes for [`validate`].

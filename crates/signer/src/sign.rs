@@ -559,7 +559,7 @@ impl SignedLink<'_> {
 
     fn check_within(&self, file: &str) -> Result<(), SignError> {
         let file = MediaPath::parse(file)?;
-        if path::scope_covers(self.path, file.as_str()) {
+        if path::scope_covers(self.path.as_bytes(), file.as_str().as_bytes()) {
             Ok(())
         } else {
             Err(SignError::OutsideScope)

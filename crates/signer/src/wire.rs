@@ -362,9 +362,7 @@ impl<'a> UncheckedPath<'a> {
     /// Whether, as a scope (exact, or a prefix ending in `/`), the path
     /// covers the canonical path `request`.
     pub(crate) fn covers(self, request: &MediaPath<'_>) -> bool {
-        let request = request.as_str().as_bytes();
-        let n = self.0.len();
-        request.get(..n) == Some(self.0) && (n == request.len() || self.0.last() == Some(&b'/'))
+        path::scope_covers(self.0, request.as_str().as_bytes())
     }
 }
 
