@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
+use mediagate::signer::keys::{KeysFileAccess, load_keyring_env, load_keyring_file};
 use mediagate::signer::time::OffsetDateTime;
 use mediagate::signer::{Key, Keyring};
-use mediagate::verifier::KeysFileAccess;
 
 use crate::cli::KeysAction;
 use crate::warn;
@@ -26,10 +26,7 @@ pub(crate) fn keys_access() -> Result<KeysFileAccess> {
 
 /// Reads the keys file `file` as [`keys_access`] allows.
 pub(crate) fn load_keys_file(file: &Path) -> Result<Keyring> {
-    Ok(mediagate::verifier::load_keyring_file(
-        file,
-        keys_access()?,
-    )?)
+    Ok(load_keyring_file(file, keys_access()?)?)
 }
 
 /// The keyring of a keys file or, without one, of `MEDIAGATE_KEYS`.
@@ -37,7 +34,7 @@ pub(crate) fn load_keys(file: Option<&Path>) -> Result<Keyring> {
     if let Some(file) = file {
         return load_keys_file(file);
     }
-    mediagate::verifier::load_keyring_env("MEDIAGATE_KEYS")?.ok_or_else(|| {
+    load_keyring_env("MEDIAGATE_KEYS")?.ok_or_else(|| {
         anyhow!("no keys: pass --keys FILE, or set MEDIAGATE_KEYS_FILE or MEDIAGATE_KEYS")
     })
 }

@@ -4,6 +4,8 @@
 
 mod claims;
 mod key;
+#[cfg(feature = "keys-file")]
+mod keys_file;
 pub mod limits;
 mod path;
 mod scan;
@@ -35,4 +37,8 @@ pub mod spec {
 pub mod keys {
     #![doc = include_str!("key_docs.md")]
     pub use crate::key::*;
+    #[cfg(feature = "keys-file")]
+    pub use crate::keys_file::{
+        KeysFileAccess, LoadKeysError, load_keyring_env, load_keyring_file,
+    };
 }

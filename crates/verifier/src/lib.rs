@@ -27,7 +27,7 @@ pub use cache::CacheLimits;
 pub use config::{Builder, ConfigError, DEFAULT_CHUNK_SIZE};
 pub use cors::{Cors, InvalidOrigin};
 pub use fs::RootError;
-pub use keys::{KeyringHandle, KeysFileAccess, LoadKeysError, load_keyring_env, load_keyring_file};
+pub use keys::KeyringHandle;
 pub use response::CachePolicy;
 pub use server::fit_open_files;
 pub use server::{ServerConfig, Workers, serve};

@@ -351,16 +351,11 @@ mod tests {
     use super::*;
     use crate::access_log::{Begun, Line, Served, capture};
     use crate::body::FileRange;
-    use crate::fs::Identity;
     use crate::server::sendfile::Spans;
     use http_body_util::BodyExt as _;
     use std::fs::File;
 
-    fn version(file: &File) -> Identity {
-        crate::fs::identity_of(file)
-            .expect("statx")
-            .expect("a regular file")
-    }
+    use crate::server::sendfile::tests::version;
     use std::io::Write as _;
 
     /// A connected pair: our end wrapped in `ConnIo`, the peer's end.

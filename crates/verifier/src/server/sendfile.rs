@@ -520,12 +520,13 @@ impl hyper::rt::Write for &mut Probe {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::access_log::{Begun, Served, capture};
     use http_body_util::BodyExt as _;
 
-    fn version(file: &File) -> Identity {
+    /// The version of `file`.
+    pub(crate) fn version(file: &File) -> Identity {
         crate::fs::identity_of(file)
             .expect("statx")
             .expect("a regular file")
