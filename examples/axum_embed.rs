@@ -54,8 +54,7 @@ async fn download(
     };
     match app
         .signer
-        .link(&want.file)
-        .user(&user)
+        .link(&user, &want.file)
         .client_ip(peer.ip())
         .ttl(Duration::minutes(2))
         .sign()

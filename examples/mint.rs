@@ -13,14 +13,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = "https://media.example.com/media";
     let user = "42";
 
-    let photo = signer.link("/photos/2026/beach.jpg").user(user).sign()?;
+    let photo = signer.link(user, "/photos/2026/beach.jpg").sign()?;
     println!("photo:      {}", photo.url(base));
 
     // One prefix link serves the playlist and every segment below it; in path
     // form, the playlist's relative segment URLs carry the token too.
     let show = signer
-        .prefix("/videos/show-1/")
-        .user(user)
+        .prefix(user, "/videos/show-1/")
         .ttl(Duration::hours(2))
         .sign()?;
     println!(
@@ -29,8 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let invoice = signer
-        .link("/invoices/2026/0042.pdf")
-        .user(user)
+        .link(user, "/invoices/2026/0042.pdf")
         .attachment("Rechnung März 0042.pdf")
         .sign()?;
     println!("download:   {}", invoice.url(base));

@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         move |path: String, kwargs: minijinja::value::Kwargs| -> Result<minijinja::Value, Error> {
             let attachment: Option<String> = kwargs.get("attachment")?;
             kwargs.assert_all_used()?;
-            let mut link = signer.link(&path).user(&for_user);
+            let mut link = signer.link(&for_user, &path);
             if let Some(name) = attachment.as_deref() {
                 link = link.attachment(name);
             }

@@ -84,11 +84,8 @@ impl FileConfig {
 }
 
 fn transports(names: &[String]) -> Result<Transports> {
-    let mut t = Transports {
-        query: false,
-        cookie: false,
-        path: false,
-    };
+    let mut t = Transports::default();
+    (t.query, t.cookie, t.path) = (false, false, false);
     for name in names {
         let on = match name.as_str() {
             "query" => &mut t.query,

@@ -60,31 +60,20 @@ pub(crate) fn run(listen: SocketAddr) -> Result<()> {
     let signer = Signer::new(keyring);
     let ttl = Duration::minutes(30);
 
-    let valid = signer
-        .link("/hello.txt")
-        .user("demo-user")
-        .ttl(ttl)
-        .sign()?;
-    let image = signer
-        .link("/pixel.png")
-        .user("demo-user")
-        .ttl(ttl)
-        .sign()?;
+    let valid = signer.link("demo-user", "/hello.txt").ttl(ttl).sign()?;
+    let image = signer.link("demo-user", "/pixel.png").ttl(ttl).sign()?;
     let show = signer
-        .prefix("/videos/show/")
-        .user("demo-user")
+        .prefix("demo-user", "/videos/show/")
         .ttl(ttl)
         .sign()?;
     let pdf = signer
-        .link("/docs/report.pdf")
-        .user("demo-user")
+        .link("demo-user", "/docs/report.pdf")
         .ttl(ttl)
         .attachment("Quarterly report.pdf")
         .sign()?;
     let past = OffsetDateTime::now_utc() - Duration::hours(1);
     let expired = signer
-        .link("/hello.txt")
-        .user("demo-user")
+        .link("demo-user", "/hello.txt")
         .issued_at(past)
         .ttl(Duration::minutes(5))
         .sign()?;

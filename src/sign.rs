@@ -18,11 +18,11 @@ pub(crate) fn sign(args: &SignArgs) -> Result<()> {
         args.path.clone()
     };
     let start = if args.prefix {
-        signer.prefix(&path)
+        signer.prefix(&args.user, &path)
     } else {
-        signer.link(&path)
+        signer.link(&args.user, &path)
     };
-    let mut b = start.user(&args.user).ttl(args.ttl).methods(args.methods);
+    let mut b = start.ttl(args.ttl).methods(args.methods);
     if let Some(at) = args.not_before {
         b = b.not_before(at);
     }

@@ -13,8 +13,7 @@ fn verifier() -> &'static (Verifier, String) {
     V.get_or_init(|| {
         let ring = Keyring::new(Key::new("fuzz", &[7u8; 32]).expect("key"));
         let token = Signer::new(ring.clone())
-            .prefix("/a/")
-            .user("u")
+            .prefix("u", "/a/")
             .issued_at(OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time"))
             .ttl(Duration::hours(1))
             .sign()

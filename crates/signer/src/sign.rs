@@ -25,9 +25,6 @@ pub enum SignError {
     /// The path is not canonical (see [`MediaPath`]).
     #[error("invalid path: {0}")]
     Path(#[from] PathError),
-    /// No user was given.
-    #[error("a link needs a user id")]
-    MissingSubject,
     /// No expiry was given and the signer has no default TTL.
     #[error("a link needs an expiry (ttl or expires_at)")]
     MissingExpiry,
@@ -85,7 +82,6 @@ impl SignError {
     pub fn code(&self) -> &'static str {
         match self {
             SignError::Path(_) => "bad_path",
-            SignError::MissingSubject => "missing_user",
             SignError::MissingExpiry => "missing_expiry",
             SignError::Claim(_) => "bad_claim",
             SignError::NonPositiveLifetime => "non_positive_lifetime",
@@ -142,26 +138,31 @@ impl Signer {
         &self.keyring
     }
 
-    /// Starts a link for exactly one file. `path` is decoded (not
-    /// URL-encoded); one ending in `/` is refused when signing
-    /// ([`SignError::PrefixNotAsked`]): a directory needs [`prefix`](Self::prefix).
-    pub fn link<'a>(&'a self, path: &'a str) -> LinkBuilder<'a> {
-        self.builder(path, false)
+    /// Starts a link for `user` to exactly one file. `user` is 1 to 128
+    /// printable ASCII characters without spaces (`!` to `~`), else
+    /// [`ClaimError::Subject`] when signing: use the user's primary key
+    /// (`"42"`), or a hex digest of a longer identifier such as an email;
+    /// it is signed, not secret. `path` is decoded (not URL-encoded); one
+    /// ending in `/` is refused when signing ([`SignError::PrefixNotAsked`]):
+    /// a directory needs [`prefix`](Self::prefix).
+    pub fn link<'a>(&'a self, user: &'a str, path: &'a str) -> LinkBuilder<'a> {
+        self.builder(user, path, false)
     }
 
-    /// Starts a link for every file below the directory `dir`, which must
-    /// end in `/` (`/videos/show-1/`; else [`SignError::PrefixWithoutSlash`]).
+    /// Starts a link for `user` (as in [`link`](Self::link)) to every file
+    /// below the directory `dir`, which must end in `/` (`/videos/show-1/`;
+    /// else [`SignError::PrefixWithoutSlash`]).
     /// Scopes match whole segments: `/videos/` never covers `/videos-2/a`.
-    pub fn prefix<'a>(&'a self, dir: &'a str) -> LinkBuilder<'a> {
-        self.builder(dir, true)
+    pub fn prefix<'a>(&'a self, user: &'a str, dir: &'a str) -> LinkBuilder<'a> {
+        self.builder(user, dir, true)
     }
 
-    fn builder<'a>(&'a self, path: &'a str, prefix: bool) -> LinkBuilder<'a> {
+    fn builder<'a>(&'a self, user: &'a str, path: &'a str, prefix: bool) -> LinkBuilder<'a> {
         LinkBuilder {
             signer: self,
             path,
             prefix,
-            subject: None,
+            subject: user,
             ttl: None,
             expires_at: None,
             not_before: None,
@@ -185,7 +186,7 @@ pub struct LinkBuilder<'a> {
     path: &'a str,
     /// Made by [`Signer::prefix`].
     prefix: bool,
-    subject: Option<&'a str>,
+    subject: &'a str,
     ttl: Option<Duration>,
     expires_at: Option<OffsetDateTime>,
     not_before: Option<OffsetDateTime>,
@@ -198,16 +199,6 @@ pub struct LinkBuilder<'a> {
 }
 
 impl<'a> LinkBuilder<'a> {
-    /// The user the link is issued to (required): 1 to 128 printable
-    /// ASCII characters without spaces (`!` to `~`), else
-    /// [`ClaimError::Subject`] when signing. Use the user's primary key
-    /// (`"42"`), or a hex digest of a longer identifier such as an email.
-    /// It is signed, not secret: whoever holds the link can read it.
-    pub fn user(mut self, user: &'a str) -> Self {
-        self.subject = Some(user);
-        self
-    }
-
     /// How long the link lives from when it is signed.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
@@ -323,7 +314,7 @@ impl<'a> LinkBuilder<'a> {
             (true, false) => return Err(SignError::PrefixWithoutSlash),
             _ => {}
         }
-        let subject = self.subject.ok_or(SignError::MissingSubject)?;
+        let subject = self.subject;
         limits::check_subject(subject)?;
         if self.methods.bits() == 0 {
             return Err(SignError::NoMethods);
@@ -583,30 +574,29 @@ mod tests {
     #[test]
     fn refuses_bad_claims() {
         let s = signer();
-        let base = |p| {
-            s.link(p)
-                .user("42")
-                .issued_at(t0())
-                .ttl(Duration::minutes(5))
-        };
+        let base = |p| s.link("42", p).issued_at(t0()).ttl(Duration::minutes(5));
         assert_eq!(
             base("/a/../b").sign().err(),
             Some(SignError::Path(PathError::DotSegment))
         );
         assert_eq!(
-            s.link("/a")
+            s.link("", "/a")
                 .issued_at(t0())
                 .ttl(Duration::minutes(1))
                 .sign()
                 .err(),
-            Some(SignError::MissingSubject)
+            Some(SignError::Claim(ClaimError::Subject))
         );
         assert_eq!(
-            s.link("/a").user("42").sign().err(),
+            s.link("42", "/a").sign().err(),
             Some(SignError::MissingExpiry)
         );
         assert_eq!(
-            base("/a").user("a b").sign().err(),
+            s.link("a b", "/a")
+                .issued_at(t0())
+                .ttl(Duration::minutes(5))
+                .sign()
+                .err(),
             Some(SignError::Claim(ClaimError::Subject))
         );
         assert_eq!(
@@ -660,18 +650,8 @@ mod tests {
     #[test]
     fn a_directory_is_granted_only_when_asked_for() {
         let s = signer();
-        let exact = |p| {
-            s.link(p)
-                .user("1")
-                .issued_at(t0())
-                .ttl(Duration::minutes(1))
-        };
-        let prefix = |p| {
-            s.prefix(p)
-                .user("1")
-                .issued_at(t0())
-                .ttl(Duration::minutes(1))
-        };
+        let exact = |p| s.link("1", p).issued_at(t0()).ttl(Duration::minutes(1));
+        let prefix = |p| s.prefix("1", p).issued_at(t0()).ttl(Duration::minutes(1));
         // "/files/" + an empty name: refused, with a message that says how
         // to ask for a directory.
         for dir in ["/", "/files/", "/a/b/"] {
@@ -697,8 +677,7 @@ mod tests {
     fn renders_every_transport() {
         let s = signer();
         let link = s
-            .prefix("/videos/show/")
-            .user("42")
+            .prefix("42", "/videos/show/")
             .issued_at(t0())
             .ttl(Duration::minutes(10))
             .sign()
@@ -758,12 +737,7 @@ mod tests {
     fn system_clock_times_links_without_a_signing_time() {
         let s = signer();
         let before = OffsetDateTime::now_utc().unix_timestamp();
-        let link = s
-            .link("/a")
-            .user("1")
-            .ttl(Duration::minutes(10))
-            .sign()
-            .unwrap();
+        let link = s.link("1", "/a").ttl(Duration::minutes(10)).sign().unwrap();
         let after = OffsetDateTime::now_utc().unix_timestamp();
         let claims = crate::decode_unverified(link.token()).unwrap();
         let issued = claims.issued_at().unix_timestamp();
@@ -778,7 +752,7 @@ mod tests {
     fn expiry_times_count_from_the_exact_signing_time() {
         let s = signer();
         let now = t0() + Duration::milliseconds(700);
-        let sign = |at: OffsetDateTime| s.link("/a").user("1").issued_at(now).expires_at(at).sign();
+        let sign = |at: OffsetDateTime| s.link("1", "/a").issued_at(now).expires_at(at).sign();
         // 9.5 s after a signing time of t0 + 0.7 s: the expiry is whole
         // seconds, rounded down.
         let link = sign(t0() + Duration::milliseconds(10_200)).unwrap();
@@ -795,7 +769,7 @@ mod tests {
         let s = s.max_ttl(Duration::seconds(10));
         let at = now + Duration::milliseconds(10_100);
         assert!(matches!(
-            s.link("/a").user("1").issued_at(now).expires_at(at).sign(),
+            s.link("1", "/a").issued_at(now).expires_at(at).sign(),
             Err(SignError::LifetimeTooLong { lifetime, .. }) if lifetime == Duration::milliseconds(10_100)
         ));
     }
@@ -803,7 +777,7 @@ mod tests {
     #[test]
     fn default_ttl_applies() {
         let s = signer().default_ttl(Duration::minutes(3));
-        let link = s.link("/a").user("1").issued_at(t0()).sign().unwrap();
+        let link = s.link("1", "/a").issued_at(t0()).sign().unwrap();
         assert_eq!(link.expires_at(), t0() + Duration::minutes(3));
     }
 }

@@ -6,7 +6,6 @@
 //! lifetime, not-before, expiry, method, scope, client address.
 
 use std::net::IpAddr;
-use std::ops::Deref;
 
 use time::{Duration, OffsetDateTime};
 
@@ -129,14 +128,12 @@ pub struct Grant {
     claims: Claims,
 }
 
-impl Deref for Grant {
-    type Target = Claims;
-    fn deref(&self) -> &Claims {
+impl Grant {
+    /// The claims of the link.
+    pub fn claims(&self) -> &Claims {
         &self.claims
     }
-}
 
-impl Grant {
     /// The claims, owned.
     pub fn into_claims(self) -> Claims {
         self.claims

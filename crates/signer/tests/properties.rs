@@ -50,12 +50,16 @@ prop_compose! {
     }
 }
 
-/// A link for `path`: a prefix link when it names a directory.
-fn start<'a>(signer: &'a Signer, path: &'a str) -> mediagate_signer::LinkBuilder<'a> {
+/// A link for `user` to `path`: a prefix link when it names a directory.
+fn start<'a>(
+    signer: &'a Signer,
+    user: &'a str,
+    path: &'a str,
+) -> mediagate_signer::LinkBuilder<'a> {
     if path.ends_with('/') {
-        signer.prefix(path)
+        signer.prefix(user, path)
     } else {
-        signer.link(path)
+        signer.link(user, path)
     }
 }
 
@@ -73,7 +77,7 @@ proptest! {
     #[test]
     fn signed_links_verify((path, user, ttl, ip, attach, generation) in claims()) {
         let signer = Signer::new(ring());
-        let mut b = start(&signer, &path).user(&user).issued_at(t0()).ttl(Duration::seconds(ttl));
+        let mut b = start(&signer, &user, &path).issued_at(t0()).ttl(Duration::seconds(ttl));
         if let Some(ip) = ip {
             b = b.client_ip(ip.into());
         }
@@ -95,11 +99,11 @@ proptest! {
             facts = facts.client_ip(ip.into());
         }
         let grant = Verifier::new(ring()).verify(link.token(), &facts, t0()).unwrap();
-        prop_assert_eq!(grant.subject(), user.as_str());
-        prop_assert_eq!(grant.path(), path.as_str());
-        prop_assert_eq!(grant.filename(), attach.as_deref());
-        prop_assert_eq!(grant.generation(), generation);
-        prop_assert_eq!(grant.expires_at(), t0() + Duration::seconds(ttl));
+        prop_assert_eq!(grant.claims().subject(), user.as_str());
+        prop_assert_eq!(grant.claims().path(), path.as_str());
+        prop_assert_eq!(grant.claims().filename(), attach.as_deref());
+        prop_assert_eq!(grant.claims().generation(), generation);
+        prop_assert_eq!(grant.claims().expires_at(), t0() + Duration::seconds(ttl));
 
         // Every rendering carries the token and decodes back to the path.
         let url = link.url("https://m.example/media");
@@ -120,7 +124,7 @@ proptest! {
     #[test]
     fn any_bit_flip_is_refused(path in media_path(), bit in any::<proptest::sample::Index>()) {
         let signer = Signer::new(ring());
-        let link = start(&signer, &path).user("u").issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
+        let link = start(&signer, "u", &path).issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
         let mut raw = URL_SAFE_NO_PAD.decode(link.token()).unwrap();
         let i = bit.index(raw.len() * 8);
         raw[i / 8] ^= 1 << (i % 8);
@@ -140,7 +144,7 @@ proptest! {
     #[test]
     fn any_character_change_is_refused(path in media_path(), pos in any::<proptest::sample::Index>(), c in "[A-Za-z0-9_=+/ -]") {
         let signer = Signer::new(ring());
-        let link = start(&signer, &path).user("u").issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
+        let link = start(&signer, "u", &path).issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
         let token = link.token();
         let i = pos.index(token.len());
         let mut changed = String::with_capacity(token.len());
@@ -156,7 +160,7 @@ proptest! {
     #[test]
     fn paths_outside_the_scope_are_refused(scope in media_path(), other in media_path()) {
         let signer = Signer::new(ring());
-        let link = start(&signer, &scope).user("u").issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
+        let link = start(&signer, "u", &scope).issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
         let req_path = request_path(&other);
         let mp = MediaPath::parse(&req_path).unwrap();
         let result = Verifier::new(ring()).verify(link.token(), &RequestFacts::new(Method::Get, &mp), t0());
@@ -171,7 +175,7 @@ proptest! {
     fn prefix_boundaries_hold(dir in segment(), suffix in "[a-z0-9._-]{1,5}", file in segment()) {
         let scope = format!("/{dir}/");
         let signer = Signer::new(ring());
-        let link = start(&signer, &scope).user("u").issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
+        let link = start(&signer, "u", &scope).issued_at(t0()).ttl(Duration::minutes(5)).sign().unwrap();
         let v = Verifier::new(ring());
         let sibling = format!("/{dir}{suffix}/{file}");
         let inside = format!("/{dir}/{file}");

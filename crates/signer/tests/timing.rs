@@ -32,8 +32,7 @@ fn first_and_last_tag_byte_errors_take_the_same_time() {
     let ring = Keyring::new(Key::new("t", &[5u8; 32]).unwrap());
     let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
     let token = Signer::new(ring.clone())
-        .link("/a")
-        .user("u")
+        .link("u", "/a")
         .issued_at(now)
         .ttl(Duration::minutes(5))
         .sign()

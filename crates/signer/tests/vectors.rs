@@ -135,12 +135,11 @@ fn methods(names: &[String]) -> Methods {
 
 fn sign(signer: &Signer, c: &ClaimsIn) -> Result<String, mediagate_signer::SignError> {
     let start = match c.scope.as_str() {
-        "exact" => signer.link(&c.path),
-        "prefix" => signer.prefix(&c.path),
+        "exact" => signer.link(&c.user, &c.path),
+        "prefix" => signer.prefix(&c.user, &c.path),
         other => panic!("unknown scope {other}"),
     };
     let mut b = start
-        .user(&c.user)
         .issued_at(at(c.issued_at))
         .expires_at(at(c.expires))
         .methods(methods(&c.methods));

@@ -654,8 +654,7 @@ mod tests {
             .expect("gate");
         let signer = mediagate_signer::Signer::new(keyring);
         let link = signer
-            .link("/f.bin")
-            .user("u1")
+            .link("u1", "/f.bin")
             .ttl(mediagate_signer::time::Duration::minutes(5))
             .sign()
             .expect("signed");

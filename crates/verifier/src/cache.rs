@@ -53,8 +53,10 @@ use http::HeaderValue;
 use crate::budget::Budget;
 use crate::fs::{Identity, MediaRoot, OpenError, identity_of};
 
-/// Limits of the file cache.
+/// Limits of the file cache. Start from [`CacheLimits::default`] and set
+/// the fields to change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheLimits {
     /// Total bytes of file content held in memory (default 32 MiB; 0 turns
     /// content caching off).

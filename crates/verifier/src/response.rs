@@ -154,6 +154,7 @@ pub(crate) fn file(
     // The file's own type was judged when its version was cached; a
     // signed override is judged here.
     let (content_type, active) = match grant
+        .claims()
         .content_type()
         .and_then(|ct| HeaderValue::from_str(ct).ok())
     {
@@ -171,6 +172,7 @@ pub(crate) fn file(
     }
     h.insert(CONTENT_TYPE, content_type);
     if let Some(cd) = grant
+        .claims()
         .content_disposition()
         .and_then(|cd| HeaderValue::from_str(&cd).ok())
     {
@@ -230,7 +232,10 @@ fn cache_control(policy: CachePolicy, grant: &Grant, now: OffsetDateTime) -> Hea
     match policy {
         CachePolicy::NoStore => NO_STORE,
         CachePolicy::Private { max_age } => {
-            let secs = max_age.min(grant.remaining(now)).whole_seconds().max(0);
+            let secs = max_age
+                .min(grant.claims().remaining(now))
+                .whole_seconds()
+                .max(0);
             // Per response, so without the formatting machinery: one
             // allocation, for the value itself.
             const PREFIX: &[u8] = b"private, max-age=";

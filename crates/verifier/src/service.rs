@@ -232,7 +232,7 @@ impl MediaGate {
                         Reject::Internal
                     }
                 };
-                return self.refuse(req, client_ip, Some(grant.subject()), reject);
+                return self.refuse(req, client_ip, Some(grant.claims().subject()), reject);
             }
         };
         // 6. Response
@@ -244,7 +244,12 @@ impl MediaGate {
             (Some(_), Content::File(_)) => match self.cache.streaming.try_take() {
                 Some(place) => Some(place),
                 None => {
-                    return self.refuse(req, client_ip, Some(grant.subject()), Reject::Busy);
+                    return self.refuse(
+                        req,
+                        client_ip,
+                        Some(grant.claims().subject()),
+                        Reject::Busy,
+                    );
                 }
             },
             _ => None,
@@ -262,7 +267,7 @@ impl MediaGate {
         };
         let served = Served {
             client: client_ip,
-            user: access_log::enabled().then(|| grant.subject().into()),
+            user: access_log::enabled().then(|| grant.claims().subject().into()),
             reason: None,
         };
         (res, Some(served))

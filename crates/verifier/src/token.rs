@@ -14,8 +14,10 @@ use mediagate_signer::transport::{self, TransportError};
 
 use crate::reject::Reject;
 
-/// Which ways of carrying a token the service accepts.
+/// Which ways of carrying a token the service accepts. Start from
+/// [`Transports::default`] (all three) and turn off what is not wanted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Transports {
     /// `?mg_token=...`
     pub query: bool,

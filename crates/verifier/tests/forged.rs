@@ -25,8 +25,7 @@ fn flip(token: &str, byte_from_end: usize) -> String {
 /// A token for /pub/a.txt from another signer.
 fn token_from(signer: &Signer, ttl: Ttl) -> String {
     signer
-        .link("/pub/a.txt")
-        .user("tester")
+        .link("tester", "/pub/a.txt")
         .ttl(ttl)
         .sign()
         .unwrap()
@@ -55,8 +54,7 @@ async fn forged_links_get_the_right_refusal() {
     );
     let future = s
         .signer
-        .link("/pub/a.txt")
-        .user("tester")
+        .link("tester", "/pub/a.txt")
         .issued_at(OffsetDateTime::now_utc() + Ttl::hours(2))
         .ttl(Ttl::minutes(5))
         .sign()
@@ -65,8 +63,7 @@ async fn forged_links_get_the_right_refusal() {
     let prefix = s.token("/videos/");
     let get_only = s
         .signer
-        .link("/pub/a.txt")
-        .user("tester")
+        .link("tester", "/pub/a.txt")
         .ttl(Ttl::minutes(5))
         .methods(mediagate_verifier::signer::Methods::GET)
         .sign()
@@ -224,8 +221,7 @@ fn the_signer_refuses_to_sign_what_attackers_would_inject() {
     let signer = Signer::new(Keyring::new(Key::new("k", &[1u8; 32]).unwrap()));
     let sign = |path: &str, user: &str| {
         signer
-            .link(path)
-            .user(user)
+            .link(user, path)
             .ttl(Ttl::minutes(1))
             .sign()
             .map(|_| ())

@@ -656,14 +656,11 @@ async fn proxy_protocol_from_listed_balancers() {
 
 #[tokio::test]
 async fn cache_policy_and_transports_are_configurable() {
+    let mut path_only = Transports::default();
+    path_only.query = false;
+    path_only.cookie = false;
     let s = TestServer::start_with(
-        |b| {
-            b.cache_policy(CachePolicy::NoStore).transports(Transports {
-                query: false,
-                cookie: false,
-                path: true,
-            })
-        },
+        |b| b.cache_policy(CachePolicy::NoStore).transports(path_only),
         ServerConfig::default(),
     )
     .await;
@@ -1329,8 +1326,7 @@ async fn reopening_the_root_follows_a_switched_symlink() {
     let signer = Signer::new(keyring);
     let get = |path: &'static str| {
         let url = signer
-            .link(path)
-            .user("u")
+            .link("u", path)
             .ttl(Duration::minutes(5))
             .url("")
             .unwrap();
@@ -1377,11 +1373,9 @@ async fn limits_at_the_end_of_their_types_still_serve() {
         .with_drain_timeout(StdDuration::MAX)
         .with_max_connections(usize::MAX)
         .with_max_header_bytes(usize::MAX);
-    let limits = CacheLimits {
-        close_unused_after: StdDuration::MAX,
-        revalidate_after: StdDuration::MAX,
-        ..CacheLimits::default()
-    };
+    let mut limits = CacheLimits::default();
+    limits.close_unused_after = StdDuration::MAX;
+    limits.revalidate_after = StdDuration::MAX;
     let s = TestServer::start_with(
         |b| {
             b.cache_limits(limits)
@@ -1582,10 +1576,8 @@ async fn no_worker_serves_a_changed_file_after_its_window() {
 
 #[tokio::test]
 async fn revalidating_every_hit_never_serves_a_changed_file() {
-    let strict = CacheLimits {
-        revalidate_after: std::time::Duration::ZERO,
-        ..CacheLimits::default()
-    };
+    let mut strict = CacheLimits::default();
+    strict.revalidate_after = std::time::Duration::ZERO;
     let s = TestServer::start_with(|b| b.cache_limits(strict), ServerConfig::default()).await;
     let t = s.target("/pub/a.txt");
     assert_eq!(s.get(&t, &[]).await.text(), "hello world\n");
@@ -1607,10 +1599,8 @@ async fn revalidating_every_hit_never_serves_a_changed_file() {
 
 #[tokio::test]
 async fn within_its_window_a_cached_version_is_served_whole_and_consistent() {
-    let lazy = CacheLimits {
-        revalidate_after: std::time::Duration::from_secs(3600),
-        ..CacheLimits::default()
-    };
+    let mut lazy = CacheLimits::default();
+    lazy.revalidate_after = std::time::Duration::from_secs(3600);
     let s = TestServer::start_with(|b| b.cache_limits(lazy), ServerConfig::default()).await;
     let t = s.target("/pub/a.txt");
     let before = validators(&s, &t).await;
@@ -1637,10 +1627,8 @@ fn holds_deleted(path: &std::path::Path) -> bool {
 #[tokio::test]
 async fn a_deleted_large_file_is_let_go_of_once_unused() {
     let unused = std::time::Duration::from_millis(600);
-    let limits = CacheLimits {
-        close_unused_after: unused,
-        ..CacheLimits::default()
-    };
+    let mut limits = CacheLimits::default();
+    limits.close_unused_after = unused;
     let s = TestServer::start_with(|b| b.cache_limits(limits), ServerConfig::default()).await;
     let t = s.target("/big.bin");
     let big = s.root.join("big.bin");
@@ -1672,8 +1660,7 @@ async fn every_worker_checks_links_with_a_replaced_keyring() {
     let old = s.target("/pub/a.txt");
     let rotated = Keyring::new(Key::new("next", &[7u8; 32]).unwrap());
     let new = Signer::new(rotated.clone())
-        .link("/pub/a.txt")
-        .user("tester")
+        .link("tester", "/pub/a.txt")
         .ttl(Duration::minutes(10))
         .url("/media")
         .unwrap();

@@ -102,8 +102,7 @@ fn shared_gate() -> &'static (mediagate_verifier::MediaGate, String) {
                 .build()
                 .unwrap();
             let token = mediagate_verifier::signer::Signer::new(keyring)
-                .prefix("/")
-                .user("u")
+                .prefix("u", "/")
                 .ttl(mediagate_verifier::signer::time::Duration::hours(1))
                 .sign()
                 .unwrap()

@@ -139,12 +139,17 @@ impl TestServer {
     /// A link for `path` (a prefix when it ends in '/') to user "tester",
     /// valid 10 minutes; tests add or change claims before signing.
     pub fn link<'a>(&'a self, path: &'a str) -> LinkBuilder<'a> {
+        self.link_for("tester", path)
+    }
+
+    /// [`link`](Self::link) for `user`.
+    pub fn link_for<'a>(&'a self, user: &'a str, path: &'a str) -> LinkBuilder<'a> {
         let start = if path.ends_with('/') {
-            self.signer.prefix(path)
+            self.signer.prefix(user, path)
         } else {
-            self.signer.link(path)
+            self.signer.link(user, path)
         };
-        start.user("tester").ttl(TtlDuration::minutes(10))
+        start.ttl(TtlDuration::minutes(10))
     }
 
     /// A token for `path`, as [`link`](Self::link) signs it.
