@@ -28,9 +28,9 @@ mod sign;
 use cli::{Cli, Command};
 
 /// mimalloc instead of the system allocator: the server allocates and frees
-/// small buffers on every request and a task on every connection, and
-/// measured against glibc's malloc it served ~7% more small-file requests
-/// per second, with ~7% less CPU per request (see the commit that added it).
+/// small buffers on every request and a task on every connection, which
+/// mimalloc does with less CPU than glibc's malloc (BENCHMARKS.md, "Design
+/// measurements").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -104,8 +104,9 @@ impl Claims {
     /// has proven canonical (see [`wire::UncheckedPath`]).
     ///
     /// The payload is kept as it is: one copy, where assembling the text
-    /// fields into a string measured 0.1x-0.2x of a whole verify more (four
-    /// more copies and a UTF-8 check of all of it, on every granted link).
+    /// fields into a string would take four more copies and a UTF-8 check
+    /// of all of it on every granted link (BENCHMARKS.md, "Design
+    /// measurements").
     #[inline]
     pub(crate) fn from_fields(payload: &[u8], fields: &wire::Fields<'_>) -> Claims {
         Claims {

@@ -201,10 +201,10 @@ impl Key {
     pub(crate) fn link_tag(&self, payload: &[u8]) -> [u8; TAG_LEN] {
         // The `Mac` wrapper's steps, on the hmac crate's core state: the
         // payload goes through a block buffer on the stack, and the tag is
-        // written out once. Measured ~15 % faster than `Hmac::clone`,
-        // `update`, `finalize` (the wrapper copies its 64-byte buffer with
-        // every clone and move); same bytes, checked against `Hmac` in the
-        // tests.
+        // written out once, sparing the copies of the wrapper's 64-byte
+        // buffer that `Hmac::clone`, `update`, `finalize` make with every
+        // clone and move (BENCHMARKS.md, "Design measurements"); same
+        // bytes, checked against `Hmac` in the tests.
         let mut core = self.link_mac.clone();
         let mut buffer = Buffer::<HmacCore<Sha256>>::default();
         buffer.digest_blocks(payload, |blocks| core.update_blocks(blocks));
@@ -227,8 +227,8 @@ impl Key {
 ///
 /// This is `Mac::verify_slice`'s guarantee from the same crate; that method
 /// compares byte by byte, behind an optimization barrier per byte, which
-/// measured ~45 ns against ~7 ns for a barrier per word, on an HMAC of
-/// ~210 ns; one barrier in all saves a little more.
+/// costs a sizeable part of the HMAC itself (BENCHMARKS.md, "Design
+/// measurements"); one barrier in all costs almost nothing.
 fn tags_equal(a: &[u8; TAG_LEN], b: &[u8; TAG_LEN]) -> bool {
     let word = |c: &[u8]| {
         let mut w = [0u8; 8];

@@ -412,8 +412,8 @@ const NANOS: i64 = 1_000_000_000;
 
 /// The system clock as whole seconds and nanoseconds since 1970, read
 /// without building an `OffsetDateTime`, whose calendar fields cost as much
-/// again as the read itself (~25 of ~60 ns per link, measured on Linux):
-/// this runs for every link that does not set its signing time.
+/// again as the read itself (BENCHMARKS.md, "Design measurements"): this
+/// runs for every link that does not set its signing time.
 fn system_now() -> Result<(i64, i64), SignError> {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -17,8 +17,9 @@
 //! `statx`, as nginx's `open_file_cache_valid` does (default 60 s there).
 //! Within that window a change on disk is not seen yet; the bytes and
 //! validators served are always one consistent version. Under load a hot
-//! file is requested many times a millisecond, and the `statx` was a tenth
-//! of the CPU time of a 1 KiB response. `Duration::ZERO` confirms every hit.
+//! file is requested many times a millisecond, and a `statx` per request
+//! is a visible part of a small response's cost (BENCHMARKS.md, "Design
+//! measurements"). `Duration::ZERO` confirms every hit.
 //!
 //! A large file (above [`CacheLimits::max_file_size`]) keeps the descriptor
 //! it was opened with, confirmed the same way: an HLS segment or a download
@@ -62,9 +63,8 @@ pub struct CacheLimits {
     /// content caching off).
     pub max_bytes: usize,
     /// Largest file whose content is held (default 16 KiB). Above this
-    /// size, `sendfile` from the file beats copying from memory: with
-    /// 64 KiB HLS segments the file path served 1.04x nginx's req/s where
-    /// the memory path served 0.95x (load harness, 3 rounds).
+    /// size, `sendfile` from the file beats copying from memory
+    /// (BENCHMARKS.md, "Design measurements").
     pub max_file_size: usize,
     /// Most files described (default 16384).
     pub max_entries: usize,

@@ -19,10 +19,9 @@ use crate::token::Transports;
 /// [`ServerConfig::sendfile`](crate::ServerConfig::sendfile) off), unless
 /// configured otherwise.
 ///
-/// Chosen by measurement (100 MiB downloads, wrk -c64, 2 cores): with
-/// buffers reused and one pread per chunk, 64, 128 and 256 KiB all reach
-/// the same throughput (about 3.4 GB/s), so the smallest keeps memory
-/// lowest: at most two chunks per response are alive.
+/// At most two chunks per response are alive, so this bounds a download's
+/// memory; larger chunks trade memory for throughput (BENCHMARKS.md,
+/// "Chunk size").
 pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
 
 /// Why a service cannot be built.

@@ -58,8 +58,7 @@ const READ_AHEAD: usize = 2048;
 ///
 /// This is the future of every connection's task (spawning copies it into
 /// a heap allocation), so it is kept small: nothing holds the hyper
-/// connection twice, and the rare HTTP/2 one is boxed (1.7 KiB in all,
-/// where it was 4.3 KiB).
+/// connection twice, and the rare HTTP/2 one is boxed.
 pub(super) async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,

@@ -160,7 +160,7 @@ impl ConnIo {
             // How many bytes were read, and whether some went to hyper.
             // tokio's own read: a read that does not fill the buffer tells
             // it the socket is drained, which spares a `recvfrom` that would
-            // only say so (a tenth of a small request's cost).
+            // only say so (a system call per request).
             let read: Poll<io::Result<(usize, bool)>> = SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
                 let mut into = tokio::io::ReadBuf::new(&mut scratch[..room]);

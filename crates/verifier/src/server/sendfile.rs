@@ -244,8 +244,9 @@ impl Lane {
             // byte of a response of several spans waits for one more check:
             // a file written to while it was sent never goes out whole. (A
             // response of one span goes out in one `sendfile` right after
-            // its check; holding its last byte back would cost every small
-            // file an extra call and packet, a tenth of its rate.)
+            // its check; holding its last byte back would cost every such
+            // file an extra call and packet: BENCHMARKS.md, "Design
+            // measurements".)
             let last = span.hold_last;
             let count = match slice_len {
                 1 if last => {
