@@ -11,8 +11,8 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
-use crate::budget::Held;
-use crate::fs::{Identity, check_version};
+use crate::files::budget::Held;
+use crate::files::fs::{Identity, check_version};
 
 /// Chunk buffers kept per response for reuse.
 const POOL: usize = 2;
@@ -302,7 +302,9 @@ pub(crate) mod tests {
     pub(crate) fn file(len: usize) -> (Arc<File>, Identity) {
         let mut f = tempfile::tempfile().expect("temp file");
         f.write_all(&vec![3u8; len]).expect("write");
-        let version = crate::fs::identity_of(&f).expect("statx").expect("a file");
+        let version = crate::files::fs::identity_of(&f)
+            .expect("statx")
+            .expect("a file");
         (Arc::new(f), version)
     }
 
@@ -364,7 +366,7 @@ pub(crate) mod tests {
 
     #[test]
     fn its_place_is_given_back_once_the_last_chunk_is_read() {
-        let budget = crate::budget::Budget::new(1);
+        let budget = crate::files::budget::Budget::new(1);
         let (f, v) = file(5000);
         let place = budget.try_take();
         let mut body = MediaBody::file(f, place, v, 0, 5000, 4096);

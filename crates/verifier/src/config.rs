@@ -7,9 +7,9 @@ use mediagate_signer::time::Duration;
 use mediagate_signer::{DEFAULT_LEEWAY, DEFAULT_MAX_TTL, Keyring};
 
 use crate::authorize::ClientIpSource;
-use crate::cache::CacheLimits;
 use crate::cors::{Cors, CorsRules, InvalidOrigin};
-use crate::fs::{MediaRoot, RootError};
+use crate::files::cache::CacheLimits;
+use crate::files::fs::{MediaRoot, RootError};
 use crate::keys::KeyringHandle;
 use crate::response::CachePolicy;
 use crate::token::Transports;

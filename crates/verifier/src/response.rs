@@ -13,8 +13,8 @@ use mediagate_signer::Grant;
 use mediagate_signer::time::{Duration, OffsetDateTime};
 
 use crate::body::MediaBody;
-use crate::cache::Entry;
 use crate::cors::CorsRules;
+use crate::files::cache::Entry;
 use crate::headers::conditional::{self, Conditions, Precondition, Validators};
 use crate::headers::range::{self, RangeRequest};
 use crate::headers::{self, Single};
@@ -159,7 +159,7 @@ pub(crate) fn file(
         .and_then(|ct| HeaderValue::from_str(ct).ok())
     {
         Some(ct) => {
-            let active = crate::content_type::renders_active_content(&ct);
+            let active = crate::files::content_type::renders_active_content(&ct);
             (ct, active)
         }
         None => (entry.content_type.clone(), entry.active_content),

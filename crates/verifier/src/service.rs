@@ -14,13 +14,14 @@ use mediagate_signer::{Keyring, Method};
 
 use crate::access_log::{self, Served};
 use crate::body::MediaBody;
-use crate::cache::{Content, FileCache};
 use crate::config::{Builder, Config, ConfigError};
 use crate::cors::Preflight;
-use crate::fs::{MediaRoot, OpenError, RootError};
+use crate::files::cache::{Content, FileCache};
+use crate::files::content_type;
+use crate::files::fs::{MediaRoot, OpenError, RootError};
 use crate::keys::KeyringHandle;
 use crate::reject::Reject;
-use crate::{authorize, content_type, headers, response, target, token};
+use crate::{authorize, headers, response, target, token};
 
 /// The peer address of a connection, as a request extension. The bundled
 /// server inserts it; when embedding the service elsewhere, insert it for

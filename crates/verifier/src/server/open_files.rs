@@ -3,7 +3,7 @@
 //! sockets: what a server embedding the service calls once at start
 //! (`mediagate serve` does).
 
-use crate::cache::CacheLimits;
+use crate::files::cache::CacheLimits;
 use crate::server::ServerConfig;
 
 /// Raises the soft open-files limit to the hard one (as nginx's

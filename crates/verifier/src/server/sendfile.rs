@@ -49,8 +49,8 @@ use tokio::net::TcpStream;
 
 use crate::access_log::Line;
 use crate::body::FileRange;
-use crate::budget::Held;
-use crate::fs::{Identity, check_version};
+use crate::files::budget::Held;
+use crate::files::fs::{Identity, check_version};
 use crate::server::slots::Responding;
 
 /// The most bytes one placeholder stands for. hyper stops asking the body
@@ -528,7 +528,7 @@ pub(crate) mod tests {
 
     /// The version of `file`.
     pub(crate) fn version(file: &File) -> Identity {
-        crate::fs::identity_of(file)
+        crate::files::fs::identity_of(file)
             .expect("statx")
             .expect("a regular file")
     }
