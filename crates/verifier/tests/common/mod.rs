@@ -274,3 +274,10 @@ where
     tokio::spawn(conn);
     sender
 }
+
+/// The ETag and Last-Modified a plain GET of `target` answers with.
+pub async fn validators(s: &TestServer, target: &str) -> (String, String) {
+    let r = s.get(target, &[]).await;
+    let header = |name| r.header(name).unwrap().to_owned();
+    (header("etag"), header("last-modified"))
+}
