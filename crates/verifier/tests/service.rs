@@ -1,0 +1,242 @@
+//! The service's header and response rules, in process: requests handed to
+//! the tower service with `oneshot`, no sockets. (The same rules over TCP,
+//! with the server's own, are in `responses.rs` and `links.rs`.)
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use mediagate_verifier::signer::time::{Duration, OffsetDateTime};
+use mediagate_verifier::signer::{Key, Keyring, Signer};
+use mediagate_verifier::{Cors, MediaBody, MediaGate};
+use tower::ServiceExt as _;
+
+/// A gate over the test media tree, mounted at `/media`, with one origin
+/// allowed to read, and a signer for it.
+struct InProcess {
+    _dir: tempfile::TempDir,
+    gate: MediaGate,
+    signer: Signer,
+}
+
+impl InProcess {
+    fn new() -> Self {
+        let (dir, root) = common::media_tree();
+        let keyring = Keyring::new(Key::new("k1", &[9u8; 32]).unwrap());
+        let gate = MediaGate::builder(&root, keyring.clone())
+            .mount("/media")
+            .cors(Cors::Origins {
+                origins: vec!["https://app.example".into()],
+                credentials: false,
+            })
+            .build()
+            .unwrap();
+        InProcess {
+            _dir: dir,
+            gate,
+            signer: Signer::new(keyring),
+        }
+    }
+
+    /// `/media` + `path` with a token for it, valid ten minutes.
+    fn target(&self, path: &str) -> String {
+        self.signer
+            .link("u1", path)
+            .ttl(Duration::minutes(10))
+            .url("/media")
+            .unwrap()
+    }
+
+    async fn send(&self, req: Request<()>) -> (Response<()>, Vec<u8>) {
+        let Ok(res) = self.gate.clone().oneshot(req).await;
+        let (parts, body): (_, MediaBody) = res.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes().to_vec();
+        (Response::from_parts(parts, ()), bytes)
+    }
+
+    async fn get(&self, target: &str, headers: &[(&str, &str)]) -> (Response<()>, Vec<u8>) {
+        let mut req = Request::get(target);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        self.send(req.body(()).unwrap()).await
+    }
+}
+
+fn header<'a>(res: &'a Response<()>, name: &str) -> Option<&'a str> {
+    res.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn one_range_is_a_206_past_the_end_a_416_several_the_whole_file() {
+    let t = InProcess::new();
+    let target = t.target("/videos/show/seg-0.ts");
+    let (res, body) = t.get(&target, &[("range", "bytes=10-19")]).await;
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header(&res, "content-range"), Some("bytes 10-19/1000"));
+    assert_eq!(
+        (header(&res, "content-length"), body.len()),
+        (Some("10"), 10)
+    );
+    // A suffix longer than the file is the whole file, as a 206.
+    let (res, body) = t.get(&target, &[("range", "bytes=-5000")]).await;
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header(&res, "content-range"), Some("bytes 0-999/1000"));
+    assert_eq!(body.len(), 1000);
+    let (res, body) = t.get(&target, &[("range", "bytes=1000-")]).await;
+    assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(header(&res, "content-range"), Some("bytes */1000"));
+    assert!(body.is_empty());
+    for ignored in ["bytes=0-1,5-6", "bytes=5-3", "items=0-1", "bytes=abc"] {
+        let (res, body) = t.get(&target, &[("range", ignored)]).await;
+        assert_eq!(res.status(), StatusCode::OK, "{ignored}");
+        assert_eq!(body.len(), 1000, "{ignored}");
+    }
+}
+
+#[tokio::test]
+async fn preconditions_answer_304_and_412_in_rfc_order() {
+    let t = InProcess::new();
+    let target = t.target("/pub/a.txt");
+    let (res, _) = t.get(&target, &[]).await;
+    let etag = header(&res, "etag").unwrap().to_owned();
+    let last_modified = header(&res, "last-modified").unwrap().to_owned();
+    let weak = format!("W/{etag}");
+    let (res, body) = t.get(&target, &[("if-none-match", &weak)]).await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(header(&res, "etag"), Some(etag.as_str()));
+    assert!(body.is_empty());
+    // If-Match compares strongly: a weak tag fails it, and it is asked first.
+    let (res, _) = t
+        .get(&target, &[("if-match", &weak), ("if-none-match", &etag)])
+        .await;
+    assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
+    // If-None-Match present: If-Modified-Since is not looked at.
+    let (res, _) = t
+        .get(
+            &target,
+            &[
+                ("if-none-match", "\"other\""),
+                ("if-modified-since", &last_modified),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (res, _) = t
+        .get(&target, &[("if-modified-since", &last_modified)])
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test]
+async fn if_range_holds_only_for_our_strong_tag_or_exact_date() {
+    let t = InProcess::new();
+    let target = t.target("/videos/show/seg-0.ts");
+    let (res, _) = t.get(&target, &[]).await;
+    let etag = header(&res, "etag").unwrap().to_owned();
+    let lm = header(&res, "last-modified").unwrap().to_owned();
+    let later = httpdate::fmt_http_date(
+        httpdate::parse_http_date(&lm).unwrap() + std::time::Duration::from_secs(86_400),
+    );
+    for (if_range, partial) in [
+        (etag.as_str(), true),
+        (lm.as_str(), true),
+        (&format!("W/{etag}"), false),
+        ("\"other\"", false),
+        (later.as_str(), false),
+    ] {
+        let (res, _) = t
+            .get(&target, &[("range", "bytes=0-9"), ("if-range", if_range)])
+            .await;
+        let want = if partial { 206 } else { 200 };
+        assert_eq!(res.status().as_u16(), want, "If-Range {if_range}");
+    }
+}
+
+#[tokio::test]
+async fn head_is_get_without_the_body() {
+    let t = InProcess::new();
+    let target = t.target("/pub/a.txt");
+    let (get, _) = t.get(&target, &[]).await;
+    let (head, body) = t.send(Request::head(&target).body(()).unwrap()).await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert!(body.is_empty());
+    for h in ["content-length", "content-type", "etag", "last-modified"] {
+        assert_eq!(header(&get, h), header(&head, h), "{h}");
+    }
+}
+
+#[tokio::test]
+async fn refusals_name_their_reason_and_are_never_cached() {
+    let t = InProcess::new();
+    let past = OffsetDateTime::now_utc() - Duration::hours(1);
+    let expired = t
+        .signer
+        .link("u1", "/pub/a.txt")
+        .issued_at(past)
+        .ttl(Duration::minutes(5))
+        .url("/media")
+        .unwrap();
+    for (req, status, reason) in [
+        (Request::get(&expired), 403, "expired"),
+        (Request::get("/media/pub/a.txt"), 403, "missing_token"),
+        (Request::get("/elsewhere/a.txt"), 404, "not_found"),
+        (
+            Request::delete(t.target("/pub/a.txt")),
+            405,
+            "method_not_allowed",
+        ),
+    ] {
+        let (res, body) = t.send(req.body(()).unwrap()).await;
+        assert_eq!(res.status().as_u16(), status, "{reason}");
+        assert_eq!(header(&res, "mediagate-reason"), Some(reason));
+        assert_eq!(header(&res, "cache-control"), Some("no-store"));
+        assert_eq!(header(&res, "x-content-type-options"), Some("nosniff"));
+        assert_eq!(body, format!("{reason}\n").into_bytes());
+    }
+    let (res, _) = t
+        .send(Request::delete(t.target("/pub/a.txt")).body(()).unwrap())
+        .await;
+    assert_eq!(header(&res, "allow"), Some("GET, HEAD"));
+    // HEAD: the reason in the header, no body.
+    let (res, body) = t.send(Request::head(&expired).body(()).unwrap()).await;
+    assert_eq!(header(&res, "mediagate-reason"), Some("expired"));
+    assert!(body.is_empty());
+}
+
+#[tokio::test]
+async fn listed_origins_read_refusals_and_preflights_need_no_token() {
+    let t = InProcess::new();
+    let app = ("origin", "https://app.example");
+    let (res, _) = t.get("/media/pub/a.txt", &[app]).await;
+    assert_eq!(res.status().as_u16(), 403);
+    assert_eq!(
+        header(&res, "access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let preflight = Request::options("/media/pub/a.txt")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .body(())
+        .unwrap();
+    let (res, body) = t.send(preflight).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(body.is_empty());
+    let (res, _) = t
+        .get("/media/pub/a.txt", &[("origin", "https://evil.example")])
+        .await;
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn the_health_check_needs_no_token() {
+    let t = InProcess::new();
+    let (res, body) = t.get("/healthz", &[]).await;
+    assert_eq!(
+        (res.status(), body.as_slice()),
+        (StatusCode::OK, &b"ok\n"[..])
+    );
+    assert_eq!(header(&res, "cache-control"), Some("no-store"));
+}
