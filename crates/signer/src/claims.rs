@@ -170,6 +170,12 @@ impl Claims {
         to_datetime(self.issued_at)
     }
 
+    /// When the link was signed, in Unix seconds.
+    #[inline]
+    pub(crate) fn issued_at_secs(&self) -> u64 {
+        self.issued_at
+    }
+
     /// When the link stops working.
     pub fn expires_at(&self) -> OffsetDateTime {
         to_datetime(self.expires)

@@ -8,6 +8,7 @@ mod key;
 mod keys_file;
 pub mod limits;
 mod path;
+pub mod revoke;
 mod scan;
 mod sign;
 pub mod transport;

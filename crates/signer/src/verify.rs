@@ -13,6 +13,7 @@ use crate::claims::{Claims, net_allows, to_datetime};
 use crate::key::Keyring;
 use crate::limits::{TAG_LEN, VERSION};
 use crate::path::MediaPath;
+use crate::revoke::LinkId;
 use crate::sign::DEFAULT_MAX_TTL;
 use crate::values::Method;
 use crate::wire::{self, MalformedToken};
@@ -122,16 +123,22 @@ impl<'a> RequestFacts<'a> {
 }
 
 /// Authenticated claims that grant a request: what [`Verifier::verify`]
-/// returns. Dereferences to [`Claims`].
+/// returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     claims: Claims,
+    link_id: LinkId,
 }
 
 impl Grant {
     /// The claims of the link.
     pub fn claims(&self) -> &Claims {
         &self.claims
+    }
+
+    /// The link's id, for revocation (see [`crate::revoke`]).
+    pub fn link_id(&self) -> LinkId {
+        self.link_id
     }
 
     /// The claims, owned.
@@ -201,6 +208,7 @@ impl Verifier {
             // Built only once every check passed: a refusal allocates nothing.
             Ok(Grant {
                 claims: Claims::from_fields(payload, &fields),
+                link_id: LinkId::from_tag(tag),
             })
         })
     }
@@ -300,7 +308,7 @@ pub fn decode_unverified(token: &str) -> Result<Claims, VerifyError> {
 
 /// Decodes `token` into a stack buffer (a heap one for unusually long
 /// tokens) and hands its payload and tag to `f`.
-fn with_decoded<T>(
+pub(crate) fn with_decoded<T>(
     token: &str,
     f: impl FnOnce(&[u8], &[u8; TAG_LEN]) -> Result<T, VerifyError>,
 ) -> Result<T, VerifyError> {
