@@ -1,6 +1,7 @@
 //! Configuration of the service: [`Builder`] and its defaults.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use mediagate_signer::time::Duration;
@@ -12,6 +13,7 @@ use crate::files::cache::CacheLimits;
 use crate::files::fs::{MediaRoot, RootError};
 use crate::keys::KeyringHandle;
 use crate::response::CachePolicy;
+use crate::revocation::RevocationCheck;
 use crate::token::Transports;
 
 /// The chunk size files are read and sent in where the connection does
@@ -66,6 +68,7 @@ pub(crate) struct Config {
     pub health_path: Option<String>,
     pub chunk_size: usize,
     pub cache_limits: CacheLimits,
+    pub revocations: Option<Arc<dyn RevocationCheck>>,
 }
 
 /// Builds a [`MediaGate`](crate::MediaGate). Every setting has a default,
@@ -85,6 +88,7 @@ pub struct Builder {
     health_path: Option<String>,
     chunk_size: usize,
     cache_limits: CacheLimits,
+    revocations: Option<Arc<dyn RevocationCheck>>,
 }
 
 impl Builder {
@@ -102,6 +106,7 @@ impl Builder {
             health_path: Some("/healthz".into()),
             chunk_size: DEFAULT_CHUNK_SIZE,
             cache_limits: CacheLimits::default(),
+            revocations: None,
         }
     }
 
@@ -175,6 +180,15 @@ impl Builder {
         self
     }
 
+    /// Where granted links are checked for revocation (default: none, and
+    /// links are good until they expire). A [`RevocationsHandle`](crate::RevocationsHandle)
+    /// holds a set that can be replaced while serving; an app that keeps
+    /// revocations elsewhere implements [`RevocationCheck`].
+    pub fn revocations(mut self, check: Arc<dyn RevocationCheck>) -> Self {
+        self.revocations = Some(check);
+        self
+    }
+
     /// Opens the media root and checks the settings: the configuration
     /// the service runs with (see [`Builder::build`]).
     pub(crate) fn settle(self) -> Result<Config, ConfigError> {
@@ -212,6 +226,7 @@ impl Builder {
             health_path: self.health_path,
             chunk_size: self.chunk_size,
             cache_limits,
+            revocations: self.revocations,
         })
     }
 }

@@ -27,6 +27,8 @@ pub(crate) enum Reject {
     /// 403: the link does not grant the request; the signer's reason code
     /// (`expired`, `scope`, `bad_signature`, ...).
     Link(&'static str),
+    /// 403 `revoked`: the link is genuine and current, but revoked.
+    Revoked,
     /// 403 `cors_origin`: a CORS preflight from an origin not allowed.
     CorsOrigin,
     /// 404 `not_found`: nothing to serve here.
@@ -54,6 +56,7 @@ impl Reject {
             Reject::MissingToken
             | Reject::MalformedToken
             | Reject::Link(_)
+            | Reject::Revoked
             | Reject::CorsOrigin => StatusCode::FORBIDDEN,
             Reject::NotFound => StatusCode::NOT_FOUND,
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -76,6 +79,7 @@ impl Reject {
             Reject::MissingToken => "missing_token",
             Reject::MalformedToken => "malformed_token",
             Reject::Link(code) => code,
+            Reject::Revoked => "revoked",
             Reject::CorsOrigin => "cors_origin",
             Reject::NotFound => "not_found",
             Reject::MethodNotAllowed => "method_not_allowed",

@@ -218,6 +218,16 @@ impl MediaGate {
             Ok(g) => g,
             Err(r) => return self.refuse(req, client_ip, None, r),
         };
+        if let Some(check) = &cfg.revocations {
+            if check.revoked(&grant).is_some() {
+                return self.refuse(
+                    req,
+                    client_ip,
+                    Some(grant.claims().subject()),
+                    Reject::Revoked,
+                );
+            }
+        }
         // 5. File
         let resolved = self.cache.resolve(&cfg.root.load(), path.relative(), || {
             content_type::guess(path.as_str())

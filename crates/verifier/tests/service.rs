@@ -240,3 +240,60 @@ async fn the_health_check_needs_no_token() {
     );
     assert_eq!(header(&res, "cache-control"), Some("no-store"));
 }
+
+#[tokio::test]
+async fn a_revoked_link_is_refused_before_any_file_is_opened() {
+    use mediagate_verifier::RevocationsHandle;
+    use mediagate_verifier::signer::revoke::{LinkId, Revocations};
+    let (_dir, root) = common::media_tree();
+    let keyring = Keyring::new(Key::new("k1", &[9u8; 32]).unwrap());
+    let handle = RevocationsHandle::default();
+    let gate = MediaGate::builder(&root, keyring.clone())
+        .revocations(std::sync::Arc::new(handle.clone()))
+        .build()
+        .unwrap();
+    let signer = Signer::new(keyring);
+    let link = signer
+        .link("u1", "/pub/a.txt")
+        .ttl(Duration::minutes(10))
+        .sign()
+        .unwrap();
+    let get = |target: String| {
+        let gate = gate.clone();
+        async move {
+            let Ok(res) = gate.oneshot(Request::get(target).body(()).unwrap()).await;
+            (res.status().as_u16(), header_of(&res, "mediagate-reason"))
+        }
+    };
+    assert_eq!(get(link.url("")).await, (200, None));
+    let mut set = Revocations::new();
+    let until = OffsetDateTime::now_utc() + Duration::hours(1);
+    set.revoke_link(LinkId::of_token(link.token()).unwrap(), until)
+        .unwrap();
+    handle.replace(set);
+    assert_eq!(get(link.url("")).await, (403, Some("revoked".into())));
+    // Revoked links to files that do not exist are refused the same way:
+    // nothing about the root is learnt from a revoked link.
+    let mut set = Revocations::new();
+    set.revoke_user(
+        "u1",
+        OffsetDateTime::now_utc() + Duration::seconds(1),
+        until,
+    )
+    .unwrap();
+    handle.replace(set);
+    let missing = signer
+        .link("u1", "/no/such/file")
+        .ttl(Duration::minutes(10))
+        .sign()
+        .unwrap();
+    assert_eq!(get(missing.url("")).await, (403, Some("revoked".into())));
+    handle.replace(Revocations::new());
+    assert_eq!(get(link.url("")).await, (200, None));
+}
+
+fn header_of(res: &Response<MediaBody>, name: &str) -> Option<String> {
+    res.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+}
