@@ -3,6 +3,9 @@
 //! precomputed key state over the same payload bytes. Prints the ratios
 //! (target: each at most 1.5x the baseline).
 //!
+//! Also: verifying and checking revocations with a million rules loaded,
+//! against none (target: within 5 %), and the memory a rule takes.
+//!
 //! Run: `cargo bench --bench signer`
 
 use std::hint::black_box;
@@ -11,6 +14,7 @@ use base64::Engine as _;
 use criterion::{Criterion, criterion_group};
 use hmac::digest::core_api::{Buffer, FixedOutputCore as _, UpdateCore as _};
 use hmac::{Hmac, HmacCore, Mac};
+use mediagate::signer::revoke::{LinkId, Revocations};
 use mediagate::signer::time::{Duration, OffsetDateTime};
 use mediagate::signer::{
     Key, Keyring, LinkBuilder, MediaPath, Method, RequestFacts, Signer, Verifier,
@@ -73,6 +77,102 @@ fn benches(c: &mut Criterion) {
         }
     });
     g.finish();
+    let mut g = c.benchmark_group("revocations");
+    with_revocations(revoked(), |fns| {
+        for (name, f) in fns.iter_mut() {
+            g.bench_function(*name, |b| b.iter(&mut *f));
+        }
+    });
+    g.finish();
+}
+
+/// Rules in the large revocations set: half users revoked by time, half
+/// single links. A million under `cargo bench`; a few when `cargo test`
+/// runs this file as a smoke test.
+fn revoked() -> usize {
+    if std::env::args().any(|a| a == "--bench") {
+        1_000_000
+    } else {
+        1_000
+    }
+}
+
+/// Resident memory of this process, in bytes (Linux).
+fn resident() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// A set of `n` rules, none of which names the benchmark's link, and the
+/// bytes of memory it took.
+fn revocations(n: usize) -> (Revocations, usize) {
+    let before = resident();
+    let mut set = Revocations::new();
+    let until = now() + Duration::days(8);
+    for i in 0..n / 2 {
+        set.revoke_user(&format!("user-{i:08}"), now(), until)
+            .expect("a valid rule");
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let id: LinkId = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(id)
+            .parse()
+            .expect("22 characters");
+        set.revoke_link(id, until).expect("a valid rule");
+    }
+    (set, resident().saturating_sub(before))
+}
+
+/// Verify and check against an empty set, and against one of `n` rules.
+fn with_revocations(n: usize, run: impl FnOnce(&mut [(&str, &mut dyn FnMut())])) {
+    let (_, verifier, token, _) = setup(Shape::Plain);
+    let now = now();
+    let path = MediaPath::parse(PATH).expect("canonical");
+    let facts = RequestFacts::new(Method::Get, &path);
+    let none = Revocations::new();
+    let (many, _) = revocations(n);
+    let check = |set: &Revocations| {
+        if let Ok(g) = verifier.verify(black_box(&token), &facts, now) {
+            black_box(set.check(g.claims(), g.link_id()));
+        }
+    };
+    let mut with_none = || check(&none);
+    let mut with_many = || check(black_box(&many));
+    run(&mut [
+        ("verify_no_revocations", &mut with_none),
+        ("verify_many_revocations", &mut with_many),
+    ]);
+}
+
+/// Prints what a million revocation rules cost a verify, and their memory.
+fn revocation_cost() {
+    let n = revoked();
+    let (_, bytes) = revocations(n);
+    with_revocations(n, |fns| {
+        let runs: Vec<Vec<f64>> = (0..5).map(|_| interleaved(fns, 60, 1000)).collect();
+        let mut ratios: Vec<f64> = runs.iter().map(|r| r[1] / r[0]).collect();
+        ratios.sort_by(f64::total_cmp);
+        let mut base: Vec<f64> = runs.iter().map(|r| r[0]).collect();
+        base.sort_by(f64::total_cmp);
+        let ratio = ratios[ratios.len() / 2];
+        println!(
+            "\nrevocations: verify + check with {n} rules loaded against none ({:.0} ns), \
+             interleaved, median (min-max) of 5 runs; target <= 1.05x:\n  \
+             verify_many_revocations  {ratio:.3}x ({:.3}-{:.3})  {}\n  \
+             memory: {:.0} bytes per rule ({} MiB for {n})",
+            base[base.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+            if ratio <= 1.05 { "ok" } else { "OVER TARGET" },
+            bytes as f64 / n as f64,
+            bytes >> 20,
+        );
+    });
 }
 
 /// The criterion group (a macro-made function, documented here).
@@ -229,6 +329,7 @@ fn main() {
     Criterion::default().configure_from_args().final_summary();
     ratios(Shape::Plain);
     ratios(Shape::Download);
+    revocation_cost();
     println!(
         "\nOn a shared host the ratios depend on the period: the baseline is almost all \
          SHA-256 instructions, which a busy neighbour on the same core barely slows, while \

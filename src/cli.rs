@@ -55,10 +55,17 @@ pub(crate) enum Command {
         url: String,
         #[command(flatten)]
         keys: OptionalKeysArg,
+        /// The revocations file, to say whether the link is revoked
+        /// (default: revocations.toml beside the keys file).
+        #[arg(long, env = "MEDIAGATE_REVOCATIONS_FILE")]
+        revocations: Option<PathBuf>,
         /// Clock skew tolerated, as the server's `leeway` setting.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         leeway: Duration,
     },
+    /// Take links back before they expire: a user's, a generation's, or
+    /// one link; running servers follow the revocations file.
+    Revoke(RevokeArgs),
     /// Serve sample media with an ephemeral key and print links to try.
     Demo {
         /// Address to listen on.
@@ -176,6 +183,37 @@ pub(crate) struct OptionalKeysArg {
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["user", "generation", "link", "list"])))]
+pub(crate) struct RevokeArgs {
+    /// Revoke this user's links issued before --before (default: now).
+    #[arg(long)]
+    pub(crate) user: Option<String>,
+    /// With --user: the time before which links are revoked (RFC 3339, or
+    /// a delay from now like 1h).
+    #[arg(long, requires = "user", value_parser = parse_when)]
+    pub(crate) before: Option<OffsetDateTime>,
+    /// Revoke a user's links whose generation is below N: USER:N.
+    #[arg(long, value_name = "USER:N")]
+    pub(crate) generation: Option<String>,
+    /// Revoke one link: its URL, token or cookie, or - to read it from stdin.
+    #[arg(long)]
+    pub(crate) link: Option<String>,
+    /// List what is revoked.
+    #[arg(long)]
+    pub(crate) list: bool,
+    /// How long a user or generation rule is kept: at least the servers'
+    /// max_ttl plus their leeway (default 7d 30s, the defaults' sum).
+    #[arg(long, default_value = "7d 30s", value_parser = parse_duration)]
+    pub(crate) keep_for: Duration,
+    /// The revocations file (default: revocations.toml beside the keys file).
+    #[arg(long, env = "MEDIAGATE_REVOCATIONS_FILE")]
+    pub(crate) revocations: Option<PathBuf>,
+    /// The keys file, whose directory holds the revocations file by default.
+    #[arg(long, env = "MEDIAGATE_KEYS_FILE")]
+    pub(crate) keys: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
 pub(crate) struct ServeArgs {
     /// A TOML config file; command-line options and MEDIAGATE_* variables override it.
     #[arg(long, env = "MEDIAGATE_CONFIG")]
@@ -183,6 +221,10 @@ pub(crate) struct ServeArgs {
     /// The keys file (or MEDIAGATE_KEYS=id:secret,...).
     #[arg(long, env = "MEDIAGATE_KEYS_FILE")]
     pub(crate) keys: Option<PathBuf>,
+    /// The revocations file, followed while serving (default:
+    /// revocations.toml beside the keys file, when there is one).
+    #[arg(long, env = "MEDIAGATE_REVOCATIONS_FILE")]
+    pub(crate) revocations: Option<PathBuf>,
     /// The media root directory.
     #[arg(long, env = "MEDIAGATE_ROOT")]
     pub(crate) root: Option<PathBuf>,

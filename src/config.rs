@@ -14,6 +14,7 @@ use mediagate::verifier::{Builder, CachePolicy, ClientIpSource, Cors, Transports
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
     pub keys: Option<PathBuf>,
+    pub revocations: Option<PathBuf>,
     pub root: Option<PathBuf>,
     /// Checked where it is used, for a message that names it.
     pub listen: Option<String>,

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
+use mediagate::signer::revoke::LinkId;
 use mediagate::signer::time::format_description::well_known::Rfc3339;
 use mediagate::signer::time::{Duration, OffsetDateTime};
 use mediagate::signer::{MediaPath, Method, RequestFacts, Verifier, transport};
@@ -13,7 +14,7 @@ use crate::keys::load_keys;
 /// a URL in the query or path form; what `sign --form cookie` prints (a
 /// `Set-Cookie` line, or its value); a `Cookie` header; a query string;
 /// or a bare token.
-fn locate(input: &str) -> Result<(String, Option<String>)> {
+pub(crate) fn locate(input: &str) -> Result<(String, Option<String>)> {
     let input = input.trim();
     let header = |name: &str| {
         input
@@ -116,16 +117,23 @@ fn ago(d: Duration) -> String {
 /// Prints the claims of `url`'s link (a URL in any transport, or a bare
 /// token) and, given keys, whether it is valid now for the URL's path.
 /// `Ok(false)` for a link that is not.
-pub(crate) fn inspect(url: &str, keys: Option<&Path>, leeway: Duration) -> Result<bool> {
-    let read;
-    let url = match url {
-        "-" => {
-            read = read_url(std::io::stdin().lock())?;
-            read.as_str()
-        }
-        url => url,
-    };
-    let (token, url_path) = locate(url)?;
+/// What was given for a link: itself, or for `-` the first line of stdin
+/// (which keeps a live link out of the process list and shell history).
+pub(crate) fn link_input(url: &str) -> Result<String> {
+    match url {
+        "-" => read_url(std::io::stdin().lock()),
+        url => Ok(url.to_owned()),
+    }
+}
+
+pub(crate) fn inspect(
+    url: &str,
+    keys: Option<&Path>,
+    revocations: Option<&Path>,
+    leeway: Duration,
+) -> Result<bool> {
+    let url = link_input(url)?;
+    let (token, url_path) = locate(&url)?;
     let now = OffsetDateTime::now_utc();
     let claims = mediagate::signer::decode_unverified(&token)
         .map_err(|e| anyhow!("not a mediagate link: {e}"))?;
@@ -142,6 +150,9 @@ pub(crate) fn inspect(url: &str, keys: Option<&Path>, leeway: Duration) -> Resul
     let methods: Vec<&str> = claims.methods().iter().map(Method::as_str).collect();
     say!("methods:     {}", methods.join(", "))?;
     say!("key id:      {}", claims.key_id())?;
+    if let Ok(id) = LinkId::of_token(&token) {
+        say!("link id:     {id} (for `mediagate revoke --link`)")?;
+    }
     // A link time, and how far from now it is.
     let moment = |t: OffsetDateTime| format!("{} ({})", rfc3339(t), ago(now - t));
     say!("issued:      {}", moment(claims.issued_at()))?;
@@ -187,7 +198,15 @@ pub(crate) fn inspect(url: &str, keys: Option<&Path>, leeway: Duration) -> Resul
         .map_err(|e| anyhow!("{e}"))
         .and_then(|p| Ok(verifier.verify(&token, &RequestFacts::new(Method::Get, &p), now)?));
     match verdict {
-        Ok(_) => {
+        Ok(grant) => {
+            let revocations = crate::revoke::file_of(revocations, Some(keys));
+            if let Some(file) = revocations {
+                let set = crate::revoke::load(&file)?;
+                if let Some(why) = set.check(grant.claims(), grant.link_id()) {
+                    say!("verdict:     REVOKED: {why} ({})", file.display())?;
+                    return Ok(false);
+                }
+            }
             let below = if mount.is_empty() {
                 String::new()
             } else {

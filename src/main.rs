@@ -22,6 +22,7 @@ mod inspect;
 mod keys;
 mod log_line;
 mod logging;
+mod revoke;
 mod serve;
 mod sign;
 
@@ -44,9 +45,13 @@ fn run(cli: Cli) -> Result<bool> {
         } => keys::keygen(&out, id, !no_activate).map(|()| true),
         Command::Keys { action } => keys::keys(action).map(|()| true),
         Command::Sign(args) => sign::sign(&args).map(|()| true),
-        Command::Inspect { url, keys, leeway } => {
-            inspect::inspect(&url, keys.keys.as_deref(), leeway)
-        }
+        Command::Inspect {
+            url,
+            keys,
+            revocations,
+            leeway,
+        } => inspect::inspect(&url, keys.keys.as_deref(), revocations.as_deref(), leeway),
+        Command::Revoke(args) => revoke::revoke(&args).map(|()| true),
         Command::Serve(args) => {
             let _log = logging::init_logging()?;
             serve::serve(args).map(|()| true)

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use mediagate::signer::time::Duration;
-use mediagate::verifier::{CacheLimits, KeyringHandle, MediaGate, ServerConfig};
+use mediagate::verifier::{CacheLimits, KeyringHandle, MediaGate, RevocationsHandle, ServerConfig};
 
 use crate::cli::{ServeArgs, parse_duration, parse_listen};
 use crate::config::{self, FileConfig};
@@ -123,6 +123,17 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         config.proxy_protocol = config::networks("proxy_protocol", balancers)?;
     }
     mediagate::verifier::fit_open_files(&mut config, &mut limits);
+    let revocations_file = crate::revoke::file_of(
+        args.revocations.as_deref().or(file.revocations.as_deref()),
+        keys_file.as_deref(),
+    );
+    let revocations = RevocationsHandle::default();
+    if let Some(path) = &revocations_file {
+        let mut set = crate::revoke::load(path)?;
+        set.prune(mediagate::signer::time::OffsetDateTime::now_utc());
+        revocations.replace(set);
+        b = b.revocations(std::sync::Arc::new(revocations.clone()));
+    }
     let gate = b.cache_limits(limits).build()?;
     let workers = args.workers.or(file.workers);
     let workers = workers.map(|n| at_least_one(n, "workers")).transpose()?;
@@ -133,7 +144,18 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         )?;
         return Ok(());
     }
-    reload_on_hangup(gate.clone(), keys_file)?;
+    if let Some(path) = &revocations_file {
+        tracing::info!(
+            file = %path.display(),
+            rules = revocations.current().len(),
+            "following the revocations file"
+        );
+    }
+    reload_on_hangup(
+        gate.clone(),
+        keys_file,
+        revocations_file.map(|f| (f, revocations)),
+    )?;
     let reuse_port = args.reuse_port || file.reuse_port.unwrap_or(false);
     run_server(gate, listen, config, workers, reuse_port)
 }
@@ -170,10 +192,15 @@ fn at_least_one(n: usize, what: &str) -> Result<usize> {
 /// again (a deployment that switched a `current` symlink); either one that
 /// fails is logged and leaves things as they were. Keys given in
 /// `MEDIAGATE_KEYS` cannot change while the server runs.
-fn reload_on_hangup(gate: MediaGate, file: Option<PathBuf>) -> Result<()> {
+fn reload_on_hangup(
+    gate: MediaGate,
+    file: Option<PathBuf>,
+    revocations: Option<(PathBuf, RevocationsHandle)>,
+) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()
         .context("cannot start the reload thread")?;
     // Registered before serving: from here on SIGHUP no longer ends the
@@ -185,14 +212,103 @@ fn reload_on_hangup(gate: MediaGate, file: Option<PathBuf>) -> Result<()> {
         .name("reload".into())
         .spawn(move || {
             runtime.block_on(async move {
-                while hangups.recv().await.is_some() {
-                    reload_keys(&gate.keyring_handle(), file.as_deref());
-                    reopen_root(&gate);
+                let mut followed = revocations.map(|(path, handle)| Followed::new(path, handle));
+                let mut tick = tokio::time::interval(FOLLOW_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        hangup = hangups.recv() => {
+                            if hangup.is_none() {
+                                break;
+                            }
+                            reload_keys(&gate.keyring_handle(), file.as_deref());
+                            reopen_root(&gate);
+                            if let Some(f) = &mut followed {
+                                f.reload();
+                            }
+                        }
+                        _ = tick.tick() => {
+                            if let Some(f) = &mut followed {
+                                f.poll();
+                            }
+                        }
+                    }
                 }
             })
         })
         .context("cannot start the reload thread")?;
     Ok(())
+}
+
+/// How often the revocations file is looked at: a revocation reaches
+/// every worker within this time.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A revocations file followed while serving: looked at every
+/// [`FOLLOW_EVERY`] (one `stat`), read again when it changed (it is
+/// replaced by a rename, or written in place, or appears, or goes) and on
+/// `SIGHUP`. A file that does not read keeps the rules in force, and says
+/// why once per change. Polling rather than inotify: it sees a file
+/// replaced by a rename, behind a symlink swapped by Kubernetes, or on a
+/// network file system alike, for a `stat` twice a second.
+struct Followed {
+    path: PathBuf,
+    handle: RevocationsHandle,
+    /// What the file looked like when last read (`None`: absent).
+    seen: Option<Stamp>,
+}
+
+/// A file's identity and version as `stat` gives them.
+type Stamp = (u64, u64, u64, i64, i64, i64, i64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
+
+impl Followed {
+    fn new(path: PathBuf, handle: RevocationsHandle) -> Self {
+        let seen = stamp(&path);
+        Followed { path, handle, seen }
+    }
+
+    /// Reads the file again if it changed since it was last read.
+    fn poll(&mut self) {
+        if stamp(&self.path) != self.seen {
+            self.reload();
+        }
+    }
+
+    /// Reads the file and puts its rules in force, or keeps the rules in
+    /// force and says why not.
+    fn reload(&mut self) {
+        self.seen = stamp(&self.path);
+        match crate::revoke::load(&self.path) {
+            Ok(mut set) => {
+                set.prune(mediagate::signer::time::OffsetDateTime::now_utc());
+                tracing::info!(
+                    file = %self.path.display(),
+                    rules = set.len(),
+                    "revocations reloaded"
+                );
+                self.handle.replace(set);
+            }
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                rules = self.handle.current().len(),
+                "revocations not reloaded: the rules in force stay"
+            ),
+        }
+    }
 }
 
 /// The keys' part of a reload (see [`reload_on_hangup`]).

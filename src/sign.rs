@@ -108,18 +108,13 @@ pub(crate) fn sign(args: &SignArgs) -> Result<()> {
 }
 
 /// Says on stderr which claims of the link the bundled server does not
-/// honour yet, so that nobody relies on them.
+/// honour yet, so that nobody relies on them. (Generations are honoured:
+/// `mediagate revoke --generation`.)
 fn warn_unhonoured(args: &SignArgs) {
     if args.methods.contains(mediagate::signer::Method::Put) {
         warn(format_args!(
             "warning: the bundled server does not accept uploads yet: it answers PUT \
              with 405 method_not_allowed"
-        ));
-    }
-    if args.generation.is_some() {
-        warn(format_args!(
-            "warning: the bundled server does not check generations yet (revocation is \
-             not built): the link works whatever its generation"
         ));
     }
 }

@@ -1779,19 +1779,28 @@ fn cookies_can_name_a_parent_domain() {
 #[test]
 fn sign_says_which_claims_the_server_does_not_honour_yet() {
     let (_dir, keys, _root) = keys_and_media("x");
-    for (extra, said) in [
-        (&["--methods", "PUT"][..], "405 method_not_allowed"),
-        (&["--generation", "3"][..], "does not check generations"),
-    ] {
+    let put = [
+        "sign",
+        "--keys",
+        &keys,
+        "--user",
+        "7",
+        "--path",
+        "/a",
+        "--methods",
+        "PUT",
+    ];
+    let (code, url, err) = run(&put);
+    assert_eq!(code, 0, "{err}");
+    assert!(url.contains("mg_token="));
+    assert!(err.contains("405 method_not_allowed"), "{err}");
+    // Generations are checked (`revoke --generation`): nothing to say.
+    for extra in [&[][..], &["--generation", "3"][..]] {
         let mut args = vec!["sign", "--keys", &keys, "--user", "7", "--path", "/a"];
         args.extend_from_slice(extra);
-        let (code, url, err) = run(&args);
-        assert_eq!(code, 0, "{err}");
-        assert!(url.contains("mg_token="));
-        assert!(err.contains(said), "{err}");
+        let (_, _, err) = run(&args);
+        assert!(err.is_empty(), "{err}");
     }
-    let (_, _, err) = run(&["sign", "--keys", &keys, "--user", "7", "--path", "/a"]);
-    assert!(err.is_empty(), "{err}");
 }
 
 #[test]
@@ -1848,4 +1857,122 @@ fn the_demo_prints_a_link_its_own_keys_explain_and_cleans_up() {
     );
     stop(child);
     assert!(!std::path::Path::new(keys).exists(), "removed on exit");
+}
+
+#[test]
+fn revocations_take_effect_on_a_running_server_without_a_restart() {
+    let (dir, keys, root) = keys_and_media("revocable\n");
+    let revocations = dir.path().join("revocations.toml");
+    let (child, mut lines, addr) = start_server(serve_cmd(&keys, &root));
+    let status = |url: &str| {
+        let res = http_get(&addr, url);
+        let body = res.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+        (res[9..12].to_owned(), body)
+    };
+    // Each kind waits for the server to log the reload (it looks at the
+    // file twice a second), then the link it names is refused.
+    let reloaded = |lines: &mut std::io::Lines<_>, rules: usize| {
+        let want = format!("rules={rules}");
+        lines
+            .map_while(Result::ok)
+            .find(|l: &String| l.contains("revocations reloaded") && l.contains(&want))
+            .expect("the server logs the reload");
+    };
+    let user7 = sign_a_txt(&keys, "");
+    let with_generation = |n: &str, user: &str| {
+        let (code, url, err) = run(&[
+            "sign",
+            "--keys",
+            &keys,
+            "--user",
+            user,
+            "--path",
+            "/a.txt",
+            "--generation",
+            n,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        url.trim().to_owned()
+    };
+    let (gen2, gen3) = (with_generation("2", "8"), with_generation("3", "8"));
+    let one = sign_for_7(&keys, &["--path", "/a.txt", "--ttl", "1h"]);
+    assert_eq!(status(&user7).0, "200");
+    // One link, by its URL: that link only.
+    let (code, out, err) = run(&["revoke", "--keys", &keys, "--link", &one]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("revoked link "), "{out}");
+    reloaded(&mut lines, 1);
+    assert_eq!(status(&one), ("403".into(), "revoked\n".into()));
+    assert_eq!(status(&user7).0, "200");
+    // A generation: below 3 refused, 3 served.
+    assert_eq!(
+        run(&["revoke", "--keys", &keys, "--generation", "8:3"]).0,
+        0
+    );
+    reloaded(&mut lines, 2);
+    assert_eq!(status(&gen2).0, "403");
+    assert_eq!(status(&gen3).0, "200");
+    // A user, from now: every link handed out so far; a new one works.
+    assert_eq!(run(&["revoke", "--keys", &keys, "--user", "7"]).0, 0);
+    reloaded(&mut lines, 3);
+    assert_eq!(status(&user7), ("403".into(), "revoked\n".into()));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let fresh = sign_a_txt(&keys, "");
+    assert_eq!(status(&fresh).0, "200");
+    // inspect says so, and fails.
+    let (code, out, _) = run(&["inspect", "--keys", &keys, &user7]);
+    assert_eq!(code, 1);
+    assert!(out.contains("REVOKED"), "{out}");
+    let (code, out, _) = run(&["revoke", "--keys", &keys, "--list"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    // A file that does not read keeps the rules in force.
+    let good = std::fs::read_to_string(&revocations).unwrap();
+    std::fs::write(&revocations, format!("{good}\n[[user]]\nid = 9\n")).unwrap();
+    (&mut lines)
+        .map_while(Result::ok)
+        .find(|l: &String| l.contains("revocations not reloaded") && l.contains("rules=3"))
+        .expect("the server says why it kept the rules");
+    assert_eq!(status(&user7).0, "403");
+    assert_eq!(status(&one).0, "403");
+    // SIGHUP reads it again too; an emptied file lifts every rule.
+    std::fs::write(&revocations, "").unwrap();
+    reloaded(&mut lines, 0);
+    assert_eq!(status(&user7).0, "200");
+    stop(child);
+}
+
+#[test]
+fn revoke_refuses_what_it_cannot_record_in_one_line() {
+    let (dir, keys, _root) = keys_and_media("x\n");
+    let file = dir.path().join("revocations.toml");
+    std::fs::write(&file, "[[user]]\nid = \"7\"\n").unwrap();
+    for (args, needle) in [
+        (vec!["revoke", "--keys", &keys, "--user", "7"], "line 1"),
+        (
+            vec!["revoke", "--keys", &keys, "--generation", "7"],
+            "USER:N",
+        ),
+        (
+            vec!["revoke", "--keys", &keys, "--link", "nope"],
+            "not a mediagate link",
+        ),
+        (vec!["revoke", "--user", "7"], "no revocations file"),
+        (vec!["revoke", "--keys", &keys], "required"),
+    ] {
+        std::fs::write(&file, "[[user]]\nid = \"7\"\n").unwrap();
+        let (code, out, err) = run(&args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // The bad file was left as it was.
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "[[user]]\nid = \"7\"\n"
+    );
+    let (code, _, err) = run(&["revoke", "--keys", &keys, "--user", "a b"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("user id"), "{err}");
 }

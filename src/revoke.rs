@@ -1,0 +1,251 @@
+//! `mediagate revoke`: takes links back before they expire, by writing the
+//! revocations file that running servers follow (see
+//! `mediagate_signer::revoke`), and where that file is.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use mediagate::signer::revoke::{Entry, LinkId, Revocations};
+use mediagate::signer::time::format_description::well_known::Rfc3339;
+use mediagate::signer::time::{Duration, OffsetDateTime};
+
+use crate::cli::RevokeArgs;
+
+/// The revocations file's name when it sits beside the keys file.
+pub(crate) const BESIDE_KEYS: &str = "revocations.toml";
+
+/// The largest revocations file read: a million rules fit.
+const MAX_FILE: u64 = 256 << 20;
+
+/// The revocations file: `explicit` if given, else `revocations.toml`
+/// beside the keys file; `None` when neither is known.
+pub(crate) fn file_of(explicit: Option<&Path>, keys: Option<&Path>) -> Option<PathBuf> {
+    if let Some(file) = explicit {
+        return Some(file.to_owned());
+    }
+    let keys = keys?;
+    let dir = keys.parent().filter(|d| !d.as_os_str().is_empty());
+    Some(dir.unwrap_or(Path::new(".")).join(BESIDE_KEYS))
+}
+
+/// Reads a revocations file; a missing one is an empty set.
+pub(crate) fn load(file: &Path) -> Result<Revocations> {
+    use std::io::Read as _;
+    let f = match std::fs::File::open(file) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Revocations::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    };
+    let mut text = String::new();
+    f.take(MAX_FILE + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    if text.len() as u64 > MAX_FILE {
+        bail!(
+            "{}: larger than 256 MiB, not a revocations file",
+            file.display()
+        );
+    }
+    Revocations::from_toml(&text).map_err(|e| anyhow!("{}: {e}", file.display()))
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// Runs `mediagate revoke`.
+pub(crate) fn revoke(args: &RevokeArgs) -> Result<()> {
+    let file = file_of(args.revocations.as_deref(), args.keys.as_deref()).ok_or_else(|| {
+        anyhow!(
+            "no revocations file: pass --revocations FILE (or --keys FILE to use the one beside it)"
+        )
+    })?;
+    if args.list {
+        let set = load(&file)?;
+        for entry in set.entries() {
+            match entry {
+                Entry::IssuedBefore {
+                    user,
+                    before,
+                    until,
+                } => say!(
+                    "user {user}: links issued before {} (rule kept until {})",
+                    rfc3339(before),
+                    rfc3339(until)
+                )?,
+                Entry::Generation { user, below, until } => say!(
+                    "user {user}: links of a generation below {below} (rule kept until {})",
+                    rfc3339(until)
+                )?,
+                Entry::Link { id, until } => {
+                    say!("link {id} (rule kept until {})", rfc3339(until))?
+                }
+                _ => {}
+            }
+        }
+        if set.is_empty() {
+            say!("nothing revoked in {}", file.display())?;
+        }
+        return Ok(());
+    }
+    let now = OffsetDateTime::now_utc();
+    let keep_for = args.keep_for;
+    // What to record, worked out (and checked) before the file is touched.
+    let rule = if let Some(user) = &args.user {
+        // Up to the end of this second: a link signed a moment ago is one of
+        // those handed out so far.
+        let before = match args.before {
+            Some(t) => t,
+            None => now.replace_nanosecond(0).unwrap_or(now) + Duration::SECOND,
+        };
+        Rule::User {
+            user: user.clone(),
+            before,
+            until: before + keep_for,
+        }
+    } else if let Some(spec) = &args.generation {
+        let (user, below) = spec
+            .rsplit_once(':')
+            .and_then(|(u, n)| Some((u.to_owned(), n.parse::<u64>().ok()?)))
+            .ok_or_else(|| anyhow!("--generation: expected USER:N, like 42:7"))?;
+        Rule::Generation {
+            user,
+            below,
+            until: now + keep_for,
+        }
+    } else if let Some(link) = &args.link {
+        let link = crate::inspect::link_input(link)?;
+        let (token, _) = crate::inspect::locate(&link)?;
+        let id = LinkId::of_token(&token).map_err(|e| anyhow!("not a mediagate link: {e}"))?;
+        let claims = mediagate::signer::decode_unverified(&token)
+            .map_err(|e| anyhow!("not a mediagate link: {e}"))?;
+        // Kept until it would have expired anyway, leeway included.
+        let until = (claims.expires_at() + mediagate::signer::DEFAULT_LEEWAY).max(now);
+        Rule::Link {
+            id,
+            until,
+            said: format!("(user {}, path {})", claims.subject(), claims.path()),
+        }
+    } else {
+        bail!("say what to revoke: --user USER, --generation USER:N or --link URL (or --list)");
+    };
+    rule.record(&mut Revocations::new())?;
+    let said = rule.to_string();
+    // One writer at a time: a second `revoke` waits, so no rule is lost.
+    let _lock = lock(&file)?;
+    let mut set = load(&file)?;
+    rule.record(&mut set)?;
+    let dropped = set.prune(now);
+    crate::keys::write_private(&file, &set.to_toml())?;
+    say!(
+        "revoked {said}; {} rule(s) in {}{}",
+        set.len(),
+        file.display(),
+        if dropped > 0 {
+            format!(" ({dropped} expired rule(s) dropped)")
+        } else {
+            String::new()
+        }
+    )?;
+    Ok(())
+}
+
+/// One rule to record.
+enum Rule {
+    User {
+        user: String,
+        before: OffsetDateTime,
+        until: OffsetDateTime,
+    },
+    Generation {
+        user: String,
+        below: u64,
+        until: OffsetDateTime,
+    },
+    Link {
+        id: LinkId,
+        until: OffsetDateTime,
+        /// Whose link, for the confirmation.
+        said: String,
+    },
+}
+
+impl Rule {
+    fn record(&self, set: &mut Revocations) -> Result<()> {
+        match self {
+            Rule::User {
+                user,
+                before,
+                until,
+            } => set.revoke_user(user, *before, *until)?,
+            Rule::Generation { user, below, until } => {
+                set.revoke_generation(user, *below, *until)?
+            }
+            Rule::Link { id, until, .. } => set.revoke_link(*id, *until)?,
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rule::User { user, before, .. } => {
+                write!(f, "user {user}'s links issued before {}", rfc3339(*before))
+            }
+            Rule::Generation { user, below, .. } => {
+                write!(f, "user {user}'s links of a generation below {below}")
+            }
+            Rule::Link { id, said, .. } => write!(f, "link {id} {said}"),
+        }
+    }
+}
+
+/// An exclusive lock beside `file`, released when dropped.
+fn lock(file: &Path) -> Result<std::fs::File> {
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("revocations");
+    let path = file.with_file_name(format!(".{name}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_sits_beside_the_keys_unless_named() {
+        let beside = file_of(None, Some(Path::new("/etc/mediagate/keys.toml")));
+        assert_eq!(
+            beside.as_deref(),
+            Some(Path::new("/etc/mediagate/revocations.toml"))
+        );
+        assert_eq!(
+            file_of(None, Some(Path::new("keys.toml"))).as_deref(),
+            Some(Path::new("./revocations.toml"))
+        );
+        let named = file_of(Some(Path::new("/r.toml")), Some(Path::new("/k.toml")));
+        assert_eq!(named.as_deref(), Some(Path::new("/r.toml")));
+        assert_eq!(file_of(None, None), None);
+    }
+
+    #[test]
+    fn a_missing_file_is_an_empty_set_and_a_bad_one_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(&dir.path().join("none.toml")).unwrap().is_empty());
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "[[user]]\nid = 42\n").unwrap();
+        let err = load(&bad).unwrap_err().to_string();
+        assert!(err.contains("bad.toml") && err.contains("line"), "{err}");
+    }
+}
