@@ -30,22 +30,12 @@ pub(crate) fn file_of(explicit: Option<&Path>, keys: Option<&Path>) -> Option<Pa
 
 /// Reads a revocations file; a missing one is an empty set.
 pub(crate) fn load(file: &Path) -> Result<Revocations> {
-    use std::io::Read as _;
-    let f = match std::fs::File::open(file) {
-        Ok(f) => f,
+    let too_large = "larger than 256 MiB, not a revocations file";
+    let text = match crate::serve::read_capped(file, MAX_FILE, too_large) {
+        Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Revocations::new()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
     };
-    let mut text = String::new();
-    f.take(MAX_FILE + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    if text.len() as u64 > MAX_FILE {
-        bail!(
-            "{}: larger than 256 MiB, not a revocations file",
-            file.display()
-        );
-    }
     Revocations::from_toml(&text).map_err(|e| anyhow!("{}: {e}", file.display()))
 }
 

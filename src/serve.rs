@@ -163,16 +163,26 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
 /// A config file's text, refused past 1 MiB (so that `--config /dev/zero`
 /// is an error, not a process that fills memory).
 fn read_config(path: &Path) -> std::io::Result<String> {
+    read_capped(path, 1 << 20, "larger than 1 MiB, not a config file")
+}
+
+/// The text of the file at `path`, refused with `too_large` past `max`
+/// bytes: a file the command reads whole (config, revocations) never
+/// fills memory, whatever it turns out to be (`/dev/zero`).
+pub(crate) fn read_capped(
+    path: &Path,
+    max: u64,
+    too_large: &'static str,
+) -> std::io::Result<String> {
     use std::io::Read as _;
-    const MAX: u64 = 1 << 20;
     let mut text = String::new();
     std::fs::File::open(path)?
-        .take(MAX + 1)
+        .take(max + 1)
         .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX {
+    if text.len() as u64 > max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            "larger than 1 MiB, not a config file",
+            too_large,
         ));
     }
     Ok(text)
