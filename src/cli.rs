@@ -206,8 +206,19 @@ pub(crate) struct RevokeArgs {
     #[arg(long, default_value = "7d 30s", value_parser = parse_duration)]
     pub(crate) keep_for: Duration,
     /// The revocations file (default: revocations.toml beside the keys file).
-    #[arg(long, env = "MEDIAGATE_REVOCATIONS_FILE")]
+    #[arg(long, env = "MEDIAGATE_REVOCATIONS_FILE", conflicts_with = "redis")]
     pub(crate) revocations: Option<PathBuf>,
+    /// Record the rule in Redis instead, for every node that follows it:
+    /// redis://[:password@]host[:port][/db].
+    #[arg(long, env = "MEDIAGATE_REDIS_URL")]
+    pub(crate) redis: Option<String>,
+    /// The Redis key the rules live under (default mediagate:revocations).
+    #[arg(
+        long,
+        env = "MEDIAGATE_REDIS_KEY",
+        default_value = "mediagate:revocations"
+    )]
+    pub(crate) redis_key: String,
     /// The keys file, whose directory holds the revocations file by default.
     #[arg(long, env = "MEDIAGATE_KEYS_FILE")]
     pub(crate) keys: Option<PathBuf>,
@@ -225,6 +236,10 @@ pub(crate) struct ServeArgs {
     /// revocations.toml beside the keys file, when there is one).
     #[arg(long, env = "MEDIAGATE_REVOCATIONS_FILE")]
     pub(crate) revocations: Option<PathBuf>,
+    /// Follow the revocations held in Redis instead of a file (several
+    /// nodes share them): redis://[:password@]host[:port][/db].
+    #[arg(long, env = "MEDIAGATE_REDIS_URL")]
+    pub(crate) redis: Option<String>,
     /// The media root directory.
     #[arg(long, env = "MEDIAGATE_ROOT")]
     pub(crate) root: Option<PathBuf>,

@@ -15,6 +15,12 @@ use mediagate::verifier::{Builder, CachePolicy, ClientIpSource, Cors, Transports
 pub(crate) struct FileConfig {
     pub keys: Option<PathBuf>,
     pub revocations: Option<PathBuf>,
+    /// Revocations from Redis: its URL, the key, how stale the rules may
+    /// get while it is out of reach, and what happens past that.
+    pub redis: Option<String>,
+    pub redis_key: Option<String>,
+    pub revocations_max_staleness: Option<String>,
+    pub revocations_when_stale: Option<String>,
     pub root: Option<PathBuf>,
     /// Checked where it is used, for a message that names it.
     pub listen: Option<String>,

@@ -22,6 +22,7 @@ mod inspect;
 mod keys;
 mod log_line;
 mod logging;
+mod redis_revocations;
 mod revoke;
 mod serve;
 mod sign;

@@ -45,40 +45,41 @@ fn rfc3339(t: OffsetDateTime) -> String {
 
 /// Runs `mediagate revoke`.
 pub(crate) fn revoke(args: &RevokeArgs) -> Result<()> {
+    if let Some(url) = &args.redis {
+        return revoke_in_redis(args, url);
+    }
     let file = file_of(args.revocations.as_deref(), args.keys.as_deref()).ok_or_else(|| {
         anyhow!(
             "no revocations file: pass --revocations FILE (or --keys FILE to use the one beside it)"
         )
     })?;
     if args.list {
-        let set = load(&file)?;
-        for entry in set.entries() {
-            match entry {
-                Entry::IssuedBefore {
-                    user,
-                    before,
-                    until,
-                } => say!(
-                    "user {user}: links issued before {} (rule kept until {})",
-                    rfc3339(before),
-                    rfc3339(until)
-                )?,
-                Entry::Generation { user, below, until } => say!(
-                    "user {user}: links of a generation below {below} (rule kept until {})",
-                    rfc3339(until)
-                )?,
-                Entry::Link { id, until } => {
-                    say!("link {id} (rule kept until {})", rfc3339(until))?
-                }
-                _ => {}
-            }
-        }
-        if set.is_empty() {
-            say!("nothing revoked in {}", file.display())?;
-        }
-        return Ok(());
+        return print_list(&load(&file)?, &file.display().to_string());
     }
     let now = OffsetDateTime::now_utc();
+    let rule = rule_of(args, now)?;
+    let said = rule.to_string();
+    // One writer at a time: a second `revoke` waits, so no rule is lost.
+    let _lock = lock(&file)?;
+    let mut set = load(&file)?;
+    rule.record(&mut set)?;
+    let dropped = set.prune(now);
+    crate::keys::write_private(&file, &set.to_toml())?;
+    say!(
+        "revoked {said}; {} rule(s) in {}{}",
+        set.len(),
+        file.display(),
+        if dropped > 0 {
+            format!(" ({dropped} expired rule(s) dropped)")
+        } else {
+            String::new()
+        }
+    )?;
+    Ok(())
+}
+
+/// The rule `args` ask for, checked.
+fn rule_of(args: &RevokeArgs, now: OffsetDateTime) -> Result<Rule> {
     let keep_for = args.keep_for;
     // What to record, worked out (and checked) before the file is touched.
     let rule = if let Some(user) = &args.user {
@@ -120,23 +121,58 @@ pub(crate) fn revoke(args: &RevokeArgs) -> Result<()> {
         bail!("say what to revoke: --user USER, --generation USER:N or --link URL (or --list)");
     };
     rule.record(&mut Revocations::new())?;
-    let said = rule.to_string();
-    // One writer at a time: a second `revoke` waits, so no rule is lost.
-    let _lock = lock(&file)?;
-    let mut set = load(&file)?;
-    rule.record(&mut set)?;
-    let dropped = set.prune(now);
-    crate::keys::write_private(&file, &set.to_toml())?;
-    say!(
-        "revoked {said}; {} rule(s) in {}{}",
-        set.len(),
-        file.display(),
-        if dropped > 0 {
-            format!(" ({dropped} expired rule(s) dropped)")
-        } else {
-            String::new()
+    Ok(rule)
+}
+
+/// Prints every rule of `set`, held in `place`.
+fn print_list(set: &Revocations, place: &str) -> Result<()> {
+    for entry in set.entries() {
+        match entry {
+            Entry::IssuedBefore {
+                user,
+                before,
+                until,
+            } => say!(
+                "user {user}: links issued before {} (rule kept until {})",
+                rfc3339(before),
+                rfc3339(until)
+            )?,
+            Entry::Generation { user, below, until } => say!(
+                "user {user}: links of a generation below {below} (rule kept until {})",
+                rfc3339(until)
+            )?,
+            Entry::Link { id, until } => say!("link {id} (rule kept until {})", rfc3339(until))?,
+            _ => {}
         }
-    )?;
+    }
+    if set.is_empty() {
+        say!("nothing revoked in {place}")?;
+    }
+    Ok(())
+}
+
+/// `revoke --redis`: the rule recorded in Redis, for every node.
+fn revoke_in_redis(args: &RevokeArgs, url: &str) -> Result<()> {
+    use crate::redis_revocations::{field_of, list, record, shown};
+    let place = format!("Redis at {} ({})", shown(url), args.redis_key);
+    if args.list {
+        return print_list(&list(url, &args.redis_key)?, &place);
+    }
+    let rule = rule_of(args, OffsetDateTime::now_utc())?;
+    let s = |t: OffsetDateTime| i128::from(t.unix_timestamp());
+    let (field, value) = match &rule {
+        Rule::User {
+            user,
+            before,
+            until,
+        } => field_of("user", user, &[s(*before), s(*until)]),
+        Rule::Generation { user, below, until } => {
+            field_of("generation", user, &[i128::from(*below), s(*until)])
+        }
+        Rule::Link { id, until, .. } => field_of("link", &id.to_string(), &[s(*until)]),
+    };
+    let version = record(url, &args.redis_key, &field, &value)?;
+    say!("revoked {rule} in {place}, version {version}")?;
     Ok(())
 }
 

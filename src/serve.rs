@@ -123,12 +123,32 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         config.proxy_protocol = config::networks("proxy_protocol", balancers)?;
     }
     mediagate::verifier::fit_open_files(&mut config, &mut limits);
-    let revocations_file = crate::revoke::file_of(
-        args.revocations.as_deref().or(file.revocations.as_deref()),
-        keys_file.as_deref(),
-    );
+    let redis = args.redis.clone().or_else(|| file.redis.clone());
+    let revocations_file = match &redis {
+        Some(_) => None,
+        None => crate::revoke::file_of(
+            args.revocations.as_deref().or(file.revocations.as_deref()),
+            keys_file.as_deref(),
+        ),
+    };
     let revocations = RevocationsHandle::default();
-    if let Some(path) = &revocations_file {
+    if let Some(url) = &redis {
+        use crate::redis_revocations::{DEFAULT_KEY, WhenStale, follow};
+        let max_staleness = timer(
+            file.revocations_max_staleness.as_deref(),
+            "revocations_max_staleness",
+        )?
+        .unwrap_or(std::time::Duration::from_secs(30));
+        let when_stale = match file.revocations_when_stale.as_deref() {
+            None | Some("refuse") => WhenStale::Refuse,
+            Some("serve") => WhenStale::Serve,
+            Some(_) => bail!("revocations_when_stale: must be refuse or serve"),
+        };
+        let key = file.redis_key.as_deref().unwrap_or(DEFAULT_KEY);
+        if !args.check {
+            b = b.revocations(follow(url, key, max_staleness, when_stale)?);
+        }
+    } else if let Some(path) = &revocations_file {
         let mut set = crate::revoke::load(path)?;
         set.prune(mediagate::signer::time::OffsetDateTime::now_utc());
         revocations.replace(set);

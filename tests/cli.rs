@@ -1976,3 +1976,195 @@ fn revoke_refuses_what_it_cannot_record_in_one_line() {
     assert_ne!(code, 0);
     assert!(err.contains("user id"), "{err}");
 }
+
+/// A `redis-server` of our own on a free port of 127.0.0.1, without
+/// persistence (a restart loses its data, as a misconfigured one would);
+/// stopped when dropped.
+struct Redis {
+    child: Option<std::process::Child>,
+    port: u16,
+}
+
+impl Redis {
+    fn start(port: Option<u16>) -> Redis {
+        let port = port.unwrap_or_else(|| {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        });
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt install redis-server; .ci/run installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis {
+            child: Some(child),
+            port,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// One command, in Redis's protocol; the reply's first line.
+    fn command(&self, args: &[&str]) -> String {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(out.as_bytes()).unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Polls `f` every 50 ms for up to `limit`; whether it came true.
+fn within(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn nodes_sharing_redis_refuse_revoked_links_and_never_serve_them_when_it_fails() {
+    let mut redis = Redis::start(None);
+    let (dir, keys, root) = keys_and_media("shared\n");
+    let config = |when_stale: &str| {
+        let path = dir.path().join(format!("{when_stale}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "redis = \"{}\"\nrevocations_max_staleness = \"1s\"\nrevocations_when_stale = \"{when_stale}\"\n",
+                redis.url()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (refuse, serve) = (config("refuse"), config("serve"));
+    // Three nodes that refuse when the rules go stale, one that serves.
+    let mut nodes = Vec::new();
+    for cfg in [&refuse, &refuse, &refuse, &serve] {
+        let mut cmd = serve_cmd(&keys, &root);
+        cmd.args(["--config", cfg.to_str().unwrap()]);
+        let (child, lines, addr) = start_server(cmd);
+        let _drained = lines_on_a_thread(lines);
+        nodes.push((child, addr, _drained));
+    }
+    let status = |addr: &str, url: &str| {
+        let res = http_get(addr, url);
+        let body = res.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+        (res[9..12].to_owned(), body)
+    };
+    let all = |url: &str, want: (&str, &str)| {
+        nodes
+            .iter()
+            .all(|(_, addr, _)| status(addr, url) == (want.0.to_owned(), want.1.to_owned()))
+    };
+    let leaked = sign_a_txt(&keys, "");
+    let banned = sign_for_7(&keys, &["--path", "/a.txt"]);
+    let other = {
+        let (code, url, err) = run(&["sign", "--keys", &keys, "--user", "8", "--path", "/a.txt"]);
+        assert_eq!(code, 0, "{err}");
+        url.trim().to_owned()
+    };
+    assert!(all(&leaked, ("200", "shared\n")));
+    // One link, then a user, revoked through Redis: every node refuses
+    // within two seconds.
+    let url = redis.url();
+    let (code, out, err) = run(&["revoke", "--redis", &url, "--link", &leaked]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("version 1"), "{out}");
+    assert!(within(Duration::from_secs(2), || all(
+        &leaked,
+        ("403", "revoked\n")
+    )));
+    assert_eq!(run(&["revoke", "--redis", &url, "--user", "7"]).0, 0);
+    assert!(within(Duration::from_secs(2), || all(
+        &banned,
+        ("403", "revoked\n")
+    )));
+    assert!(all(&other, ("200", "shared\n")));
+    // Redis goes: within the staleness nothing changes; past it the
+    // refusing nodes answer 503 (their health check too), the serving one
+    // goes on with the rules it has. No revoked link is served anywhere.
+    redis.stop();
+    std::thread::sleep(Duration::from_millis(1500));
+    for (i, (_, addr, _)) in nodes.iter().enumerate() {
+        assert_eq!(status(addr, &leaked).0, "403", "node {i}");
+        let (code, body) = status(addr, &other);
+        let health = status(addr, "/healthz").0;
+        if i < 3 {
+            assert_eq!(
+                (code.as_str(), body.as_str()),
+                ("503", "revocations_unavailable\n")
+            );
+            assert_eq!(health, "503");
+        } else {
+            assert_eq!(code, "200");
+            assert_eq!(health, "200");
+        }
+    }
+    // Back, but empty (no persistence): the nodes keep what they held.
+    let redis = Redis::start(Some(redis.port));
+    assert!(within(Duration::from_secs(5), || all(
+        &other,
+        ("200", "shared\n")
+    )));
+    assert!(all(&leaked, ("403", "revoked\n")));
+    assert!(all(&banned, ("403", "revoked\n")));
+    // A value that does not read is never taken for "nothing revoked".
+    assert_eq!(
+        redis.command(&["HSET", "mediagate:revocations", "user:9", "garbage"]),
+        ":1"
+    );
+    assert_eq!(
+        redis.command(&["INCR", "mediagate:revocations:version"]),
+        ":1"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    for (i, (_, addr, _)) in nodes.iter().enumerate() {
+        assert_eq!(status(addr, &leaked).0, "403", "node {i}");
+        let want = if i < 3 { "503" } else { "200" };
+        assert_eq!(status(addr, &other).0, want, "node {i}");
+    }
+    for (child, _, _) in nodes {
+        stop(child);
+    }
+}

@@ -269,6 +269,26 @@ impl Revocations {
         Ok(())
     }
 
+    /// Adds every rule of `other` (a rule held by both keeps the stronger
+    /// terms of each).
+    pub fn merge(&mut self, other: &Revocations) {
+        for (user, rules) in &other.users {
+            let mine = self.users.entry(user.clone()).or_default();
+            if let Some((before, until)) = rules.issued_before {
+                let (b, u) = mine.issued_before.unwrap_or((before, until));
+                mine.issued_before = Some((b.max(before), u.max(until)));
+            }
+            if let Some((below, until)) = rules.generation_below {
+                let (b, u) = mine.generation_below.unwrap_or((below, until));
+                mine.generation_below = Some((b.max(below), u.max(until)));
+            }
+        }
+        for (id, until) in &other.links {
+            let kept = self.links.entry(*id).or_insert(*until);
+            *kept = (*kept).max(*until);
+        }
+    }
+
     /// Why the link with `claims` and id `link` is revoked, if it is.
     #[inline]
     pub fn check(&self, claims: &Claims, link: LinkId) -> Option<Revoked> {
@@ -616,6 +636,18 @@ mod tests {
         assert_eq!(check(&set, &g), Some(Revoked::Generation { below: 5 }));
         assert_eq!(set.prune(t(T0 + 2001)), 1);
         assert!(set.is_empty());
+        // Merging keeps the stronger terms of each rule.
+        let (mut a, mut b) = (Revocations::new(), Revocations::new());
+        a.revoke_user("42", t(T0 + 10), t(T0 + 100)).unwrap();
+        b.revoke_user("42", t(T0 + 5), t(T0 + 900)).unwrap();
+        b.revoke_link(g.link_id(), t(T0 + 50)).unwrap();
+        a.merge(&b);
+        assert_eq!(a.len(), 2);
+        assert_eq!(
+            check(&a, &g),
+            Some(Revoked::IssuedBefore { before: t(T0 + 10) })
+        );
+        assert_eq!(a.prune(t(T0 + 899)), 1, "the link rule, not the user's");
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub use files::cache::CacheLimits;
 pub use files::fs::RootError;
 pub use keys::KeyringHandle;
 pub use response::CachePolicy;
-pub use revocation::{RevocationCheck, RevocationsHandle};
+pub use revocation::{Revocation, RevocationCheck, RevocationsHandle};
 pub use server::fit_open_files;
 pub use server::{ServerConfig, Workers, serve};
 pub use service::{MediaGate, PeerAddr};

@@ -41,6 +41,9 @@ pub(crate) enum Reject {
     HeadTooLarge,
     /// 503 `busy`: out of resources for now.
     Busy,
+    /// 503 `revocations_unavailable`: the revocation rules are too old to
+    /// trust (their source out of reach), so no link is served.
+    RevocationsUnavailable,
     /// 500 `internal`: a server-side fault (never caused by client input alone).
     Internal,
 }
@@ -62,7 +65,7 @@ impl Reject {
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reject::UriTooLong => StatusCode::URI_TOO_LONG,
             Reject::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Reject::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::Busy | Reject::RevocationsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reject::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,6 +89,7 @@ impl Reject {
             Reject::UriTooLong => "uri_too_long",
             Reject::HeadTooLarge => "head_too_large",
             Reject::Busy => "busy",
+            Reject::RevocationsUnavailable => "revocations_unavailable",
             Reject::Internal => "internal",
         }
     }

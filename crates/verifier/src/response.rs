@@ -68,7 +68,7 @@ pub(crate) fn reject(r: Reject) -> Response<MediaBody> {
         Reject::MethodNotAllowed => {
             h.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
-        Reject::Busy => {
+        Reject::Busy | Reject::RevocationsUnavailable => {
             h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         _ => {}

@@ -11,11 +11,31 @@ use arc_swap::ArcSwap;
 use mediagate_signer::Grant;
 use mediagate_signer::revoke::{Revocations, Revoked};
 
+/// What a [`RevocationCheck`] says of a granted link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revocation {
+    /// Not revoked: serve it.
+    Valid,
+    /// Revoked: 403 `revoked`.
+    Revoked(Revoked),
+    /// Not known: the rules are too old to trust (their source has been
+    /// out of reach for too long). 503 `revocations_unavailable`, with
+    /// `Retry-After`, rather than serve a link that may have been revoked.
+    Unknown,
+}
+
 /// Decides whether a granted link is revoked. Called once per granted
 /// request, on the request's thread: keep it to a lookup in memory.
 pub trait RevocationCheck: Send + Sync + fmt::Debug {
-    /// Why `grant` is revoked, if it is.
-    fn revoked(&self, grant: &Grant) -> Option<Revoked>;
+    /// What the rules say of `grant`.
+    fn check(&self, grant: &Grant) -> Revocation;
+
+    /// Whether the health check should report the rules as not current
+    /// (503 `revocations_unavailable`); default `false`.
+    fn unhealthy(&self) -> bool {
+        false
+    }
 }
 
 /// A revocations set that every clone of a gate checks, replaced whole by
@@ -44,14 +64,25 @@ impl RevocationsHandle {
     }
 }
 
-impl RevocationCheck for RevocationsHandle {
+impl RevocationsHandle {
+    /// Why the rules in force revoke `grant`, if they do.
     #[inline]
-    fn revoked(&self, grant: &Grant) -> Option<Revoked> {
+    pub fn revoked(&self, grant: &Grant) -> Option<Revoked> {
         let set = self.current.load();
         if set.is_empty() {
             return None;
         }
         set.check(grant.claims(), grant.link_id())
+    }
+}
+
+impl RevocationCheck for RevocationsHandle {
+    #[inline]
+    fn check(&self, grant: &Grant) -> Revocation {
+        match self.revoked(grant) {
+            Some(why) => Revocation::Revoked(why),
+            None => Revocation::Valid,
+        }
     }
 }
 

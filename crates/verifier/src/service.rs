@@ -21,6 +21,7 @@ use crate::files::content_type;
 use crate::files::fs::{MediaRoot, OpenError, RootError};
 use crate::keys::KeyringHandle;
 use crate::reject::Reject;
+use crate::revocation::Revocation;
 use crate::{authorize, headers, response, target, token};
 
 /// The peer address of a connection, as a request extension. The bundled
@@ -178,6 +179,10 @@ impl MediaGate {
         if cfg.health_path.as_deref() == Some(raw_path)
             && (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
         {
+            let unhealthy = cfg.revocations.as_ref().is_some_and(|r| r.unhealthy());
+            if unhealthy {
+                return self.refuse(req, client_ip, None, Reject::RevocationsUnavailable);
+            }
             return (response::health(req.method() == http::Method::HEAD), None);
         }
 
@@ -219,13 +224,13 @@ impl MediaGate {
             Err(r) => return self.refuse(req, client_ip, None, r),
         };
         if let Some(check) = &cfg.revocations {
-            if check.revoked(&grant).is_some() {
-                return self.refuse(
-                    req,
-                    client_ip,
-                    Some(grant.claims().subject()),
-                    Reject::Revoked,
-                );
+            let refusal = match check.check(&grant) {
+                Revocation::Valid => None,
+                Revocation::Revoked(_) => Some(Reject::Revoked),
+                Revocation::Unknown => Some(Reject::RevocationsUnavailable),
+            };
+            if let Some(r) = refusal {
+                return self.refuse(req, client_ip, Some(grant.claims().subject()), r);
             }
         }
         // 5. File
