@@ -57,8 +57,18 @@ pub(crate) enum Command {
         keys: OptionalKeysArg,
         /// The revocations file, to say whether the link is revoked
         /// (default: revocations.toml beside the keys file).
-        #[arg(long, env = "MEDIAGATE_REVOCATIONS_FILE")]
+        #[arg(long, env = "MEDIAGATE_REVOCATIONS_FILE", conflicts_with = "redis")]
         revocations: Option<PathBuf>,
+        /// Ask the revocations held in Redis instead.
+        #[arg(long, env = "MEDIAGATE_REDIS_URL")]
+        redis: Option<String>,
+        /// The Redis key the rules live under.
+        #[arg(
+            long,
+            env = "MEDIAGATE_REDIS_KEY",
+            default_value = "mediagate:revocations"
+        )]
+        redis_key: String,
         /// Clock skew tolerated, as the server's `leeway` setting.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         leeway: Duration,

@@ -126,10 +126,18 @@ pub(crate) fn link_input(url: &str) -> Result<String> {
     }
 }
 
+/// Where `inspect` finds the revocation rules.
+pub(crate) enum Rules {
+    /// A file: this one, or the one beside the keys file.
+    File(Option<std::path::PathBuf>),
+    /// Redis at this URL, under this key.
+    Redis(String, String),
+}
+
 pub(crate) fn inspect(
     url: &str,
     keys: Option<&Path>,
-    revocations: Option<&Path>,
+    rules: Rules,
     leeway: Duration,
 ) -> Result<bool> {
     let url = link_input(url)?;
@@ -199,11 +207,20 @@ pub(crate) fn inspect(
         .and_then(|p| Ok(verifier.verify(&token, &RequestFacts::new(Method::Get, &p), now)?));
     match verdict {
         Ok(grant) => {
-            let revocations = crate::revoke::file_of(revocations, Some(keys));
-            if let Some(file) = revocations {
-                let set = crate::revoke::load(&file)?;
+            let rules = match rules {
+                Rules::File(file) => crate::revoke::file_of(file.as_deref(), Some(keys))
+                    .map(|file| {
+                        anyhow::Ok((crate::revoke::load(&file)?, file.display().to_string()))
+                    })
+                    .transpose()?,
+                Rules::Redis(url, key) => Some((
+                    crate::redis_revocations::list(&url, &key)?,
+                    format!("Redis at {}", crate::redis_revocations::shown(&url)),
+                )),
+            };
+            if let Some((set, place)) = rules {
                 if let Some(why) = set.check(grant.claims(), grant.link_id()) {
-                    say!("verdict:     REVOKED: {why} ({})", file.display())?;
+                    say!("verdict:     REVOKED: {why} ({place})")?;
                     return Ok(false);
                 }
             }

@@ -50,8 +50,16 @@ fn run(cli: Cli) -> Result<bool> {
             url,
             keys,
             revocations,
+            redis,
+            redis_key,
             leeway,
-        } => inspect::inspect(&url, keys.keys.as_deref(), revocations.as_deref(), leeway),
+        } => {
+            let rules = match redis {
+                Some(url) => inspect::Rules::Redis(url, redis_key),
+                None => inspect::Rules::File(revocations),
+            };
+            inspect::inspect(&url, keys.keys.as_deref(), rules, leeway)
+        }
         Command::Revoke(args) => revoke::revoke(&args).map(|()| true),
         Command::Serve(args) => {
             let _log = logging::init_logging()?;

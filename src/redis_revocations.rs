@@ -259,10 +259,11 @@ pub(crate) fn follow(
     let mut version = 0;
     match first {
         Ok((set, v)) => {
-            tracing::info!(redis = %shown(url), rules = set.len(), version = v, "revocations loaded from Redis");
+            let rules = set.len();
             shared.rules.replace(set);
             shared.touch();
             version = v;
+            tracing::info!(redis = %shown(url), rules, version = v, "revocations loaded from Redis");
         }
         Err(e) => {
             // Out of contact from the start: in the default mode no link is
@@ -283,7 +284,8 @@ pub(crate) fn follow(
 /// lost changes (a restart without persistence, a failover to a replica
 /// that lagged): the rules the node held stay, merged with what Redis has,
 /// so that nothing revoked is served again.
-fn install(shared: &Shared, mut set: Revocations, held: u64, v: u64, url: &str) -> u64 {
+/// With `say`, logs it once in force.
+fn install(shared: &Shared, mut set: Revocations, held: u64, v: u64, url: &str, say: bool) -> u64 {
     if v < held {
         set.merge(&shared.rules.current());
         tracing::warn!(
@@ -294,7 +296,11 @@ fn install(shared: &Shared, mut set: Revocations, held: u64, v: u64, url: &str) 
             "Redis holds an older version of the revocations than this node: keeping the rules held too"
         );
     }
+    let rules = set.len();
     shared.rules.replace(set);
+    if say {
+        tracing::info!(redis = %url, rules, version = v, "revocations loaded from Redis");
+    }
     v
 }
 
@@ -317,10 +323,8 @@ async fn run(
             pubsub.subscribe(&key).await?;
             // Changes made before the subscription took are caught here.
             let (set, v) = load_all(&mut conn, &key).await?;
-            if v != version || out_of_reach {
-                tracing::info!(redis = %url, rules = set.len(), version = v, "revocations loaded from Redis");
-            }
-            version = install(&shared, set, version, v, &url);
+            let said = v != version || out_of_reach;
+            version = install(&shared, set, version, v, &url, said);
             shared.touch();
             if out_of_reach {
                 tracing::info!(redis = %url, "Redis in reach again");
@@ -343,6 +347,7 @@ async fn run(
                                     Ok(()) => {
                                         shared.rules.replace(set);
                                         version = n;
+                                        // In force first, then said.
                                         tracing::info!(redis = %url, change = field, version = n, "revocation applied");
                                         true
                                     }
@@ -354,8 +359,7 @@ async fn run(
                         };
                         if !applied {
                             let (set, v) = load_all(&mut conn, &key).await?;
-                            tracing::info!(redis = %url, rules = set.len(), version = v, "revocations loaded from Redis");
-                            version = install(&shared, set, version, v, &url);
+                            version = install(&shared, set, version, v, &url, true);
                         }
                         shared.touch();
                     }
@@ -366,8 +370,7 @@ async fn run(
                             .await?;
                         if v.unwrap_or(0) != version {
                             let (set, v) = load_all(&mut conn, &key).await?;
-                            tracing::info!(redis = %url, rules = set.len(), version = v, "revocations loaded from Redis");
-                            version = install(&shared, set, version, v, &url);
+                            version = install(&shared, set, version, v, &url, true);
                         }
                         shared.touch();
                     }

@@ -325,12 +325,10 @@ impl Followed {
         match crate::revoke::load(&self.path) {
             Ok(mut set) => {
                 set.prune(mediagate::signer::time::OffsetDateTime::now_utc());
-                tracing::info!(
-                    file = %self.path.display(),
-                    rules = set.len(),
-                    "revocations reloaded"
-                );
+                let rules = set.len();
+                // In force first, then said: a reader of the log may rely on it.
                 self.handle.replace(set);
+                tracing::info!(file = %self.path.display(), rules, "revocations reloaded");
             }
             Err(e) => tracing::error!(
                 error = %format!("{e:#}"),

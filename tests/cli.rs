@@ -2121,6 +2121,29 @@ fn nodes_sharing_redis_refuse_revoked_links_and_never_serve_them_when_it_fails()
         ("403", "revoked\n")
     )));
     assert!(all(&other, ("200", "shared\n")));
+    let (code, out, _) = run(&["inspect", "--keys", &keys, "--redis", &url, &banned]);
+    assert_eq!(code, 1);
+    assert!(out.contains("REVOKED"), "{out}");
+    // Load on every node while Redis goes and comes back: every answer is
+    // a 200 of an unrevoked link, a 403 or a 503, never anything else.
+    let stop_load = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = nodes
+        .iter()
+        .map(|(_, addr, _)| {
+            let (addr, stop_load) = (addr.clone(), stop_load.clone());
+            let (leaked, other) = (leaked.clone(), other.clone());
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeMap::<String, usize>::new();
+                while !stop_load.load(std::sync::atomic::Ordering::Relaxed) {
+                    for (name, url) in [("leaked", &leaked), ("other", &other)] {
+                        let res = http_get(&addr, url);
+                        *seen.entry(format!("{name} {}", &res[9..12])).or_default() += 1;
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
     // Redis goes: within the staleness nothing changes; past it the
     // refusing nodes answer 503 (their health check too), the serving one
     // goes on with the rules it has. No revoked link is served anywhere.
@@ -2163,6 +2186,20 @@ fn nodes_sharing_redis_refuse_revoked_links_and_never_serve_them_when_it_fails()
         assert_eq!(status(addr, &leaked).0, "403", "node {i}");
         let want = if i < 3 { "503" } else { "200" };
         assert_eq!(status(addr, &other).0, want, "node {i}");
+    }
+    stop_load.store(true, std::sync::atomic::Ordering::Relaxed);
+    for (i, seen) in load.into_iter().map(|t| t.join().unwrap()).enumerate() {
+        for (what, n) in &seen {
+            let allowed = ["leaked 403", "other 200", "other 503"];
+            assert!(
+                allowed.contains(&what.as_str()),
+                "node {i}: {n} x {what}: {seen:?}"
+            );
+        }
+        assert!(
+            seen.get("other 200").copied().unwrap_or(0) > 0,
+            "node {i}: {seen:?}"
+        );
     }
     for (child, _, _) in nodes {
         stop(child);
