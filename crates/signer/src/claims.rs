@@ -140,6 +140,12 @@ impl Claims {
         self.text(self.spans.subject)
     }
 
+    /// The user's bytes (printable ASCII), without a UTF-8 check.
+    #[inline]
+    pub(crate) fn subject_bytes(&self) -> &[u8] {
+        self.spans.subject.of(&self.payload)
+    }
+
     /// The signed path: one file, or a directory prefix ending in `/`.
     pub fn path(&self) -> &str {
         self.text(self.spans.path)

@@ -60,8 +60,18 @@ const LINK_ID_LEN: usize = 16;
 /// A link's identity for revocation: the first 16 bytes of its MAC tag,
 /// written as 22 base64url characters. Two links share one only if their
 /// tags do, which a forger cannot arrange.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LinkId([u8; LINK_ID_LEN]);
+
+impl std::hash::Hash for LinkId {
+    /// Its first eight bytes, which already tell two links apart (a MAC's
+    /// output): one word to hash rather than sixteen bytes.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(head));
+    }
+}
 
 impl LinkId {
     pub(crate) fn from_tag(tag: &[u8; TAG_LEN]) -> LinkId {
@@ -183,10 +193,18 @@ struct UserRules {
 /// empty of that kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocations {
-    users: HashMap<Box<str>, UserRules>,
+    /// By the user's bytes: the check looks up a link's without a UTF-8
+    /// check.
+    users: HashMap<Box<[u8]>, UserRules, Hasher>,
     /// Revoked links, and when each is dropped (Unix seconds).
-    links: HashMap<LinkId, i64>,
+    links: HashMap<LinkId, i64, Hasher>,
 }
+
+/// The maps' hasher: foldhash, seeded per process. The keys are not an
+/// attacker's to choose (rules come from the operator, lookups from
+/// authenticated links), so a fast hash is safe, and SipHash's cost was
+/// most of the check's (BENCHMARKS.md, "Revocations").
+type Hasher = foldhash::fast::RandomState;
 
 /// Unix seconds of `t`, if a link can carry it.
 fn seconds(t: OffsetDateTime) -> Result<i64, RevocationsError> {
@@ -233,7 +251,7 @@ impl Revocations {
     ) -> Result<(), RevocationsError> {
         crate::limits::check_subject(user).map_err(|_| RevocationsError::User)?;
         let (before, until) = (seconds(before)?, seconds(until)?);
-        let rules = self.users.entry(user.into()).or_default();
+        let rules = self.users.entry(user.as_bytes().into()).or_default();
         let (b, u) = rules.issued_before.unwrap_or((before, until));
         rules.issued_before = Some((b.max(before), u.max(until)));
         Ok(())
@@ -251,7 +269,7 @@ impl Revocations {
     ) -> Result<(), RevocationsError> {
         crate::limits::check_subject(user).map_err(|_| RevocationsError::User)?;
         let until = seconds(until)?;
-        let rules = self.users.entry(user.into()).or_default();
+        let rules = self.users.entry(user.as_bytes().into()).or_default();
         let (b, u) = rules.generation_below.unwrap_or((below, until));
         rules.generation_below = Some((b.max(below), u.max(until)));
         Ok(())
@@ -293,7 +311,7 @@ impl Revocations {
     #[inline]
     pub fn check(&self, claims: &Claims, link: LinkId) -> Option<Revoked> {
         if !self.users.is_empty() {
-            if let Some(rules) = self.users.get(claims.subject()) {
+            if let Some(rules) = self.users.get(claims.subject_bytes()) {
                 if let Some((before, _)) = rules.issued_before {
                     if (claims.issued_at_secs() as i64) < before {
                         return Some(Revoked::IssuedBefore {
@@ -337,18 +355,20 @@ impl Revocations {
     pub fn entries(&self) -> Vec<Entry> {
         let mut users: Vec<_> = self.users.iter().collect();
         users.sort_by(|a, b| a.0.cmp(b.0));
+        // User ids are printable ASCII (checked when recorded).
+        let text = |user: &[u8]| String::from_utf8_lossy(user).into_owned();
         let mut out = Vec::with_capacity(self.len());
         for (user, rules) in users {
             if let Some((before, until)) = rules.issued_before {
                 out.push(Entry::IssuedBefore {
-                    user: user.to_string(),
+                    user: text(user),
                     before: to_datetime(before as u64),
                     until: to_datetime(until as u64),
                 });
             }
             if let Some((below, until)) = rules.generation_below {
                 out.push(Entry::Generation {
-                    user: user.to_string(),
+                    user: text(user),
                     below,
                     until: to_datetime(until as u64),
                 });
