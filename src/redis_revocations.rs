@@ -200,15 +200,20 @@ impl Shared {
         self.contact.store(ms + 1, Ordering::Relaxed);
     }
 
-    /// Whether the rules are older than allowed (or never loaded).
-    fn stale(&self) -> bool {
+    /// Time since the last contact with Redis (`Duration::MAX` before any).
+    fn since_contact(&self) -> Duration {
         match self.contact.load(Ordering::Relaxed) {
-            0 => true,
+            0 => Duration::MAX,
             at => {
                 let since = (self.base.elapsed().as_millis() as u64).saturating_sub(at - 1);
-                Duration::from_millis(since) > self.max_staleness
+                Duration::from_millis(since)
             }
         }
+    }
+
+    /// Whether the rules are older than allowed (or never loaded).
+    fn stale(&self) -> bool {
+        self.since_contact() > self.max_staleness
     }
 }
 
@@ -225,6 +230,11 @@ impl RevocationCheck for Shared {
 
     fn unhealthy(&self) -> bool {
         self.when_stale == WhenStale::Refuse && self.stale()
+    }
+
+    fn out_of_reach(&self) -> bool {
+        // A missed read of the version, and some.
+        self.since_contact() > POLL_EVERY + POLL_EVERY / 2
     }
 }
 

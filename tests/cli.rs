@@ -2162,6 +2162,8 @@ fn nodes_sharing_redis_refuse_revoked_links_and_never_serve_them_when_it_fails()
         } else {
             assert_eq!(code, "200");
             assert_eq!(health, "200");
+            let says_stale = || http_get(addr, "/healthz").contains("mediagate-revocations: stale");
+            assert!(within(Duration::from_secs(2), says_stale));
         }
     }
     // Back, but empty (no persistence): the nodes keep what they held.

@@ -36,6 +36,13 @@ pub trait RevocationCheck: Send + Sync + fmt::Debug {
     fn unhealthy(&self) -> bool {
         false
     }
+
+    /// Whether the rules' source is out of reach, though the rules are
+    /// still trusted: the health check answers 200 with
+    /// `mediagate-revocations: stale`; default `false`.
+    fn out_of_reach(&self) -> bool {
+        false
+    }
 }
 
 /// A revocations set that every clone of a gate checks, replaced whole by

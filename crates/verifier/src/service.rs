@@ -179,11 +179,18 @@ impl MediaGate {
         if cfg.health_path.as_deref() == Some(raw_path)
             && (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
         {
-            let unhealthy = cfg.revocations.as_ref().is_some_and(|r| r.unhealthy());
-            if unhealthy {
+            let revocations = cfg.revocations.as_deref();
+            if revocations.is_some_and(|r| r.unhealthy()) {
                 return self.refuse(req, client_ip, None, Reject::RevocationsUnavailable);
             }
-            return (response::health(req.method() == http::Method::HEAD), None);
+            let mut res = response::health(req.method() == http::Method::HEAD);
+            if revocations.is_some_and(|r| r.out_of_reach()) {
+                res.headers_mut().insert(
+                    http::HeaderName::from_static("mediagate-revocations"),
+                    http::HeaderValue::from_static("stale"),
+                );
+            }
+            return (res, None);
         }
 
         // 1. Method
