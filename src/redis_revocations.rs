@@ -273,12 +273,14 @@ pub(crate) fn follow(
             shared.rules.replace(set);
             shared.touch();
             version = v;
-            tracing::info!(redis = %shown(url), rules, version = v, "revocations loaded from Redis");
+            // Before the server says it is up: a debug line, so that the
+            // first line an operator sees is "serving" (or the error).
+            tracing::debug!(redis = %shown(url), rules, version = v, "revocations loaded from Redis");
         }
         Err(e) => {
             // Out of contact from the start: in the default mode no link is
             // served until the rules load.
-            tracing::error!(redis = %shown(url), error = %format!("{e:#}"), "revocations not loaded from Redis: retrying");
+            tracing::warn!(redis = %shown(url), error = %format!("{e:#}"), "revocations not loaded from Redis: retrying");
         }
     }
     let (following, url, key) = (Arc::clone(&shared), shown(url), key.to_owned());

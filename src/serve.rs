@@ -158,18 +158,23 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     let workers = args.workers.or(file.workers);
     let workers = workers.map(|n| at_least_one(n, "workers")).transpose()?;
     if args.check {
+        let rules = match (&redis, &revocations_file) {
+            (Some(url), _) => format!(
+                ", revocations from Redis at {}",
+                crate::redis_revocations::shown(url)
+            ),
+            (None, Some(path)) => format!(
+                ", revocations from {} ({} rule(s))",
+                path.display(),
+                revocations.current().len()
+            ),
+            (None, None) => String::new(),
+        };
         say!(
-            "configuration ok: {} under {mount} on {listen}, {key_summary}",
+            "configuration ok: {} under {mount} on {listen}, {key_summary}{rules}",
             gate.root().display()
         )?;
         return Ok(());
-    }
-    if let Some(path) = &revocations_file {
-        tracing::info!(
-            file = %path.display(),
-            rules = revocations.current().len(),
-            "following the revocations file"
-        );
     }
     reload_on_hangup(
         gate.clone(),
