@@ -57,12 +57,12 @@ pub(crate) fn revoke(args: &RevokeArgs) -> Result<()> {
         return print_list(&load(&file)?, &file.display().to_string());
     }
     let now = OffsetDateTime::now_utc();
-    let rule = rule_of(args, now)?;
-    let said = rule.to_string();
+    let (rule, whose) = rule_of(args, now)?;
+    let said = format!("{}{whose}", describe(&rule));
     // One writer at a time: a second `revoke` waits, so no rule is lost.
     let _lock = lock(&file)?;
     let mut set = load(&file)?;
-    rule.record(&mut set)?;
+    set.add(&rule)?;
     let dropped = set.prune(now);
     crate::keys::write_private(&file, &set.to_toml())?;
     say!(
@@ -78,10 +78,11 @@ pub(crate) fn revoke(args: &RevokeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The rule `args` ask for, checked.
-fn rule_of(args: &RevokeArgs, now: OffsetDateTime) -> Result<Rule> {
+/// The rule `args` ask for, checked, and for a link whose it is.
+fn rule_of(args: &RevokeArgs, now: OffsetDateTime) -> Result<(Entry, String)> {
     let keep_for = args.keep_for;
     // What to record, worked out (and checked) before the file is touched.
+    let mut whose = String::new();
     let rule = if let Some(user) = &args.user {
         // Up to the end of this second: a link signed a moment ago is one of
         // those handed out so far.
@@ -89,7 +90,7 @@ fn rule_of(args: &RevokeArgs, now: OffsetDateTime) -> Result<Rule> {
             Some(t) => t,
             None => now.replace_nanosecond(0).unwrap_or(now) + Duration::SECOND,
         };
-        Rule::User {
+        Entry::IssuedBefore {
             user: user.clone(),
             before,
             until: before + keep_for,
@@ -99,7 +100,7 @@ fn rule_of(args: &RevokeArgs, now: OffsetDateTime) -> Result<Rule> {
             .rsplit_once(':')
             .and_then(|(u, n)| Some((u.to_owned(), n.parse::<u64>().ok()?)))
             .ok_or_else(|| anyhow!("--generation: expected USER:N, like 42:7"))?;
-        Rule::Generation {
+        Entry::Generation {
             user,
             below,
             until: now + keep_for,
@@ -112,16 +113,27 @@ fn rule_of(args: &RevokeArgs, now: OffsetDateTime) -> Result<Rule> {
             .map_err(|e| anyhow!("not a mediagate link: {e}"))?;
         // Kept until it would have expired anyway, leeway included.
         let until = (claims.expires_at() + mediagate::signer::DEFAULT_LEEWAY).max(now);
-        Rule::Link {
-            id,
-            until,
-            said: format!("(user {}, path {})", claims.subject(), claims.path()),
-        }
+        whose = format!(" (user {}, path {})", claims.subject(), claims.path());
+        Entry::Link { id, until }
     } else {
         bail!("say what to revoke: --user USER, --generation USER:N or --link URL (or --list)");
     };
-    rule.record(&mut Revocations::new())?;
-    Ok(rule)
+    Revocations::new().add(&rule)?;
+    Ok((rule, whose))
+}
+
+/// A rule in words.
+fn describe(entry: &Entry) -> String {
+    match entry {
+        Entry::IssuedBefore { user, before, .. } => {
+            format!("user {user}'s links issued before {}", rfc3339(*before))
+        }
+        Entry::Generation { user, below, .. } => {
+            format!("user {user}'s links of a generation below {below}")
+        }
+        Entry::Link { id, .. } => format!("link {id}"),
+        _ => "a rule".to_owned(),
+    }
 }
 
 /// Prints every rule of `set`, held in `place`.
@@ -158,73 +170,26 @@ fn revoke_in_redis(args: &RevokeArgs, url: &str) -> Result<()> {
     if args.list {
         return print_list(&list(url, &args.redis_key)?, &place);
     }
-    let rule = rule_of(args, OffsetDateTime::now_utc())?;
+    let (rule, whose) = rule_of(args, OffsetDateTime::now_utc())?;
     let s = |t: OffsetDateTime| i128::from(t.unix_timestamp());
     let (field, value) = match &rule {
-        Rule::User {
+        Entry::IssuedBefore {
             user,
             before,
             until,
         } => field_of("user", user, &[s(*before), s(*until)]),
-        Rule::Generation { user, below, until } => {
+        Entry::Generation { user, below, until } => {
             field_of("generation", user, &[i128::from(*below), s(*until)])
         }
-        Rule::Link { id, until, .. } => field_of("link", &id.to_string(), &[s(*until)]),
+        Entry::Link { id, until } => field_of("link", &id.to_string(), &[s(*until)]),
+        _ => bail!("a rule this version cannot record in Redis"),
     };
     let version = record(url, &args.redis_key, &field, &value)?;
-    say!("revoked {rule} in {place}, version {version}")?;
+    say!(
+        "revoked {}{whose} in {place}, version {version}",
+        describe(&rule)
+    )?;
     Ok(())
-}
-
-/// One rule to record.
-enum Rule {
-    User {
-        user: String,
-        before: OffsetDateTime,
-        until: OffsetDateTime,
-    },
-    Generation {
-        user: String,
-        below: u64,
-        until: OffsetDateTime,
-    },
-    Link {
-        id: LinkId,
-        until: OffsetDateTime,
-        /// Whose link, for the confirmation.
-        said: String,
-    },
-}
-
-impl Rule {
-    fn record(&self, set: &mut Revocations) -> Result<()> {
-        match self {
-            Rule::User {
-                user,
-                before,
-                until,
-            } => set.revoke_user(user, *before, *until)?,
-            Rule::Generation { user, below, until } => {
-                set.revoke_generation(user, *below, *until)?
-            }
-            Rule::Link { id, until, .. } => set.revoke_link(*id, *until)?,
-        }
-        Ok(())
-    }
-}
-
-impl std::fmt::Display for Rule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Rule::User { user, before, .. } => {
-                write!(f, "user {user}'s links issued before {}", rfc3339(*before))
-            }
-            Rule::Generation { user, below, .. } => {
-                write!(f, "user {user}'s links of a generation below {below}")
-            }
-            Rule::Link { id, said, .. } => write!(f, "link {id} {said}"),
-        }
-    }
 }
 
 /// An exclusive lock beside `file`, released when dropped.

@@ -287,6 +287,21 @@ impl Revocations {
         Ok(())
     }
 
+    /// Records `entry` (as the `revoke_*` methods do).
+    pub fn add(&mut self, entry: &Entry) -> Result<(), RevocationsError> {
+        match entry {
+            Entry::IssuedBefore {
+                user,
+                before,
+                until,
+            } => self.revoke_user(user, *before, *until),
+            Entry::Generation { user, below, until } => {
+                self.revoke_generation(user, *below, *until)
+            }
+            Entry::Link { id, until } => self.revoke_link(*id, *until),
+        }
+    }
+
     /// Adds every rule of `other` (a rule held by both keeps the stronger
     /// terms of each).
     pub fn merge(&mut self, other: &Revocations) {
