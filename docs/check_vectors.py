@@ -91,7 +91,11 @@ def main() -> int:
         link_key = hmac.new(secrets[key_id], b"mediagate link key v1", hashlib.sha256).digest()
         body = payload(key_id, case["claims"])
         token = b64url(body + hmac.new(link_key, body, hashlib.sha256).digest())
-        if token != case["token"] or body.hex() != case["payload_hex"]:
+        tag = unb64url(case["token"])[-32:]
+        if b64url(tag[:16]) != case["link_id"]:
+            failures += 1
+            print(f"FAIL {case['name']}: link id")
+        elif token != case["token"] or body.hex() != case["payload_hex"]:
             failures += 1
             print(f"FAIL {case['name']}")
         elif refusal(case["claims"]) is not None:

@@ -59,6 +59,9 @@ struct Valid {
     claims: ClaimsIn,
     payload_hex: String,
     token: String,
+    /// The link's id for revocation: the first 16 bytes of the tag,
+    /// base64url without padding (docs/FORMAT.md §7).
+    link_id: String,
     request: Request,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     content_disposition: Option<String>,
@@ -216,6 +219,8 @@ fn vectors_hold() {
         );
         verify(&verifier, &case.token, &case.request)
             .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let id = mediagate_signer::revoke::LinkId::of_token(&case.token).unwrap();
+        assert_eq!(id.to_string(), case.link_id, "{}: link id", case.name);
         // Every claim reads back through the accessors.
         let claims = verifier.authenticate(&case.token).unwrap();
         let c = &case.claims;
@@ -608,6 +613,7 @@ fn regenerate() {
             signing_key: old.then(|| "old".to_owned()),
             payload_hex: hex(&raw[..raw.len() - 32]),
             claims,
+            link_id: URL_SAFE_NO_PAD.encode(&raw[raw.len() - 32..raw.len() - 16]),
             token,
             request,
             content_disposition: cd,
