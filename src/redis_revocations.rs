@@ -36,9 +36,13 @@ pub(crate) const DEFAULT_KEY: &str = "mediagate:revocations";
 /// How often a node reads the version (its contact with Redis).
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
-/// Records one rule (see the module docs): KEYS = hash, version key;
-/// ARGV = field, value, now (Unix seconds). Numbers are compared as
-/// decimal strings (Lua's numbers are doubles; generations are u64).
+/// Records one rule (see the module docs): KEYS = hash, version key,
+/// prune cursor; ARGV = field, value, now (Unix seconds). Numbers are
+/// compared as decimal strings (Lua's numbers are doubles; generations are
+/// u64). Each call also looks at the next 100 fields for rules past their
+/// time (an `HSCAN` cursor kept in Redis), so pruning costs every call a
+/// bounded amount however many rules there are, and never blocks Redis
+/// for long.
 const RECORD: &str = r#"
 local function bigger(x, y)
   if #x ~= #y then return #x > #y end
@@ -61,11 +65,13 @@ if current then
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], value)
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  local w = words(all[i + 1])
+local scan = redis.call('HSCAN', KEYS[1], redis.call('GET', KEYS[3]) or '0', 'COUNT', 100)
+redis.call('SET', KEYS[3], scan[1])
+local some = scan[2]
+for i = 1, #some, 2 do
+  local w = words(some[i + 1])
   local untilv = w[#w]
-  if untilv and bigger(ARGV[3], untilv) then redis.call('HDEL', KEYS[1], all[i]) end
+  if untilv and bigger(ARGV[3], untilv) then redis.call('HDEL', KEYS[1], some[i]) end
 end
 local version = redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', KEYS[1], version .. ' ' .. ARGV[1] .. ' ' .. value)
@@ -139,6 +145,7 @@ pub(crate) fn record(url: &str, key: &str, field: &str, value: &str) -> Result<u
         let version: u64 = redis::Script::new(RECORD)
             .key(key)
             .key(format!("{key}:version"))
+            .key(format!("{key}:prune-cursor"))
             .arg(field)
             .arg(value)
             .arg(now)

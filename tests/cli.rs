@@ -2174,14 +2174,26 @@ fn nodes_sharing_redis_refuse_revoked_links_and_never_serve_them_when_it_fails()
     )));
     assert!(all(&leaked, ("403", "revoked\n")));
     assert!(all(&banned, ("403", "revoked\n")));
-    // A value that does not read is never taken for "nothing revoked".
+    // Rules past their time are dropped as new ones are recorded.
+    let expired = "link:AAAAAAAAAAAAAAAAAAAAAA";
     assert_eq!(
-        redis.command(&["HSET", "mediagate:revocations", "user:9", "garbage"]),
+        redis.command(&["HSET", "mediagate:revocations", expired, "1"]),
         ":1"
     );
+    assert_eq!(run(&["revoke", "--redis", &url, "--user", "9"]).0, 0);
     assert_eq!(
-        redis.command(&["INCR", "mediagate:revocations:version"]),
+        redis.command(&["HEXISTS", "mediagate:revocations", expired]),
+        ":0"
+    );
+    // A value that does not read is never taken for "nothing revoked".
+    assert_eq!(
+        redis.command(&["HSET", "mediagate:revocations", "user:10", "garbage"]),
         ":1"
+    );
+    assert!(
+        redis
+            .command(&["INCR", "mediagate:revocations:version"])
+            .starts_with(':')
     );
     std::thread::sleep(Duration::from_millis(2500));
     for (i, (_, addr, _)) in nodes.iter().enumerate() {
