@@ -55,7 +55,10 @@ fn run(cli: Cli) -> Result<bool> {
             leeway,
         } => {
             let rules = match redis {
-                Some(url) => inspect::Rules::Redis(url, redis_key),
+                Some(url) => {
+                    redis_revocations::refuse_password_in_args(&url)?;
+                    inspect::Rules::Redis(url, redis_key)
+                }
                 None => inspect::Rules::File(revocations),
             };
             inspect::inspect(&url, keys.keys.as_deref(), rules, leeway)

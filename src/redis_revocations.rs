@@ -179,6 +179,23 @@ pub(crate) fn shown(url: &str) -> String {
     }
 }
 
+/// Refuses a Redis URL that carries a password when it was given on the
+/// command line, where every user of the machine can read it (`ps`):
+/// such a URL belongs in `MEDIAGATE_REDIS_URL` or the config file.
+pub(crate) fn refuse_password_in_args(url: &str) -> Result<()> {
+    let has_password = url.split_once("://").is_some_and(|(_, rest)| {
+        rest.split_once('@')
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    });
+    if has_password && std::env::args().any(|a| a.contains(url)) {
+        bail!(
+            "--redis: a password on the command line is visible to every user \
+             (ps); set MEDIAGATE_REDIS_URL or `redis` in the config file instead"
+        );
+    }
+    Ok(())
+}
+
 /// What a node does when Redis has been out of reach too long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WhenStale {

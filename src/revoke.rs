@@ -46,6 +46,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
 /// Runs `mediagate revoke`.
 pub(crate) fn revoke(args: &RevokeArgs) -> Result<()> {
     if let Some(url) = &args.redis {
+        crate::redis_revocations::refuse_password_in_args(url)?;
         return revoke_in_redis(args, url);
     }
     let file = file_of(args.revocations.as_deref(), args.keys.as_deref()).ok_or_else(|| {

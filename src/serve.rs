@@ -134,6 +134,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     let revocations = RevocationsHandle::default();
     if let Some(url) = &redis {
         use crate::redis_revocations::{DEFAULT_KEY, WhenStale, follow};
+        crate::redis_revocations::refuse_password_in_args(url)?;
         let max_staleness = timer(
             file.revocations_max_staleness.as_deref(),
             "revocations_max_staleness",

@@ -1958,6 +1958,16 @@ fn revoke_refuses_what_it_cannot_record_in_one_line() {
             "not a mediagate link",
         ),
         (vec!["revoke", "--user", "7"], "no revocations file"),
+        (
+            vec![
+                "revoke",
+                "--redis",
+                "redis://:hunter2@127.0.0.1:1",
+                "--user",
+                "7",
+            ],
+            "visible to every user",
+        ),
         (vec!["revoke", "--keys", &keys], "required"),
     ] {
         std::fs::write(&file, "[[user]]\nid = \"7\"\n").unwrap();
