@@ -259,6 +259,60 @@ def peak_rss_during(pid, port, target, seconds, connections):
     return peak
 
 
+def tree_rss(pid):
+    """Resident bytes of `pid` and its descendants."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024
+        except (OSError, AttributeError):
+            pass
+    return total
+
+
+def read_response(s):
+    """Reads one HTTP/1.1 response with a Content-Length off `s`; its status."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise RuntimeError("connection closed before a response")
+        buf += chunk
+    head, body = buf.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+    while len(body) < length:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise RuntimeError("connection closed mid-body")
+        body += chunk
+    return int(head.split(b" ", 2)[1])
+
+
+def idle_memory(pid, port, target, n):
+    """Opens `n` HTTP/1.1 keep-alive connections that each finish one
+    request for `target` and then sit idle, and returns the server's
+    resident growth per connection, in bytes (socket buffers, which are
+    kernel memory, are not in it). Everything is closed again."""
+    before = tree_rss(pid)
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+            socks.append(s)
+        for s in socks:
+            status = read_response(s)
+            if status != 200:
+                raise RuntimeError(f"an idle-connection request answered {status}")
+        time.sleep(1)
+        after = tree_rss(pid)
+    finally:
+        for s in socks:
+            s.close()
+    return max(after - before, 0) / n
+
+
 # ---------------------------------------------------------------- report
 
 def machine():
@@ -395,7 +449,18 @@ def main():
         if peak is None:
             peak = peak_rss_during(mg.pid, mg_port, big, rss_seconds, 256)
         print(f"mediagate peak RSS with 256 concurrent 100 MiB downloads: {peak / (1 << 20):.1f} MiB")
-        report(out, results, cpu, workloads, peak, seconds, rounds, args.quick)
+        # Idle keep-alive connections (issue #29): each server in turn, with
+        # one 1 KiB request on each connection first.
+        idle_n = 200 if args.quick else 3000
+        idle = {}
+        if not args.only:
+            for who, port, target in [("mediagate", mg_port, mg_valid),
+                                      ("nginx-1", ng1_port, ng_valid),
+                                      ("nginx-auto", nga_port, ng_valid)]:
+                idle[who] = idle_memory(pids[who], port, target, idle_n)
+                print(f"{idle_n} idle keep-alive connections: {who} {idle[who] / 1024:.1f} KiB each",
+                      flush=True)
+        report(out, results, cpu, workloads, peak, seconds, rounds, args.quick, (idle_n, idle))
         print(f"report written to {out}")
     finally:
         stop_all()
@@ -412,7 +477,7 @@ TARGETS = {
 }
 
 
-def report(out, results, cpu, workloads, peak, seconds, rounds, quick):
+def report(out, results, cpu, workloads, peak, seconds, rounds, quick, idle=(0, {})):
     med = {k: statistics.median(v) for k, v in results.items()}
     lines = [
         "# Benchmarks",
@@ -463,6 +528,12 @@ def report(out, results, cpu, workloads, peak, seconds, rounds, quick):
                 k = statistics.median(x[1] for x in samples)
                 w = statistics.median(x[2] for x in samples)
                 lines.append(f"| {name} | {per} | {who} | {u:.2f} | {k:.2f} | {u + k:.2f} | {w:.2f} |")
+    idle_n, idle_bytes = idle
+    if idle_bytes:
+        lines += ["", f"Memory of idle keep-alive connections: {idle_n} HTTP/1.1 connections that "
+                  "each finished one 1 KiB request, the server's resident growth (its whole "
+                  "process tree; socket buffers are kernel memory and not in it) per connection: "
+                  + ", ".join(f"{who} {b / 1024:.1f} KiB" for who, b in idle_bytes.items()) + "."]
     if quick:
         # One short round on a machine also running the load generator:
         # the figures only show that every server answered.
