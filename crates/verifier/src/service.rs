@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use mediagate_signer::time::OffsetDateTime;
-use mediagate_signer::{Keyring, Method};
+use mediagate_signer::{Grant, Keyring, MediaPath, Method};
 
 use crate::access_log::{self, Served};
 use crate::body::MediaBody;
@@ -199,47 +199,21 @@ impl MediaGate {
             http::Method::HEAD => Method::Head,
             _ => return self.other_method(req, client_ip),
         };
-        // 2. Token (the mount comes first: nothing outside it is ours)
-        let Some(below_mount) = target::strip_mount(raw_path, &cfg.mount) else {
-            return self.refuse(req, client_ip, None, Reject::NotFound);
-        };
-        let located = match token::locate(
-            below_mount,
+        // 2-4. Token, canonical path, grant
+        let (grant, path) = match self.grant(
+            method,
+            raw_path,
             req.uri().query(),
             req.headers(),
-            cfg.transports,
-        ) {
-            Ok(l) => l,
-            Err(r) => return self.refuse(req, client_ip, None, r),
-        };
-        // 3. Canonical path
-        let path = match target::canonical(located.path) {
-            Ok(p) => p,
-            Err(r) => return self.refuse(req, client_ip, None, r),
-        };
-        // 4. Grant (before any file-system access)
-        let verifier = cfg.keys.verifier();
-        let grant = match authorize::authorize(
-            &verifier,
-            located.tokens(),
-            method,
-            &path,
             client_ip,
             now,
         ) {
-            Ok(g) => g,
-            Err(r) => return self.refuse(req, client_ip, None, r),
-        };
-        if let Some(check) = &cfg.revocations {
-            let refusal = match check.check(&grant) {
-                Revocation::Valid => None,
-                Revocation::Revoked(_) => Some(Reject::Revoked),
-                Revocation::Unknown => Some(Reject::RevocationsUnavailable),
-            };
-            if let Some(r) = refusal {
-                return self.refuse(req, client_ip, Some(grant.claims().subject()), r);
+            Ok(granted) => granted,
+            Err((r, grant)) => {
+                let user = grant.as_ref().map(|g| g.claims().subject());
+                return self.refuse(req, client_ip, user, r);
             }
-        }
+        };
         // 5. File
         let resolved = self.cache.resolve(&cfg.root.load(), path.relative(), || {
             content_type::guess(path.as_str())
@@ -294,6 +268,44 @@ impl MediaGate {
             reason: None,
         };
         (res, Some(served))
+    }
+
+    /// Steps 2 to 4 of a request for `raw_path` (still encoded) with
+    /// `query` and `headers`: the token (the mount first: nothing outside
+    /// it is ours), the canonical path, the grant (before any file-system
+    /// access) and its revocation check. A refusal comes with the grant
+    /// when there was one (for the log's user).
+    #[allow(clippy::type_complexity)]
+    fn grant<'a>(
+        &self,
+        method: Method,
+        raw_path: &'a str,
+        query: Option<&'a str>,
+        headers: &'a http::HeaderMap,
+        client_ip: Option<IpAddr>,
+        now: OffsetDateTime,
+    ) -> Result<(Grant, MediaPath<'a>), (Reject, Option<Grant>)> {
+        let cfg = &*self.config;
+        let below_mount =
+            target::strip_mount(raw_path, &cfg.mount).ok_or((Reject::NotFound, None))?;
+        let located =
+            token::locate(below_mount, query, headers, cfg.transports).map_err(|r| (r, None))?;
+        let path = target::canonical(located.path).map_err(|r| (r, None))?;
+        let verifier = cfg.keys.verifier();
+        let grant =
+            authorize::authorize(&verifier, located.tokens(), method, &path, client_ip, now)
+                .map_err(|r| (r, None))?;
+        if let Some(check) = &cfg.revocations {
+            let refusal = match check.check(&grant) {
+                Revocation::Valid => None,
+                Revocation::Revoked(_) => Some(Reject::Revoked),
+                Revocation::Unknown => Some(Reject::RevocationsUnavailable),
+            };
+            if let Some(r) = refusal {
+                return Err((r, Some(grant)));
+            }
+        }
+        Ok((grant, path))
     }
 
     /// A method other than GET and HEAD: a CORS preflight below the mount
