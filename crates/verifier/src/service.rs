@@ -24,6 +24,9 @@ use crate::reject::Reject;
 use crate::revocation::Revocation;
 use crate::{authorize, headers, response, target, token};
 
+/// A refusal, and the user of the grant when there was one (for the log).
+type Refused = (Reject, Option<Box<str>>);
+
 /// The peer address of a connection, as a request extension. The bundled
 /// server inserts it; when embedding the service elsewhere, insert it for
 /// IP-bound links to work.
@@ -209,10 +212,7 @@ impl MediaGate {
             now,
         ) {
             Ok(granted) => granted,
-            Err((r, grant)) => {
-                let user = grant.as_ref().map(|g| g.claims().subject());
-                return self.refuse(req, client_ip, user, r);
-            }
+            Err((r, user)) => return self.refuse(req, client_ip, user.as_deref(), r),
         };
         // 5. File
         let resolved = self.cache.resolve(&cfg.root.load(), path.relative(), || {
@@ -273,9 +273,8 @@ impl MediaGate {
     /// Steps 2 to 4 of a request for `raw_path` (still encoded) with
     /// `query` and `headers`: the token (the mount first: nothing outside
     /// it is ours), the canonical path, the grant (before any file-system
-    /// access) and its revocation check. A refusal comes with the grant
-    /// when there was one (for the log's user).
-    #[allow(clippy::type_complexity)]
+    /// access) and its revocation check. A refusal comes with the user of
+    /// the grant when there was one (for the log).
     fn grant<'a>(
         &self,
         method: Method,
@@ -284,7 +283,7 @@ impl MediaGate {
         headers: &'a http::HeaderMap,
         client_ip: Option<IpAddr>,
         now: OffsetDateTime,
-    ) -> Result<(Grant, MediaPath<'a>), (Reject, Option<Grant>)> {
+    ) -> Result<(Grant, MediaPath<'a>), Refused> {
         let cfg = &*self.config;
         let below_mount =
             target::strip_mount(raw_path, &cfg.mount).ok_or((Reject::NotFound, None))?;
@@ -302,7 +301,7 @@ impl MediaGate {
                 Revocation::Unknown => Some(Reject::RevocationsUnavailable),
             };
             if let Some(r) = refusal {
-                return Err((r, Some(grant)));
+                return Err((r, Some(grant.claims().subject().into())));
             }
         }
         Ok((grant, path))
