@@ -18,6 +18,11 @@ pub(crate) struct FileConfig {
     /// Revocations from Redis: its URL, the key, how stale the rules may
     /// get while it is out of reach, and what happens past that.
     pub redis: Option<String>,
+    /// The auth-only endpoint for a proxy that serves the files (nginx
+    /// `auth_request`, Caddy `forward_auth`), and the proxies allowed to
+    /// ask it (default: this machine).
+    pub auth_path: Option<String>,
+    pub auth_proxies: Option<Vec<String>>,
     pub redis_key: Option<String>,
     pub revocations_max_staleness: Option<String>,
     pub revocations_when_stale: Option<String>,

@@ -70,6 +70,11 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         None => {}
     }
     b = file.apply_http(b)?;
+    if let Some(path) = &file.auth_path {
+        let local = ["127.0.0.0/8".to_owned(), "::1/128".to_owned()];
+        let proxies = file.auth_proxies.as_deref().unwrap_or(&local);
+        b = b.auth_endpoint(path, config::networks("auth_proxies", proxies)?);
+    }
     if let Some(l) = seconds(file.leeway.as_deref(), "leeway")? {
         b = b.leeway(l);
     }

@@ -2229,3 +2229,137 @@ fn nodes_sharing_redis_refuse_revoked_links_and_never_serve_them_when_it_fails()
         stop(child);
     }
 }
+
+/// A real nginx of our own on a free port of 127.0.0.1, running `server`
+/// (a `server { ... }` block's body, its `listen` added); stopped when
+/// dropped.
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(server: &str) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.path().display();
+        let conf = format!(
+            "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 256; }}\nhttp {{\n access_log off;\n\
+             client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+             server {{\n listen 127.0.0.1:{port};\n{server}\n }}\n}}\n"
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new("nginx")
+            .args(["-c", path.to_str().unwrap(), "-p", &d.to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (apt install nginx-light; .ci/run installs it)");
+        assert!(
+            within(Duration::from_secs(10), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "nginx did not start"
+        );
+        Nginx {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    /// SIGTERM: the master stops its workers too (SIGKILL would leave them
+    /// running, orphaned).
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Makes `path` and the directories above it readable to nginx's workers
+/// (they run as an unprivileged user when nginx starts as root).
+fn readable_to_all(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for p in path
+        .ancestors()
+        .take_while(|p| p.starts_with(std::env::temp_dir()))
+    {
+        if p == std::env::temp_dir() {
+            break;
+        }
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+    }
+}
+
+#[test]
+fn nginx_auth_request_serves_files_that_mediagate_grants() {
+    let (dir, keys, root) = keys_and_media("served by nginx\n");
+    std::fs::write(root.join("b.txt"), "another file\n").unwrap();
+    for f in ["a.txt", "b.txt"] {
+        readable_to_all(&root.join(f));
+    }
+    let config = dir.path().join("mediagate.toml");
+    std::fs::write(&config, "mount = \"/media\"\nauth_path = \"/auth\"\n").unwrap();
+    let mut cmd = serve_cmd(&keys, &root);
+    cmd.args(["--config", config.to_str().unwrap()]);
+    let (child, lines, addr) = start_server(cmd);
+    let _drained = lines_on_a_thread(lines);
+    let nginx = Nginx::start(&format!(
+        "  location /media/ {{\n    auth_request /_mediagate;\n\
+         \x20   auth_request_set $mg_reason $upstream_http_mediagate_reason;\n\
+         \x20   auth_request_set $mg_user $upstream_http_mediagate_user;\n\
+         \x20   add_header mediagate-reason $mg_reason always;\n\
+         \x20   add_header mediagate-user $mg_user always;\n\
+         \x20   alias {}/;\n  }}\n\
+         \x20 location = /_mediagate {{\n    internal;\n    proxy_pass http://{addr}/auth;\n\
+         \x20   proxy_pass_request_body off;\n    proxy_set_header Content-Length \"\";\n\
+         \x20   proxy_set_header X-Original-URI $request_uri;\n\
+         \x20   proxy_set_header X-Original-Method $request_method;\n  }}",
+        root.display()
+    ));
+    let via = format!("127.0.0.1:{}", nginx.port);
+    let url = sign_a_txt(&keys, "/media");
+    let res = http_get(&via, &url);
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(res.ends_with("served by nginx\n"), "{res}");
+    assert!(res.contains("mediagate-user: 7"), "{res}");
+    // A range is nginx's to serve, once mediagate has granted the link.
+    let ranged = http_request(&via, "GET", &url, &["Range: bytes=0-5"]);
+    assert!(ranged.starts_with("HTTP/1.1 206"), "{ranged}");
+    assert!(ranged.ends_with("\r\n\r\nserved"), "{ranged}");
+    // Refusals: nginx answers 403, with mediagate's reason.
+    let forged = format!("{}AAAA", &url[..url.len() - 4]);
+    let scope = url.replace("/a.txt", "/b.txt");
+    for (target, reason) in [
+        (forged.as_str(), "bad_signature"),
+        (scope.as_str(), "scope"),
+        ("/media/a.txt", "missing_token"),
+    ] {
+        let res = http_get(&via, target);
+        assert!(res.starts_with("HTTP/1.1 403"), "{reason}: {res}");
+        assert!(
+            res.contains(&format!("mediagate-reason: {reason}")),
+            "{res}"
+        );
+    }
+    // The endpoint itself answers only its proxies; directly, it is 403
+    // for a request it cannot read.
+    let direct = http_get(&addr, "/auth");
+    assert!(direct.starts_with("HTTP/1.1 403"), "{direct}");
+    drop(nginx);
+    stop(child);
+}

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use ipnet::IpNet;
 use mediagate_signer::time::Duration;
 use mediagate_signer::{DEFAULT_LEEWAY, DEFAULT_MAX_TTL, Keyring};
 
@@ -37,6 +38,9 @@ pub enum ConfigError {
     /// slash, `.`/`..` segments or characters that need escaping.
     #[error("mount prefix must be '/' or like '/media' (got {0:?})")]
     Mount(String),
+    /// The auth endpoint's path is not an absolute path.
+    #[error("auth endpoint path must start with '/' (got {0:?})")]
+    AuthPath(String),
     /// The health path is not an absolute path.
     #[error("health path must start with '/' (got {0:?})")]
     HealthPath(String),
@@ -66,6 +70,8 @@ pub(crate) struct Config {
     pub client_ip: ClientIpSource,
     pub cors: CorsRules,
     pub health_path: Option<String>,
+    /// The auth-only endpoint, and the proxies allowed to ask it.
+    pub auth: Option<(String, Vec<IpNet>)>,
     pub chunk_size: usize,
     pub cache_limits: CacheLimits,
     pub revocations: Option<Arc<dyn RevocationCheck>>,
@@ -86,6 +92,7 @@ pub struct Builder {
     client_ip: ClientIpSource,
     cors: Cors,
     health_path: Option<String>,
+    auth: Option<(String, Vec<IpNet>)>,
     chunk_size: usize,
     cache_limits: CacheLimits,
     revocations: Option<Arc<dyn RevocationCheck>>,
@@ -104,6 +111,7 @@ impl Builder {
             client_ip: ClientIpSource::default(),
             cors: Cors::Off,
             health_path: Some("/healthz".into()),
+            auth: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
             cache_limits: CacheLimits::default(),
             revocations: None,
@@ -163,6 +171,21 @@ impl Builder {
         self
     }
 
+    /// Answers link checks for a proxy that serves the files itself (nginx
+    /// `auth_request`, Caddy `forward_auth`, Traefik `ForwardAuth`): a
+    /// request to `path` (outside the mount) from one of `proxies` is
+    /// taken as a check of the request named by its `X-Original-URI` and
+    /// `X-Original-Method` (nginx's convention) or `X-Forwarded-Uri` and
+    /// `X-Forwarded-Method` (Caddy's and Traefik's), with its own `Cookie`
+    /// and client headers. A granted link gets 204 with the user in
+    /// `mediagate-user`; a refusal 403 with its reason in
+    /// `mediagate-reason` (proxies treat other codes as errors). From any
+    /// other peer the path is not found. Default: off.
+    pub fn auth_endpoint(mut self, path: &str, proxies: Vec<IpNet>) -> Self {
+        self.auth = Some((path.to_owned(), proxies));
+        self
+    }
+
     /// The size of the chunks files are read and sent in when not sent with
     /// `sendfile` (default [`DEFAULT_CHUNK_SIZE`], 64 KiB). The bundled
     /// server's HTTP/2 connections read at most 16 KiB at a time, whatever
@@ -194,6 +217,11 @@ impl Builder {
     pub(crate) fn settle(self) -> Result<Config, ConfigError> {
         let mount =
             normalize_mount(&self.mount).ok_or_else(|| ConfigError::Mount(self.mount.clone()))?;
+        if let Some((p, _)) = &self.auth {
+            if !p.starts_with('/') {
+                return Err(ConfigError::AuthPath(p.clone()));
+            }
+        }
         if let Some(h) = &self.health_path {
             if !h.starts_with('/') {
                 return Err(ConfigError::HealthPath(h.clone()));
@@ -224,6 +252,7 @@ impl Builder {
             client_ip: self.client_ip,
             cors,
             health_path: self.health_path,
+            auth: self.auth,
             chunk_size: self.chunk_size,
             cache_limits,
             revocations: self.revocations,

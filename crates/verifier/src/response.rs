@@ -85,6 +85,19 @@ pub(crate) fn preflight() -> Response<MediaBody> {
     res
 }
 
+/// The auth-only endpoint's answer for a granted link: 204, the user in
+/// `mediagate-user`, nothing to cache.
+pub(crate) fn granted_for_proxy(user: &str) -> Response<MediaBody> {
+    let mut res = Response::new(MediaBody::empty());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    let h = res.headers_mut();
+    h.insert(CACHE_CONTROL, NO_STORE);
+    if let Ok(user) = HeaderValue::from_str(user) {
+        h.insert(http::HeaderName::from_static("mediagate-user"), user);
+    }
+    res
+}
+
 /// The health-check response.
 pub(crate) fn health(head: bool) -> Response<MediaBody> {
     let mut res = Response::new(if head {

@@ -179,6 +179,11 @@ impl MediaGate {
         let now = OffsetDateTime::now_utc();
         let raw_path = req.uri().path();
 
+        if let Some((auth_path, proxies)) = &cfg.auth {
+            if auth_path == raw_path {
+                return self.check_for_proxy(req, peer, proxies, client_ip, now);
+            }
+        }
         if cfg.health_path.as_deref() == Some(raw_path)
             && (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
         {
@@ -305,6 +310,72 @@ impl MediaGate {
             }
         }
         Ok((grant, path))
+    }
+
+    /// The auth-only endpoint (see [`Builder::auth_endpoint`]): the request
+    /// a proxy describes in its headers, checked as far as the grant; 204
+    /// with the user, or 403 with the reason.
+    fn check_for_proxy<B>(
+        &self,
+        req: &Request<B>,
+        peer: Option<SocketAddr>,
+        proxies: &[ipnet::IpNet],
+        client_ip: Option<IpAddr>,
+        now: OffsetDateTime,
+    ) -> (Response<MediaBody>, Option<Served>) {
+        let asked_by_proxy = peer.is_some_and(|p| {
+            let ip = p.ip().to_canonical();
+            proxies.iter().any(|net| net.contains(&ip))
+        });
+        if !asked_by_proxy {
+            return self.refuse(req, client_ip, None, Reject::NotFound);
+        }
+        let header = |names: [&str; 2]| {
+            names
+                .into_iter()
+                .find_map(|n| req.headers().get(n))
+                .and_then(|v| v.to_str().ok())
+        };
+        let uri =
+            header(["x-original-uri", "x-forwarded-uri"]).and_then(|u| u.parse::<http::Uri>().ok());
+        let method = match header(["x-original-method", "x-forwarded-method"]) {
+            None | Some("GET") => Some(Method::Get),
+            Some("HEAD") => Some(Method::Head),
+            Some(_) => None,
+        };
+        let checked = match (uri, method) {
+            (None, _) => Err((Reject::MalformedRequest, None)),
+            (Some(_), None) => Err((Reject::MethodNotAllowed, None)),
+            (Some(uri), Some(method)) => self
+                .grant(
+                    method,
+                    uri.path(),
+                    uri.query(),
+                    req.headers(),
+                    client_ip,
+                    now,
+                )
+                .map(|(grant, _)| grant.claims().subject().to_owned()),
+        };
+        match checked {
+            Ok(user) => {
+                let res = response::granted_for_proxy(&user);
+                let served = Served {
+                    client: client_ip,
+                    user: access_log::enabled().then(|| user.into()),
+                    reason: None,
+                };
+                (res, Some(served))
+            }
+            Err((r, user)) => {
+                // Proxies take 401 and 403 as "deny" and anything else as
+                // their own error: every refusal is a 403 here, its reason
+                // in the header.
+                let (mut res, served) = self.refuse(req, client_ip, user.as_deref(), r);
+                *res.status_mut() = http::StatusCode::FORBIDDEN;
+                (res, served)
+            }
+        }
     }
 
     /// A method other than GET and HEAD: a CORS preflight below the mount

@@ -297,3 +297,88 @@ fn header_of(res: &Response<MediaBody>, name: &str) -> Option<String> {
         .get(name)
         .map(|v| v.to_str().unwrap().to_owned())
 }
+
+#[tokio::test]
+async fn the_auth_endpoint_answers_a_proxy_for_the_request_it_describes() {
+    use mediagate_verifier::PeerAddr;
+    let (_dir, root) = common::media_tree();
+    let keyring = Keyring::new(Key::new("k1", &[9u8; 32]).unwrap());
+    let loopback: ipnet::IpNet = "127.0.0.0/8".parse().unwrap();
+    let gate = MediaGate::builder(&root, keyring.clone())
+        .mount("/media")
+        .auth_endpoint("/auth", vec![loopback])
+        .build()
+        .unwrap();
+    let signer = Signer::new(keyring);
+    let link = signer
+        .link("u1", "/pub/a.txt")
+        .ttl(Duration::minutes(10))
+        .sign()
+        .unwrap();
+    let ask = |from: [u8; 4], headers: Vec<(&'static str, String)>| {
+        let gate = gate.clone();
+        async move {
+            let mut req = Request::get("/auth");
+            for (name, value) in headers {
+                req = req.header(name, value);
+            }
+            let mut req = req.body(()).unwrap();
+            req.extensions_mut().insert(PeerAddr((from, 40000).into()));
+            let Ok(res) = gate.oneshot(req).await;
+            (
+                res.status().as_u16(),
+                header_of(&res, "mediagate-user"),
+                header_of(&res, "mediagate-reason"),
+            )
+        }
+    };
+    let lo = [127, 0, 0, 1];
+    let uri = |u: &str| ("x-original-uri", u.to_owned());
+    // Granted: 204 and the user, nginx's headers or Caddy's.
+    assert_eq!(
+        ask(lo, vec![uri(&link.url("/media"))]).await,
+        (204, Some("u1".into()), None)
+    );
+    let forwarded = vec![
+        ("x-forwarded-uri", link.url("/media")),
+        ("x-forwarded-method", "HEAD".into()),
+    ];
+    assert_eq!(ask(lo, forwarded).await.0, 204);
+    // The cookie transport: the token in the proxied request's cookie.
+    let cookie = vec![
+        uri("/media/pub/a.txt"),
+        ("cookie", format!("mg_token={}", link.token())),
+    ];
+    assert_eq!(ask(lo, cookie).await.0, 204);
+    // Refusals are 403 whatever their own status, with their reason.
+    let forged = format!(
+        "{}AAAA",
+        &link.url("/media")[..link.url("/media").len() - 4]
+    );
+    let other = link.url("/media").replace("/pub/a.txt", "/docs/report.pdf");
+    for (headers, reason) in [
+        (vec![uri(&forged)], "bad_signature"),
+        (vec![uri(&other)], "scope"),
+        (vec![uri("/media/pub/a.txt")], "missing_token"),
+        (vec![uri("/elsewhere/a.txt")], "not_found"),
+        (vec![], "malformed_request"),
+        (
+            vec![
+                uri(&link.url("/media")),
+                ("x-original-method", "POST".into()),
+            ],
+            "method_not_allowed",
+        ),
+    ] {
+        assert_eq!(
+            ask(lo, headers).await,
+            (403, None, Some(reason.into())),
+            "{reason}"
+        );
+    }
+    // From anywhere but the listed proxies, there is no such endpoint.
+    assert_eq!(
+        ask([10, 0, 0, 1], vec![uri(&link.url("/media"))]).await,
+        (404, None, Some("not_found".into()))
+    );
+}
