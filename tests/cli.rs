@@ -2257,7 +2257,13 @@ impl Nginx {
         );
         let path = dir.path().join("nginx.conf");
         std::fs::write(&path, conf).unwrap();
-        let child = Command::new("nginx")
+        // Debian puts it in /usr/sbin, which a user's PATH may lack.
+        let nginx = if std::path::Path::new("/usr/sbin/nginx").exists() {
+            "/usr/sbin/nginx"
+        } else {
+            "nginx"
+        };
+        let child = Command::new(nginx)
             .args(["-c", path.to_str().unwrap(), "-p", &d.to_string()])
             .stderr(Stdio::null())
             .spawn()

@@ -10,7 +10,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use mediagate_verifier::signer::time::{Duration, OffsetDateTime};
 use mediagate_verifier::signer::{Key, Keyring, Signer};
-use mediagate_verifier::{Cors, MediaBody, MediaGate};
+use mediagate_verifier::{Builder, Cors, MediaBody, MediaGate};
 use tower::ServiceExt as _;
 
 /// A gate over the test media tree, mounted at `/media`, with one origin
@@ -23,14 +23,19 @@ struct InProcess {
 
 impl InProcess {
     fn new() -> Self {
-        let (dir, root) = common::media_tree();
-        let keyring = Keyring::new(Key::new("k1", &[9u8; 32]).unwrap());
-        let gate = MediaGate::builder(&root, keyring.clone())
-            .mount("/media")
-            .cors(Cors::Origins {
+        InProcess::with(|b| {
+            b.mount("/media").cors(Cors::Origins {
                 origins: vec!["https://app.example".into()],
                 credentials: false,
             })
+        })
+    }
+
+    /// A gate over the test media tree configured by `configure`.
+    fn with(configure: impl FnOnce(Builder) -> Builder) -> Self {
+        let (dir, root) = common::media_tree();
+        let keyring = Keyring::new(Key::new("k1", &[9u8; 32]).unwrap());
+        let gate = configure(MediaGate::builder(&root, keyring.clone()))
             .build()
             .unwrap();
         InProcess {
@@ -38,6 +43,15 @@ impl InProcess {
             gate,
             signer: Signer::new(keyring),
         }
+    }
+
+    /// A link for user u1 to `path`, valid ten minutes.
+    fn link<'a>(&'a self, path: &'a str) -> mediagate_verifier::signer::SignedLink<'a> {
+        self.signer
+            .link("u1", path)
+            .ttl(Duration::minutes(10))
+            .sign()
+            .unwrap()
     }
 
     /// `/media` + `path` with a token for it, valid ten minutes.
@@ -245,19 +259,10 @@ async fn the_health_check_needs_no_token() {
 async fn a_revoked_link_is_refused_before_any_file_is_opened() {
     use mediagate_verifier::RevocationsHandle;
     use mediagate_verifier::signer::revoke::{LinkId, Revocations};
-    let (_dir, root) = common::media_tree();
-    let keyring = Keyring::new(Key::new("k1", &[9u8; 32]).unwrap());
     let handle = RevocationsHandle::default();
-    let gate = MediaGate::builder(&root, keyring.clone())
-        .revocations(std::sync::Arc::new(handle.clone()))
-        .build()
-        .unwrap();
-    let signer = Signer::new(keyring);
-    let link = signer
-        .link("u1", "/pub/a.txt")
-        .ttl(Duration::minutes(10))
-        .sign()
-        .unwrap();
+    let t = InProcess::with(|b| b.revocations(std::sync::Arc::new(handle.clone())));
+    let gate = &t.gate;
+    let link = t.link("/pub/a.txt");
     let get = |target: String| {
         let gate = gate.clone();
         async move {
@@ -282,11 +287,7 @@ async fn a_revoked_link_is_refused_before_any_file_is_opened() {
     )
     .unwrap();
     handle.replace(set);
-    let missing = signer
-        .link("u1", "/no/such/file")
-        .ttl(Duration::minutes(10))
-        .sign()
-        .unwrap();
+    let missing = t.link("/no/such/file");
     assert_eq!(get(missing.url("")).await, (403, Some("revoked".into())));
     handle.replace(Revocations::new());
     assert_eq!(get(link.url("")).await, (200, None));
@@ -301,20 +302,10 @@ fn header_of(res: &Response<MediaBody>, name: &str) -> Option<String> {
 #[tokio::test]
 async fn the_auth_endpoint_answers_a_proxy_for_the_request_it_describes() {
     use mediagate_verifier::PeerAddr;
-    let (_dir, root) = common::media_tree();
-    let keyring = Keyring::new(Key::new("k1", &[9u8; 32]).unwrap());
     let loopback: ipnet::IpNet = "127.0.0.0/8".parse().unwrap();
-    let gate = MediaGate::builder(&root, keyring.clone())
-        .mount("/media")
-        .auth_endpoint("/auth", vec![loopback])
-        .build()
-        .unwrap();
-    let signer = Signer::new(keyring);
-    let link = signer
-        .link("u1", "/pub/a.txt")
-        .ttl(Duration::minutes(10))
-        .sign()
-        .unwrap();
+    let t = InProcess::with(|b| b.mount("/media").auth_endpoint("/auth", vec![loopback]));
+    let gate = &t.gate;
+    let link = t.link("/pub/a.txt");
     let ask = |from: [u8; 4], headers: Vec<(&'static str, String)>| {
         let gate = gate.clone();
         async move {
