@@ -86,6 +86,26 @@ impl KeyError {
         }
     }
 
+    /// A short, stable name for the error (`secret_too_short`,
+    /// `active_not_listed`, ...), the place left out.
+    pub fn code(&self) -> &'static str {
+        match self.kind() {
+            KeyError::InvalidId => "invalid_key_id",
+            KeyError::SecretTooShort { .. } => "secret_too_short",
+            KeyError::SecretTooLong => "secret_too_long",
+            KeyError::SecretEncoding => "secret_encoding",
+            KeyError::DuplicateId => "duplicate_key_id",
+            KeyError::ActiveNotListed => "active_not_listed",
+            KeyError::Empty => "no_keys",
+            KeyError::File(_) => "bad_keys_file",
+            KeyError::EnvFormat => "bad_keys_value",
+            KeyError::NotListed => "key_not_listed",
+            KeyError::RetireActive => "retire_active",
+            KeyError::Random => "random_failed",
+            KeyError::At { .. } => "bad_keys_file",
+        }
+    }
+
     fn at(self, place: KeyPlace) -> KeyError {
         KeyError::At {
             place,
@@ -473,6 +493,19 @@ mod tests {
             assert_eq!(Key::new(id, S32).err(), Some(KeyError::InvalidId), "{id:?}");
         }
         assert!(Key::new("k-1_a.b", S32).is_ok());
+    }
+
+    #[test]
+    fn codes_name_the_error_without_its_place() {
+        let at = Keyring::from_toml("active = \"a\"\n[[keys]]\nid = \"b\"\nsecret = \"x\"\n")
+            .expect_err("a bad secret");
+        assert!(matches!(at, KeyError::At { .. }), "{at:?}");
+        assert_eq!(at.code(), at.kind().code());
+        assert_eq!(
+            KeyError::SecretTooShort { len: 1 }.code(),
+            "secret_too_short"
+        );
+        assert_eq!(KeyError::ActiveNotListed.code(), "active_not_listed");
     }
 
     #[test]

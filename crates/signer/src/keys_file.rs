@@ -45,6 +45,18 @@ pub enum LoadKeysError {
     },
 }
 
+impl LoadKeysError {
+    /// A short, stable name for the error: `keys_unreadable`,
+    /// `keys_exposed`, or the [`KeyError::code`] of invalid keys.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoadKeysError::Read { .. } => "keys_unreadable",
+            LoadKeysError::Exposed { .. } => "keys_exposed",
+            LoadKeysError::Keys { source, .. } => source.code(),
+        }
+    }
+}
+
 /// Who besides its owner may read a keys file that
 /// [`load_keyring_file`] accepts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Minting links: [`Signer`], its per-link [`LinkBuilder`], and the
 //! [`SignedLink`] that renders the token in each transport.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -278,7 +279,7 @@ impl<'a> LinkBuilder<'a> {
     pub fn sign(self) -> Result<SignedLink<'a>, SignError> {
         self.seal(|sealed| SignedLink {
             token: transport::render_token(Token::Signed(sealed.bytes)),
-            path: sealed.path,
+            path: Cow::Borrowed(sealed.path),
             expires: sealed.expires,
         })
     }
@@ -444,7 +445,7 @@ fn unix_seconds(s: i64) -> Result<u64, SignError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedLink<'a> {
     token: String,
-    path: &'a str,
+    path: Cow<'a, str>,
     expires: u64,
 }
 
@@ -461,7 +462,17 @@ impl SignedLink<'_> {
 
     /// The signed path (decoded).
     pub fn path(&self) -> &str {
-        self.path
+        &self.path
+    }
+
+    /// The link with its own copy of the path, free of the builder's
+    /// borrows (to keep, or to hand to another language's runtime).
+    pub fn into_owned(self) -> SignedLink<'static> {
+        SignedLink {
+            token: self.token,
+            path: Cow::Owned(self.path.into_owned()),
+            expires: self.expires,
+        }
     }
 
     /// When the link expires.
@@ -476,7 +487,7 @@ impl SignedLink<'_> {
 
     /// `base` + path + `?mg_token=<token>`.
     pub fn url(&self, base: &str) -> String {
-        transport::render_url(base, self.path, Token::Encoded(&self.token))
+        transport::render_url(base, &self.path, Token::Encoded(&self.token))
     }
 
     /// The query-form URL of `file`, which must lie within a prefix link's
@@ -493,7 +504,7 @@ impl SignedLink<'_> {
     /// `base` + `/_mg/<token>` + path: the token as a leading path segment,
     /// so that relative URLs inside a playlist (HLS, DASH) inherit it.
     pub fn path_form(&self, base: &str) -> String {
-        transport::render_path_form(base, self.path, Token::Encoded(&self.token))
+        transport::render_path_form(base, &self.path, Token::Encoded(&self.token))
     }
 
     /// The path-form URL of `file`, which must lie within the link's scope.
@@ -512,7 +523,13 @@ impl SignedLink<'_> {
     /// `now` computes `Max-Age`.
     pub fn set_cookie(&self, mount: &str, now: OffsetDateTime) -> String {
         let max_age = (self.expires as i64 - now.unix_timestamp()).max(0);
-        transport::render_set_cookie(mount, self.path, None, max_age, Token::Encoded(&self.token))
+        transport::render_set_cookie(
+            mount,
+            &self.path,
+            None,
+            max_age,
+            Token::Encoded(&self.token),
+        )
     }
 
     /// [`set_cookie`](Self::set_cookie) with `Domain=<domain>`, so that an
@@ -541,7 +558,7 @@ impl SignedLink<'_> {
         let max_age = (self.expires as i64 - now.unix_timestamp()).max(0);
         Ok(transport::render_set_cookie(
             mount,
-            self.path,
+            &self.path,
             Some(domain),
             max_age,
             Token::Encoded(&self.token),
@@ -569,6 +586,28 @@ mod tests {
 
     fn t0() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn an_owned_link_renders_as_the_borrowed_one() {
+        let s = signer();
+        let (owned, url, entry) = {
+            let path = String::from("/videos/show 1/");
+            let link = s
+                .prefix("42", &path)
+                .ttl(Duration::minutes(5))
+                .sign()
+                .unwrap();
+            let url = link.url("/m");
+            let entry = link.path_form_for("/m", "/videos/show 1/a.ts").unwrap();
+            (link.into_owned(), url, entry)
+        };
+        assert_eq!(owned.url("/m"), url);
+        assert_eq!(owned.path(), "/videos/show 1/");
+        assert_eq!(
+            owned.path_form_for("/m", "/videos/show 1/a.ts").unwrap(),
+            entry
+        );
     }
 
     #[test]
