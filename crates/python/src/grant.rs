@@ -1,0 +1,134 @@
+//! `mediagate.Grant`: the authenticated claims of a link.
+
+use mediagate_signer::revoke::LinkId;
+use mediagate_signer::{Claims, DispositionType, Scope};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::args;
+
+/// The claims of a link whose signature checked out (from
+/// `Verifier.verify`, `check_request` or `inspect`).
+#[pyclass(frozen, module = "mediagate._core")]
+pub struct Grant {
+    claims: Claims,
+    link_id: LinkId,
+}
+
+impl Grant {
+    pub(crate) fn new(claims: Claims, link_id: LinkId) -> Self {
+        Grant { claims, link_id }
+    }
+}
+
+#[pymethods]
+impl Grant {
+    /// The user the link was minted for.
+    #[getter]
+    fn user(&self) -> &str {
+        self.claims.subject()
+    }
+
+    /// The signed path: the file, or the directory of a prefix link.
+    #[getter]
+    fn path(&self) -> &str {
+        self.claims.path()
+    }
+
+    /// `"exact"` or `"prefix"`.
+    #[getter]
+    fn scope(&self) -> &'static str {
+        match self.claims.scope() {
+            Scope::Exact(_) => "exact",
+            Scope::Prefix(_) => "prefix",
+        }
+    }
+
+    /// The methods granted, such as `("GET", "HEAD")`.
+    #[getter]
+    fn methods<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let names: Vec<&str> = self.claims.methods().iter().map(|m| m.as_str()).collect();
+        PyTuple::new(py, names)
+    }
+
+    /// When the link was signed (UTC datetime).
+    #[getter]
+    fn issued_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        args::to_datetime(py, self.claims.issued_at())
+    }
+
+    /// When the link expires (UTC datetime).
+    #[getter]
+    fn expires_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        args::to_datetime(py, self.claims.expires_at())
+    }
+
+    /// When the link becomes valid, if later than its signing.
+    #[getter]
+    fn not_before<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.claims
+            .not_before()
+            .map(|t| args::to_datetime(py, t))
+            .transpose()
+    }
+
+    /// The client network the link is bound to (`"203.0.113.7/32"`), if any.
+    #[getter]
+    fn client_net(&self) -> Option<String> {
+        self.claims.client_net().map(|n| n.to_string())
+    }
+
+    /// `"attachment"`, `"inline"`, or `None`.
+    #[getter]
+    fn disposition(&self) -> Option<&'static str> {
+        self.claims.disposition_type().map(|d| match d {
+            DispositionType::Attachment => "attachment",
+            DispositionType::Inline => "inline",
+        })
+    }
+
+    /// The download filename the link names, if any.
+    #[getter]
+    fn filename(&self) -> Option<&str> {
+        self.claims.filename()
+    }
+
+    /// The `Content-Disposition` header value a server sends, if any.
+    #[getter]
+    fn content_disposition(&self) -> Option<String> {
+        self.claims.content_disposition()
+    }
+
+    /// The content type the link sets, if any.
+    #[getter]
+    fn content_type(&self) -> Option<&str> {
+        self.claims.content_type()
+    }
+
+    /// The user's link generation (for revoking a user's links), if any.
+    #[getter]
+    fn generation(&self) -> Option<u64> {
+        self.claims.generation()
+    }
+
+    /// The id of the key that signed the link.
+    #[getter]
+    fn key_id(&self) -> &str {
+        self.claims.key_id()
+    }
+
+    /// The link's id, for revoking this one link.
+    #[getter]
+    fn link_id(&self) -> String {
+        self.link_id.to_string()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<mediagate.Grant user={:?} path={:?} scope={}>",
+            self.user(),
+            self.path(),
+            self.scope()
+        )
+    }
+}
