@@ -23,6 +23,9 @@ pub(crate) struct FileConfig {
     /// ask it (default: this machine).
     pub auth_path: Option<String>,
     pub auth_proxies: Option<Vec<String>>,
+    /// X-Accel-Redirect mode: nginx's internal location that serves the
+    /// files mediagate grants (`/_protected`).
+    pub accel_redirect: Option<String>,
     pub redis_key: Option<String>,
     pub revocations_max_staleness: Option<String>,
     pub revocations_when_stale: Option<String>,

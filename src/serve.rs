@@ -75,6 +75,9 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         let proxies = file.auth_proxies.as_deref().unwrap_or(&local);
         b = b.auth_endpoint(path, config::networks("auth_proxies", proxies)?);
     }
+    if let Some(prefix) = &file.accel_redirect {
+        b = b.accel_redirect(prefix);
+    }
     if let Some(l) = seconds(file.leeway.as_deref(), "leeway")? {
         b = b.leeway(l);
     }

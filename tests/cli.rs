@@ -130,6 +130,21 @@ fn sign_a_txt(keys: &str, base: &str) -> String {
     sign_for_7(keys, &["--path", "/a.txt", "--base-url", base])
 }
 
+/// A link for user 7 to `/a.txt` that expired an hour ago (past any leeway).
+fn expired_a_txt(keys: &str, base: &str) -> String {
+    use mediagate_signer::time::{Duration as Span, OffsetDateTime};
+    let access = mediagate_signer::keys::KeysFileAccess::default();
+    let ring = mediagate_signer::keys::load_keyring_file(std::path::Path::new(keys), access)
+        .expect("the test's keys");
+    let signer = mediagate_signer::Signer::new(ring);
+    let hour_ago = OffsetDateTime::now_utc() - Span::hours(1);
+    let link = signer
+        .link("7", "/a.txt")
+        .issued_at(hour_ago)
+        .ttl(Span::minutes(1));
+    link.url(base).expect("a valid link")
+}
+
 /// `mediagate serve` with `keys` and `root`, on a free port of 127.0.0.1;
 /// tests add their options.
 fn serve_cmd(keys: &str, root: &std::path::Path) -> Command {
@@ -2295,6 +2310,64 @@ impl Drop for Nginx {
     }
 }
 
+/// A real Caddy of our own on a free port of 127.0.0.1, serving `site` (a
+/// site block's body) with no admin endpoint and its state in a temporary
+/// directory; stopped when dropped.
+struct Caddy {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Caddy {
+    fn start(site: &str) -> Caddy {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = format!(
+            "{{\n  admin off\n  auto_https off\n}}\n\
+             http://:{port} {{\n  bind 127.0.0.1\n{site}\n}}\n"
+        );
+        let path = dir.path().join("Caddyfile");
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new("caddy")
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&path)
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("caddy (apt install caddy; .ci/run installs it)");
+        assert!(
+            within(Duration::from_secs(10), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "caddy did not start"
+        );
+        Caddy {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Caddy {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
 /// Makes `path` and the directories above it readable to nginx's workers
 /// (they run as an unprivileged user when nginx starts as root).
 fn readable_to_all(path: &std::path::Path) {
@@ -2367,5 +2440,146 @@ fn nginx_auth_request_serves_files_that_mediagate_grants() {
     let direct = http_get(&addr, "/auth");
     assert!(direct.starts_with("HTTP/1.1 403"), "{direct}");
     drop(nginx);
+    stop(child);
+}
+
+#[test]
+fn nginx_serves_what_mediagate_grants_by_x_accel_redirect() {
+    let (dir, keys, root) = keys_and_media("sent by nginx\n");
+    std::fs::write(root.join("b.txt"), "another file\n").unwrap();
+    std::fs::write(root.join("a b?.txt"), "an awkward name\n").unwrap();
+    for f in ["a.txt", "b.txt", "a b?.txt"] {
+        readable_to_all(&root.join(f));
+    }
+    let config = dir.path().join("mediagate.toml");
+    std::fs::write(
+        &config,
+        "mount = \"/media\"\naccel_redirect = \"/_protected\"\n",
+    )
+    .unwrap();
+    let mut cmd = serve_cmd(&keys, &root);
+    cmd.args(["--config", config.to_str().unwrap()]);
+    let (child, lines, addr) = start_server(cmd);
+    let _drained = lines_on_a_thread(lines);
+    let nginx = Nginx::start(&format!(
+        "  location /media/ {{\n    proxy_pass http://{addr};\n\
+         \x20   proxy_set_header X-Forwarded-For $remote_addr;\n  }}\n\
+         \x20 location /_protected/ {{\n    internal;\n    alias {}/;\n  }}",
+        root.display()
+    ));
+    let via = format!("127.0.0.1:{}", nginx.port);
+    let url = sign_a_txt(&keys, "/media");
+    let res = http_get(&via, &url);
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(res.ends_with("\r\n\r\nsent by nginx\n"), "{res}");
+    let lower = res.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-type: text/plain; charset=utf-8"),
+        "{res}"
+    );
+    assert!(lower.contains("cache-control: private"), "{res}");
+    assert!(!lower.contains("x-accel-redirect"), "{res}");
+    // Ranges and conditional requests are nginx's, on the original headers.
+    let ranged = http_request(&via, "GET", &url, &["Range: bytes=0-3"]);
+    assert!(ranged.starts_with("HTTP/1.1 206"), "{ranged}");
+    assert!(ranged.ends_with("\r\n\r\nsent"), "{ranged}");
+    // A name that needs escaping reaches the right file.
+    let awkward = sign_for_7(&keys, &["--path", "/a b?.txt", "--base-url", "/media"]);
+    let res = http_get(&via, &awkward);
+    assert!(res.ends_with("\r\n\r\nan awkward name\n"), "{res}");
+    // The path form and the download name work as in direct mode.
+    let path_form = sign_for_7(
+        &keys,
+        &["--path", "/a.txt", "--base-url", "/media", "--form", "path"],
+    );
+    assert!(http_get(&via, &path_form).ends_with("sent by nginx\n"));
+    let named = sign_for_7(
+        &keys,
+        &[
+            "--path",
+            "/a.txt",
+            "--base-url",
+            "/media",
+            "--attachment",
+            "x.txt",
+        ],
+    );
+    let res = http_get(&via, &named);
+    assert!(
+        res.to_ascii_lowercase()
+            .contains("content-disposition: attachment; filename=\"x.txt\""),
+        "{res}"
+    );
+    // Refusals: mediagate's, passed on by nginx.
+    let forged = format!("{}AAAA", &url[..url.len() - 4]);
+    let scope = url.replace("/a.txt", "/b.txt");
+    let expired = expired_a_txt(&keys, "/media");
+    for (target, reason) in [
+        (forged.as_str(), "bad_signature"),
+        (scope.as_str(), "scope"),
+        (expired.as_str(), "expired"),
+        ("/media/a.txt", "missing_token"),
+    ] {
+        let res = http_get(&via, target);
+        assert!(res.starts_with("HTTP/1.1 403"), "{reason}: {res}");
+        assert!(res.ends_with(&format!("\r\n\r\n{reason}\n")), "{res}");
+    }
+    // The internal location is not reachable from outside.
+    let res = http_get(&via, "/_protected/a.txt");
+    assert!(res.starts_with("HTTP/1.1 404"), "{res}");
+    drop(nginx);
+    stop(child);
+}
+
+#[test]
+fn caddy_forward_auth_serves_files_that_mediagate_grants() {
+    let (dir, keys, root) = keys_and_media("served by caddy\n");
+    std::fs::write(root.join("b.txt"), "another file\n").unwrap();
+    let config = dir.path().join("mediagate.toml");
+    std::fs::write(&config, "mount = \"/media\"\nauth_path = \"/auth\"\n").unwrap();
+    let mut cmd = serve_cmd(&keys, &root);
+    cmd.args(["--config", config.to_str().unwrap()]);
+    let (child, lines, addr) = start_server(cmd);
+    let _drained = lines_on_a_thread(lines);
+    // Caddy's forward_auth sends the original method and URI in
+    // X-Forwarded-Method and X-Forwarded-Uri, with the client's headers.
+    let caddy = Caddy::start(&format!(
+        "  route /media/* {{\n    forward_auth {addr} {{\n      uri /auth\n\
+         \x20     copy_headers mediagate-user\n    }}\n\
+         \x20   uri strip_prefix /media\n    root * {}\n    file_server\n  }}",
+        root.display()
+    ));
+    let via = format!("127.0.0.1:{}", caddy.port);
+    let url = sign_a_txt(&keys, "/media");
+    let res = http_get(&via, &url);
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(res.ends_with("\r\n\r\nserved by caddy\n"), "{res}");
+    let ranged = http_request(&via, "GET", &url, &["Range: bytes=0-5"]);
+    assert!(ranged.starts_with("HTTP/1.1 206"), "{ranged}");
+    assert!(ranged.ends_with("\r\n\r\nserved"), "{ranged}");
+    // The cookie transport: the client's Cookie header reaches the check.
+    let token = url.split("mg_token=").nth(1).unwrap();
+    let cookie = format!("Cookie: mg_token={token}");
+    let res = http_request(&via, "GET", "/media/a.txt", &[&cookie]);
+    assert!(res.ends_with("served by caddy\n"), "{res}");
+    // Refusals: Caddy hands the client mediagate's answer.
+    let forged = format!("{}AAAA", &url[..url.len() - 4]);
+    let scope = url.replace("/a.txt", "/b.txt");
+    let expired = expired_a_txt(&keys, "/media");
+    for (target, reason) in [
+        (forged.as_str(), "bad_signature"),
+        (scope.as_str(), "scope"),
+        (expired.as_str(), "expired"),
+        ("/media/a.txt", "missing_token"),
+    ] {
+        let res = http_get(&via, target);
+        assert!(res.starts_with("HTTP/1.1 403"), "{reason}: {res}");
+        assert!(
+            res.to_ascii_lowercase()
+                .contains(&format!("mediagate-reason: {reason}")),
+            "{res}"
+        );
+    }
+    drop(caddy);
     stop(child);
 }

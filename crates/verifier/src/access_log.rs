@@ -52,6 +52,18 @@ pub(crate) struct Served {
     pub(crate) reason: Option<&'static str>,
 }
 
+impl Served {
+    /// A granted request from `client` by `user` (kept only while access
+    /// logging is on).
+    pub(crate) fn granted(client: Option<IpAddr>, user: &str) -> Served {
+        Served {
+            client,
+            user: enabled().then(|| user.into()),
+            reason: None,
+        }
+    }
+}
+
 /// Why a connection stopped sending, if it did: recorded by the bundled
 /// server's connection I/O (the first cause counts), read by the lines of
 /// the responses it cut short.

@@ -44,6 +44,12 @@ pub enum ConfigError {
     /// The health path is not an absolute path.
     #[error("health path must start with '/' (got {0:?})")]
     HealthPath(String),
+    /// The `X-Accel-Redirect` prefix is not like `/_protected`.
+    #[error(
+        "accel_redirect must be an absolute path like '/_protected' \
+         (no '?', '#', spaces or control characters; got {0:?})"
+    )]
+    AccelRedirect(String),
     /// The chunk size is outside 4 KiB..=8 MiB.
     #[error("chunk size must be between 4 KiB and 8 MiB")]
     ChunkSize,
@@ -72,6 +78,8 @@ pub(crate) struct Config {
     pub health_path: Option<String>,
     /// The auth-only endpoint, and the proxies allowed to ask it.
     pub auth: Option<(String, Vec<IpNet>)>,
+    /// `X-Accel-Redirect` mode: the internal location's prefix.
+    pub accel_redirect: Option<String>,
     pub chunk_size: usize,
     pub cache_limits: CacheLimits,
     pub revocations: Option<Arc<dyn RevocationCheck>>,
@@ -93,6 +101,7 @@ pub struct Builder {
     cors: Cors,
     health_path: Option<String>,
     auth: Option<(String, Vec<IpNet>)>,
+    accel_redirect: Option<String>,
     chunk_size: usize,
     cache_limits: CacheLimits,
     revocations: Option<Arc<dyn RevocationCheck>>,
@@ -112,6 +121,7 @@ impl Builder {
             cors: Cors::Off,
             health_path: Some("/healthz".into()),
             auth: None,
+            accel_redirect: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
             cache_limits: CacheLimits::default(),
             revocations: None,
@@ -187,6 +197,18 @@ impl Builder {
         self
     }
 
+    /// `X-Accel-Redirect` mode, for nginx in front: a granted request is
+    /// answered with no body and `X-Accel-Redirect: <prefix><path>`, and
+    /// nginx serves the file from its `internal` location at `prefix`
+    /// (with its own Range and conditional handling). The answer carries
+    /// the `Content-Type`, `Content-Disposition` and `Cache-Control` a
+    /// direct answer would, which nginx keeps. Refusals are as in direct
+    /// mode; the media root is not read. Default: off (files are served).
+    pub fn accel_redirect(mut self, prefix: &str) -> Self {
+        self.accel_redirect = Some(prefix.to_owned());
+        self
+    }
+
     /// The size of the chunks files are read and sent in when not sent with
     /// `sendfile` (default [`DEFAULT_CHUNK_SIZE`], 64 KiB). The bundled
     /// server's HTTP/2 connections read at most 16 KiB at a time, whatever
@@ -228,6 +250,12 @@ impl Builder {
                 return Err(ConfigError::HealthPath(h.clone()));
             }
         }
+        if let Some(a) = &self.accel_redirect {
+            let bad = |b: u8| b.is_ascii_control() || matches!(b, b' ' | b'?' | b'#' | b'%');
+            if !a.starts_with('/') || a.bytes().any(bad) {
+                return Err(ConfigError::AccelRedirect(a.clone()));
+            }
+        }
         if !(4096..=8 << 20).contains(&self.chunk_size) {
             return Err(ConfigError::ChunkSize);
         }
@@ -254,6 +282,9 @@ impl Builder {
             cors,
             health_path: self.health_path,
             auth: self.auth,
+            accel_redirect: self
+                .accel_redirect
+                .map(|a| a.trim_end_matches('/').to_owned()),
             chunk_size: self.chunk_size,
             cache_limits,
             revocations: self.revocations,

@@ -98,6 +98,42 @@ pub(crate) fn granted_for_proxy(user: &str) -> Response<MediaBody> {
     res
 }
 
+/// The answer of `X-Accel-Redirect` mode to a granted request for `path`:
+/// no body, and the headers nginx keeps through the redirect
+/// (`Content-Type`, `Content-Disposition`, `Cache-Control`) as a direct
+/// answer would have them; nginx serves `prefix` + `path` (encoded).
+pub(crate) fn accel_redirect(
+    prefix: &str,
+    path: &str,
+    grant: &Grant,
+    cache: CachePolicy,
+    now: OffsetDateTime,
+) -> Response<MediaBody> {
+    let mut res = Response::new(MediaBody::empty());
+    let h = res.headers_mut();
+    let target = format!("{prefix}{}", mediagate_signer::encode_path(path));
+    // The prefix is checked when configured and the path is encoded: only
+    // visible ASCII remains.
+    if let Ok(target) = HeaderValue::from_str(&target) {
+        h.insert(http::HeaderName::from_static("x-accel-redirect"), target);
+    }
+    let content_type = grant
+        .claims()
+        .content_type()
+        .and_then(|ct| HeaderValue::from_str(ct).ok())
+        .unwrap_or_else(|| crate::files::content_type::guess(path));
+    h.insert(CONTENT_TYPE, content_type);
+    if let Some(cd) = grant
+        .claims()
+        .content_disposition()
+        .and_then(|cd| HeaderValue::from_str(&cd).ok())
+    {
+        h.insert(CONTENT_DISPOSITION, cd);
+    }
+    h.insert(CACHE_CONTROL, cache_control(cache, grant, now));
+    res
+}
+
 /// The health-check response.
 pub(crate) fn health(head: bool) -> Response<MediaBody> {
     let mut res = Response::new(if head {

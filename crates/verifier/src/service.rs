@@ -219,6 +219,15 @@ impl MediaGate {
             Ok(granted) => granted,
             Err((r, user)) => return self.refuse(req, client_ip, user.as_deref(), r),
         };
+        // nginx serves the file (X-Accel-Redirect mode).
+        if let Some(prefix) = &cfg.accel_redirect {
+            let res =
+                response::accel_redirect(prefix, path.as_str(), &grant, cfg.cache_policy, now);
+            return (
+                res,
+                Some(Served::granted(client_ip, grant.claims().subject())),
+            );
+        }
         // 5. File
         let resolved = self.cache.resolve(&cfg.root.load(), path.relative(), || {
             content_type::guess(path.as_str())
@@ -267,12 +276,10 @@ impl MediaGate {
                 MediaBody::file(file, place, version, start, end - start, cfg.chunk_size)
             }
         };
-        let served = Served {
-            client: client_ip,
-            user: access_log::enabled().then(|| grant.claims().subject().into()),
-            reason: None,
-        };
-        (res, Some(served))
+        (
+            res,
+            Some(Served::granted(client_ip, grant.claims().subject())),
+        )
     }
 
     /// Steps 2 to 4 of a request for `raw_path` (still encoded) with
@@ -360,12 +367,7 @@ impl MediaGate {
         match checked {
             Ok(user) => {
                 let res = response::granted_for_proxy(&user);
-                let served = Served {
-                    client: client_ip,
-                    user: access_log::enabled().then(|| user.into()),
-                    reason: None,
-                };
-                (res, Some(served))
+                (res, Some(Served::granted(client_ip, &user)))
             }
             Err((r, user)) => {
                 // Proxies take 401 and 403 as "deny" and anything else as

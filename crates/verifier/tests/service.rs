@@ -373,3 +373,52 @@ async fn the_auth_endpoint_answers_a_proxy_for_the_request_it_describes() {
         (404, None, Some("not_found".into()))
     );
 }
+
+#[tokio::test]
+async fn accel_redirect_mode_names_the_file_for_nginx_and_sends_no_body() {
+    let t = InProcess::with(|b| b.mount("/media").accel_redirect("/_protected/"));
+    let link = t
+        .signer
+        .link("u1", "/docs/a b?.pdf")
+        .ttl(Duration::minutes(10))
+        .attachment("report.pdf")
+        .url("/media")
+        .unwrap();
+    let (res, body) = t.get(&link, &[("range", "bytes=0-1")]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(body.is_empty());
+    assert_eq!(
+        header(&res, "x-accel-redirect"),
+        Some("/_protected/docs/a%20b%3F.pdf")
+    );
+    assert_eq!(header(&res, "content-type"), Some("application/pdf"));
+    assert!(
+        header(&res, "content-disposition")
+            .unwrap()
+            .starts_with("attachment; filename=\"report.pdf\"")
+    );
+    assert!(
+        header(&res, "cache-control")
+            .unwrap()
+            .starts_with("private")
+    );
+    // The file need not exist: nginx answers for the disk.
+    assert!(header(&res, "accept-ranges").is_none());
+    // Refusals are the direct mode's.
+    let (res, body) = t.get("/media/docs/a.pdf", &[]).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(body, b"missing_token\n");
+    assert!(header(&res, "x-accel-redirect").is_none());
+}
+
+#[test]
+fn an_accel_redirect_prefix_must_be_a_plain_absolute_path() {
+    let (_dir, root) = common::media_tree();
+    let keyring = Keyring::new(Key::new("k1", &[9u8; 32]).unwrap());
+    for bad in ["_protected", "/a b", "/a?x", "/a#b", "/a%2e", "/a\n"] {
+        let built = MediaGate::builder(&root, keyring.clone())
+            .accel_redirect(bad)
+            .build();
+        assert!(built.is_err(), "{bad:?}");
+    }
+}
