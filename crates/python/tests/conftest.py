@@ -116,3 +116,26 @@ def wait_until(predicate, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def tamper(url: str) -> str:
+    """`url` with one character in the middle of its token changed: still a
+    well-formed token, whose MAC no longer matches."""
+    m = re.search(r"(?:mg_token=|/_mg/)([A-Za-z0-9_-]+)", url)
+    assert m, url
+    i = m.start(1) + (m.end(1) - m.start(1)) // 2
+    return url[:i] + ("A" if url[i] != "A" else "B") + url[i + 1:]
+
+
+def with_user(token: str, user: str) -> str:
+    """`token` with its user claim replaced by `user` (same length), the
+    MAC left as it was: another user's link, forged."""
+    import base64
+
+    raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    kid = raw[1]
+    flags = raw[2 + kid]
+    at = 2 + kid + 2 + 16 + (8 if flags & 1 else 0)
+    assert raw[at] == len(user), "same-length users only"
+    raw[at + 1:at + 1 + len(user)] = user.encode()
+    return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()

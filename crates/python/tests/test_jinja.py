@@ -4,6 +4,7 @@ Django's Jinja2 backend, each link fetched from a real `mediagate serve`."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import jinja2
@@ -14,7 +15,7 @@ from django.core.files.base import ContentFile
 import mediagate
 from mediagate.jinja import MediagateExtension
 
-from conftest import Server, fetch
+from conftest import Server, fetch, tamper, with_user
 from djproject.docs.models import Document
 
 
@@ -25,7 +26,10 @@ def plain_server(tmp_path: Path, keys_file: Path):
     (root / "docs/a b.txt").write_bytes(b"hello from jinja\n")
     (root / "videos/show-1").mkdir(parents=True)
     (root / "videos/show-1/master.m3u8").write_text("#EXTM3U\n")
-    server = Server(keys_file, root)
+    # A one-second clock-skew leeway, so that a short link expires in a test.
+    config = tmp_path / "mediagate.toml"
+    config.write_text('leeway = "1s"\n')
+    server = Server(keys_file, root, "/media", "--config", str(config))
     yield server
     server.stop()
 
@@ -48,8 +52,19 @@ def test_a_plain_jinja_template_renders_links_the_server_serves(keys_file, plain
     status, headers, _ = fetch(urls["b"])
     assert status == 200 and headers["content-disposition"].startswith('attachment; filename="a b.txt"')
     assert fetch(urls["c"])[2] == b"#EXTM3U\n"
-    tampered = urls["a"][:-1] + ("A" if urls["a"][-1] != "A" else "B")
-    assert fetch(tampered)[1]["mediagate-reason"] == "bad_signature"
+    assert fetch(tamper(urls["a"]))[1]["mediagate-reason"] == "bad_signature"
+    # Another user's link: user 42's token edited to say 43.
+    token = urls["a"].split("mg_token=")[1]
+    forged = urls["a"].replace(token, with_user(token, "43"))
+    assert fetch(forged)[1]["mediagate-reason"] == "bad_signature"
+    # Another file with 42's token.
+    other = urls["a"].replace("/docs/a%20b.txt", "/videos/show-1/master.m3u8")
+    assert fetch(other)[1]["mediagate-reason"] == "scope"
+    # Expired: a one-second link, fetched past its expiry and the leeway.
+    short = env.from_string('{{ signed_url("docs/a b.txt", ttl=1) }}').render(user="42")
+    time.sleep(3.1)
+    status, headers, _ = fetch(short)
+    assert (status, headers["mediagate-reason"]) == (403, "expired")
 
 
 def test_without_a_user_no_link_is_minted(keys_file):
