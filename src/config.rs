@@ -23,6 +23,8 @@ pub(crate) struct FileConfig {
     /// ask it (default: this machine).
     pub auth_path: Option<String>,
     pub auth_proxies: Option<Vec<String>>,
+    /// Where Prometheus metrics are served (`127.0.0.1:9898`; default off).
+    pub metrics_listen: Option<String>,
     /// X-Accel-Redirect mode: nginx's internal location that serves the
     /// files mediagate grants (`/_protected`).
     pub accel_redirect: Option<String>,

@@ -13,6 +13,7 @@ use mediagate::verifier::{CacheLimits, KeyringHandle, MediaGate, RevocationsHand
 use crate::cli::{ServeArgs, parse_duration, parse_listen};
 use crate::config::{self, FileConfig};
 use crate::keys::load_keys;
+use mediagate::verifier::metrics::Reload;
 
 /// A duration setting of the config file, if set; an error names it.
 fn seconds(s: Option<&str>, what: &str) -> Result<Option<Duration>> {
@@ -163,6 +164,12 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         revocations.replace(set);
         b = b.revocations(std::sync::Arc::new(revocations.clone()));
     }
+    let metrics_addr = file
+        .metrics_listen
+        .as_deref()
+        .map(|a| a.parse::<SocketAddr>())
+        .transpose()
+        .map_err(|_| anyhow!("metrics_listen: not an address like 127.0.0.1:9898"))?;
     let gate = b.cache_limits(limits).build()?;
     let workers = args.workers.or(file.workers);
     let workers = workers.map(|n| at_least_one(n, "workers")).transpose()?;
@@ -190,6 +197,13 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         keys_file,
         revocations_file.map(|f| (f, revocations)),
     )?;
+    if let Some(addr) = metrics_addr {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| anyhow!("cannot listen for metrics on {addr}: {e}"))?;
+        let bound = listener.local_addr()?;
+        mediagate::verifier::serve_metrics(listener)?;
+        tracing::info!(listen = %bound, "metrics served at /metrics");
+    }
     let reuse_port = args.reuse_port || file.reuse_port.unwrap_or(false);
     run_server(gate, listen, config, workers, reuse_port)
 }
@@ -368,6 +382,7 @@ fn reload_keys(keys: &KeyringHandle, file: Option<&Path>) {
                 "keys reloaded"
             );
             keys.replace(ring);
+            mediagate::verifier::metrics::record_reload(Reload::Keys);
         }
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "keys not reloaded: still checking links with the previous keys");
@@ -378,7 +393,11 @@ fn reload_keys(keys: &KeyringHandle, file: Option<&Path>) {
 /// The media root's part of a reload (see [`reload_on_hangup`]).
 fn reopen_root(gate: &MediaGate) {
     let before = gate.root();
-    match gate.reopen_root() {
+    let reopened = gate.reopen_root();
+    if reopened.is_ok() {
+        mediagate::verifier::metrics::record_reload(Reload::Root);
+    }
+    match reopened {
         Ok(root) if root == before => tracing::info!(root = %root.display(), "media root reopened"),
         Ok(root) => tracing::info!(
             root = %root.display(),

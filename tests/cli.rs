@@ -884,15 +884,21 @@ fn serve_check_validates_without_serving() {
         out.starts_with("configuration ok: ") && out.contains("1 key(s)"),
         "{out}"
     );
-    let config = dir.path().join("bad.toml");
-    std::fs::write(&config, "send_timeout = \"soon\"\n").unwrap();
-    let config = config.to_str().unwrap();
-    assert_one_line_error(
-        &[
-            "serve", "--keys", &keys, "--root", root, "--config", config, "--check",
-        ],
-        "send_timeout",
-    );
+    for (text, named) in [
+        ("send_timeout = \"soon\"\n", "send_timeout"),
+        ("metrics_listen = \"localhost\"\n", "metrics_listen"),
+        ("accel_redirect = \"_protected\"\n", "accel_redirect"),
+    ] {
+        let config = dir.path().join("bad.toml");
+        std::fs::write(&config, text).unwrap();
+        let config = config.to_str().unwrap();
+        assert_one_line_error(
+            &[
+                "serve", "--keys", &keys, "--root", root, "--config", config, "--check",
+            ],
+            named,
+        );
+    }
 }
 
 #[test]
@@ -2581,5 +2587,80 @@ fn caddy_forward_auth_serves_files_that_mediagate_grants() {
         );
     }
     drop(caddy);
+    stop(child);
+}
+
+#[test]
+fn serve_exposes_prometheus_metrics_on_a_listener_of_their_own() {
+    let (dir, keys, root) = keys_and_media("counted\n");
+    let config = dir.path().join("mediagate.toml");
+    std::fs::write(
+        &config,
+        "mount = \"/media\"\nmetrics_listen = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let mut cmd = serve_cmd(&keys, &root);
+    cmd.args(["--config", config.to_str().unwrap()]);
+    let mut child = Served(cmd.stderr(Stdio::piped()).spawn().unwrap());
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let (mut metrics, mut media) = (None, None);
+    while metrics.is_none() || media.is_none() {
+        let line = lines.next().expect("server exited early").unwrap();
+        let field = |name: &str| {
+            line.split(name)
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_owned)
+        };
+        if line.contains("metrics served") {
+            metrics = field("listen=");
+        } else if line.contains("serving") {
+            media = field("addr=");
+        }
+    }
+    let (metrics, media) = (metrics.unwrap(), media.unwrap());
+    let rx = lines_on_a_thread(lines);
+    let url = sign_a_txt(&keys, "/media");
+    assert!(http_get(&media, &url).ends_with("counted\n"));
+    let forged = format!("{}AAAA", &url[..url.len() - 4]);
+    assert!(http_get(&media, &forged).starts_with("HTTP/1.1 403"));
+    // A reload is counted.
+    let sent = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert!(
+        rx.iter().any(|l| l.contains("keys reloaded")),
+        "the server logs the reload"
+    );
+    let res = http_get(&metrics, "/metrics");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    let value = |series: &str| -> f64 {
+        res.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{series} in\n{res}"))
+    };
+    assert_eq!(
+        value("mediagate_requests_total{status=\"200\",reason=\"\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("mediagate_requests_total{status=\"403\",reason=\"bad_signature\"}"),
+        1.0
+    );
+    assert_eq!(value("mediagate_response_body_bytes_total"), 22.0, "8 + 14");
+    assert_eq!(value("mediagate_response_duration_seconds_count"), 2.0);
+    assert_eq!(value("mediagate_file_cache_misses_total"), 1.0);
+    assert_eq!(value("mediagate_key_reloads_total"), 1.0);
+    assert_eq!(value("mediagate_root_reloads_total"), 1.0);
+    assert!(value("mediagate_open_fds") > 3.0);
+    assert!(value("mediagate_connections_open") >= 0.0);
+    assert!(res.contains("mediagate_build_info{version=\""), "{res}");
+    // Not on the media port, and nothing else on the metrics one.
+    assert!(http_get(&media, "/metrics").starts_with("HTTP/1.1 404"));
+    assert!(http_get(&metrics, "/media/a.txt").starts_with("HTTP/1.1 404"));
     stop(child);
 }

@@ -21,9 +21,16 @@ use crate::reject::Reject;
 /// The log target of access lines.
 pub const TARGET: &str = "mediagate::access";
 
-/// Whether access lines are wanted: `false` when no subscriber listens at
-/// INFO on [`TARGET`], and then nothing is built for them.
+/// Whether lines are wanted, for the log or for the metrics (which count
+/// each request as its line ends): `false` when no subscriber listens at
+/// INFO on [`TARGET`] and the metrics are off, and then nothing is built
+/// for them.
 pub(crate) fn enabled() -> bool {
+    logging() || crate::metrics::on()
+}
+
+/// Whether a subscriber listens at INFO on [`TARGET`].
+fn logging() -> bool {
     tracing::enabled!(target: TARGET, Level::INFO)
 }
 
@@ -134,7 +141,11 @@ impl Line {
             method: Some(method.clone()),
             // Only the path (the query may hold a token), with a
             // path-form token cut out.
-            path: first_chars(&redact(path), 512).to_owned(),
+            path: if logging() {
+                first_chars(&redact(path), 512).to_owned()
+            } else {
+                String::new()
+            },
             user: served.user,
             status,
             reason: served.reason,
@@ -225,6 +236,7 @@ impl Drop for Line {
 /// Writes one line: the only place that does.
 fn write(p: &Pending, bytes: u64, error: Option<&dyn Display>) {
     let micros = p.begun.map_or(0, |b| b.0.elapsed().as_micros() as u64);
+    crate::metrics::request(p.status, p.reason, bytes, micros);
     let method = p.method.as_ref().map_or("-", http::Method::as_str);
     let path = if p.method.is_some() { &p.path[..] } else { "-" };
     tracing::info!(

@@ -10,6 +10,7 @@ mod cors;
 mod files;
 mod headers;
 mod keys;
+pub mod metrics;
 mod reject;
 mod response;
 mod revocation;
@@ -29,7 +30,7 @@ pub use keys::KeyringHandle;
 pub use response::CachePolicy;
 pub use revocation::{Revocation, RevocationCheck, RevocationsHandle};
 pub use server::fit_open_files;
-pub use server::{ServerConfig, Workers, serve};
+pub use server::{ServerConfig, Workers, serve, serve_metrics};
 pub use service::{MediaGate, PeerAddr};
 pub use token::Transports;
 

@@ -72,6 +72,8 @@ pub(super) async fn connection(
     // preface, and the connection is dropped at the deadline unless a
     // request came by then.
     let deadline = tokio::time::Instant::now() + config.header_read_timeout;
+    // Counted open until this returns (a metric; nothing when they are off).
+    let _open = crate::metrics::connection();
     let mut buf = BytesMut::with_capacity(READ_AHEAD);
     let mut peer = peer;
     let from_balancer = !config.proxy_protocol.is_empty() && {

@@ -25,6 +25,7 @@ mod connection;
 mod graceful;
 pub(crate) mod head_guard;
 mod io;
+mod metrics_endpoint;
 mod open_files;
 mod outgoing;
 mod proxy_protocol;
@@ -34,6 +35,7 @@ pub(crate) mod slots;
 mod workers;
 
 pub use config::ServerConfig;
+pub use metrics_endpoint::serve_metrics;
 pub use open_files::fit_open_files;
 pub use workers::Workers;
 

@@ -150,6 +150,7 @@ impl Slots {
                 conn.idle_since.store(BUSY, Ordering::Relaxed);
                 conn.evicted.store(true, Ordering::Release);
                 conn.waker.wake();
+                crate::metrics::evicted();
                 true
             }
             None => false,

@@ -141,6 +141,7 @@ impl FileCache {
             };
             if let Some(content) = held {
                 if self.still_current(root, relative, entry) {
+                    crate::metrics::file_cache(true);
                     return Ok((entry.clone(), content));
                 }
                 // Changed or gone: let go of the old version (and of its
@@ -148,6 +149,7 @@ impl FileCache {
                 self.forget(relative, entry);
             }
         }
+        crate::metrics::file_cache(false);
         // A new entry's confirmation time must not be later than the open
         // that confirms it.
         let checked_at = self.now();
