@@ -29,8 +29,9 @@ pub(crate) fn enabled() -> bool {
     logging() || crate::metrics::on()
 }
 
-/// Whether a subscriber listens at INFO on [`TARGET`].
-fn logging() -> bool {
+/// Whether a subscriber listens at INFO on [`TARGET`]: what only the log
+/// needs (the path, the user) is kept only then.
+pub(crate) fn logging() -> bool {
     tracing::enabled!(target: TARGET, Level::INFO)
 }
 
@@ -65,7 +66,7 @@ impl Served {
     pub(crate) fn granted(client: Option<IpAddr>, user: &str) -> Served {
         Served {
             client,
-            user: enabled().then(|| user.into()),
+            user: logging().then(|| user.into()),
             reason: None,
         }
     }

@@ -422,7 +422,7 @@ impl MediaGate {
         }
         let served = Served {
             client,
-            user: user.filter(|_| access_log::enabled()).map(Into::into),
+            user: user.filter(|_| access_log::logging()).map(Into::into),
             reason: Some(r.code()),
         };
         (res, Some(served))
