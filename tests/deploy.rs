@@ -3,9 +3,16 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+mod support;
+use support::Nginx;
 
 const UNIT: &str = include_str!("../deploy/systemd/mediagate.service");
+const NGINX_SITE: &str = include_str!("../deploy/nginx/media.conf");
+const BEHIND_NGINX: &str = include_str!("../deploy/nginx/mediagate.toml");
 
 /// `deploy/systemd/mediagate.service` passes `systemd-analyze verify`
 /// without a warning (unknown keys, bad values and sandboxing settings
@@ -68,4 +75,205 @@ fn the_systemd_unit_verifies_and_its_command_runs() {
     assert!(out.starts_with("configuration ok"), "{out}");
     // ExecReload sends the signal the server reloads on.
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+}
+
+/// `text` with `from` replaced by `to`, which must be in it (so that a
+/// test that starts a recipe notices when the recipe changes).
+fn swap(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the recipe no longer says {from:?}");
+    text.replace(from, to)
+}
+
+/// A test CA and a certificate it signed for media.example.com and
+/// 127.0.0.1, made by `openssl` in `dir`: the CA's, the site's and its
+/// key's paths.
+fn test_certificates(dir: &Path) -> (String, String, String) {
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let (ca, ca_key) = (path("ca.pem"), path("ca.key"));
+    let (site, key, csr, ext) = (
+        path("site.pem"),
+        path("site.key"),
+        path("site.csr"),
+        path("ext"),
+    );
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &["-keyout", &ca_key, "-out", &ca, "-days", "2"],
+            &["-subj", "/CN=mediagate test CA"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"],
+            &ec[..],
+            &[
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                "/CN=media.example.com",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(&ext, "subjectAltName=DNS:media.example.com,IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &site,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ]);
+    (ca, site, key)
+}
+
+/// A `mediagate serve` this test started; SIGTERM by PID when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// `deploy/nginx/media.conf` and the `mediagate.toml` beside it, started
+/// as written (their certificate, port and paths swapped for this run's):
+/// HTTPS and HTTP/2 at nginx, the files from mediagate, and IP-bound links
+/// checked against the client's address nginx passes, which a client
+/// cannot forge.
+#[test]
+fn the_nginx_recipe_terminates_tls_and_passes_the_client_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_mediagate");
+    let keys = dir.path().join("keys.toml");
+    let keys = keys.to_str().unwrap();
+    assert!(
+        Command::new(bin)
+            .args(["keygen", "--out", keys])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::write(media.join("a.txt"), "through nginx\n").unwrap();
+    let config = dir.path().join("mediagate.toml");
+    let toml = swap(BEHIND_NGINX, "/etc/mediagate/keys.toml", keys);
+    let toml = swap(&toml, "/srv/media", media.to_str().unwrap());
+    std::fs::write(&config, swap(&toml, "127.0.0.1:8080", "127.0.0.1:0")).unwrap();
+    let mut child = Command::new(bin)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let server = Server(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("mediagate exited early").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let (ca, site, key) = test_certificates(dir.path());
+    let nginx = Nginx::start_http(|port| {
+        let conf = swap(
+            NGINX_SITE,
+            "listen 443 ssl",
+            &format!("listen 127.0.0.1:{port} ssl"),
+        );
+        let conf = swap(&conf, "/etc/ssl/certs/media.example.com.pem", &site);
+        let conf = swap(&conf, "/etc/ssl/private/media.example.com.key", &key);
+        swap(&conf, "http://127.0.0.1:8080", &format!("http://{addr}"))
+    });
+    let origin = format!("https://media.example.com:{}", nginx.port);
+    let resolve = format!("media.example.com:{}:127.0.0.1", nginx.port);
+    let sign = |extra: &[&str]| {
+        let out = Command::new(bin)
+            .args([
+                "sign", "--keys", keys, "--user", "7", "--path", "/a.txt", "--ttl", "10m",
+            ])
+            .args(["--base-url", &format!("{origin}/media")])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let curl = |url: &str, extra: &[&str]| {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-i",
+                "--http2",
+                "--cacert",
+                &ca,
+                "--resolve",
+                &resolve,
+            ])
+            .args(extra)
+            .arg(url)
+            .output()
+            .expect("curl");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (_, res) = curl(&sign(&[]), &[]);
+    assert!(res.starts_with("HTTP/2 200"), "{res}");
+    assert!(res.ends_with("\r\n\r\nthrough nginx\n"), "{res}");
+    // Bound to the client's address: served; bound to another: refused,
+    // even when the client claims that address itself.
+    let (_, res) = curl(&sign(&["--ip", "127.0.0.1"]), &[]);
+    assert!(res.starts_with("HTTP/2 200"), "{res}");
+    let elsewhere = sign(&["--ip", "203.0.113.9"]);
+    let (_, res) = curl(&elsewhere, &["-H", "X-Forwarded-For: 203.0.113.9"]);
+    assert!(res.starts_with("HTTP/2 403"), "{res}");
+    assert!(res.contains("mediagate-reason: ip"), "{res}");
+    // A client that does not trust the test CA does not get through.
+    let out = Command::new("curl")
+        .args(["-sS", "--resolve", &resolve, &sign(&[])])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(60), "certificate problem expected");
+    drop(nginx);
+    drop(server);
 }

@@ -186,10 +186,10 @@ impl Builder {
     /// request to `path` (outside the mount) from one of `proxies` is
     /// taken as a check of the request named by its `X-Original-URI` and
     /// `X-Original-Method` (nginx's convention) or `X-Forwarded-Uri` and
-    /// `X-Forwarded-Method` (Caddy's and Traefik's; tested in process,
-    /// not yet against a real Caddy or Traefik), with its own `Cookie`
+    /// `X-Forwarded-Method` (Caddy's and Traefik's), with its own `Cookie`
     /// and client headers. A granted link gets 204 with the user in
-    /// `mediagate-user`; a refusal 403 with its reason in
+    /// `mediagate-user`, the link's id in `mediagate-link-id` and its
+    /// expiry (Unix seconds) in `mediagate-expires`; a refusal 403 with its reason in
     /// `mediagate-reason` (proxies treat other codes as errors). From any
     /// other peer the path is not found. Default: off.
     pub fn auth_endpoint(mut self, path: &str, proxies: Vec<IpNet>) -> Self {

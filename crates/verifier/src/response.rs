@@ -86,15 +86,25 @@ pub(crate) fn preflight() -> Response<MediaBody> {
 }
 
 /// The auth-only endpoint's answer for a granted link: 204, the user in
-/// `mediagate-user`, nothing to cache.
-pub(crate) fn granted_for_proxy(user: &str) -> Response<MediaBody> {
+/// `mediagate-user`, the link's id (for revoking it) in `mediagate-link-id`
+/// and its expiry (Unix seconds) in `mediagate-expires`, nothing to cache.
+pub(crate) fn granted_for_proxy(grant: &Grant) -> Response<MediaBody> {
     let mut res = Response::new(MediaBody::empty());
     *res.status_mut() = StatusCode::NO_CONTENT;
     let h = res.headers_mut();
     h.insert(CACHE_CONTROL, NO_STORE);
-    if let Ok(user) = HeaderValue::from_str(user) {
+    let claims = grant.claims();
+    // User ids are printable ASCII, link ids base64url: valid values.
+    if let Ok(user) = HeaderValue::from_str(claims.subject()) {
         h.insert(http::HeaderName::from_static("mediagate-user"), user);
     }
+    if let Ok(id) = HeaderValue::from_str(&grant.link_id().to_string()) {
+        h.insert(http::HeaderName::from_static("mediagate-link-id"), id);
+    }
+    h.insert(
+        http::HeaderName::from_static("mediagate-expires"),
+        HeaderValue::from(claims.expires_at().unix_timestamp()),
+    );
     res
 }
 

@@ -362,12 +362,13 @@ impl MediaGate {
                     client_ip,
                     now,
                 )
-                .map(|(grant, _)| grant.claims().subject().to_owned()),
+                .map(|(grant, _)| grant),
         };
         match checked {
-            Ok(user) => {
-                let res = response::granted_for_proxy(&user);
-                (res, Some(Served::granted(client_ip, &user)))
+            Ok(grant) => {
+                let res = response::granted_for_proxy(&grant);
+                let user = grant.claims().subject();
+                (res, Some(Served::granted(client_ip, user)))
             }
             Err((r, user)) => {
                 // Proxies take 401 and 403 as "deny" and anything else as

@@ -422,3 +422,25 @@ fn an_accel_redirect_prefix_must_be_a_plain_absolute_path() {
         assert!(built.is_err(), "{bad:?}");
     }
 }
+
+#[tokio::test]
+async fn a_granted_auth_check_names_the_link_and_its_expiry() {
+    use mediagate_verifier::PeerAddr;
+    let loopback: ipnet::IpNet = "127.0.0.0/8".parse().unwrap();
+    let t = InProcess::with(|b| b.mount("/media").auth_endpoint("/auth", vec![loopback]));
+    let link = t.link("/pub/a.txt");
+    let mut req = Request::get("/auth")
+        .header("x-original-uri", link.url("/media"))
+        .body(())
+        .unwrap();
+    req.extensions_mut()
+        .insert(PeerAddr(([127, 0, 0, 1], 40000).into()));
+    let Ok(res) = t.gate.clone().oneshot(req).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let id = mediagate_verifier::signer::revoke::LinkId::of_token(link.token()).unwrap();
+    assert_eq!(header_of(&res, "mediagate-link-id"), Some(id.to_string()));
+    assert_eq!(
+        header_of(&res, "mediagate-expires"),
+        Some(link.expires_at().unix_timestamp().to_string())
+    );
+}
