@@ -2240,6 +2240,29 @@ fn nodes_sharing_redis_refuse_revoked_links_and_never_serve_them_when_it_fails()
     }
 }
 
+/// Through the proxy at `via`, links to `/a.txt` that must not pass (a
+/// forged one, one for another file, an expired one, none at all) are
+/// refused 403 with mediagate's reason in `mediagate-reason`.
+fn assert_refusals_through(via: &str, keys: &str, url: &str) {
+    let forged = format!("{}AAAA", &url[..url.len() - 4]);
+    let scope = url.replace("/a.txt", "/b.txt");
+    let expired = expired_a_txt(keys, "/media");
+    for (target, reason) in [
+        (forged.as_str(), "bad_signature"),
+        (scope.as_str(), "scope"),
+        (expired.as_str(), "expired"),
+        ("/media/a.txt", "missing_token"),
+    ] {
+        let res = http_get(via, target);
+        assert!(res.starts_with("HTTP/1.1 403"), "{reason}: {res}");
+        assert!(
+            res.to_ascii_lowercase()
+                .contains(&format!("mediagate-reason: {reason}")),
+            "{res}"
+        );
+    }
+}
+
 #[test]
 fn nginx_auth_request_serves_files_that_mediagate_grants() {
     let (dir, keys, root) = keys_and_media("served by nginx\n");
@@ -2277,20 +2300,7 @@ fn nginx_auth_request_serves_files_that_mediagate_grants() {
     assert!(ranged.starts_with("HTTP/1.1 206"), "{ranged}");
     assert!(ranged.ends_with("\r\n\r\nserved"), "{ranged}");
     // Refusals: nginx answers 403, with mediagate's reason.
-    let forged = format!("{}AAAA", &url[..url.len() - 4]);
-    let scope = url.replace("/a.txt", "/b.txt");
-    for (target, reason) in [
-        (forged.as_str(), "bad_signature"),
-        (scope.as_str(), "scope"),
-        ("/media/a.txt", "missing_token"),
-    ] {
-        let res = http_get(&via, target);
-        assert!(res.starts_with("HTTP/1.1 403"), "{reason}: {res}");
-        assert!(
-            res.contains(&format!("mediagate-reason: {reason}")),
-            "{res}"
-        );
-    }
+    assert_refusals_through(&via, &keys, &url);
     // The endpoint itself answers only its proxies; directly, it is 403
     // for a request it cannot read.
     let direct = http_get(&addr, "/auth");
@@ -2367,19 +2377,7 @@ fn nginx_serves_what_mediagate_grants_by_x_accel_redirect() {
         "{res}"
     );
     // Refusals: mediagate's, passed on by nginx.
-    let forged = format!("{}AAAA", &url[..url.len() - 4]);
-    let scope = url.replace("/a.txt", "/b.txt");
-    let expired = expired_a_txt(&keys, "/media");
-    for (target, reason) in [
-        (forged.as_str(), "bad_signature"),
-        (scope.as_str(), "scope"),
-        (expired.as_str(), "expired"),
-        ("/media/a.txt", "missing_token"),
-    ] {
-        let res = http_get(&via, target);
-        assert!(res.starts_with("HTTP/1.1 403"), "{reason}: {res}");
-        assert!(res.ends_with(&format!("\r\n\r\n{reason}\n")), "{res}");
-    }
+    assert_refusals_through(&via, &keys, &url);
     // The internal location is not reachable from outside.
     let res = http_get(&via, "/_protected/a.txt");
     assert!(res.starts_with("HTTP/1.1 404"), "{res}");
@@ -2419,23 +2417,7 @@ fn caddy_forward_auth_serves_files_that_mediagate_grants() {
     let res = http_request(&via, "GET", "/media/a.txt", &[&cookie]);
     assert!(res.ends_with("served by caddy\n"), "{res}");
     // Refusals: Caddy hands the client mediagate's answer.
-    let forged = format!("{}AAAA", &url[..url.len() - 4]);
-    let scope = url.replace("/a.txt", "/b.txt");
-    let expired = expired_a_txt(&keys, "/media");
-    for (target, reason) in [
-        (forged.as_str(), "bad_signature"),
-        (scope.as_str(), "scope"),
-        (expired.as_str(), "expired"),
-        ("/media/a.txt", "missing_token"),
-    ] {
-        let res = http_get(&via, target);
-        assert!(res.starts_with("HTTP/1.1 403"), "{reason}: {res}");
-        assert!(
-            res.to_ascii_lowercase()
-                .contains(&format!("mediagate-reason: {reason}")),
-            "{res}"
-        );
-    }
+    assert_refusals_through(&via, &keys, &url);
     drop(caddy);
     stop(child);
 }

@@ -104,8 +104,13 @@ def start_mediagate(tmp: Path, media: Path):
                    stderr=subprocess.DEVNULL)
     port = free_port()
     env = dict(os.environ, MEDIAGATE_LOG="warn")
+    # The auth-only endpoint too, for the nginx auth_request row (it is
+    # outside the mount: the other rows do not touch it).
+    config = tmp / "mediagate.toml"
+    config.write_text('auth_path = "/auth"\n')
     p = start("mediagate", [MEDIAGATE, "serve", "--keys", keys, "--root", media,
-                            "--listen", f"127.0.0.1:{port}", "--mount", "/media"], env=env)
+                            "--listen", f"127.0.0.1:{port}", "--mount", "/media",
+                            "--config", config], env=env)
     wait_port(port)
 
     def sign(path, prefix=False):
@@ -126,12 +131,10 @@ def nginx_token(expires, signed):
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def start_nginx(tmp: Path, media: Path, workers: str):
-    port = free_port()
-    d = tmp / f"nginx-{workers}"
-    d.mkdir()
-    conf = d / "nginx.conf"
-    conf.write_text(f"""
+def nginx_head(d: Path, workers: str) -> str:
+    """The start of every benchmarked nginx's config, up to its http
+    block's own servers: the same tuning for each."""
+    return f"""
 worker_processes {workers};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -149,6 +152,15 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
+"""
+
+
+def start_nginx(tmp: Path, media: Path, workers: str):
+    port = free_port()
+    d = tmp / f"nginx-{workers}"
+    d.mkdir()
+    conf = d / "nginx.conf"
+    conf.write_text(nginx_head(d, workers) + f"""
     server {{
         listen 127.0.0.1:{port} reuseport;
         root {media};
@@ -169,6 +181,42 @@ http {{
 }}
 """)
     p = start(f"nginx-{workers}", [NGINX, "-c", str(conf), "-p", str(d)])
+    wait_port(port)
+    return p, port
+
+
+def start_nginx_auth(tmp: Path, media: Path, mg_port: int):
+    """nginx (one worker) serving the media from disk once mediagate's
+    auth-only endpoint grants the link (auth_request, kept-alive upstream)."""
+    port = free_port()
+    d = tmp / "nginx-auth"
+    d.mkdir()
+    conf = d / "nginx.conf"
+    conf.write_text(nginx_head(d, "1") + f"""
+    upstream mediagate {{
+        server 127.0.0.1:{mg_port};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location /media/ {{
+            auth_request /_mediagate;
+            alias {media}/;
+        }}
+        location = /_mediagate {{
+            internal;
+            proxy_pass http://mediagate/auth;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Original-Method $request_method;
+        }}
+    }}
+}}
+""")
+    p = start("nginx-auth", [NGINX, "-c", str(conf), "-p", str(d)])
     wait_port(port)
     return p, port
 
@@ -367,6 +415,7 @@ def main():
         ng1, ng1_port = start_nginx(tmp, media, "1")
         nga, nga_port = start_nginx(tmp, media, "auto")
         dj, dj_port, dj_sign = start_django(tmp, media)
+        nau, nau_port = start_nginx_auth(tmp, media, mg_port)
 
         expires = int(time.time()) + 3600
         def ng(path, signed=None):
@@ -404,22 +453,29 @@ def main():
                 "mediagate": (mg_port, mg_valid), "nginx-1": (ng1_port, ng_valid),
                 "nginx-auto": (nga_port, ng_valid)}),
         ]
+        # nginx serving from disk, the link checked by mediagate through
+        # auth_request (a subrequest), against nginx's own secure_link: not
+        # a mediagate row, reported in a table of its own.
+        proxied = [(AUTH_REQUEST, "req/s", {
+            "nginx-1": (ng1_port, ng_valid), "nginx-auth": (nau_port, mg_valid)})]
         if args.only:
             workloads = [w for w in workloads if args.only in w[0]]
+            proxied = [w for w in proxied if args.only in w[0]]
         # Sanity: every valid target answers 200 and every invalid one 403.
-        for name, _, targets in workloads:
+        for name, _, targets in workloads + proxied:
             for who, (port, target) in targets.items():
                 status = http_status(port, target)
                 want = 403 if name == "invalid signature" else 200
                 if status != want:
                     raise RuntimeError(f"{who} answered {status} for {name} ({target})")
 
-        pids = {"mediagate": mg.pid, "nginx-1": ng1.pid, "nginx-auto": nga.pid, "django": dj.pid}
+        pids = {"mediagate": mg.pid, "nginx-1": ng1.pid, "nginx-auto": nga.pid, "django": dj.pid,
+                "nginx-auth": nau.pid}
         results, cpu = {}, {}
         rss_seconds = 3 if partial else 10
         big = mg_sign("/100m.bin")
         peak = None
-        for name, unit, targets in workloads:
+        for name, unit, targets in workloads + proxied:
             if name in (MANY_CLIENTS, NO_KEEPALIVE) and peak is None:
                 # Before the 1000 clients, whose buffers the allocator keeps.
                 peak = peak_rss_during(mg.pid, mg_port, big, rss_seconds, 256)
@@ -460,13 +516,15 @@ def main():
                 idle[who] = idle_memory(pids[who], port, target, idle_n)
                 print(f"{idle_n} idle keep-alive connections: {who} {idle[who] / 1024:.1f} KiB each",
                       flush=True)
-        report(out, results, cpu, workloads, peak, seconds, rounds, args.quick, (idle_n, idle))
+        report(out, results, cpu, workloads, peak, seconds, rounds, args.quick, (idle_n, idle),
+               proxied)
         print(f"report written to {out}")
     finally:
         stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+AUTH_REQUEST = "valid 1 KiB, nginx in front"
 MANY_CLIENTS = "valid 1 KiB, 1000 connections"
 NO_KEEPALIVE = "valid 1 KiB, a connection per request"
 
@@ -477,7 +535,7 @@ TARGETS = {
 }
 
 
-def report(out, results, cpu, workloads, peak, seconds, rounds, quick, idle=(0, {})):
+def report(out, results, cpu, workloads, peak, seconds, rounds, quick, idle=(0, {}), proxied=()):
     med = {k: statistics.median(v) for k, v in results.items()}
     lines = [
         "# Benchmarks",
@@ -511,6 +569,22 @@ def report(out, results, cpu, workloads, peak, seconds, rounds, quick, idle=(0, 
             verdicts.append((f"{name}: >= {TARGETS[name]}x best nginx", r_ng >= TARGETS[name], f"{r_ng:.2f}x"))
         if dj:
             verdicts.append(("valid 1 KiB: >= 15x the Django view", mgv / dj >= 15, f"{mgv / dj:.1f}x"))
+    for name, unit, targets in proxied:
+        alone = results.get((name, "nginx-1"))
+        checked = results.get((name, "nginx-auth"))
+        if not (alone and checked):
+            continue
+        a, c = statistics.median(alone), statistics.median(checked)
+        lines += ["", "nginx in front, serving the file from its disk: the link checked by its "
+                  "own `secure_link` (MD5), or by mediagate through `auth_request` (a subrequest "
+                  "to `auth_path` on a kept-alive upstream; one nginx worker each).", "",
+                  "| workload | unit | nginx secure_link | nginx auth_request to mediagate | "
+                  "secure_link / auth_request |", "|---|---|---|---|---|",
+                  f"| {name} | {unit} | {fmt(a, unit)} ({fmt(min(alone), unit)}-"
+                  f"{fmt(max(alone), unit)}) | {fmt(c, unit)} ({fmt(min(checked), unit)}-"
+                  f"{fmt(max(checked), unit)}) | {a / c:.2f}x |"]
+        verdicts.append(("nginx auth_request to mediagate: < 2x slower than secure_link alone",
+                         a / c < 2, f"{a / c:.2f}x"))
     verdicts.append(("peak RSS <= 64 MiB during 256 concurrent 100 MiB downloads", peak <= 64 << 20,
                      f"{peak / (1 << 20):.1f} MiB"))
     lines += ["", "CPU (median over runs, microseconds) per request, or per MiB sent for the "

@@ -20,10 +20,24 @@ pub fn within(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A process this test started, stopped with SIGTERM by its PID when
+/// dropped (an nginx master stops its workers then; SIGKILL would leave
+/// them running, orphaned).
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 /// A real nginx of our own on a free port of 127.0.0.1; stopped when
 /// dropped.
 pub struct Nginx {
-    child: std::process::Child,
+    _process: Stopped,
     pub port: u16,
     _dir: tempfile::TempDir,
 }
@@ -74,21 +88,10 @@ impl Nginx {
             "nginx did not start"
         );
         Nginx {
-            child,
+            _process: Stopped(child),
             port,
             _dir: dir,
         }
-    }
-}
-
-impl Drop for Nginx {
-    /// SIGTERM: the master stops its workers too (SIGKILL would leave them
-    /// running, orphaned).
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
     }
 }
 
@@ -96,7 +99,7 @@ impl Drop for Nginx {
 /// site block's body) with no admin endpoint and its state in a temporary
 /// directory; stopped when dropped.
 pub struct Caddy {
-    child: std::process::Child,
+    _process: Stopped,
     pub port: u16,
     _dir: tempfile::TempDir,
 }
@@ -134,19 +137,10 @@ impl Caddy {
             "caddy did not start"
         );
         Caddy {
-            child,
+            _process: Stopped(child),
             port,
             _dir: dir,
         }
-    }
-}
-
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
     }
 }
 

@@ -127,21 +127,30 @@ pub(crate) fn accel_redirect(
     if let Ok(target) = HeaderValue::from_str(&target) {
         h.insert(http::HeaderName::from_static("x-accel-redirect"), target);
     }
-    let content_type = grant
-        .claims()
-        .content_type()
-        .and_then(|ct| HeaderValue::from_str(ct).ok())
-        .unwrap_or_else(|| crate::files::content_type::guess(path));
+    let content_type =
+        signed_content_type(grant).unwrap_or_else(|| crate::files::content_type::guess(path));
     h.insert(CONTENT_TYPE, content_type);
-    if let Some(cd) = grant
-        .claims()
-        .content_disposition()
-        .and_then(|cd| HeaderValue::from_str(&cd).ok())
-    {
+    if let Some(cd) = signed_disposition(grant) {
         h.insert(CONTENT_DISPOSITION, cd);
     }
     h.insert(CACHE_CONTROL, cache_control(cache, grant, now));
     res
+}
+
+/// The content type the link sets, if any (a valid header value).
+fn signed_content_type(grant: &Grant) -> Option<HeaderValue> {
+    grant
+        .claims()
+        .content_type()
+        .and_then(|ct| HeaderValue::from_str(ct).ok())
+}
+
+/// The `Content-Disposition` the link asks for, if any.
+fn signed_disposition(grant: &Grant) -> Option<HeaderValue> {
+    grant
+        .claims()
+        .content_disposition()
+        .and_then(|cd| HeaderValue::from_str(&cd).ok())
 }
 
 /// The health-check response.
@@ -212,11 +221,7 @@ pub(crate) fn file(
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     // The file's own type was judged when its version was cached; a
     // signed override is judged here.
-    let (content_type, active) = match grant
-        .claims()
-        .content_type()
-        .and_then(|ct| HeaderValue::from_str(ct).ok())
-    {
+    let (content_type, active) = match signed_content_type(grant) {
         Some(ct) => {
             let active = crate::files::content_type::renders_active_content(&ct);
             (ct, active)
@@ -230,11 +235,7 @@ pub(crate) fn file(
         h.insert(CONTENT_SECURITY_POLICY, SANDBOX);
     }
     h.insert(CONTENT_TYPE, content_type);
-    if let Some(cd) = grant
-        .claims()
-        .content_disposition()
-        .and_then(|cd| HeaderValue::from_str(&cd).ok())
-    {
+    if let Some(cd) = signed_disposition(grant) {
         h.insert(CONTENT_DISPOSITION, cd);
     }
     // A Range sent twice is not a valid range: the whole file (as for any
