@@ -161,7 +161,7 @@ impl Verifier {
         let file = request::canonical(located.path)?;
         let grant = self
             .check(
-                &located.tokens,
+                located.tokens(),
                 method,
                 &file,
                 client(client_ip)?,

@@ -12,6 +12,9 @@
 //! ```
 
 pub use crate::limits::PATH_MARKER;
+pub use locate::{LocateError, Located, MAX_COOKIE_TOKENS, Transports, locate};
+
+mod locate;
 
 /// Name of the query parameter that carries a token.
 pub const QUERY_PARAM: &str = "mg_token";
