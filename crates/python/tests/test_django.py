@@ -258,3 +258,18 @@ def test_the_dev_view_never_leaves_media_root(client, alice, tmp_path: Path):
         body = b"".join(r.streaming_content) if r.streaming else r.content
         assert r.status_code != 200 or b"outside" not in body, p
         assert r.status_code in (400, 403, 404), (p, r.status_code)
+
+
+def test_the_storage_signs_for_the_user_under_asgi_too(alice, doc):
+    # Django's ASGI handler runs the middleware chain asynchronously: the
+    # user the middleware records must reach storage.url() there as well.
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    client.force_login(alice)
+    page = async_to_sync(client.get)(f"/docs/{doc.pk}/")
+    assert page.status_code == 200
+    token = hrefs(page.content.decode())["storage"].split("mg_token=")[1]
+    verifier = mediagate.Verifier.from_keys_file(settings.MEDIAGATE["KEYS_FILE"])
+    assert verifier.inspect(token).user == str(alice.pk)
