@@ -273,3 +273,33 @@ def test_the_storage_signs_for_the_user_under_asgi_too(alice, doc):
     token = hrefs(page.content.decode())["storage"].split("mg_token=")[1]
     verifier = mediagate.Verifier.from_keys_file(settings.MEDIAGATE["KEYS_FILE"])
     assert verifier.inspect(token).user == str(alice.pk)
+
+
+def test_the_dev_view_answers_one_byte_range_as_the_server_does(client, alice, doc,
+                                                                media_server):
+    url = signed_url(doc.file, alice)
+    body = b"%PDF-1.7 alice's contract\n"
+    cases = [
+        ("bytes=0-3", 206, body[:4], f"bytes 0-3/{len(body)}"),
+        ("bytes=-5", 206, body[-5:], f"bytes {len(body) - 5}-{len(body) - 1}/{len(body)}"),
+        ("bytes=9-", 206, body[9:], f"bytes 9-{len(body) - 1}/{len(body)}"),
+        ("bytes=5-1000", 206, body[5:], f"bytes 5-{len(body) - 1}/{len(body)}"),
+        ("bytes=0-1,3-4", 200, body, None),   # several: the whole file
+        ("items=0-3", 200, body, None),       # another unit: ignored
+        ("bytes=x-3", 200, body, None),       # malformed: ignored
+        ("bytes=1000-", 416, b"", f"bytes */{len(body)}"),
+        ("bytes=-0", 416, b"", f"bytes */{len(body)}"),
+    ]
+    for header, status, want, content_range in cases:
+        r = client.get(url, HTTP_RANGE=header)
+        got = b"".join(r.streaming_content) if r.streaming else r.content
+        assert (r.status_code, got) == (status, want), header
+        assert r.get("Content-Range") == content_range, header
+        if status != 416:
+            assert r["Content-Length"] == str(len(want)), header
+            assert r["Accept-Ranges"] == "bytes"
+        # The server answers the same.
+        s_status, s_headers, s_body = fetch(media_server.origin + url, {"Range": header})
+        assert (s_status, s_headers.get("content-range")) == (status, content_range), header
+        if status != 416:
+            assert s_body == want, header

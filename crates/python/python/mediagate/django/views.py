@@ -1,6 +1,8 @@
 """A development view that checks links with the Rust core and serves the
 file from ``MEDIA_ROOT``, for ``runserver``: production runs ``mediagate
-serve`` (with Range, caching, sendfile). Same refusals and reason codes
+serve`` (conditional requests, caching, sendfile). One byte range is
+answered 206 (players seek with it; Safari plays no video without it),
+several get the whole file, as the server does. Same refusals and reason codes
 as the server (the body and the ``mediagate-reason`` header), and no way
 out of ``MEDIA_ROOT``: the path is the server's canonical path, and each
 directory is opened without following symlinks."""
@@ -10,10 +12,10 @@ from __future__ import annotations
 import mimetypes
 import os
 import stat
-from typing import Any, Optional
+from typing import Any, Iterator, Optional, Tuple, Union
 
 from django.conf import settings
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.utils.encoding import escape_uri_path
 
 from .. import VerifyError
@@ -67,6 +69,46 @@ def _open_below(root: str, path: str) -> Optional[int]:
     return file_fd
 
 
+UNSATISFIABLE = "unsatisfiable"
+CHUNK = 64 * 1024
+
+
+def byte_range(header: Optional[str], size: int) -> Union[None, Tuple[int, int], str]:
+    """The one range of ``size`` bytes a ``Range`` header asks for, as
+    (first, last) inclusive; None for the whole file (no header, another
+    unit, a malformed one, or several ranges); ``UNSATISFIABLE`` when it
+    lies past the end."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, sep, last = header[len("bytes="):].strip().partition("-")
+    if not sep or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+        return None
+    if first == "":
+        if last == "":
+            return None
+        n = int(last)
+        if n == 0 or size == 0:
+            return UNSATISFIABLE
+        return (max(size - n, 0), size - 1)
+    start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        return UNSATISFIABLE
+    end = int(last) if last else size - 1
+    return (start, min(end, size - 1))
+
+
+def _read(f: Any, length: int) -> Iterator[bytes]:
+    with f:
+        while length > 0:
+            chunk = f.read(min(CHUNK, length))
+            if not chunk:
+                return
+            length -= len(chunk)
+            yield chunk
+
+
 def serve(request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
     """Checks the request's link and answers with the file (GET, HEAD)."""
     if request.method not in ("GET", "HEAD"):
@@ -90,12 +132,28 @@ def serve(request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
         return refusal("not_found", 404)
     size = os.fstat(fd).st_size
     content_type = grant.content_type or mimetypes.guess_type(file)[0] or "application/octet-stream"
+    wanted = byte_range(request.META.get("HTTP_RANGE"), size)
+    if wanted == UNSATISFIABLE:
+        os.close(fd)
+        response: HttpResponse = HttpResponse(status=416, content_type="text/plain; charset=utf-8")
+        response["Content-Range"] = f"bytes */{size}"
+        return response
     if request.method == "HEAD":
         os.close(fd)
-        response: HttpResponse = HttpResponse(content_type=content_type)
+        response = HttpResponse(content_type=content_type)
+        length = size
+    elif isinstance(wanted, tuple):
+        first, last = wanted
+        length = last - first + 1
+        f = os.fdopen(fd, "rb")
+        f.seek(first)
+        response = StreamingHttpResponse(_read(f, length), status=206, content_type=content_type)
+        response["Content-Range"] = f"bytes {first}-{last}/{size}"
     else:
         response = FileResponse(os.fdopen(fd, "rb"), content_type=content_type)
-    response["Content-Length"] = str(size)
+        length = size
+    response["Content-Length"] = str(length)
+    response["Accept-Ranges"] = "bytes"
     if grant.content_disposition:
         response["Content-Disposition"] = grant.content_disposition
     response["Cache-Control"] = "private, no-cache"
