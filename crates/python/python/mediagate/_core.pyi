@@ -3,16 +3,28 @@
 import datetime
 import ipaddress
 from os import PathLike
-from typing import Iterable, Optional, Tuple, Union
+from typing import Iterable, Optional, Tuple, Union, final
 
-Duration = Union[int, float, datetime.timedelta, str]
+_Duration = Union[int, float, datetime.timedelta, str]
 """Seconds, a timedelta, or a string such as ``"90s"``, ``"10m"``, ``"2h 30m"``, ``"7d"``."""
-Instant = Union[datetime.datetime, int, float]
+_Instant = Union[datetime.datetime, int, float]
 """A timezone-aware datetime (a naive one is refused), or Unix seconds."""
-Address = Union[str, ipaddress.IPv4Address, ipaddress.IPv6Address]
-Network = Union[Address, ipaddress.IPv4Network, ipaddress.IPv6Network]
-Methods = Union[str, Iterable[str]]
+_Address = Union[str, ipaddress.IPv4Address, ipaddress.IPv6Address]
+_Network = Union[_Address, ipaddress.IPv4Network, ipaddress.IPv6Network]
+_Methods = Union[str, Iterable[str]]
 """``"GET"``, ``"GET,HEAD"``, or names such as ``("GET", "HEAD")``; default GET and HEAD."""
+
+__all__ = [
+    "COOKIE_NAME",
+    "FORMAT_VERSION",
+    "QUERY_PARAM",
+    "Grant",
+    "Link",
+    "Signer",
+    "Verifier",
+    "canonical_path",
+    "generate_keys",
+]
 
 FORMAT_VERSION: int
 QUERY_PARAM: str
@@ -25,6 +37,7 @@ def canonical_path(raw: str) -> str:
     """The decoded canonical path of a raw URL path, as the server reads it;
     ``VerifyError`` (code ``bad_path``, status 400) for one it refuses."""
 
+@final
 class Link:
     """A signed link. ``repr`` leaves the token out."""
 
@@ -47,10 +60,11 @@ class Link:
     def path_form_for(self, file: str, base: Optional[str] = None) -> str:
         """The path-form URL of ``file`` within the link's scope."""
     def set_cookie(
-        self, mount: str, domain: Optional[str] = None, now: Optional[Instant] = None
+        self, mount: str, domain: Optional[str] = None, now: Optional[_Instant] = None
     ) -> str:
         """A ``Set-Cookie`` value carrying the token for requests below ``mount`` + path."""
 
+@final
 class Signer:
     """Mints links with the active key of a keyring. Immutable, thread-safe."""
 
@@ -59,8 +73,8 @@ class Signer:
         path: Union[str, "PathLike[str]"],
         *,
         base_url: Optional[str] = None,
-        default_ttl: Optional[Duration] = None,
-        max_ttl: Optional[Duration] = None,
+        default_ttl: Optional[_Duration] = None,
+        max_ttl: Optional[_Duration] = None,
         group_readable: bool = False,
     ) -> "Signer": ...
     @staticmethod
@@ -68,16 +82,16 @@ class Signer:
         var: str = "MEDIAGATE_KEYS",
         *,
         base_url: Optional[str] = None,
-        default_ttl: Optional[Duration] = None,
-        max_ttl: Optional[Duration] = None,
+        default_ttl: Optional[_Duration] = None,
+        max_ttl: Optional[_Duration] = None,
     ) -> "Signer": ...
     @staticmethod
     def from_toml(
         text: str,
         *,
         base_url: Optional[str] = None,
-        default_ttl: Optional[Duration] = None,
-        max_ttl: Optional[Duration] = None,
+        default_ttl: Optional[_Duration] = None,
+        max_ttl: Optional[_Duration] = None,
     ) -> "Signer": ...
     @property
     def key_id(self) -> str: ...
@@ -88,12 +102,12 @@ class Signer:
         user: str,
         path: str,
         *,
-        ttl: Optional[Duration] = None,
-        expires_at: Optional[Instant] = None,
-        not_before: Optional[Instant] = None,
-        issued_at: Optional[Instant] = None,
-        methods: Optional[Methods] = None,
-        client_ip: Optional[Network] = None,
+        ttl: Optional[_Duration] = None,
+        expires_at: Optional[_Instant] = None,
+        not_before: Optional[_Instant] = None,
+        issued_at: Optional[_Instant] = None,
+        methods: Optional[_Methods] = None,
+        client_ip: Optional[_Network] = None,
         attachment: Optional[str] = None,
         inline: Optional[str] = None,
         content_type: Optional[str] = None,
@@ -105,12 +119,12 @@ class Signer:
         user: str,
         dir: str,
         *,
-        ttl: Optional[Duration] = None,
-        expires_at: Optional[Instant] = None,
-        not_before: Optional[Instant] = None,
-        issued_at: Optional[Instant] = None,
-        methods: Optional[Methods] = None,
-        client_ip: Optional[Network] = None,
+        ttl: Optional[_Duration] = None,
+        expires_at: Optional[_Instant] = None,
+        not_before: Optional[_Instant] = None,
+        issued_at: Optional[_Instant] = None,
+        methods: Optional[_Methods] = None,
+        client_ip: Optional[_Network] = None,
         attachment: Optional[str] = None,
         inline: Optional[str] = None,
         content_type: Optional[str] = None,
@@ -123,12 +137,12 @@ class Signer:
         path: str,
         base: Optional[str] = None,
         *,
-        ttl: Optional[Duration] = None,
-        expires_at: Optional[Instant] = None,
-        not_before: Optional[Instant] = None,
-        issued_at: Optional[Instant] = None,
-        methods: Optional[Methods] = None,
-        client_ip: Optional[Network] = None,
+        ttl: Optional[_Duration] = None,
+        expires_at: Optional[_Instant] = None,
+        not_before: Optional[_Instant] = None,
+        issued_at: Optional[_Instant] = None,
+        methods: Optional[_Methods] = None,
+        client_ip: Optional[_Network] = None,
         attachment: Optional[str] = None,
         inline: Optional[str] = None,
         content_type: Optional[str] = None,
@@ -136,6 +150,7 @@ class Signer:
     ) -> str:
         """``signer.link(user, path, ...).url(base)`` in one call."""
 
+@final
 class Grant:
     """The claims of a link whose signature checked out."""
 
@@ -171,6 +186,7 @@ class Grant:
     @property
     def link_id(self) -> str: ...
 
+@final
 class Verifier:
     """Checks links with every key of a keyring. Immutable, thread-safe."""
 
@@ -178,20 +194,20 @@ class Verifier:
     def from_keys_file(
         path: Union[str, "PathLike[str]"],
         *,
-        leeway: Optional[Duration] = None,
-        max_ttl: Optional[Duration] = None,
+        leeway: Optional[_Duration] = None,
+        max_ttl: Optional[_Duration] = None,
         group_readable: bool = False,
     ) -> "Verifier": ...
     @staticmethod
     def from_env(
         var: str = "MEDIAGATE_KEYS",
         *,
-        leeway: Optional[Duration] = None,
-        max_ttl: Optional[Duration] = None,
+        leeway: Optional[_Duration] = None,
+        max_ttl: Optional[_Duration] = None,
     ) -> "Verifier": ...
     @staticmethod
     def from_toml(
-        text: str, *, leeway: Optional[Duration] = None, max_ttl: Optional[Duration] = None
+        text: str, *, leeway: Optional[_Duration] = None, max_ttl: Optional[_Duration] = None
     ) -> "Verifier": ...
     def verify(
         self,
@@ -199,8 +215,8 @@ class Verifier:
         path: str,
         *,
         method: str = "GET",
-        client_ip: Optional[Address] = None,
-        now: Optional[Instant] = None,
+        client_ip: Optional[_Address] = None,
+        now: Optional[_Instant] = None,
     ) -> Grant:
         """Checks ``token`` for a request of the decoded path ``path``."""
     def check_request(
@@ -210,8 +226,8 @@ class Verifier:
         *,
         query: Optional[str] = None,
         cookie: Optional[str] = None,
-        client_ip: Optional[Address] = None,
-        now: Optional[Instant] = None,
+        client_ip: Optional[_Address] = None,
+        now: Optional[_Instant] = None,
     ) -> Tuple[Grant, str]:
         """Checks a request as ``mediagate serve`` does (raw path below the
         mount, raw query, Cookie header); the grant and the decoded file path."""

@@ -73,7 +73,7 @@ def _signer(env: Any) -> Signer:
 
 
 def _user(context: Context, user: Any) -> str:
-    env = context.environment
+    env: Any = context.environment
     if user is None:
         user = env.mediagate_user(context)
     return user_id(user, env.mediagate_user_id)
@@ -90,7 +90,7 @@ def _signed_url(
     content_type: Optional[str] = None,
     transport: Optional[str] = None,
 ) -> str:
-    env = context.environment
+    env: Any = context.environment
     return sign_url(
         _signer(env),
         target,
@@ -112,7 +112,7 @@ def _signed_prefix_url(
     ttl: Any = None,
     transport: Optional[str] = None,
 ) -> str:
-    env = context.environment
+    env: Any = context.environment
     return sign_prefix_url(
         _signer(env),
         directory,
