@@ -2240,6 +2240,54 @@ fn nodes_sharing_redis_refuse_revoked_links_and_never_serve_them_when_it_fails()
     }
 }
 
+/// A `mediagate serve` for a proxy in front to ask: `/a.txt` holding
+/// `a_txt` and `/b.txt`, readable to nginx's workers, mounted at `/media`,
+/// with the config lines `extra`.
+struct Behind {
+    _dir: tempfile::TempDir,
+    keys: String,
+    root: std::path::PathBuf,
+    child: Served,
+    addr: String,
+    _drained: std::sync::mpsc::Receiver<String>,
+}
+
+fn behind_a_proxy(a_txt: &str, extra: &str) -> Behind {
+    let (dir, keys, root) = keys_and_media(a_txt);
+    std::fs::write(root.join("b.txt"), "another file\n").unwrap();
+    for f in ["a.txt", "b.txt"] {
+        readable_to_all(&root.join(f));
+    }
+    let config = dir.path().join("mediagate.toml");
+    std::fs::write(&config, format!("mount = \"/media\"\n{extra}")).unwrap();
+    let mut cmd = serve_cmd(&keys, &root);
+    cmd.args(["--config", config.to_str().unwrap()]);
+    let (child, lines, addr) = start_server(cmd);
+    Behind {
+        _dir: dir,
+        keys,
+        root,
+        child,
+        addr,
+        _drained: lines_on_a_thread(lines),
+    }
+}
+
+/// Through the proxy at `via`, `url` (to `/a.txt`) is served whole, ending
+/// with `body`, and its first six bytes as a 206.
+fn assert_served_through(via: &str, url: &str, body: &str) -> String {
+    let res = http_get(via, url);
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(res.ends_with(&format!("\r\n\r\n{body}")), "{res}");
+    let ranged = http_request(via, "GET", url, &["Range: bytes=0-5"]);
+    assert!(ranged.starts_with("HTTP/1.1 206"), "{ranged}");
+    assert!(
+        ranged.ends_with(&format!("\r\n\r\n{}", &body[..6])),
+        "{ranged}"
+    );
+    res
+}
+
 /// Through the proxy at `via`, links to `/a.txt` that must not pass (a
 /// forged one, one for another file, an expired one, none at all) are
 /// refused 403 with mediagate's reason in `mediagate-reason`.
@@ -2265,17 +2313,7 @@ fn assert_refusals_through(via: &str, keys: &str, url: &str) {
 
 #[test]
 fn nginx_auth_request_serves_files_that_mediagate_grants() {
-    let (dir, keys, root) = keys_and_media("served by nginx\n");
-    std::fs::write(root.join("b.txt"), "another file\n").unwrap();
-    for f in ["a.txt", "b.txt"] {
-        readable_to_all(&root.join(f));
-    }
-    let config = dir.path().join("mediagate.toml");
-    std::fs::write(&config, "mount = \"/media\"\nauth_path = \"/auth\"\n").unwrap();
-    let mut cmd = serve_cmd(&keys, &root);
-    cmd.args(["--config", config.to_str().unwrap()]);
-    let (child, lines, addr) = start_server(cmd);
-    let _drained = lines_on_a_thread(lines);
+    let m = behind_a_proxy("served by nginx\n", "auth_path = \"/auth\"\n");
     let nginx = Nginx::start(&format!(
         "  location /media/ {{\n    auth_request /_mediagate;\n\
          \x20   auth_request_set $mg_reason $upstream_http_mediagate_reason;\n\
@@ -2283,61 +2321,45 @@ fn nginx_auth_request_serves_files_that_mediagate_grants() {
          \x20   add_header mediagate-reason $mg_reason always;\n\
          \x20   add_header mediagate-user $mg_user always;\n\
          \x20   alias {}/;\n  }}\n\
-         \x20 location = /_mediagate {{\n    internal;\n    proxy_pass http://{addr}/auth;\n\
+         \x20 location = /_mediagate {{\n    internal;\n    proxy_pass http://{}/auth;\n\
          \x20   proxy_pass_request_body off;\n    proxy_set_header Content-Length \"\";\n\
          \x20   proxy_set_header X-Original-URI $request_uri;\n\
          \x20   proxy_set_header X-Original-Method $request_method;\n  }}",
-        root.display()
+        m.root.display(),
+        m.addr
     ));
     let via = format!("127.0.0.1:{}", nginx.port);
-    let url = sign_a_txt(&keys, "/media");
-    let res = http_get(&via, &url);
-    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
-    assert!(res.ends_with("served by nginx\n"), "{res}");
-    assert!(res.contains("mediagate-user: 7"), "{res}");
+    let url = sign_a_txt(&m.keys, "/media");
     // A range is nginx's to serve, once mediagate has granted the link.
-    let ranged = http_request(&via, "GET", &url, &["Range: bytes=0-5"]);
-    assert!(ranged.starts_with("HTTP/1.1 206"), "{ranged}");
-    assert!(ranged.ends_with("\r\n\r\nserved"), "{ranged}");
+    let res = assert_served_through(&via, &url, "served by nginx\n");
+    assert!(res.contains("mediagate-user: 7"), "{res}");
     // Refusals: nginx answers 403, with mediagate's reason.
-    assert_refusals_through(&via, &keys, &url);
+    assert_refusals_through(&via, &m.keys, &url);
     // The endpoint itself answers only its proxies; directly, it is 403
     // for a request it cannot read.
-    let direct = http_get(&addr, "/auth");
+    let direct = http_get(&m.addr, "/auth");
     assert!(direct.starts_with("HTTP/1.1 403"), "{direct}");
     drop(nginx);
-    stop(child);
+    stop(m.child);
 }
 
 #[test]
 fn nginx_serves_what_mediagate_grants_by_x_accel_redirect() {
-    let (dir, keys, root) = keys_and_media("sent by nginx\n");
-    std::fs::write(root.join("b.txt"), "another file\n").unwrap();
+    let m = behind_a_proxy("sent by nginx\n", "accel_redirect = \"/_protected\"\n");
+    let (keys, root) = (&m.keys, &m.root);
     std::fs::write(root.join("a b?.txt"), "an awkward name\n").unwrap();
-    for f in ["a.txt", "b.txt", "a b?.txt"] {
-        readable_to_all(&root.join(f));
-    }
-    let config = dir.path().join("mediagate.toml");
-    std::fs::write(
-        &config,
-        "mount = \"/media\"\naccel_redirect = \"/_protected\"\n",
-    )
-    .unwrap();
-    let mut cmd = serve_cmd(&keys, &root);
-    cmd.args(["--config", config.to_str().unwrap()]);
-    let (child, lines, addr) = start_server(cmd);
-    let _drained = lines_on_a_thread(lines);
+    readable_to_all(&root.join("a b?.txt"));
     let nginx = Nginx::start(&format!(
-        "  location /media/ {{\n    proxy_pass http://{addr};\n\
+        "  location /media/ {{\n    proxy_pass http://{};\n\
          \x20   proxy_set_header X-Forwarded-For $remote_addr;\n  }}\n\
          \x20 location /_protected/ {{\n    internal;\n    alias {}/;\n  }}",
+        m.addr,
         root.display()
     ));
     let via = format!("127.0.0.1:{}", nginx.port);
-    let url = sign_a_txt(&keys, "/media");
-    let res = http_get(&via, &url);
-    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
-    assert!(res.ends_with("\r\n\r\nsent by nginx\n"), "{res}");
+    let url = sign_a_txt(keys, "/media");
+    // Ranges and conditional requests are nginx's, on the original headers.
+    let res = assert_served_through(&via, &url, "sent by nginx\n");
     let lower = res.to_ascii_lowercase();
     assert!(
         lower.contains("content-type: text/plain; charset=utf-8"),
@@ -2345,22 +2367,18 @@ fn nginx_serves_what_mediagate_grants_by_x_accel_redirect() {
     );
     assert!(lower.contains("cache-control: private"), "{res}");
     assert!(!lower.contains("x-accel-redirect"), "{res}");
-    // Ranges and conditional requests are nginx's, on the original headers.
-    let ranged = http_request(&via, "GET", &url, &["Range: bytes=0-3"]);
-    assert!(ranged.starts_with("HTTP/1.1 206"), "{ranged}");
-    assert!(ranged.ends_with("\r\n\r\nsent"), "{ranged}");
     // A name that needs escaping reaches the right file.
-    let awkward = sign_for_7(&keys, &["--path", "/a b?.txt", "--base-url", "/media"]);
+    let awkward = sign_for_7(keys, &["--path", "/a b?.txt", "--base-url", "/media"]);
     let res = http_get(&via, &awkward);
     assert!(res.ends_with("\r\n\r\nan awkward name\n"), "{res}");
     // The path form and the download name work as in direct mode.
     let path_form = sign_for_7(
-        &keys,
+        keys,
         &["--path", "/a.txt", "--base-url", "/media", "--form", "path"],
     );
     assert!(http_get(&via, &path_form).ends_with("sent by nginx\n"));
     let named = sign_for_7(
-        &keys,
+        keys,
         &[
             "--path",
             "/a.txt",
@@ -2377,49 +2395,38 @@ fn nginx_serves_what_mediagate_grants_by_x_accel_redirect() {
         "{res}"
     );
     // Refusals: mediagate's, passed on by nginx.
-    assert_refusals_through(&via, &keys, &url);
+    assert_refusals_through(&via, keys, &url);
     // The internal location is not reachable from outside.
     let res = http_get(&via, "/_protected/a.txt");
     assert!(res.starts_with("HTTP/1.1 404"), "{res}");
     drop(nginx);
-    stop(child);
+    stop(m.child);
 }
 
 #[test]
 fn caddy_forward_auth_serves_files_that_mediagate_grants() {
-    let (dir, keys, root) = keys_and_media("served by caddy\n");
-    std::fs::write(root.join("b.txt"), "another file\n").unwrap();
-    let config = dir.path().join("mediagate.toml");
-    std::fs::write(&config, "mount = \"/media\"\nauth_path = \"/auth\"\n").unwrap();
-    let mut cmd = serve_cmd(&keys, &root);
-    cmd.args(["--config", config.to_str().unwrap()]);
-    let (child, lines, addr) = start_server(cmd);
-    let _drained = lines_on_a_thread(lines);
+    let m = behind_a_proxy("served by caddy\n", "auth_path = \"/auth\"\n");
     // Caddy's forward_auth sends the original method and URI in
     // X-Forwarded-Method and X-Forwarded-Uri, with the client's headers.
     let caddy = Caddy::start(&format!(
-        "  route /media/* {{\n    forward_auth {addr} {{\n      uri /auth\n\
+        "  route /media/* {{\n    forward_auth {} {{\n      uri /auth\n\
          \x20     copy_headers mediagate-user\n    }}\n\
          \x20   uri strip_prefix /media\n    root * {}\n    file_server\n  }}",
-        root.display()
+        m.addr,
+        m.root.display()
     ));
     let via = format!("127.0.0.1:{}", caddy.port);
-    let url = sign_a_txt(&keys, "/media");
-    let res = http_get(&via, &url);
-    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
-    assert!(res.ends_with("\r\n\r\nserved by caddy\n"), "{res}");
-    let ranged = http_request(&via, "GET", &url, &["Range: bytes=0-5"]);
-    assert!(ranged.starts_with("HTTP/1.1 206"), "{ranged}");
-    assert!(ranged.ends_with("\r\n\r\nserved"), "{ranged}");
+    let url = sign_a_txt(&m.keys, "/media");
+    assert_served_through(&via, &url, "served by caddy\n");
     // The cookie transport: the client's Cookie header reaches the check.
     let token = url.split("mg_token=").nth(1).unwrap();
     let cookie = format!("Cookie: mg_token={token}");
     let res = http_request(&via, "GET", "/media/a.txt", &[&cookie]);
     assert!(res.ends_with("served by caddy\n"), "{res}");
     // Refusals: Caddy hands the client mediagate's answer.
-    assert_refusals_through(&via, &keys, &url);
+    assert_refusals_through(&via, &m.keys, &url);
     drop(caddy);
-    stop(child);
+    stop(m.child);
 }
 
 #[test]

@@ -197,11 +197,11 @@ def start_nginx(tmp: Path, media: Path, workers: str):
     return p, port
 
 
-def start_nginx_auth(tmp: Path, media: Path, mg_port: int):
-    """nginx (one worker) serving the media from disk once mediagate's
-    auth-only endpoint grants the link (auth_request, kept-alive upstream)."""
+def start_nginx_front(tmp: Path, name: str, mg_port: int, locations: str):
+    """nginx (one worker) in front of mediagate on `mg_port` (a kept-alive
+    upstream named `mediagate`), with the server's `locations`."""
     port = free_port()
-    d = tmp / "nginx-auth"
+    d = tmp / name
     d.mkdir()
     conf = d / "nginx.conf"
     conf.write_text(nginx_head(d, "1") + f"""
@@ -211,6 +211,19 @@ def start_nginx_auth(tmp: Path, media: Path, mg_port: int):
     }}
     server {{
         listen 127.0.0.1:{port} reuseport;
+{locations}
+    }}
+}}
+""")
+    p = start(name, [NGINX, "-c", str(conf), "-p", str(d)])
+    wait_port(port)
+    return p, port
+
+
+def start_nginx_auth(tmp: Path, media: Path, mg_port: int):
+    """nginx serving the media from disk once mediagate's auth-only
+    endpoint grants the link (auth_request)."""
+    return start_nginx_front(tmp, "nginx-auth", mg_port, f"""
         location /media/ {{
             auth_request /_mediagate;
             alias {media}/;
@@ -224,29 +237,13 @@ def start_nginx_auth(tmp: Path, media: Path, mg_port: int):
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Original-Method $request_method;
-        }}
-    }}
-}}
-""")
-    p = start("nginx-auth", [NGINX, "-c", str(conf), "-p", str(d)])
-    wait_port(port)
-    return p, port
+        }}""")
 
 
 def start_nginx_accel(tmp: Path, media: Path, mg_port: int):
-    """nginx (one worker) proxying every media request to mediagate in
-    X-Accel-Redirect mode, and serving from disk the file it names."""
-    port = free_port()
-    d = tmp / "nginx-accel"
-    d.mkdir()
-    conf = d / "nginx.conf"
-    conf.write_text(nginx_head(d, "1") + f"""
-    upstream mediagate {{
-        server 127.0.0.1:{mg_port};
-        keepalive 64;
-    }}
-    server {{
-        listen 127.0.0.1:{port} reuseport;
+    """nginx proxying every media request to mediagate in X-Accel-Redirect
+    mode, and serving from disk the file it names."""
+    return start_nginx_front(tmp, "nginx-accel", mg_port, f"""
         location /media/ {{
             proxy_pass http://mediagate;
             proxy_http_version 1.1;
@@ -255,13 +252,7 @@ def start_nginx_accel(tmp: Path, media: Path, mg_port: int):
         location /_protected/ {{
             internal;
             alias {media}/;
-        }}
-    }}
-}}
-""")
-    p = start("nginx-accel", [NGINX, "-c", str(conf), "-p", str(d)])
-    wait_port(port)
-    return p, port
+        }}""")
 
 
 def start_django(tmp: Path, media: Path):

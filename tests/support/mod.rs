@@ -20,6 +20,23 @@ pub fn within(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A port of 127.0.0.1 free a moment ago, for a server to listen on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits up to 10 s for `what` to listen on `port` of 127.0.0.1.
+fn await_listening(port: u16, what: &str) {
+    let up = within(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "{what} did not start");
+}
+
 /// A process this test started, stopped with SIGTERM by its PID when
 /// dropped (an nginx master stops its workers then; SIGKILL would leave
 /// them running, orphaned).
@@ -52,11 +69,7 @@ impl Nginx {
     /// listen on (its own server blocks, as a deployed file has them).
     pub fn start_http(http: impl FnOnce(u16) -> String) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let d = dir.path().display();
         let body = http(port);
         let conf = format!(
@@ -79,14 +92,7 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx (apt install nginx-light; .ci/run installs it)");
-        assert!(
-            within(Duration::from_secs(10), || std::net::TcpStream::connect((
-                "127.0.0.1",
-                port
-            ))
-            .is_ok()),
-            "nginx did not start"
-        );
+        await_listening(port, "nginx");
         Nginx {
             _process: Stopped(child),
             port,
@@ -107,11 +113,7 @@ pub struct Caddy {
 impl Caddy {
     pub fn start(site: &str) -> Caddy {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let conf = format!(
             "{{\n  admin off\n  auto_https off\n}}\n\
              http://:{port} {{\n  bind 127.0.0.1\n{site}\n}}\n"
@@ -128,14 +130,7 @@ impl Caddy {
             .stderr(Stdio::null())
             .spawn()
             .expect("caddy (apt install caddy; .ci/run installs it)");
-        assert!(
-            within(Duration::from_secs(10), || std::net::TcpStream::connect((
-                "127.0.0.1",
-                port
-            ))
-            .is_ok()),
-            "caddy did not start"
-        );
+        await_listening(port, "caddy");
         Caddy {
             _process: Stopped(child),
             port,
