@@ -38,8 +38,10 @@ DEFAULTS: Dict[str, Any] = {
 }
 
 
+@functools.lru_cache(maxsize=1)
 def config() -> Dict[str, Any]:
-    """The ``MEDIAGATE`` setting over its defaults."""
+    """The ``MEDIAGATE`` setting over its defaults (read once per change of
+    the setting: every link a template renders asks for it)."""
     merged = dict(DEFAULTS)
     merged.update(getattr(settings, "MEDIAGATE", {}) or {})
     if merged["BASE_URL"] is None:
@@ -78,6 +80,7 @@ def verifier() -> Verifier:
 @receiver(setting_changed)
 def _forget(setting: str, **_: Any) -> None:
     if setting in ("MEDIAGATE", "MEDIA_URL"):
+        config.cache_clear()
         signer.cache_clear()
         verifier.cache_clear()
 
