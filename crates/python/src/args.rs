@@ -151,6 +151,17 @@ pub(crate) fn methods(value: &Bound<'_, PyAny>) -> PyResult<Methods> {
             add(&s.to_cow()?)?;
         }
     }
+    if bits & Methods::PUT.bits() != 0 {
+        // As `mediagate sign` says: the link carries PUT, the server does
+        // not take uploads yet.
+        PyErr::warn(
+            value.py(),
+            &value.py().get_type::<pyo3::exceptions::PyUserWarning>(),
+            c"the bundled server does not accept uploads yet: it answers PUT with 405 \
+              (method_not_allowed) whatever the link grants",
+            1,
+        )?;
+    }
     Methods::from_bits(bits).ok_or_else(|| {
         errors::error(
             errors::Class::Sign,

@@ -190,6 +190,12 @@ def test_wrong_types_raise_type_or_overflow_errors(kwargs):
         SIGNER.link(**kwargs)
 
 
+def test_a_put_link_is_minted_with_a_warning_that_the_server_refuses_uploads():
+    with pytest.warns(UserWarning, match="does not accept uploads yet"):
+        link = SIGNER.link("1", "/up.bin", ttl=60, methods="PUT")
+    assert VERIFIER.inspect(link.token).methods == ("PUT",)
+
+
 def test_ipaddress_objects_are_accepted():
     link = SIGNER.link("1", "/a", ttl=60, client_ip=ipaddress.ip_network("2001:db8::/32"))
     g = VERIFIER.verify(link.token, "/a", client_ip=ipaddress.ip_address("2001:db8::1"))

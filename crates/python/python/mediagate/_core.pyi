@@ -12,7 +12,9 @@ _Instant = Union[datetime.datetime, int, float]
 _Address = Union[str, ipaddress.IPv4Address, ipaddress.IPv6Address]
 _Network = Union[_Address, ipaddress.IPv4Network, ipaddress.IPv6Network]
 _Methods = Union[str, Iterable[str]]
-"""``"GET"``, ``"GET,HEAD"``, or names such as ``("GET", "HEAD")``; default GET and HEAD."""
+"""``"GET"``, ``"GET,HEAD"``, or names such as ``("GET", "HEAD")``; default GET and HEAD.
+``PUT`` is carried in the link with a ``UserWarning``: ``mediagate serve`` answers PUT with 405
+until uploads land."""
 
 __all__ = [
     "COOKIE_NAME",
