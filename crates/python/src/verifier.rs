@@ -145,7 +145,8 @@ impl Verifier {
     /// Checks a request as `mediagate serve` does: `path` is the raw
     /// (percent-encoded) URL path below the mount, `query` the raw query
     /// string, `cookie` the `Cookie` header. Returns the grant and the
-    /// decoded path of the file asked for.
+    /// decoded path of the file asked for. Revocations are the server's:
+    /// they are not checked here.
     #[pyo3(signature = (method, path, *, query = None, cookie = None, client_ip = None, now = None))]
     fn check_request(
         &self,

@@ -303,3 +303,15 @@ def test_the_dev_view_answers_one_byte_range_as_the_server_does(client, alice, d
         assert (s_status, s_headers.get("content-range")) == (status, content_range), header
         if status != 416:
             assert s_body == want, header
+
+
+def test_the_dev_view_takes_an_address_it_cannot_parse_as_unknown(client, alice, doc):
+    # A Unix socket or a proxy's placeholder in REMOTE_ADDR: no error page;
+    # links bound to an address are refused as they would be, others served.
+    plain = signed_url(doc.file, alice)
+    bound = signed_url(doc.file, alice, client_ip="203.0.113.7")
+    for addr in ["", "unix:/run/app.sock", "not an address"]:
+        assert client.get(plain, REMOTE_ADDR=addr).status_code == 200, addr
+        r = client.get(bound, REMOTE_ADDR=addr)
+        assert (r.status_code, r["mediagate-reason"]) == (403, "ip"), addr
+    assert client.get(bound, REMOTE_ADDR="203.0.113.7").status_code == 200

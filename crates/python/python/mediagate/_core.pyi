@@ -232,6 +232,7 @@ class Verifier:
         now: Optional[_Instant] = None,
     ) -> Tuple[Grant, str]:
         """Checks a request as ``mediagate serve`` does (raw path below the
-        mount, raw query, Cookie header); the grant and the decoded file path."""
+        mount, raw query, Cookie header); the grant and the decoded file path.
+        Revocations are the server's: they are not checked here."""
     def inspect(self, token: str) -> Grant:
         """The claims once the signature checks out; no clock or request check."""

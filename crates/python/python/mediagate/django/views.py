@@ -1,6 +1,7 @@
 """A development view that checks links with the Rust core and serves the
 file from ``MEDIA_ROOT``, for ``runserver``: production runs ``mediagate
-serve`` (conditional requests, caching, sendfile). One byte range is
+serve`` (conditional requests, caching, sendfile, revocations: this view
+does not read a revocations file). One byte range is
 answered 206 (players seek with it; Safari plays no video without it),
 several get the whole file, as the server does. Same refusals and reason codes
 as the server (the body and the ``mediagate-reason`` header), and no way
@@ -9,6 +10,7 @@ directory is opened without following symlinks."""
 
 from __future__ import annotations
 
+import ipaddress
 import mimetypes
 import os
 import stat
@@ -39,6 +41,17 @@ def _raw_path(request: Any) -> str:
     if raw:
         return raw.split("?", 1)[0]
     return escape_uri_path(request.path)
+
+
+def _client_ip(request: Any) -> Optional[str]:
+    """The peer's address, or None when the server gives none that parses
+    (a Unix socket, a proxy's placeholder): IP-bound links are then refused
+    with ``ip``, not answered with an error."""
+    addr = request.META.get("REMOTE_ADDR") or ""
+    try:
+        return str(ipaddress.ip_address(addr))
+    except ValueError:
+        return None
 
 
 def _open_below(root: str, path: str) -> Optional[int]:
@@ -123,7 +136,7 @@ def serve(request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
             raw[len(base):],
             query=request.META.get("QUERY_STRING") or None,
             cookie=request.META.get("HTTP_COOKIE"),
-            client_ip=request.META.get("REMOTE_ADDR") or None,
+            client_ip=_client_ip(request),
         )
     except VerifyError as e:
         return refusal(e.code, e.status or 403)
