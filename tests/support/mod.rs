@@ -1,10 +1,121 @@
-//! What the integration tests share: real nginx and Caddy processes of
-//! their own, and waiting for a condition.
+//! What the integration tests share: the built `mediagate` run as a
+//! command or a server, real nginx and Caddy processes of their own, and
+//! waiting for a condition.
 
 #![allow(dead_code)] // each test file uses its own part
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+    c.env_remove("MEDIAGATE_KEYS")
+        .env_remove("MEDIAGATE_KEYS_FILE")
+        .env("MEDIAGATE_LOG", "info")
+        .env("NO_COLOR", "1");
+    c
+}
+
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = bin().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running `mediagate serve`, killed if a test ends (fails) without
+/// stopping it: a server left running would keep the test run's output
+/// open, and the run from ending.
+pub struct Served(pub std::process::Child);
+
+impl Served {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts `mediagate serve` with `cmd`'s arguments; returns the child, its
+/// stderr lines, and the address it logged.
+pub fn start_server(
+    mut cmd: Command,
+) -> (
+    Served,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+    String,
+) {
+    let mut child = Served(cmd.stderr(Stdio::piped()).spawn().unwrap());
+    let child_stderr = child.0.stderr.take().unwrap();
+    let mut lines = BufReader::new(child_stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited early").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    (child, lines, addr)
+}
+
+/// A server's stderr lines, read on a thread of their own, so that a
+/// server that stops logging fails a test (a receive with a timeout)
+/// instead of hanging it.
+pub fn lines_on_a_thread(
+    lines: std::io::Lines<BufReader<std::process::ChildStderr>>,
+) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A link for user 7 signed by the CLI with `keys` and the options in
+/// `args`, which must succeed; the line it prints, trimmed.
+pub fn sign_for_7(keys: &str, args: &[&str]) -> String {
+    let mut all = vec!["sign", "--keys", keys, "--user", "7"];
+    all.extend_from_slice(args);
+    let (code, url, err) = run(&all);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    url.trim().to_owned()
+}
+
+/// A temporary directory holding a new keys file and a media root with
+/// `a.txt`; the directory, the keys file's path and the root.
+pub fn keys_and_media(a_txt: &str) -> (tempfile::TempDir, String, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml").to_str().unwrap().to_owned();
+    assert_eq!(run(&["keygen", "--out", &keys]).0, 0);
+    let root = dir.path().join("media");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.txt"), a_txt).unwrap();
+    (dir, keys, root)
+}
+
+/// Sends SIGTERM to `child` and checks that it exits cleanly.
+pub fn stop(mut child: Served) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.0.wait().unwrap().success());
+}
 
 /// Polls `f` every 50 ms for up to `limit`; whether it came true.
 pub fn within(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
