@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 use ipnet::IpNet;
-use mediagate::verifier::{Builder, CachePolicy, ClientIpSource, Cors, Transports};
+use mediagate::verifier::{Builder, CachePolicy, ClientIpSource, Cors, Tls, Transports};
 
 /// The `serve` config file; every key is optional (README lists them).
 #[derive(serde::Deserialize, Default)]
@@ -23,6 +23,8 @@ pub(crate) struct FileConfig {
     /// ask it (default: this machine).
     pub auth_path: Option<String>,
     pub auth_proxies: Option<Vec<String>>,
+    /// HTTPS: its address and certificates.
+    pub tls: Option<TlsConfig>,
     /// Where Prometheus metrics are served (`127.0.0.1:9898`; default off).
     pub metrics_listen: Option<String>,
     /// X-Accel-Redirect mode: nginx's internal location that serves the
@@ -72,6 +74,43 @@ pub(crate) struct FileConfig {
     cors_origins: Option<Vec<String>>,
     /// Lets the listed origins send cookies.
     cors_credentials: Option<bool>,
+}
+
+/// The `[tls]` table: HTTPS on `listen`, with the certificates listed
+/// (the first one for clients that name no host, or one none covers).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsConfig {
+    pub listen: String,
+    pub certificates: Vec<CertificateFiles>,
+}
+
+/// One certificate: the chain's PEM file and its key's.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsConfig {
+    /// The listener's address and its certificates, read and checked.
+    pub(crate) fn load(&self, http2: bool) -> Result<(std::net::SocketAddr, Tls)> {
+        let addr =
+            crate::cli::parse_listen(&self.listen).map_err(|e| anyhow!("tls.listen: {e}"))?;
+        let mut pairs = self.certificates.iter();
+        let first = pairs
+            .next()
+            .ok_or_else(|| anyhow!("tls.certificates: list at least one cert and key"))?;
+        let mut b = Tls::builder()
+            .http2(http2)
+            .certificate(&first.cert, &first.key);
+        for pair in pairs {
+            b = b.certificate(&pair.cert, &pair.key);
+        }
+        let tls = b.build().map_err(|e| anyhow!("tls: {e}"))?;
+        Ok((addr, tls))
+    }
 }
 
 impl FileConfig {

@@ -57,10 +57,12 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         .root
         .or_else(|| file.root.clone())
         .ok_or_else(|| anyhow!("no media root: pass --root DIR or set MEDIAGATE_ROOT"))?;
+    // With HTTPS configured, plain HTTP only where asked for.
     let listen = match (args.listen, &file.listen) {
-        (Some(listen), _) => listen,
-        (None, Some(listen)) => parse_listen(listen).map_err(|e| anyhow!("listen: {e}"))?,
-        (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        (Some(listen), _) => Some(listen),
+        (None, Some(listen)) => Some(parse_listen(listen).map_err(|e| anyhow!("listen: {e}"))?),
+        (None, None) if file.tls.is_some() => None,
+        (None, None) => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
     };
     let mount = args.mount.or_else(|| file.mount.clone());
     let mount = mount.as_deref().unwrap_or("/");
@@ -132,6 +134,11 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         config.proxy_protocol = config::networks("proxy_protocol", balancers)?;
     }
     mediagate::verifier::fit_open_files(&mut config, &mut limits);
+    let tls = file
+        .tls
+        .as_ref()
+        .map(|t| t.load(config.http2))
+        .transpose()?;
     let redis = args.redis.clone().or_else(|| file.redis.clone());
     let revocations_file = match &redis {
         Some(_) => None,
@@ -186,8 +193,16 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
             ),
             (None, None) => String::new(),
         };
+        let on = listen
+            .iter()
+            .map(|a| a.to_string())
+            .chain(tls.iter().map(|(addr, tls)| {
+                format!("https://{addr} ({} certificate(s))", tls.certificates())
+            }))
+            .collect::<Vec<_>>()
+            .join(" and ");
         say!(
-            "configuration ok: {} under {mount} on {listen}, {key_summary}{rules}",
+            "configuration ok: {} under {mount} on {on}, {key_summary}{rules}",
             gate.root().display()
         )?;
         return Ok(());
@@ -196,6 +211,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         gate.clone(),
         keys_file,
         revocations_file.map(|f| (f, revocations)),
+        tls.as_ref().map(|(_, tls)| tls.clone()),
     )?;
     if let Some(addr) = metrics_addr {
         let listener = std::net::TcpListener::bind(addr)
@@ -205,7 +221,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         tracing::info!(listen = %bound, "metrics served at /metrics");
     }
     let reuse_port = args.reuse_port || file.reuse_port.unwrap_or(false);
-    run_server(gate, listen, config, workers, reuse_port)
+    run_server(gate, listen, tls, config, workers, reuse_port)
 }
 
 /// A config file's text, refused past 1 MiB (so that `--config /dev/zero`
@@ -249,11 +265,14 @@ fn at_least_one(n: usize, what: &str) -> Result<usize> {
 /// from then on (key rotation without a restart), and opens the media root
 /// again (a deployment that switched a `current` symlink); either one that
 /// fails is logged and leaves things as they were. Keys given in
-/// `MEDIAGATE_KEYS` cannot change while the server runs.
+/// `MEDIAGATE_KEYS` cannot change while the server runs. The TLS
+/// certificates are read again too (new connections get them; open ones
+/// keep theirs).
 fn reload_on_hangup(
     gate: MediaGate,
     file: Option<PathBuf>,
     revocations: Option<(PathBuf, RevocationsHandle)>,
+    tls: Option<mediagate::verifier::Tls>,
 ) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -281,6 +300,9 @@ fn reload_on_hangup(
                             }
                             reload_keys(&gate.keyring_handle(), file.as_deref());
                             reopen_root(&gate);
+                            if let Some(tls) = &tls {
+                                reload_certificates(tls);
+                            }
                             if let Some(f) = &mut followed {
                                 f.reload();
                             }
@@ -390,6 +412,23 @@ fn reload_keys(keys: &KeyringHandle, file: Option<&Path>) {
     }
 }
 
+/// The certificates' part of a reload (see [`reload_on_hangup`]).
+fn reload_certificates(tls: &mediagate::verifier::Tls) {
+    match tls.reload() {
+        Ok(()) => {
+            mediagate::verifier::metrics::record_reload(Reload::Certificates);
+            tracing::info!(
+                certificates = tls.certificates(),
+                "TLS certificates reloaded"
+            );
+        }
+        Err(e) => tracing::error!(
+            error = %e,
+            "TLS certificates not reloaded: new connections get the previous ones"
+        ),
+    }
+}
+
 /// The media root's part of a reload (see [`reload_on_hangup`]).
 fn reopen_root(gate: &MediaGate) {
     let before = gate.root();
@@ -412,10 +451,12 @@ fn reopen_root(gate: &MediaGate) {
     }
 }
 
-/// Binds one socket per worker thread and serves until SIGINT or SIGTERM.
+/// Binds one socket per worker thread for each address (plain `listen`,
+/// HTTPS `tls`) and serves until SIGINT or SIGTERM.
 fn run_server(
     gate: MediaGate,
-    listen: SocketAddr,
+    listen: Option<SocketAddr>,
+    tls: Option<(SocketAddr, mediagate::verifier::Tls)>,
     config: ServerConfig,
     workers: Option<usize>,
     reuse_port: bool,
@@ -424,18 +465,40 @@ fn run_server(
     let threads = workers
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
         .unwrap_or(1);
-    let bound = if reuse_port {
-        Workers::bind_reuse_port(listen, threads)
-    } else {
-        Workers::bind(listen, threads)
+    let refused = |addr: SocketAddr| {
+        move |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::AddrInUse if !reuse_port => anyhow!(
+                "cannot listen on {addr}: {e}; to take over from a running mediagate \
+                 serve without dropping connections, start this one with --reuse-port"
+            ),
+            _ => anyhow!("cannot listen on {addr}: {e}"),
+        }
     };
-    let bound = bound.map_err(|e| match e.kind() {
-        std::io::ErrorKind::AddrInUse if !reuse_port => anyhow!(
-            "cannot listen on {listen}: {e}; to take over from a running mediagate \
-             serve without dropping connections, start this one with --reuse-port"
-        ),
-        _ => anyhow!("cannot listen on {listen}: {e}"),
-    })?;
+    let plain = listen
+        .map(|addr| {
+            let bound = if reuse_port {
+                Workers::bind_reuse_port(addr, threads)
+            } else {
+                Workers::bind(addr, threads)
+            };
+            bound.map_err(refused(addr))
+        })
+        .transpose()?;
+    let https = tls
+        .map(|(addr, tls)| {
+            let bound = if reuse_port {
+                Workers::bind_tls_reuse_port(addr, threads, tls)
+            } else {
+                Workers::bind_tls(addr, threads, tls)
+            };
+            bound.map_err(refused(addr))
+        })
+        .transpose()?;
+    let bound = match (plain, https) {
+        (Some(plain), Some(https)) => plain.and(https),
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => bail!("nothing to listen on: set listen or [tls]"),
+    };
     start_workers(gate, bound, config)
 }
 
@@ -448,7 +511,12 @@ pub(crate) fn start_workers(
     // Listening for the signals before saying the server is up: one sent
     // the moment it says so must drain it, not kill it.
     let stop = shutdown_signal()?;
-    tracing::info!(addr = %bound.local_addr(), root = %gate.root().display(), "serving");
+    for (addr, https) in bound.addrs() {
+        match https {
+            false => tracing::info!(%addr, root = %gate.root().display(), "serving"),
+            true => tracing::info!(%addr, root = %gate.root().display(), "serving HTTPS"),
+        }
+    }
     bound.run(gate, config, stop)?;
     tracing::info!("stopped");
     Ok(())

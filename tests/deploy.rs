@@ -13,6 +13,7 @@ use support::Nginx;
 const UNIT: &str = include_str!("../deploy/systemd/mediagate.service");
 const NGINX_SITE: &str = include_str!("../deploy/nginx/media.conf");
 const BEHIND_NGINX: &str = include_str!("../deploy/nginx/mediagate.toml");
+const AT_THE_EDGE: &str = include_str!("../deploy/edge/mediagate.toml");
 
 /// `deploy/systemd/mediagate.service` passes `systemd-analyze verify`
 /// without a warning (unknown keys, bad values and sandboxing settings
@@ -171,6 +172,42 @@ impl Drop for Server {
     }
 }
 
+/// `mediagate serve --config config`, started; the server and the address
+/// it logs first.
+fn serve_recipe(config: &Path) -> (Server, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mediagate"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let server = Server(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("mediagate exited early").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (server, addr)
+}
+
+/// `curl -i --http2` of `url`, trusting `ca`, with a `--resolve` entry
+/// and `extra` options; curl's exit code and output.
+fn fetch(ca: &str, resolve: &str, url: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--http2", "--cacert", ca, "--resolve", resolve])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// `deploy/nginx/media.conf` and the `mediagate.toml` beside it, started
 /// as written (their certificate, port and paths swapped for this run's):
 /// HTTPS and HTTP/2 at nginx, the files from mediagate, and IP-bound links
@@ -197,21 +234,7 @@ fn the_nginx_recipe_terminates_tls_and_passes_the_client_address() {
     let toml = swap(BEHIND_NGINX, "/etc/mediagate/keys.toml", keys);
     let toml = swap(&toml, "/srv/media", media.to_str().unwrap());
     std::fs::write(&config, swap(&toml, "127.0.0.1:8080", "127.0.0.1:0")).unwrap();
-    let mut child = Command::new(bin)
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let server = Server(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("mediagate exited early").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let (server, addr) = serve_recipe(&config);
     let (ca, site, key) = test_certificates(dir.path());
     let nginx = Nginx::start_http(|port| {
         let conf = swap(
@@ -237,26 +260,7 @@ fn the_nginx_recipe_terminates_tls_and_passes_the_client_address() {
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
-    let curl = |url: &str, extra: &[&str]| {
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "-i",
-                "--http2",
-                "--cacert",
-                &ca,
-                "--resolve",
-                &resolve,
-            ])
-            .args(extra)
-            .arg(url)
-            .output()
-            .expect("curl");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let curl = |url: &str, extra: &[&str]| fetch(&ca, &resolve, url, extra);
     let (_, res) = curl(&sign(&[]), &[]);
     assert!(res.starts_with("HTTP/2 200"), "{res}");
     assert!(res.ends_with("\r\n\r\nthrough nginx\n"), "{res}");
@@ -275,5 +279,70 @@ fn the_nginx_recipe_terminates_tls_and_passes_the_client_address() {
         .unwrap();
     assert_eq!(out.status.code(), Some(60), "certificate problem expected");
     drop(nginx);
+    drop(server);
+}
+
+/// `deploy/edge/mediagate.toml`, started as written (its certificate,
+/// port and paths swapped for this run's): HTTPS and HTTP/2 from
+/// mediagate itself, IP-bound links checked against the peer's own
+/// address, and the certificate read again on SIGHUP.
+#[test]
+fn the_edge_recipe_serves_https_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_mediagate");
+    let keys = dir.path().join("keys.toml");
+    let keys = keys.to_str().unwrap();
+    let made = Command::new(bin).args(["keygen", "--out", keys]).output();
+    assert!(made.unwrap().status.success());
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::write(media.join("a.txt"), "from the edge\n").unwrap();
+    let (ca, site, key) = test_certificates(dir.path());
+    let toml = swap(AT_THE_EDGE, "/etc/mediagate/keys.toml", keys);
+    let toml = swap(&toml, "/srv/media", media.to_str().unwrap());
+    let toml = swap(&toml, "/etc/mediagate/tls/media.example.com.pem", &site);
+    let toml = swap(&toml, "/etc/mediagate/tls/media.example.com.key", &key);
+    let config = dir.path().join("mediagate.toml");
+    std::fs::write(&config, swap(&toml, "0.0.0.0:443", "127.0.0.1:0")).unwrap();
+    let (server, addr) = serve_recipe(&config);
+    let port = addr.rsplit(':').next().unwrap();
+    let resolve = format!("media.example.com:{port}:127.0.0.1");
+    let sign = |extra: &[&str]| {
+        let out = Command::new(bin)
+            .args(["sign", "--keys", keys, "--user", "7", "--path", "/a.txt"])
+            .args([
+                "--base-url",
+                &format!("https://media.example.com:{port}/media"),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (_, res) = fetch(&ca, &resolve, &sign(&[]), &[]);
+    assert!(res.starts_with("HTTP/2 200"), "{res}");
+    assert!(res.ends_with("\r\n\r\nfrom the edge\n"), "{res}");
+    // The peer is the client: bound to it, served; to another, refused,
+    // whatever the client says of itself.
+    let (_, res) = fetch(&ca, &resolve, &sign(&["--ip", "127.0.0.1"]), &[]);
+    assert!(res.starts_with("HTTP/2 200"), "{res}");
+    let elsewhere = sign(&["--ip", "203.0.113.9"]);
+    let (_, res) = fetch(
+        &ca,
+        &resolve,
+        &elsewhere,
+        &["-H", "X-Forwarded-For: 203.0.113.9"],
+    );
+    assert!(res.starts_with("HTTP/2 403"), "{res}");
+    assert!(res.contains("mediagate-reason: ip"), "{res}");
+    // The reload the recipe promises: still served after SIGHUP.
+    let hup = Command::new("kill")
+        .args(["-HUP", &server.0.id().to_string()])
+        .status();
+    assert!(hup.unwrap().success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (_, res) = fetch(&ca, &resolve, &sign(&[]), &[]);
+    assert!(res.starts_with("HTTP/2 200"), "{res}");
     drop(server);
 }

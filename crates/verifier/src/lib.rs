@@ -30,7 +30,10 @@ pub use keys::KeyringHandle;
 pub use response::CachePolicy;
 pub use revocation::{Revocation, RevocationCheck, RevocationsHandle};
 pub use server::fit_open_files;
-pub use server::{ServerConfig, Workers, serve, serve_metrics};
+pub use server::{
+    Listening, NoCertificate, ServerConfig, Tls, TlsBuilder, TlsError, WithCertificate, Workers,
+    serve, serve_all, serve_metrics,
+};
 pub use service::{MediaGate, PeerAddr};
 pub use token::Transports;
 

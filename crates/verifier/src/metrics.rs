@@ -42,6 +42,8 @@ pub enum Reload {
     Keys,
     /// The media root, opened again.
     Root,
+    /// The TLS certificates, read again.
+    Certificates,
 }
 
 /// Upper bounds of the response-time buckets, in microseconds: 50 µs to
@@ -83,6 +85,7 @@ struct Metrics {
     connections_evicted: Counter,
     key_reloads: Counter,
     root_reloads: Counter,
+    certificate_reloads: Counter,
 }
 
 /// The tallies, added up at each scrape.
@@ -210,6 +213,7 @@ impl Metrics {
             connections_evicted: Counter::default(),
             key_reloads: Counter::default(),
             root_reloads: Counter::default(),
+            certificate_reloads: Counter::default(),
         };
         let mut r = m.registry;
         r.register_collector(Box::new(Tallies));
@@ -232,6 +236,11 @@ impl Metrics {
             "root_reloads",
             "Media roots opened again while serving",
             m.root_reloads.clone(),
+        );
+        r.register(
+            "certificate_reloads",
+            "TLS certificates read again while serving",
+            m.certificate_reloads.clone(),
         );
         r.register(
             "build",
@@ -276,6 +285,7 @@ pub fn record_reload(what: Reload) {
         match what {
             Reload::Keys => m.key_reloads.inc(),
             Reload::Root => m.root_reloads.inc(),
+            Reload::Certificates => m.certificate_reloads.inc(),
         };
     }
 }

@@ -1,5 +1,6 @@
 //! One accepted connection, from its first bytes to its end: the PROXY
-//! header from a listed balancer, HTTP/1 or HTTP/2 told apart, the first
+//! header from a listed balancer, the TLS handshake on a TLS listener,
+//! HTTP/1 or HTTP/2 told apart, the first
 //! head's deadline, hyper set up for either protocol, and each request
 //! handed to the service, its answer logged and sent as [`Outgoing`].
 
@@ -24,12 +25,13 @@ use crate::service::MediaGate;
 use super::ServerConfig;
 use super::graceful::Watcher;
 use super::head_guard::{self, Head, HeadGuard, Verdict, Verdicts};
-use super::io::ConnIo;
+use super::io::{ConnIo, Transport};
 use super::outgoing::{Files, HTTP2_CHUNK, Outgoing};
 use super::proxy_protocol;
 use super::send_timeout::{Ended, Progress, Tracked, watch_http2};
 use super::sendfile::{self, Lane};
 use super::slots::Slot;
+use super::tls::Prefixed;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -51,7 +53,8 @@ const EVICTION_GRACE: Duration = Duration::from_millis(250);
 /// head, signed link included, fits.
 const READ_AHEAD: usize = 2048;
 
-/// One accepted connection: tells HTTP/1 from HTTP/2, then serves it with
+/// One accepted connection: completes the TLS handshake when `tls` is
+/// given, tells HTTP/1 from HTTP/2, then serves it with
 /// hyper until the client leaves, the connection fails, or a graceful
 /// shutdown drains it, or it gives way at the connection cap; its slot of
 /// the cap is held until then.
@@ -61,6 +64,7 @@ const READ_AHEAD: usize = 2048;
 /// connection twice, and the rare HTTP/2 one is boxed.
 pub(super) async fn connection(
     mut stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     peer: SocketAddr,
     gate: MediaGate,
     config: ServerConfig,
@@ -99,14 +103,36 @@ pub(super) async fn connection(
                 }
             }
         }
-        read_ahead(
-            &mut stream,
+        // Over TLS, HTTP/2 only when ALPN chose it (RFC 9113, 3.2).
+        let (mut transport, http2) = match tls {
+            None => (Transport::Plain(stream), config.http2),
+            Some(tls) => {
+                let after_proxy = std::mem::take(&mut buf).freeze();
+                let handshake = tls.accept(Prefixed::new(after_proxy, stream));
+                let tls = match tokio::time::timeout_at(deadline, handshake).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                        return None;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "no TLS handshake by the header timeout");
+                        return None;
+                    }
+                };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                (Transport::Tls(Box::new(tls)), h2)
+            }
+        };
+        let read = read_ahead(
+            &mut transport,
             std::mem::take(&mut buf),
             deadline,
-            config.http2,
+            http2,
             config.max_header_bytes,
-        )
-        .await
+        );
+        let (h2, first) = read.await?;
+        Some((transport, h2, first))
     };
     let first_head = tokio::select! {
         read = first_head => read,
@@ -115,7 +141,7 @@ pub(super) async fn connection(
             None
         }
     };
-    let Some((h2, first)) = first_head else {
+    let Some((stream, h2, first)) = first_head else {
         return;
     };
     // An HTTP/1 head is in: not to be asked until it is answered. (The
@@ -210,7 +236,8 @@ pub(super) async fn connection(
         result
     } else {
         let report = Report::default();
-        let lane = (config.sendfile && sendfile::zero_copy_holds()).then(Lane::default);
+        let plain = matches!(stream, Transport::Plain(_));
+        let lane = (plain && config.sendfile && sendfile::zero_copy_holds()).then(Lane::default);
         let verdicts = Verdicts::default();
         let guard = HeadGuard::new(config.max_header_bytes, verdicts.clone());
         let mut io = ConnIo::new(stream, report.clone(), first, config.send_timeout, None);
@@ -313,7 +340,7 @@ async fn first_request_by<F: Future + Unpin>(
 /// A single read usually carries a whole HTTP/1 request head: one
 /// `recvfrom` for the first request, where peeking cost two.
 async fn read_ahead(
-    stream: &mut TcpStream,
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
     mut buf: BytesMut,
     deadline: tokio::time::Instant,
     http2: bool,

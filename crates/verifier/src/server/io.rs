@@ -23,12 +23,93 @@ use crate::access_log::{Cut, Report};
 use crate::server::head_guard::{self, HeadGuard, Scan};
 use crate::server::send_timeout::{Progress, SendTimer};
 use crate::server::sendfile::{Lane, placeholder_offset};
+use crate::server::tls::Prefixed;
 
-/// An accepted TCP connection as hyper reads and writes it (see the
-/// module docs).
+/// What a connection reads and writes through: the socket itself, or TLS
+/// over it (see [`crate::server::tls`]).
+#[derive(Debug)]
+pub(crate) enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<Prefixed>>),
+}
+
+impl Transport {
+    /// The socket, when bytes written to it reach the client as they are
+    /// (for `sendfile` and `MSG_MORE`).
+    fn plain(&self) -> Option<&TcpStream> {
+        match self {
+            Transport::Plain(tcp) => Some(tcp),
+            Transport::Tls(_) => None,
+        }
+    }
+}
+
+impl From<TcpStream> for Transport {
+    fn from(tcp: TcpStream) -> Self {
+        Transport::Plain(tcp)
+    }
+}
+
+impl tokio::io::AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// An accepted connection as hyper reads and writes it (see the module
+/// docs).
 #[derive(Debug)]
 pub(crate) struct ConnIo {
-    io: TokioIo<TcpStream>,
+    io: TokioIo<Transport>,
     /// Where bodies leave file spans (HTTP/1 with `sendfile` on).
     lane: Option<Lane>,
     /// Where the first read or write error is recorded.
@@ -69,14 +150,14 @@ impl ConnIo {
     /// [`crate::server::send_timeout`]).
     /// Errors are recorded in `report`.
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: impl Into<Transport>,
         report: Report,
         read_ahead: Bytes,
         send_timeout: Duration,
         progress: Option<Arc<Progress>>,
     ) -> Self {
         ConnIo {
-            io: TokioIo::new(stream),
+            io: TokioIo::new(stream.into()),
             lane: None,
             report,
             read_ahead,
@@ -98,9 +179,9 @@ impl ConnIo {
         at: usize,
         len: usize,
     ) -> Poll<io::Result<usize>> {
-        match &self.lane {
-            Some(lane) => lane.poll_send(self.io.inner(), cx, at, len),
-            None => Poll::Ready(Err(io::Error::other("placeholder without a file span"))),
+        match (&self.lane, self.io.inner().plain()) {
+            (Some(lane), Some(tcp)) => lane.poll_send(tcp, cx, at, len),
+            _ => Poll::Ready(Err(io::Error::other("placeholder without a file span"))),
         }
     }
 
@@ -209,14 +290,17 @@ impl ConnIo {
         }
     }
 
-    /// Writes `bufs` with `MSG_MORE`.
+    /// Writes `bufs` with `MSG_MORE` (plain connections; TLS ones as
+    /// they are).
     fn poll_send_more(
         &mut self,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         use rustix::net::{SendAncillaryBuffer, SendFlags, sendmsg};
-        let tcp = self.io.inner();
+        let Some(tcp) = self.io.inner().plain() else {
+            return hyper::rt::Write::poll_write_vectored(Pin::new(&mut self.io), cx, bufs);
+        };
         loop {
             ready!(tcp.poll_write_ready(cx))?;
             let sent = tcp.try_io(Interest::WRITABLE, || {

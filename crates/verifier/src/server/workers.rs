@@ -6,15 +6,23 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
-use super::{ServerConfig, serve};
+use super::{Listening, ServerConfig, Tls, serve_all};
 use crate::service::MediaGate;
 
-/// Listening sockets for [`Workers::run`]: one per worker thread, all bound
-/// to the same address with `SO_REUSEPORT` so that the kernel spreads new
-/// connections across them.
+/// Listening sockets for [`Workers::run`]: for each address, one per
+/// worker thread, all bound with `SO_REUSEPORT` so that the kernel spreads
+/// new connections across them. An address may be plain HTTP or TLS.
 #[derive(Debug)]
 pub struct Workers {
+    threads: usize,
+    bound: Vec<Bound>,
+}
+
+/// One address's sockets, one per thread.
+#[derive(Debug)]
+struct Bound {
     addr: SocketAddr,
+    tls: Option<Tls>,
     listeners: Vec<std::net::TcpListener>,
 }
 
@@ -37,22 +45,53 @@ impl Workers {
     /// new connections are then spread over both until the old one is
     /// stopped. This is the zero-downtime handover; it must be asked for.
     pub fn bind_reuse_port(addr: SocketAddr, threads: usize) -> io::Result<Workers> {
-        let mut listeners = Vec::with_capacity(threads.max(1));
-        let mut bound = addr;
-        for _ in 0..threads.max(1) {
-            let listener = reuseport_listener(bound)?;
-            bound = listener.local_addr()?;
-            listeners.push(listener);
-        }
+        let threads = threads.max(1);
+        let bound = Bound::new(addr, threads, None)?;
         Ok(Workers {
-            addr: bound,
-            listeners,
+            threads,
+            bound: vec![bound],
         })
     }
 
-    /// The address the sockets are bound to.
+    /// [`bind`](Self::bind) for HTTPS on `addr`, with `tls`'s certificates.
+    pub fn bind_tls(addr: SocketAddr, threads: usize, tls: Tls) -> io::Result<Workers> {
+        if addr.port() != 0 {
+            refuse_if_in_use(addr)?;
+        }
+        Self::bind_tls_reuse_port(addr, threads, tls)
+    }
+
+    /// [`bind_reuse_port`](Self::bind_reuse_port) for HTTPS on `addr`.
+    pub fn bind_tls_reuse_port(addr: SocketAddr, threads: usize, tls: Tls) -> io::Result<Workers> {
+        let threads = threads.max(1);
+        let bound = Bound::new(addr, threads, Some(tls))?;
+        Ok(Workers {
+            threads,
+            bound: vec![bound],
+        })
+    }
+
+    /// These workers serving `other`'s addresses as well, with this one's
+    /// threads: one server, one connection cap per thread, for both (say,
+    /// plain HTTP and HTTPS side by side).
+    pub fn and(mut self, other: Workers) -> Workers {
+        for mut bound in other.bound {
+            // Fewer sockets than threads: the last ones serve none of this
+            // address; more: the extra ones are closed.
+            bound.listeners.truncate(self.threads);
+            self.bound.push(bound);
+        }
+        self
+    }
+
+    /// The address of the first sockets bound (the one `bind` was given).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.bound[0].addr
+    }
+
+    /// Every address served, and whether it is HTTPS.
+    pub fn addrs(&self) -> impl Iterator<Item = (SocketAddr, bool)> + '_ {
+        self.bound.iter().map(|b| (b.addr, b.tls.is_some()))
     }
 
     /// Serves `gate` with one single-threaded runtime per socket, each on
@@ -68,12 +107,20 @@ impl Workers {
         config: ServerConfig,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let n = self.listeners.len();
+        let n = self.threads;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut per_worker = config.clone();
         per_worker.max_connections = (config.max_connections / n).max(1);
         let mut threads = Vec::with_capacity(n);
-        for (i, listener) in self.listeners.into_iter().enumerate() {
+        // Thread i serves socket i of every address.
+        let mut per_thread: Vec<Vec<(std::net::TcpListener, Option<Tls>)>> =
+            (0..n).map(|_| Vec::new()).collect();
+        for bound in self.bound {
+            for (i, listener) in bound.listeners.into_iter().enumerate() {
+                per_thread[i].push((listener, bound.tls.clone()));
+            }
+        }
+        for (i, listeners) in per_thread.into_iter().enumerate() {
             let gate = gate.with_own_cache(n);
             let config = per_worker.clone();
             let mut stop = stop_rx.clone();
@@ -84,8 +131,17 @@ impl Workers {
                         .enable_all()
                         .build()?;
                     rt.block_on(async move {
-                        let listener = TcpListener::from_std(listener)?;
-                        serve(listener, gate, config, async move {
+                        let listeners = listeners
+                            .into_iter()
+                            .map(|(listener, tls)| {
+                                let listener = TcpListener::from_std(listener)?;
+                                Ok(match tls {
+                                    Some(tls) => Listening::tls(listener, tls),
+                                    None => Listening::plain(listener),
+                                })
+                            })
+                            .collect::<io::Result<Vec<_>>>()?;
+                        serve_all(listeners, gate, config, async move {
                             let _ = stop.wait_for(|stopped| *stopped).await;
                         })
                         .await
@@ -107,6 +163,25 @@ impl Workers {
             }
         }
         result
+    }
+}
+
+impl Bound {
+    /// `threads` sockets bound to `addr`; with port 0 they share the port
+    /// the first one gets.
+    fn new(addr: SocketAddr, threads: usize, tls: Option<Tls>) -> io::Result<Bound> {
+        let mut listeners = Vec::with_capacity(threads);
+        let mut bound = addr;
+        for _ in 0..threads {
+            let listener = reuseport_listener(bound)?;
+            bound = listener.local_addr()?;
+            listeners.push(listener);
+        }
+        Ok(Bound {
+            addr: bound,
+            tls,
+            listeners,
+        })
     }
 }
 
@@ -165,7 +240,7 @@ mod tests {
     fn accepted_sockets_inherit_nodelay_from_the_workers_listeners() {
         use rustix::net::sockopt::tcp_nodelay;
         let workers = Workers::bind("127.0.0.1:0".parse().expect("addr"), 1).expect("bind");
-        let listener = &workers.listeners[0];
+        let listener = &workers.bound[0].listeners[0];
         assert!(tcp_nodelay(listener).expect("getsockopt"));
         let _client = std::net::TcpStream::connect(workers.local_addr()).expect("connect");
         // The listener is non-blocking: retry until the connection is queued.

@@ -88,6 +88,23 @@ impl TestServer {
         })
     }
 
+    /// [`start_with`](Self::start_with), HTTPS with `tls`.
+    pub async fn start_tls(config: ServerConfig, tls: mediagate_verifier::Tls) -> TestServer {
+        use mediagate_verifier::Listening;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        Self::start_on(
+            addr,
+            |b| b,
+            |gate, stopped| {
+                let listening = vec![Listening::tls(listener, tls)];
+                tokio::spawn(mediagate_verifier::serve_all(
+                    listening, gate, config, stopped,
+                ))
+            },
+        )
+    }
+
     /// The bundled server's multi-threaded mode: `threads` workers, each
     /// with its own runtime, socket and file cache.
     pub async fn start_workers(threads: usize) -> TestServer {

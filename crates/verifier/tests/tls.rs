@@ -1,0 +1,186 @@
+//! HTTPS connections: the handshake, ALPN, the PROXY header before TLS,
+//! keep-alive and large files over TLS, and the handshake's deadline.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::TestServer;
+use mediagate_verifier::{ServerConfig, Tls};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A self-signed certificate for `media.test` written into `dir`, the
+/// [`Tls`] that serves it (HTTP/2 offered when `http2`), and a client
+/// config that trusts it.
+fn certificate(dir: &std::path::Path, http2: bool) -> (Tls, CertificateDer<'static>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["media.test".to_owned()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join("site.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("site.key"), key.serialize_pem()).unwrap();
+    let tls = Tls::builder()
+        .http2(http2)
+        .certificate(dir.join("site.pem"), dir.join("site.key"))
+        .build()
+        .unwrap();
+    (tls, cert.der().clone())
+}
+
+/// A TLS client over `tcp` that trusts `ca` and offers `alpn`.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    tcp: S,
+    ca: &CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<S> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::try_from("media.test").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length from `s`.
+async fn response<S: AsyncRead + Unpin>(s: &mut S) -> common::Response {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        buf.push(byte[0]);
+    }
+    let head = common::parse(&buf);
+    let len: usize = head.header("content-length").unwrap().parse().unwrap();
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    buf.extend_from_slice(&body);
+    common::parse(&buf)
+}
+
+/// The client's crypto, the same as the server's.
+fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
+
+#[tokio::test]
+async fn http1_keeps_alive_and_sends_large_files_whole_over_tls() {
+    let _ = provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, ca) = certificate(dir.path(), true);
+    let s = TestServer::start_tls(ServerConfig::default(), tls).await;
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let mut tls = handshake(tcp, &ca, &[b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    for path in ["/pub/a.txt", "/big.bin", "/pub/a.txt"] {
+        let target = s.target(path);
+        let req = format!("GET {target} HTTP/1.1\r\nHost: media.test\r\n\r\n");
+        tls.write_all(req.as_bytes()).await.unwrap();
+        let r = response(&mut tls).await;
+        assert_eq!(r.status, 200, "{path}");
+        let file = std::fs::read(s.root.join(&path[1..])).unwrap();
+        assert!(r.body == file, "{path}: the bytes differ");
+    }
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn http2_is_spoken_over_tls_when_alpn_chooses_it() {
+    let _ = provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, ca) = certificate(dir.path(), true);
+    let s = TestServer::start_tls(ServerConfig::default(), tls).await;
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let tls = handshake(tcp, &ca, &[b"h2", b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut sender = common::http2_sender(tls).await;
+    let uri = format!("https://media.test{}", s.target("/pub/a.txt"));
+    let request = http::Request::get(uri).body(http_body_util::Empty::new());
+    let res = sender.send_request(request.unwrap()).await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), res.version()),
+        (200, http::Version::HTTP_2)
+    );
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_alpn_h2_a_preface_is_no_http2() {
+    let _ = provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    // HTTP/2 not offered by the server: a client asking for it gets 1.1.
+    let (tls, ca) = certificate(dir.path(), false);
+    let s = TestServer::start_tls(ServerConfig::default(), tls).await;
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let mut tls = handshake(tcp, &ca, &[b"h2", b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    // HTTP/2 with prior knowledge anyway: read as HTTP/1, and refused.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the server closes the connection");
+    assert!(
+        out.starts_with(b"HTTP/1.1 4"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_follows_a_proxy_header_from_a_listed_balancer() {
+    let _ = provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, ca) = certificate(dir.path(), true);
+    let config = ServerConfig::default().with_proxy_protocol(vec!["127.0.0.2/32".parse().unwrap()]);
+    let s = TestServer::start_tls(config, tls).await;
+    let bound = s
+        .link("/pub/a.txt")
+        .client_ip("203.0.113.9".parse().unwrap())
+        .sign()
+        .unwrap()
+        .url("/media");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 2], 0).into()).unwrap();
+    let mut tcp = socket.connect(s.addr).await.unwrap();
+    // The header and the ClientHello may arrive in one read: the server
+    // hands what follows the header to TLS.
+    tcp.write_all(b"PROXY TCP4 203.0.113.9 127.0.0.1 4711 443\r\n")
+        .await
+        .unwrap();
+    let mut tls = handshake(tcp, &ca, &[b"http/1.1"]).await;
+    let req = format!("GET {bound} HTTP/1.1\r\nHost: media.test\r\n\r\n");
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let r = response(&mut tls).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "hello world\n"));
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_handshake_not_done_by_the_header_timeout_is_closed() {
+    let _ = provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, _) = certificate(dir.path(), true);
+    let config = ServerConfig::default().with_header_read_timeout(Duration::from_millis(300));
+    let s = TestServer::start_tls(config, tls).await;
+    // The first bytes of a ClientHello, then nothing.
+    let mut tcp = TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "closed by the server");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(out.is_empty());
+    s.shutdown().await.unwrap();
+}
