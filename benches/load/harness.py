@@ -72,8 +72,13 @@ def stop_all():
     STARTED.clear()
 
 
-def http_status(port, target):
+def http_status(port, target, scheme="http"):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        if scheme == "https":
+            import ssl
+            ctx = ssl.create_default_context()
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            s = ctx.wrap_socket(s)
         s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         head = s.recv(64).decode("latin1")
     return int(head.split()[1])
@@ -96,6 +101,18 @@ def make_fixtures(media: Path, big_mib: int):
     (media / "hls/show/master.m3u8").write_text("\n".join(lines + ["#EXT-X-ENDLIST", ""]))
 
 
+def make_certificate(tmp: Path):
+    """One self-signed ECDSA P-256 certificate for 127.0.0.1, for every
+    server's HTTPS listener: the same certificate, key exchange and cipher
+    suites on both sides."""
+    cert, key = tmp / "tls.pem", tmp / "tls.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=bench",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 # ---------------------------------------------------------------- servers
 
 def start_mediagate_accel(tmp: Path, media: Path, keys: Path):
@@ -110,20 +127,23 @@ def start_mediagate_accel(tmp: Path, media: Path, keys: Path):
     return p, port
 
 
-def start_mediagate(tmp: Path, media: Path):
+def start_mediagate(tmp: Path, media: Path, tls):
     keys = tmp / "keys.toml"
     subprocess.run([MEDIAGATE, "keygen", "--out", keys, "--id", "bench"], check=True,
                    stderr=subprocess.DEVNULL)
-    port = free_port()
+    port, tls_port = free_port(), free_port()
     env = dict(os.environ, MEDIAGATE_LOG="warn")
     # The auth-only endpoint too, for the nginx auth_request row (it is
-    # outside the mount: the other rows do not touch it).
+    # outside the mount: the other rows do not touch it); and HTTPS beside
+    # plain HTTP.
     config = tmp / "mediagate.toml"
-    config.write_text('auth_path = "/auth"\n')
+    config.write_text(f'auth_path = "/auth"\n[tls]\nlisten = "127.0.0.1:{tls_port}"\n'
+                      f'certificates = [{{ cert = "{tls[0]}", key = "{tls[1]}" }}]\n')
     p = start("mediagate", [MEDIAGATE, "serve", "--keys", keys, "--root", media,
                             "--listen", f"127.0.0.1:{port}", "--mount", "/media",
                             "--config", config], env=env)
     wait_port(port)
+    wait_port(tls_port)
 
     def sign(path, prefix=False):
         args = [MEDIAGATE, "sign", "--keys", keys, "--user", "bench-user", "--path", path,
@@ -132,7 +152,7 @@ def start_mediagate(tmp: Path, media: Path):
             args += ["--prefix", "--form", "path"]
         return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
 
-    return p, port, sign
+    return p, port, tls_port, sign
 
 
 NGINX_SECRET = "bench-secret-not-for-production"
@@ -167,14 +187,18 @@ http {{
 """
 
 
-def start_nginx(tmp: Path, media: Path, workers: str):
-    port = free_port()
+def start_nginx(tmp: Path, media: Path, workers: str, tls):
+    port, tls_port = free_port(), free_port()
     d = tmp / f"nginx-{workers}"
     d.mkdir()
     conf = d / "nginx.conf"
     conf.write_text(nginx_head(d, workers) + f"""
     server {{
         listen 127.0.0.1:{port} reuseport;
+        listen 127.0.0.1:{tls_port} ssl reuseport;
+        ssl_certificate {tls[0]};
+        ssl_certificate_key {tls[1]};
+        ssl_protocols TLSv1.2 TLSv1.3;
         root {media};
         # A prefix link: the MAC covers the directory, like mediagate's.
         location ~ ^(?<dir>/hls/[^/]+/) {{
@@ -194,7 +218,7 @@ def start_nginx(tmp: Path, media: Path, workers: str):
 """)
     p = start(f"nginx-{workers}", [NGINX, "-c", str(conf), "-p", str(d)])
     wait_port(port)
-    return p, port
+    return p, port, tls_port
 
 
 def start_nginx_front(tmp: Path, name: str, mg_port: int, locations: str):
@@ -276,11 +300,11 @@ def start_django(tmp: Path, media: Path):
 UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 
 
-def wrk(port, target, seconds, connections=64, headers=()):
+def wrk(port, target, seconds, connections=64, headers=(), scheme="http"):
     extra = [arg for h in headers for arg in ("-H", h)]
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", *extra,
-         f"http://127.0.0.1:{port}{target}"],
+         f"{scheme}://127.0.0.1:{port}{target}"],
         capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     m = re.search(r"Transfer/sec:\s+([\d.]+)([KMGT]?B)", out)
@@ -319,10 +343,10 @@ def cpu_seconds(pid):
     return user / CLK_TCK, system / CLK_TCK
 
 
-def peak_rss_during(pid, port, target, seconds, connections):
+def peak_rss_during(pid, port, target, seconds, connections, scheme="http"):
     """Runs wrk with `connections` concurrent downloads; samples VmRSS."""
     w = subprocess.Popen(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s",
-                          f"http://127.0.0.1:{port}{target}"],
+                          f"{scheme}://127.0.0.1:{port}{target}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
     try:
@@ -445,9 +469,10 @@ def main():
         media = tmp / "media"
         media.mkdir()
         make_fixtures(media, big_mib)
-        mg, mg_port, mg_sign = start_mediagate(tmp, media)
-        ng1, ng1_port = start_nginx(tmp, media, "1")
-        nga, nga_port = start_nginx(tmp, media, "auto")
+        tls = make_certificate(tmp)
+        mg, mg_port, mg_tls, mg_sign = start_mediagate(tmp, media, tls)
+        ng1, ng1_port, ng1_tls = start_nginx(tmp, media, "1", tls)
+        nga, nga_port, nga_tls = start_nginx(tmp, media, "auto", tls)
         dj, dj_port, dj_sign = start_django(tmp, media)
         nau, nau_port = start_nginx_auth(tmp, media, mg_port)
         mgx, mgx_port = start_mediagate_accel(tmp, media, tmp / "keys.toml")
@@ -480,6 +505,15 @@ def main():
                 "mediagate": (mg_port, mg_prefix),
                 "nginx-1": (ng1_port, ng(seg, "/hls/show/")),
                 "nginx-auto": (nga_port, ng(seg, "/hls/show/"))}),
+            # HTTPS, kept alive: the same certificate and TLS versions at
+            # both; mediagate reads and encrypts file bodies (no sendfile).
+            (HTTPS_SMALL, "req/s", {
+                "mediagate": (mg_tls, mg_valid, "https"), "nginx-1": (ng1_tls, ng_valid, "https"),
+                "nginx-auto": (nga_tls, ng_valid, "https")}),
+            (HTTPS_BIG, "MB/s", {
+                "mediagate": (mg_tls, mg_sign("/100m.bin"), "https"),
+                "nginx-1": (ng1_tls, ng("/100m.bin"), "https"),
+                "nginx-auto": (nga_tls, ng("/100m.bin"), "https")}),
             # Not targets: many clients at once (an edge's normal state), and
             # a new connection for every request (clients without keep-alive).
             (MANY_CLIENTS, "req/s", {
@@ -500,8 +534,8 @@ def main():
             proxied = [w for w in proxied if args.only in w[0]]
         # Sanity: every valid target answers 200 and every invalid one 403.
         for name, _, targets in workloads + proxied:
-            for who, (port, target) in targets.items():
-                status = http_status(port, target)
+            for who, (port, target, *scheme) in targets.items():
+                status = http_status(port, target, *scheme)
                 want = 403 if name == "invalid signature" else 200
                 if status != want:
                     raise RuntimeError(f"{who} answered {status} for {name} ({target})")
@@ -520,12 +554,12 @@ def main():
                 order = list(targets.items())
                 if r % 2:
                     order.reverse()  # alternate A/B
-                for who, (port, target) in order:
+                for who, (port, target, *scheme) in order:
                     u0, s0 = cpu_seconds(pids[who])
                     w0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     connections = 1000 if name == MANY_CLIENTS else 64
                     headers = ("Connection: close",) if name == NO_KEEPALIVE else ()
-                    rps, bps, _ = wrk(port, target, seconds, connections, headers)
+                    rps, bps, _ = wrk(port, target, seconds, connections, headers, *scheme)
                     w1 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     u1, s1 = cpu_seconds(pids[who])
                     value = bps if unit == "MB/s" else rps
@@ -542,6 +576,10 @@ def main():
         if peak is None:
             peak = peak_rss_during(mg.pid, mg_port, big, rss_seconds, 256)
         print(f"mediagate peak RSS with 256 concurrent 100 MiB downloads: {peak / (1 << 20):.1f} MiB")
+        peak_tls = None
+        if not args.only or "HTTPS" in args.only:
+            peak_tls = peak_rss_during(mg.pid, mg_tls, big, rss_seconds, 256, "https")
+            print(f"... over HTTPS: {peak_tls / (1 << 20):.1f} MiB")
         # Idle keep-alive connections (issue #29): each server in turn, with
         # one 1 KiB request on each connection first.
         idle_n = 200 if args.quick else 3000
@@ -553,8 +591,8 @@ def main():
                 idle[who] = idle_memory(pids[who], port, target, idle_n)
                 print(f"{idle_n} idle keep-alive connections: {who} {idle[who] / 1024:.1f} KiB each",
                       flush=True)
-        report(out, results, cpu, workloads, peak, seconds, rounds, args.quick, (idle_n, idle),
-               proxied)
+        report(out, results, cpu, workloads, (peak, peak_tls), seconds, rounds, args.quick,
+               (idle_n, idle), proxied)
         print(f"report written to {out}")
     finally:
         stop_all()
@@ -562,6 +600,8 @@ def main():
 
 
 AUTH_REQUEST = "valid 1 KiB, nginx in front"
+HTTPS_SMALL = "HTTPS valid 1 KiB"
+HTTPS_BIG = "HTTPS 100 MiB file"
 MANY_CLIENTS = "valid 1 KiB, 1000 connections"
 NO_KEEPALIVE = "valid 1 KiB, a connection per request"
 
@@ -569,6 +609,8 @@ TARGETS = {
     "valid signed 1 KiB": 1.2,
     "invalid signature": 1.5,
     "100 MiB file": 1.0,
+    HTTPS_SMALL: 1.0,
+    HTTPS_BIG: 0.9,
 }
 
 
@@ -632,8 +674,12 @@ def report(out, results, cpu, workloads, peak, seconds, rounds, quick, idle=(0, 
             c = statistics.median(checked)
             verdicts.append(("nginx auth_request to mediagate: < 2x slower than secure_link alone",
                              a / c < 2, f"{a / c:.2f}x"))
+    peak, peak_tls = peak
     verdicts.append(("peak RSS <= 64 MiB during 256 concurrent 100 MiB downloads", peak <= 64 << 20,
                      f"{peak / (1 << 20):.1f} MiB"))
+    if peak_tls is not None:
+        verdicts.append(("... the same over HTTPS (bounded memory)", peak_tls <= 64 << 20,
+                         f"{peak_tls / (1 << 20):.1f} MiB"))
     lines += ["", "CPU (median over runs, microseconds) per request, or per MiB sent for the "
               "throughput workloads: the server's user and kernel time (from /proc, its whole "
               "process tree) and the load generator's (wrk, from rusage). Both share the 2 cores, "

@@ -263,7 +263,11 @@ pub(super) async fn connection(
                     res
                 }
             };
-            let files = lane.as_ref().map_or(Files::Chunks, Files::Sendfile);
+            let files = match &lane {
+                Some(lane) => Files::Sendfile(lane),
+                None if plain => Files::Chunks,
+                None => Files::Frames,
+            };
             std::future::ready(Ok::<_, std::convert::Infallible>(Outgoing::response(
                 res, responding, files,
             )))

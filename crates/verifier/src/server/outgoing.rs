@@ -17,11 +17,12 @@ use crate::body::MediaBody;
 use crate::server::sendfile::{Lane, Spans};
 use crate::server::slots::Responding;
 
-/// The largest chunk an HTTP/2 response reads at a time: one DATA frame
-/// at the protocol's default frame size. A connection holds a few chunks
-/// per open stream at most (see `server::HTTP2_MAX_STREAMS`), so this,
-/// times the streams a client may open, bounds what a client that stops
-/// reading can pin.
+/// The largest chunk an HTTP/2 or TLS response reads at a time: one DATA
+/// frame at the protocol's default frame size, and the plaintext of one
+/// TLS record. A connection holds a few chunks per open stream at most
+/// (see `server::HTTP2_MAX_STREAMS`), so this, times the streams a client
+/// may open, bounds what a client that stops reading can pin; over TLS,
+/// larger chunks would only wait in rustls' buffer, record by record.
 pub(crate) const HTTP2_CHUNK: usize = 16 * 1024;
 
 /// The body a connection sends.
@@ -41,7 +42,7 @@ pub(crate) enum Outgoing {
 pub(crate) enum Files<'a> {
     /// Read into chunks of the configured size.
     Chunks,
-    /// Read into chunks of at most [`HTTP2_CHUNK`].
+    /// Read into chunks of at most [`HTTP2_CHUNK`] (HTTP/2, and TLS).
     Frames,
     /// Left in `lane` for `sendfile`.
     Sendfile(&'a Lane),
