@@ -182,12 +182,14 @@ impl Builder {
     }
 
     /// Answers link checks for a proxy that serves the files itself (nginx
-    /// `auth_request`, Caddy `forward_auth`, Traefik `ForwardAuth`): a
-    /// request to `path` (outside the mount) from one of `proxies` is
-    /// taken as a check of the request named by its `X-Original-URI` and
-    /// `X-Original-Method` (nginx's convention) or `X-Forwarded-Uri` and
-    /// `X-Forwarded-Method` (Caddy's and Traefik's), with its own `Cookie`
-    /// and client headers. A granted link gets 204 with the user in
+    /// `auth_request`, Caddy `forward_auth`, Traefik `ForwardAuth`, Envoy
+    /// `ext_authz`): a request to `path` (outside the mount) from one of
+    /// `proxies` is taken as a check of the request named by its
+    /// `X-Original-URI` and `X-Original-Method` (nginx's convention) or
+    /// `X-Forwarded-Uri` and `X-Forwarded-Method` (Caddy's and Traefik's);
+    /// a request below `path` from one of them (Envoy, with `path` as its
+    /// `path_prefix`) as a check of its own method, the path after `path`,
+    /// and its query; each with its own `Cookie` and client headers. A granted link gets 204 with the user in
     /// `mediagate-user`, the link's id in `mediagate-link-id` and its
     /// expiry (Unix seconds) in `mediagate-expires`; a refusal 403 with its reason in
     /// `mediagate-reason` (proxies treat other codes as errors). From any

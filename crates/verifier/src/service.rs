@@ -181,7 +181,16 @@ impl MediaGate {
 
         if let Some((auth_path, proxies)) = &cfg.auth {
             if auth_path == raw_path {
-                return self.check_for_proxy(req, peer, proxies, client_ip, now);
+                return self.check_for_proxy(req, None, peer, proxies, client_ip, now);
+            }
+            // Envoy's `ext_authz` names the request in the path instead:
+            // its `path_prefix`, then the original path; anyone else's
+            // request there is an ordinary one.
+            let described = raw_path
+                .strip_prefix(auth_path.as_str())
+                .filter(|rest| rest.starts_with('/'));
+            if let Some(rest) = described.filter(|_| from_any(peer, proxies)) {
+                return self.check_for_proxy(req, Some(rest), peer, proxies, client_ip, now);
             }
         }
         if cfg.health_path.as_deref() == Some(raw_path)
@@ -320,21 +329,20 @@ impl MediaGate {
     }
 
     /// The auth-only endpoint (see [`Builder::auth_endpoint`]): the request
-    /// a proxy describes in its headers, checked as far as the grant; 204
-    /// with the user, or 403 with the reason.
+    /// a proxy describes, in its headers, or (Envoy) with its path
+    /// `in_path` below the endpoint's and its own method and query;
+    /// checked as far as the grant: 204 with the user, or 403 with the
+    /// reason.
     fn check_for_proxy<B>(
         &self,
         req: &Request<B>,
+        in_path: Option<&str>,
         peer: Option<SocketAddr>,
         proxies: &[ipnet::IpNet],
         client_ip: Option<IpAddr>,
         now: OffsetDateTime,
     ) -> (Response<MediaBody>, Option<Served>) {
-        let asked_by_proxy = peer.is_some_and(|p| {
-            let ip = p.ip().to_canonical();
-            proxies.iter().any(|net| net.contains(&ip))
-        });
-        if !asked_by_proxy {
+        if !from_any(peer, proxies) {
             return self.refuse(req, client_ip, None, Reject::NotFound);
         }
         let header = |names: [&str; 2]| {
@@ -343,9 +351,21 @@ impl MediaGate {
                 .find_map(|n| req.headers().get(n))
                 .and_then(|v| v.to_str().ok())
         };
-        let uri =
-            header(["x-original-uri", "x-forwarded-uri"]).and_then(|u| u.parse::<http::Uri>().ok());
-        let method = match header(["x-original-method", "x-forwarded-method"]) {
+        let (uri, method) = match in_path {
+            Some(path) => {
+                let uri = match req.uri().query() {
+                    Some(q) => format!("{path}?{q}").parse::<http::Uri>().ok(),
+                    None => path.parse::<http::Uri>().ok(),
+                };
+                (uri, Some(req.method().as_str()))
+            }
+            None => (
+                header(["x-original-uri", "x-forwarded-uri"])
+                    .and_then(|u| u.parse::<http::Uri>().ok()),
+                header(["x-original-method", "x-forwarded-method"]),
+            ),
+        };
+        let method = match method {
             None | Some("GET") => Some(Method::Get),
             Some("HEAD") => Some(Method::Head),
             Some(_) => None,
@@ -457,4 +477,12 @@ impl<B> tower_service::Service<Request<B>> for MediaGate {
         }
         ready(Ok(res))
     }
+}
+
+/// Whether `peer` is in one of `networks`.
+fn from_any(peer: Option<SocketAddr>, networks: &[ipnet::IpNet]) -> bool {
+    peer.is_some_and(|p| {
+        let ip = p.ip().to_canonical();
+        networks.iter().any(|net| net.contains(&ip))
+    })
 }

@@ -374,6 +374,62 @@ async fn the_auth_endpoint_answers_a_proxy_for_the_request_it_describes() {
     );
 }
 
+/// Envoy's `ext_authz` (HTTP service) sends the original method, and the
+/// original path and query below its `path_prefix`.
+#[tokio::test]
+async fn the_auth_endpoint_reads_envoys_path_prefix_form() {
+    use mediagate_verifier::PeerAddr;
+    let loopback: ipnet::IpNet = "127.0.0.0/8".parse().unwrap();
+    let t = InProcess::with(|b| b.mount("/media").auth_endpoint("/auth", vec![loopback]));
+    let link = t.link("/pub/a.txt");
+    let ask = |method: &str, target: String, from: [u8; 4], cookie: Option<String>| {
+        let gate = t.gate.clone();
+        let mut req = Request::builder().method(method).uri(target);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        let mut req = req.body(()).unwrap();
+        req.extensions_mut().insert(PeerAddr((from, 40000).into()));
+        async move {
+            let Ok(res) = gate.oneshot(req).await;
+            (
+                res.status().as_u16(),
+                header_of(&res, "mediagate-user"),
+                header_of(&res, "mediagate-reason"),
+            )
+        }
+    };
+    let lo = [127, 0, 0, 1];
+    let described = format!("/auth{}", link.url("/media"));
+    let granted = (204, Some("u1".into()), None);
+    assert_eq!(ask("GET", described.clone(), lo, None).await, granted);
+    assert_eq!(ask("HEAD", described.clone(), lo, None).await, granted);
+    let cookie = Some(format!("mg_token={}", link.token()));
+    assert_eq!(
+        ask("GET", "/auth/media/pub/a.txt".into(), lo, cookie).await,
+        granted
+    );
+    let forged = format!("{}AAAA", &described[..described.len() - 4]);
+    let other = described.replace("/pub/a.txt", "/docs/report.pdf");
+    for (method, target, reason) in [
+        ("GET", forged, "bad_signature"),
+        ("GET", other, "scope"),
+        ("GET", "/auth/media/pub/a.txt".to_owned(), "missing_token"),
+        ("DELETE", described.clone(), "method_not_allowed"),
+    ] {
+        assert_eq!(
+            ask(method, target, lo, None).await,
+            (403, None, Some(reason.into())),
+            "{reason}"
+        );
+    }
+    // "/authx/..." is not below "/auth"; and from anyone but the proxies
+    // the path is an ordinary one (outside the mount here).
+    let beside = format!("/authx{}", link.url("/media"));
+    assert_eq!(ask("GET", beside, lo, None).await.0, 404);
+    assert_eq!(ask("GET", described, [10, 0, 0, 1], None).await.0, 404);
+}
+
 #[tokio::test]
 async fn accel_redirect_mode_names_the_file_for_nginx_and_sends_no_body() {
     let t = InProcess::with(|b| b.mount("/media").accel_redirect("/_protected/"));
