@@ -188,7 +188,7 @@ http {{
 
 
 def start_nginx(tmp: Path, media: Path, workers: str, tls):
-    port, tls_port = free_port(), free_port()
+    port, tls_port, h2_port = free_port(), free_port(), free_port()
     d = tmp / f"nginx-{workers}"
     d.mkdir()
     conf = d / "nginx.conf"
@@ -196,6 +196,7 @@ def start_nginx(tmp: Path, media: Path, workers: str, tls):
     server {{
         listen 127.0.0.1:{port} reuseport;
         listen 127.0.0.1:{tls_port} ssl reuseport;
+        listen 127.0.0.1:{h2_port} http2 reuseport;
         ssl_certificate {tls[0]};
         ssl_certificate_key {tls[1]};
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -218,7 +219,7 @@ def start_nginx(tmp: Path, media: Path, workers: str, tls):
 """)
     p = start(f"nginx-{workers}", [NGINX, "-c", str(conf), "-p", str(d)])
     wait_port(port)
-    return p, port, tls_port
+    return p, port, tls_port, h2_port
 
 
 def start_nginx_front(tmp: Path, name: str, mg_port: int, locations: str):
@@ -395,28 +396,109 @@ def read_response(s):
     return int(head.split(b" ", 2)[1])
 
 
-def idle_memory(pid, port, target, n):
-    """Opens `n` HTTP/1.1 keep-alive connections that each finish one
-    request for `target` and then sit idle, and returns the server's
-    resident growth per connection, in bytes (socket buffers, which are
-    kernel memory, are not in it). Everything is closed again."""
-    before = tree_rss(pid)
+def idle_fresh(tmp: Path, media: Path, tls, who: str, mode: str, n: int):
+    """Per-connection memory of `n` idle `mode` connections to a server
+    `who` started for this measurement alone, then stopped."""
+    d = tmp / f"idle-{who}-{mode}"
+    d.mkdir()
+    if who == "mediagate":
+        p, port, tls_port, sign = start_mediagate(d, media, tls)
+        target = sign("/small.bin")
+        port = tls_port if mode == "tls" else port
+        target = target if mode != "h2" else target
+    else:
+        p, port, tls_port, h2_port = start_nginx(d, media, "1", tls)
+        expires = int(time.time()) + 3600
+        target = f"/small.bin?md5={nginx_token(expires, '/small.bin')}&expires={expires}"
+        port = {"http1": port, "tls": tls_port, "h2": h2_port}[mode]
+    try:
+        return idle_memory(p.pid, port, target, n, mode)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=15)
+
+
+def hpack_int(value, prefix_bits, first=0):
+    """An HPACK integer (RFC 7541, 5.1) with a `prefix_bits`-bit prefix."""
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first | value])
+    out, value = [first | limit], value - limit
+    while value >= 128:
+        out.append((value & 127) | 128)
+        value >>= 7
+    return bytes(out + [value])
+
+
+def h2_frame(kind, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def h2_get(s, target):
+    """One HTTP/2 GET (prior knowledge) of `target` on a new connection `s`,
+    read to its end; the connection stays open. Its status."""
+    headers = b""
+    for name, value in [(":method", "GET"), (":scheme", "http"), (":path", target),
+                        (":authority", "bench")]:
+        # A literal header field without indexing, new name (RFC 7541, 6.2.2).
+        headers += b"\x00" + hpack_int(len(name), 7) + name.encode()
+        headers += hpack_int(len(value), 7) + value.encode()
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0)
+              + h2_frame(1, 0x5, 1, headers))
+    buf, status = b"", None
+    while True:
+        while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise RuntimeError("HTTP/2 connection closed before the response ended")
+            buf += chunk
+        n = int.from_bytes(buf[:3], "big")
+        kind, flags, stream = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+        payload, buf = buf[9:9 + n], buf[9 + n:]
+        if kind == 4 and not flags & 1:
+            s.sendall(h2_frame(4, 1, 0))  # SETTINGS ack
+        if kind == 1 and stream == 1 and status is None:
+            # The first field of a response: :status, indexed (8 = 200).
+            status = {0x88: 200, 0x89: 204, 0x8d: 404}.get(payload[0], payload[0])
+        if stream == 1 and kind in (0, 1) and flags & 1:
+            return status
+
+
+def idle_memory(pid, port, target, n, mode="http1"):
+    """Opens `n` keep-alive connections (`mode`: "http1", "h2" with prior
+    knowledge, or "tls" for HTTP/1.1 over TLS) that each finish one request
+    for `target` and then sit idle, then `n` more the same way, and returns
+    the server's resident growth per connection, in bytes, for each batch
+    (socket buffers, which are kernel memory, are not in it): the first
+    batch's includes what the allocator keeps from their requests, the
+    second's what one more idle connection costs a server that holds idle
+    ones already. Everything is closed again."""
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    rss = [tree_rss(pid)]
     socks = []
     try:
-        for _ in range(n):
-            s = socket.create_connection(("127.0.0.1", port), timeout=30)
-            s.sendall(f"GET {target} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
-            socks.append(s)
-        for s in socks:
-            status = read_response(s)
-            if status != 200:
-                raise RuntimeError(f"an idle-connection request answered {status}")
-        time.sleep(1)
-        after = tree_rss(pid)
+        for _batch in range(2):
+            for _ in range(n):
+                s = socket.create_connection(("127.0.0.1", port), timeout=30)
+                if mode == "tls":
+                    s = ctx.wrap_socket(s)
+                socks.append(s)
+                if mode == "h2":
+                    status = h2_get(s, target)
+                else:
+                    s.sendall(f"GET {target} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+                    status = read_response(s)
+                if status != 200:
+                    raise RuntimeError(f"an idle-connection request answered {status}")
+            time.sleep(1)
+            rss.append(tree_rss(pid))
     finally:
         for s in socks:
             s.close()
-    return max(after - before, 0) / n
+    return tuple(max(b - a, 0) / n for a, b in zip(rss, rss[1:]))
 
 
 # ---------------------------------------------------------------- report
@@ -471,8 +553,8 @@ def main():
         make_fixtures(media, big_mib)
         tls = make_certificate(tmp)
         mg, mg_port, mg_tls, mg_sign = start_mediagate(tmp, media, tls)
-        ng1, ng1_port, ng1_tls = start_nginx(tmp, media, "1", tls)
-        nga, nga_port, nga_tls = start_nginx(tmp, media, "auto", tls)
+        ng1, ng1_port, ng1_tls, ng1_h2 = start_nginx(tmp, media, "1", tls)
+        nga, nga_port, nga_tls, _ = start_nginx(tmp, media, "auto", tls)
         dj, dj_port, dj_sign = start_django(tmp, media)
         nau, nau_port = start_nginx_auth(tmp, media, mg_port)
         mgx, mgx_port = start_mediagate_accel(tmp, media, tmp / "keys.toml")
@@ -584,13 +666,16 @@ def main():
         # one 1 KiB request on each connection first.
         idle_n = 200 if args.quick else 3000
         idle = {}
-        if not args.only:
-            for who, port, target in [("mediagate", mg_port, mg_valid),
-                                      ("nginx-1", ng1_port, ng_valid),
-                                      ("nginx-auto", nga_port, ng_valid)]:
-                idle[who] = idle_memory(pids[who], port, target, idle_n)
-                print(f"{idle_n} idle keep-alive connections: {who} {idle[who] / 1024:.1f} KiB each",
-                      flush=True)
+        if not args.only or "idle" in args.only:
+            # Each server's own fresh connections, one kind after another;
+            # a server's allocator keeps what the kind before freed, so each
+            # kind goes to servers started for it alone.
+            for mode in ("http1", "h2", "tls"):
+                for who in ("mediagate", "nginx-1"):
+                    idle[(mode, who)] = idle_fresh(tmp, media, tls, who, mode, idle_n)
+                    first, more = idle[(mode, who)]
+                    print(f"{idle_n} idle {mode} connections: {who} {first / 1024:.2f} KiB each, "
+                          f"{idle_n} more {more / 1024:.2f} KiB each", flush=True)
         report(out, results, cpu, workloads, (peak, peak_tls), seconds, rounds, args.quick,
                (idle_n, idle), proxied)
         print(f"report written to {out}")
@@ -697,10 +782,27 @@ def report(out, results, cpu, workloads, peak, seconds, rounds, quick, idle=(0, 
                 lines.append(f"| {name} | {per} | {who} | {u:.2f} | {k:.2f} | {u + k:.2f} | {w:.2f} |")
     idle_n, idle_bytes = idle
     if idle_bytes:
-        lines += ["", f"Memory of idle keep-alive connections: {idle_n} HTTP/1.1 connections that "
-                  "each finished one 1 KiB request, the server's resident growth (its whole "
-                  "process tree; socket buffers are kernel memory and not in it) per connection: "
-                  + ", ".join(f"{who} {b / 1024:.1f} KiB" for who, b in idle_bytes.items()) + "."]
+        lines += ["", f"Memory of idle keep-alive connections: {idle_n} connections that each "
+                  "finished one 1 KiB request, to a server started for that kind alone, then "
+                  f"{idle_n} more: its resident growth (its whole process tree; socket buffers "
+                  "are kernel memory and not in it) per connection, in KiB, for the first batch "
+                  "(with what the allocator keeps from serving them) and for the second (what one "
+                  "more idle connection costs a server that holds idle ones already):", "",
+                  "| connections | mediagate first | nginx first | mediagate more | nginx more |",
+                  "|---|---|---|---|---|"]
+        for mode, label in [("http1", "HTTP/1.1"), ("h2", "HTTP/2 (prior knowledge)"),
+                            ("tls", "HTTP/1.1 over TLS")]:
+            mg, ng = idle_bytes.get((mode, "mediagate")), idle_bytes.get((mode, "nginx-1"))
+            if mg is None or ng is None:
+                continue
+            lines.append(f"| {label} | {mg[0] / 1024:.2f} | {ng[0] / 1024:.2f} | "
+                         f"{mg[1] / 1024:.2f} | {ng[1] / 1024:.2f} |")
+        h1 = idle_bytes.get(("http1", "mediagate"))
+        if h1 is not None:
+            verdicts.append(("idle HTTP/1.1 keep-alive connection: <= 4 KiB (first batch)",
+                             h1[0] <= 4096, f"{h1[0] / 1024:.2f} KiB"))
+            verdicts.append(("idle HTTP/1.1 keep-alive connection: <= 4 KiB (one more)",
+                             h1[1] <= 4096, f"{h1[1] / 1024:.2f} KiB"))
     if quick:
         # One short round on a machine also running the load generator:
         # the figures only show that every server answered.

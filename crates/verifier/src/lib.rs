@@ -29,11 +29,11 @@ pub use files::fs::RootError;
 pub use keys::KeyringHandle;
 pub use response::CachePolicy;
 pub use revocation::{Revocation, RevocationCheck, RevocationsHandle};
-pub use server::fit_open_files;
 pub use server::{
     Listening, NoCertificate, ServerConfig, Tls, TlsBuilder, TlsError, WithCertificate, Workers,
     serve, serve_all, serve_metrics,
 };
+pub use server::{fit_open_files, memory_sized_max_connections};
 pub use service::{MediaGate, PeerAddr};
 pub use token::Transports;
 

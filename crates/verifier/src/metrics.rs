@@ -67,6 +67,8 @@ struct Tally {
     sum_micros: u64,
     opened: u64,
     closed: u64,
+    parked: u64,
+    unparked: u64,
     hits: u64,
     misses: u64,
 }
@@ -136,6 +138,8 @@ impl Tallies {
             all.sum_micros += t.sum_micros;
             all.opened += t.opened;
             all.closed += t.closed;
+            all.parked += t.parked;
+            all.unparked += t.unparked;
             all.hits += t.hits;
             all.misses += t.misses;
         }
@@ -188,6 +192,13 @@ impl Collector for Tallies {
             MetricType::Gauge,
         )?;
         ConstGauge::new(t.opened as i64 - t.closed as i64).encode(e)?;
+        let e = encoder.encode_descriptor(
+            "connections_parked",
+            "Idle HTTP/1 connections parked between requests, without hyper's buffers",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(t.parked as i64 - t.unparked as i64).encode(e)?;
         counter(
             &mut encoder,
             "file_cache_hits",
@@ -319,6 +330,24 @@ pub(crate) fn connection() -> Option<ConnectionGauge> {
         with_tally(|t| t.opened += 1);
         ConnectionGauge
     })
+}
+
+/// Counts a connection in `connections_parked` while the guard lives.
+pub(crate) fn parked() -> Option<ParkedGauge> {
+    on().then(|| {
+        with_tally(|t| t.parked += 1);
+        ParkedGauge
+    })
+}
+
+/// Holds one count in `connections_parked` while the connection is parked.
+#[derive(Debug)]
+pub(crate) struct ParkedGauge;
+
+impl Drop for ParkedGauge {
+    fn drop(&mut self) {
+        with_tally(|t| t.unparked += 1);
+    }
 }
 
 /// Holds one count in `connections_open` while the connection lives.

@@ -23,8 +23,9 @@ pub struct ServerConfig {
     /// connection with no response open and no new request for this long
     /// is closed too (default 10 s).
     pub header_read_timeout: Duration,
-    /// The most connections served at once (default 4096; 0 counts as 1,
-    /// and more than [`Semaphore::MAX_PERMITS`] as that many). At the cap,
+    /// The most connections served at once (default: sized from memory,
+    /// see [`memory_sized_max_connections`]; 0 counts as 1, and more than
+    /// [`Semaphore::MAX_PERMITS`] as that many). At the cap,
     /// the connection idle longest (no response in progress) is closed for
     /// each newcomer; with none idle, newcomers wait in the listen backlog
     /// (see `src/slots.rs`).
@@ -69,7 +70,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             header_read_timeout: Duration::from_secs(10),
-            max_connections: 4096,
+            max_connections: memory_sized_max_connections(),
             drain_timeout: Duration::from_secs(10),
             http2: true,
             max_header_bytes: 16 * 1024,
@@ -79,6 +80,44 @@ impl Default for ServerConfig {
             proxy_protocol: Vec::new(),
         }
     }
+}
+
+/// Memory a connection is allowed in the default cap: an idle one costs
+/// the server about 4 KiB and the kernel a few more, a busy one tens of
+/// KiB; the cap leaves room for many to be busy at once.
+const PER_CONNECTION: u64 = 32 * 1024;
+
+/// The default [`ServerConfig::max_connections`]: a quarter of the memory
+/// the process may use (the machine's, or its cgroup's limit when lower)
+/// at 32 KiB a connection, at least 1024 and at most 1,000,000: 4096 with
+/// 512 MiB, 196,608 with 24 GiB. Read from `/proc/meminfo` and
+/// `/sys/fs/cgroup/memory.max`; 4096 when neither reads. The open-files
+/// limit may lower it further (see [`fit_open_files`](crate::fit_open_files)).
+pub fn memory_sized_max_connections() -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| mem_total(&m));
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|m| m.trim().parse::<u64>().ok());
+    match total.into_iter().chain(cgroup).min() {
+        Some(bytes) => cap_for_memory(bytes),
+        None => 4096,
+    }
+}
+
+/// The cap for `bytes` of memory (see [`memory_sized_max_connections`]).
+fn cap_for_memory(bytes: u64) -> usize {
+    usize::try_from(bytes / 4 / PER_CONNECTION)
+        .unwrap_or(usize::MAX)
+        .clamp(1024, 1_000_000)
+}
+
+/// `MemTotal` of a `/proc/meminfo` text, in bytes.
+fn mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 impl ServerConfig {
@@ -149,5 +188,25 @@ impl ServerConfig {
     pub fn with_proxy_protocol(mut self, balancers: Vec<IpNet>) -> Self {
         self.proxy_protocol = balancers;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_cap_grows_with_memory_within_bounds() {
+        assert_eq!(cap_for_memory(512 << 20), 4096);
+        assert_eq!(cap_for_memory(24 << 30), 196_608);
+        assert_eq!(cap_for_memory(64 << 20), 1024);
+        assert_eq!(cap_for_memory(u64::MAX), 1_000_000);
+        let meminfo = "MemTotal:       24683664 kB\nMemFree:  1 kB\n";
+        assert_eq!(mem_total(meminfo), Some(24_683_664 * 1024));
+        assert_eq!(mem_total("MemFree: 1 kB\n"), None);
+        assert_eq!(mem_total("MemTotal: lots\n"), None);
+        // This machine's: within the bounds, whatever it has.
+        let here = memory_sized_max_connections();
+        assert!((1024..=1_000_000).contains(&here));
     }
 }

@@ -27,6 +27,7 @@ use super::graceful::Watcher;
 use super::head_guard::{self, Head, HeadGuard, Verdict, Verdicts};
 use super::io::{ConnIo, Transport};
 use super::outgoing::{Files, HTTP2_CHUNK, Outgoing};
+use super::park::{self, Quiet};
 use super::proxy_protocol;
 use super::send_timeout::{Ended, Progress, Tracked, watch_http2};
 use super::sendfile::{self, Lane};
@@ -51,7 +52,7 @@ const EVICTION_GRACE: Duration = Duration::from_millis(250);
 
 /// Most bytes read before the connection goes to hyper: a typical request
 /// head, signed link included, fits.
-const READ_AHEAD: usize = 2048;
+pub(super) const READ_AHEAD: usize = 2048;
 
 /// One accepted connection: completes the TLS handshake when `tls` is
 /// given, tells HTTP/1 from HTTP/2, then serves it with
@@ -108,7 +109,9 @@ pub(super) async fn connection(
             None => (Transport::Plain(stream), config.http2),
             Some(tls) => {
                 let after_proxy = std::mem::take(&mut buf).freeze();
-                let handshake = tls.accept(Prefixed::new(after_proxy, stream));
+                // Boxed: rustls' state would otherwise be part of every
+                // connection's task, plain ones too.
+                let handshake = Box::pin(tls.accept(Prefixed::new(after_proxy, stream)));
                 let tls = match tokio::time::timeout_at(deadline, handshake).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
@@ -134,6 +137,9 @@ pub(super) async fn connection(
         let (h2, first) = read.await?;
         Some((transport, h2, first))
     };
+    // (Boxed: its state, the TLS handshake's included, is not kept in
+    // the task for the connection's life.)
+    let first_head = Box::pin(first_head);
     let first_head = tokio::select! {
         read = first_head => read,
         () = slot.evicted() => {
@@ -207,6 +213,7 @@ pub(super) async fn connection(
         };
         // Boxed: HTTP/2 with prior knowledge is the rare case, and its
         // state would otherwise double the size of every connection's task.
+        let mut watcher = watcher;
         let conn = Box::pin(async move {
             tokio::pin!(conn);
             let conn = watcher.run(conn, slot.evicted(), |c| c.graceful_shutdown());
@@ -243,6 +250,11 @@ pub(super) async fn connection(
         let mut io = ConnIo::new(stream, report.clone(), first, config.send_timeout, None);
         if let Some(lane) = &lane {
             io = io.with_lane(lane.clone());
+        }
+        // Plain connections are parked between requests (see `park`).
+        let quiet = plain.then(|| Arc::new(Quiet::default()));
+        if let Some(quiet) = &quiet {
+            io = io.watched(Arc::clone(quiet));
         }
         let io = io.guarded(guard);
         let serving = Arc::clone(&slot);
@@ -282,14 +294,19 @@ pub(super) async fn connection(
             // on. (`pipeline_flush` would switch to copying and must stay
             // off.)
             .writev(true);
-        let conn = b.serve_connection(io, service);
-        tokio::pin!(conn);
-        // Polled before it looks at a shutdown: the first request, whose
-        // head is read already, is then answered (see `graceful`). Asked
-        // to give way at the cap (idle, kept alive), it closes the same way.
-        watcher
-            .run(conn, slot.evicted(), |c| c.graceful_shutdown())
-            .await
+        let mut watcher = watcher;
+        // Borrowed, not moved: held once, in this task, while parked.
+        let mut conn = Some((io, service));
+        park::serve_http1(
+            &b,
+            &mut conn,
+            quiet,
+            &slot,
+            &mut watcher,
+            config.header_read_timeout,
+            config.max_header_bytes,
+        )
+        .await
     };
     if let Err(e) = result {
         Line::refused_by_hyper(Some(peer.ip().to_canonical()), &e).end(None);
@@ -343,7 +360,7 @@ async fn first_request_by<F: Future + Unpin>(
 ///
 /// A single read usually carries a whole HTTP/1 request head: one
 /// `recvfrom` for the first request, where peeking cost two.
-async fn read_ahead(
+pub(super) async fn read_ahead(
     stream: &mut (impl tokio::io::AsyncRead + Unpin),
     mut buf: BytesMut,
     deadline: tokio::time::Instant,

@@ -48,11 +48,17 @@ impl Shutdown {
 pub(crate) struct Watcher(watch::Receiver<()>);
 
 impl Watcher {
+    /// Resolves once the signal comes (or its sender is gone), for a
+    /// connection that waits with nothing in flight (see `park`).
+    pub(crate) async fn stopping(&mut self) {
+        let _ = self.0.changed().await;
+    }
+
     /// Drives `conn` to its end; once the signal comes (or its sender is
     /// gone), or `also` does (this connection alone is asked to close),
     /// calls `shutdown` on it once, after a poll of its own.
     pub(crate) async fn run<F: Future>(
-        mut self,
+        &mut self,
         mut conn: Pin<&mut F>,
         also: impl Future<Output = ()>,
         shutdown: impl FnOnce(Pin<&mut F>),
@@ -103,7 +109,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_polled_before_it_is_asked_to_shut_down() {
         let shutdown = Shutdown::new();
-        let watcher = shutdown.watcher();
+        let mut watcher = shutdown.watcher();
         // Signalled before the connection is first polled.
         let drained = tokio::spawn(shutdown.drain());
         tokio::task::yield_now().await;
@@ -120,7 +126,8 @@ mod tests {
             })
             .await;
         assert!(asked);
-        // The watcher is gone: the drain ends.
+        // The watcher is gone (with its connection): the drain ends.
+        drop(watcher);
         drained.await.unwrap();
     }
 

@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 
 use crate::access_log::{Cut, Report};
 use crate::server::head_guard::{self, HeadGuard, Scan};
+use crate::server::park::Quiet;
 use crate::server::send_timeout::{Progress, SendTimer};
 use crate::server::sendfile::{Lane, placeholder_offset};
 use crate::server::tls::Prefixed;
@@ -121,6 +122,9 @@ pub(crate) struct ConnIo {
     /// HTTP/1 only: the request heads' guard, and the bytes it has not yet
     /// let through (see [`crate::server::head_guard`]).
     guard: Option<Guarded>,
+    /// Where reads and writes tell whether the connection is quiet (see
+    /// [`crate::server::park`]), when it may be parked.
+    quiet: Option<Arc<Quiet>>,
 }
 
 /// The read side of an HTTP/1 connection under a [`HeadGuard`].
@@ -163,6 +167,56 @@ impl ConnIo {
             read_ahead,
             stall: SendTimer::new(send_timeout, progress),
             guard: None,
+            quiet: None,
+        }
+    }
+
+    /// Tells `quiet` when the connection has nothing to read and nothing
+    /// left to write.
+    pub(crate) fn watched(mut self, quiet: Arc<Quiet>) -> Self {
+        self.quiet = Some(quiet);
+        self
+    }
+
+    /// What the connection reads and writes through.
+    pub(crate) fn transport_mut(&mut self) -> &mut Transport {
+        self.io.inner_mut()
+    }
+
+    /// Gives back what an idle connection need not hold: buffers kept from
+    /// its last request and response, the send timer.
+    pub(crate) fn release(&mut self) {
+        if let Some(g) = &mut self.guard {
+            // Empty views may still hold the buffer they were cut from.
+            if g.pending.is_empty() {
+                g.pending = BytesMut::new();
+            }
+            if g.released.is_empty() {
+                g.released = Bytes::new();
+            }
+        }
+        self.read_ahead = Bytes::new();
+        self.stall.release();
+        if let Some(lane) = &self.lane {
+            lane.shrink();
+        }
+    }
+
+    /// Hands `first`, the start of the next request (read while the
+    /// connection was parked), to the guard before anything else.
+    pub(crate) fn resume(&mut self, first: Bytes) {
+        if let Some(q) = &self.quiet {
+            q.read(true);
+        }
+        match &mut self.guard {
+            Some(g) => {
+                let mut pending = first
+                    .try_into_mut()
+                    .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+                pending.unsplit(std::mem::take(&mut g.pending));
+                g.pending = pending;
+            }
+            None => self.read_ahead = first,
         }
     }
 
@@ -214,6 +268,9 @@ impl ConnIo {
         };
         loop {
             if !g.released.is_empty() {
+                if let Some(q) = &self.quiet {
+                    q.read(true);
+                }
                 let n = g.released.len().min(buf.remaining());
                 buf.put_slice(&g.released[..n]);
                 g.released.advance(n);
@@ -271,7 +328,19 @@ impl ConnIo {
                     }
                 }))
             });
-            match ready!(read) {
+            let Poll::Ready(read) = read else {
+                // Nothing to read, and no part of a head held back.
+                if let Some(q) = &self.quiet {
+                    if g.pending.is_empty() {
+                        q.read(false);
+                    }
+                }
+                return Poll::Pending;
+            };
+            if let Some(q) = &self.quiet {
+                q.read(true);
+            }
+            match read {
                 Ok((0, _)) => {
                     // End of stream: what is left goes to hyper as it is
                     // (an unfinished head, which hyper drops).
@@ -360,6 +429,9 @@ impl hyper::rt::Write for ConnIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(q) = &self.quiet {
+            q.wrote();
+        }
         let write = match placeholder_offset(buf) {
             Some(at) => self.poll_send_span(cx, at, buf.len()),
             None => Pin::new(&mut self.io).poll_write(cx, buf),
@@ -372,6 +444,9 @@ impl hyper::rt::Write for ConnIo {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(q) = &self.quiet {
+            q.wrote();
+        }
         let write = self.as_mut().write_vectored(cx, bufs);
         self.watch(cx, write)
     }
@@ -381,7 +456,12 @@ impl hyper::rt::Write for ConnIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        // hyper flushes its IO once all it queued is written.
+        let flushed = Pin::new(&mut self.io).poll_flush(cx);
+        if let (Poll::Ready(Ok(())), Some(q)) = (&flushed, &self.quiet) {
+            q.flushed();
+        }
+        flushed
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -15,6 +15,8 @@
 //! - `io`: what hyper reads and writes through; `head_guard`: request
 //!   heads checked before hyper parses them; `sendfile`: file bodies as
 //!   `sendfile` spans; `outgoing`: a response as a connection sends it;
+//! - `park`: idle HTTP/1 connections parked between requests, without
+//!   hyper's buffers;
 //! - `slots`: the connection cap and who gives way at it; `send_timeout`:
 //!   clients that stop reading; `graceful`: draining on shutdown;
 //!   `proxy_protocol`; `open_files`: fitting limits to `RLIMIT_NOFILE`.
@@ -31,6 +33,7 @@ mod io;
 mod metrics_endpoint;
 mod open_files;
 mod outgoing;
+mod park;
 mod proxy_protocol;
 mod send_timeout;
 mod sendfile;
@@ -38,7 +41,7 @@ pub(crate) mod slots;
 mod tls;
 mod workers;
 
-pub use config::ServerConfig;
+pub use config::{ServerConfig, memory_sized_max_connections};
 pub use metrics_endpoint::serve_metrics;
 pub use open_files::fit_open_files;
 pub use tls::{NoCertificate, Tls, TlsBuilder, TlsError, WithCertificate};

@@ -58,6 +58,13 @@ impl SendTimer {
         }
     }
 
+    /// Gives back the timer's allocation (a connection going idle); the
+    /// next wait makes a new one.
+    pub(crate) fn release(&mut self) {
+        self.sleep = None;
+        self.armed = false;
+    }
+
     /// Passes a write's outcome through: progress (or an error) disarms the
     /// timer; a wait arms it if need be, and becomes a `TimedOut` error
     /// once the timer has run out.

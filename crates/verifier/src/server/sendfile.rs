@@ -134,6 +134,11 @@ impl Ending {
 }
 
 impl Lane {
+    /// Gives back the room of spans sent (a connection going idle).
+    pub(crate) fn shrink(&self) {
+        self.spans().shrink_to_fit();
+    }
+
     /// A number for a new response whose spans will pass through the lane.
     pub(crate) fn response(&self) -> u64 {
         self.0.responses.fetch_add(1, Ordering::Relaxed)

@@ -186,6 +186,11 @@ impl Slot {
         Responding(self.state.clone())
     }
 
+    /// Whether no response is in progress.
+    pub(crate) fn no_response_in_progress(&self) -> bool {
+        self.state.active.load(Ordering::Relaxed) == 0
+    }
+
     /// Resolves when the connection is asked to close. Polled with the
     /// connection on every wake-up, so it costs one atomic load: the task's
     /// waker is registered on the first poll only (a connection's task

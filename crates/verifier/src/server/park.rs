@@ -1,0 +1,273 @@
+//! Parking idle HTTP/1 connections: between requests, a kept-alive
+//! connection holds only its socket and a little state, not hyper's.
+//!
+//! hyper keeps a connection's read and write buffers (8 KiB each) and its
+//! timers for as long as the connection lives, so a crowd of idle
+//! keep-alive clients would cost about 20 KiB each. Instead, once a
+//! response has been sent whole, hyper's writes flushed and a read finds
+//! nothing more from the client, the connection is [`Quiet`]; still quiet
+//! [`PARK_AFTER`] later (a client that sends its next request at once
+//! keeps hyper's state, which costs about a request to build), hyper's
+//! connection is then ended without closing the socket
+//! (`graceful_shutdown` on an idle connection, `into_parts`), its buffers
+//! dropped, and the socket waits for readiness alone. When the client
+//! sends its next request, the head is read (under the header timeout,
+//! counted from the park, as hyper counts it from the end of a response)
+//! and a new hyper connection takes it over, with the same service and
+//! IO. A parked connection still holds its slot of the cap, counts as
+//! idle there, and closes when asked to give way or on shutdown.
+//!
+//! Plain HTTP/1 only: over TLS, rustls may hold decrypted bytes that a
+//! readiness wait on the socket would not see, so a TLS connection stays
+//! in hyper between requests.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::HttpService;
+
+use super::connection::{READ_AHEAD, read_ahead};
+use super::graceful::Watcher;
+use super::io::{ConnIo, Transport};
+use super::outgoing::Outgoing;
+use super::slots::Slot;
+
+/// Whether a connection has nothing to read and nothing left to write,
+/// as its IO last saw it (see [`ConnIo::watched`]).
+#[derive(Debug)]
+pub(crate) struct Quiet {
+    /// The last read found nothing, and no part of a head is held back.
+    blocked: AtomicBool,
+    /// hyper has flushed all it wrote.
+    flushed: AtomicBool,
+}
+
+impl Default for Quiet {
+    fn default() -> Self {
+        Quiet {
+            blocked: AtomicBool::new(false),
+            flushed: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Quiet {
+    /// A read brought bytes (`got`), or found none.
+    pub(crate) fn read(&self, got: bool) {
+        self.blocked.store(!got, Ordering::Relaxed);
+    }
+
+    /// Something was written: not flushed yet.
+    pub(crate) fn wrote(&self) {
+        self.flushed.store(false, Ordering::Relaxed);
+    }
+
+    /// All written has been flushed.
+    pub(crate) fn flushed(&self) {
+        self.flushed.store(true, Ordering::Relaxed);
+    }
+
+    fn now(&self) -> bool {
+        self.blocked.load(Ordering::Relaxed) && self.flushed.load(Ordering::Relaxed)
+    }
+}
+
+/// How a turn of hyper's connection ended.
+enum Turn {
+    /// The connection is over (the client left, or asked to close, or an
+    /// error).
+    Done(hyper::Result<()>),
+    /// Quiet between requests: to be parked.
+    Quiet,
+}
+
+/// How long a connection stays quiet before it is parked: rebuilding
+/// hyper's state costs about as much as a small request, so a client that
+/// sends its next request at once keeps it.
+const PARK_AFTER: Duration = Duration::from_millis(200);
+
+/// hyper's connection, polled until it is done or, with `quiet`, until it
+/// has been quiet with no response in progress for [`PARK_AFTER`].
+struct Parkable<'a, S: HttpService<Incoming>> {
+    conn: http1::Connection<ConnIo, S>,
+    quiet: Option<&'a Quiet>,
+    slot: &'a Slot,
+    /// Runs out [`PARK_AFTER`] into the current quiet spell.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `timer` counts down the current quiet spell.
+    armed: bool,
+}
+
+impl<S> Future for Parkable<'_, S>
+where
+    S: HttpService<Incoming, ResBody = Outgoing> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Output = Turn;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Turn> {
+        let this = self.get_mut();
+        if let Poll::Ready(done) = this.conn.poll_without_shutdown(cx) {
+            return Poll::Ready(Turn::Done(done));
+        }
+        if !(this.quiet.is_some_and(Quiet::now) && this.slot.no_response_in_progress()) {
+            this.armed = false;
+            return Poll::Pending;
+        }
+        let deadline = tokio::time::Instant::now() + PARK_AFTER;
+        let timer = match &mut this.timer {
+            Some(timer) if this.armed => timer,
+            Some(timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => this
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        this.armed = true;
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Turn::Quiet),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Serves an HTTP/1 connection with hyper (`builder`), parked between
+/// requests when `quiet` is given (see the module docs), until the client
+/// leaves, the connection fails, it gives way at the cap or a shutdown
+/// drains it. `conn` is its IO and service, taken by each turn of hyper's
+/// connection and put back while parked.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn serve_http1<S>(
+    builder: &http1::Builder,
+    conn: &mut Option<(ConnIo, S)>,
+    quiet: Option<Arc<Quiet>>,
+    slot: &Slot,
+    watcher: &mut Watcher,
+    header_read_timeout: Duration,
+    max_head: usize,
+) -> hyper::Result<()>
+where
+    S: HttpService<Incoming, ResBody = Outgoing> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    loop {
+        // Boxed: hyper's connection and the futures that drive it are
+        // large, and a parked connection's task keeps none of them.
+        let turn = Box::pin(serve_until_quiet(
+            builder,
+            conn,
+            quiet.as_deref(),
+            slot,
+            watcher,
+        ));
+        let Some(read) = turn.await? else {
+            return Ok(());
+        };
+        let Some((io, _)) = conn else {
+            return Ok(());
+        };
+        let _parked = crate::metrics::parked();
+        let deadline = tokio::time::Instant::now() + header_read_timeout;
+        let next = async {
+            let buf = match read {
+                Some(read) => read,
+                None => {
+                    // Nothing allocated until the client sends something.
+                    if let Transport::Plain(tcp) = io.transport_mut() {
+                        tokio::time::timeout_at(deadline, tcp.readable())
+                            .await
+                            .ok()?
+                            .ok()?;
+                    }
+                    BytesMut::with_capacity(READ_AHEAD)
+                }
+            };
+            read_ahead(io.transport_mut(), buf, deadline, false, max_head).await
+        };
+        let next = tokio::select! {
+            next = next => next,
+            () = slot.evicted() => {
+                tracing::debug!("idle at the connection cap: closed for a newcomer");
+                None
+            }
+            () = watcher.stopping() => None,
+        };
+        let Some((_, first)) = next else {
+            return Ok(());
+        };
+        slot.head_arrived();
+        if let Some((io, _)) = conn {
+            io.resume(first);
+        }
+    }
+}
+
+/// One turn of hyper's connection over the IO and service in `conn`:
+/// until the connection is over (`None`), or quiet with no response in
+/// progress, when hyper is ended, its IO (with what it need not keep
+/// released) and service are put back in `conn`, and any bytes it read
+/// but did not use are returned (copied: hyper's buffer comes back whole,
+/// room included).
+async fn serve_until_quiet<S>(
+    builder: &http1::Builder,
+    conn: &mut Option<(ConnIo, S)>,
+    quiet: Option<&Quiet>,
+    slot: &Slot,
+    watcher: &mut Watcher,
+) -> hyper::Result<Option<Option<BytesMut>>>
+where
+    S: HttpService<Incoming, ResBody = Outgoing> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Some((io, service)) = conn.take() else {
+        return Ok(None);
+    };
+    let back = conn;
+    let mut turn = Parkable {
+        conn: builder.serve_connection(io, service),
+        quiet,
+        slot,
+        timer: None,
+        armed: false,
+    };
+    // Polled before it looks at a shutdown: the first request, whose head
+    // is read already, is then answered (see `graceful`). Asked to give
+    // way at the cap (idle, kept alive), it closes the same way.
+    let ended = watcher
+        .run(Pin::new(&mut turn), slot.evicted(), |t| {
+            Pin::new(&mut t.get_mut().conn).graceful_shutdown()
+        })
+        .await;
+    let mut conn = turn.conn;
+    if let Turn::Done(done) = ended {
+        done?;
+        // hyper leaves the socket open (`poll_without_shutdown`): say
+        // goodbye as it would have.
+        let mut parts = conn.into_parts();
+        let shutdown =
+            std::future::poll_fn(|cx| hyper::rt::Write::poll_shutdown(Pin::new(&mut parts.io), cx));
+        let _ = tokio::time::timeout(Duration::from_secs(1), shutdown).await;
+        return Ok(None);
+    }
+    // Idle: ending hyper's connection now writes nothing and reads nothing
+    // more.
+    Pin::new(&mut conn).graceful_shutdown();
+    std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await?;
+    let mut parts = conn.into_parts();
+    let read = (!parts.read_buf.is_empty()).then(|| BytesMut::from(&parts.read_buf[..]));
+    parts.io.release();
+    *back = Some((parts.io, parts.service));
+    Ok(Some(read))
+}

@@ -1,0 +1,166 @@
+//! Idle keep-alive connections, parked between requests without hyper's
+//! state: the next request, pipelined ones, the cap, the idle timeout and
+//! shutdown.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use mediagate_verifier::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads one response with a Content-Length from `s`: its status and body.
+async fn response(s: &mut TcpStream) -> (u16, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut byte))
+            .await
+            .expect("a response within 10 s")
+            .unwrap();
+        assert_eq!(n, 1, "closed mid-head: {}", String::from_utf8_lossy(&buf));
+        buf.push(byte[0]);
+    }
+    let head = common::parse(&buf);
+    let len: usize = head.header("content-length").unwrap().parse().unwrap();
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    (head.status, body)
+}
+
+/// The `mediagate_connections_parked` gauge now.
+fn parked_now() -> i64 {
+    mediagate_verifier::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix("mediagate_connections_parked "))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0)
+}
+
+/// Waits up to 5 s for `f` to hold.
+async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Whether the server has closed `s` (it reads the end of the stream).
+async fn closed(s: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test]
+async fn a_parked_connection_serves_what_comes_next_whole_and_in_order() {
+    mediagate_verifier::metrics::install();
+    let s = TestServer::start().await;
+    let a = s.target("/pub/a.txt");
+    let big = s.target("/big.bin");
+    let big_file = std::fs::read(s.root.join("big.bin")).unwrap();
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    let get = |t: &str| format!("GET {t} HTTP/1.1\r\nHost: x\r\n\r\n");
+
+    c.write_all(get(&a).as_bytes()).await.unwrap();
+    assert_eq!(response(&mut c).await, (200, b"hello world\n".to_vec()));
+    // Quiet now: parked.
+    assert!(eventually(|| parked_now() >= 1).await, "not parked");
+
+    // The next request, a large file (sent with sendfile), then three
+    // pipelined in one write, answered in order.
+    c.write_all(get(&big).as_bytes()).await.unwrap();
+    let (status, body) = response(&mut c).await;
+    assert_eq!(status, 200);
+    assert!(body == big_file, "the large file's bytes differ");
+    let three = [get(&a), get("/media/pub/a.txt"), get(&a)].concat();
+    c.write_all(three.as_bytes()).await.unwrap();
+    assert_eq!(response(&mut c).await, (200, b"hello world\n".to_vec()));
+    assert_eq!(response(&mut c).await.0, 403);
+    assert_eq!(response(&mut c).await, (200, b"hello world\n".to_vec()));
+
+    // A head sent in pieces, the first while parked.
+    let head = get(&a);
+    let (first, rest) = head.split_at(7);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.write_all(first.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.write_all(rest.as_bytes()).await.unwrap();
+    assert_eq!(response(&mut c).await, (200, b"hello world\n".to_vec()));
+
+    // A head the guard refuses, after a park: answered, then closed.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.write_all(get(&format!("{a}#x")).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(response(&mut c).await.0, 400);
+    assert!(closed(&mut c).await);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn parked_connections_hold_their_place_under_the_cap_and_give_way_first() {
+    let s = TestServer::start_with(|b| b, ServerConfig::default().with_max_connections(2)).await;
+    let a = s.target("/pub/a.txt");
+    let get = |t: &str| format!("GET {t} HTTP/1.1\r\nHost: x\r\n\r\n");
+    // One idle (parked) connection, one busy with a file it does not read.
+    let mut idle = TcpStream::connect(s.addr).await.unwrap();
+    idle.write_all(get(&a).as_bytes()).await.unwrap();
+    assert_eq!(response(&mut idle).await.0, 200);
+    let mut busy = TcpStream::connect(s.addr).await.unwrap();
+    let big = s.target("/big.bin");
+    busy.write_all(get(&big).as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A third client at the cap: the parked one gives way, not the busy
+    // one, and the newcomer is served.
+    let mut third = TcpStream::connect(s.addr).await.unwrap();
+    third.write_all(get(&a).as_bytes()).await.unwrap();
+    assert!(closed(&mut idle).await, "the parked connection gave way");
+    assert_eq!(response(&mut third).await.0, 200);
+    let (status, body) = response(&mut busy).await;
+    assert_eq!((status, body.len()), (200, 3_000_000));
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_parked_connection_closes_at_the_idle_timeout_and_on_shutdown() {
+    let config = ServerConfig::default().with_header_read_timeout(Duration::from_millis(300));
+    let s = TestServer::start_with(|b| b, config).await;
+    let a = s.target("/pub/a.txt");
+    let get = format!("GET {a} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(get.as_bytes()).await.unwrap();
+    assert_eq!(response(&mut c).await.0, 200);
+    let parked_at = Instant::now();
+    assert!(closed(&mut c).await);
+    let waited = parked_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+
+    // Parked when the server shuts down: closed at once, not at the
+    // drain deadline.
+    let s = TestServer::start().await;
+    let a = s.target("/pub/a.txt");
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(format!("GET {a} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(response(&mut c).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stopping = Instant::now();
+    s.shutdown().await.unwrap();
+    assert!(stopping.elapsed() < Duration::from_secs(2));
+    assert!(closed(&mut c).await);
+}
