@@ -1,5 +1,6 @@
 //! HTTPS connections: the handshake, ALPN, the PROXY header before TLS,
-//! keep-alive and large files over TLS, and the handshake's deadline.
+//! keep-alive (parked between requests) and large files over TLS, and the
+//! handshake's deadline.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -79,6 +80,9 @@ async fn http1_keeps_alive_and_sends_large_files_whole_over_tls() {
     let mut tls = handshake(tcp, &ca, &[b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     for path in ["/pub/a.txt", "/big.bin", "/pub/a.txt"] {
+        // Quiet long enough to be parked (see `server/park.rs`): the next
+        // request wakes the TLS connection from its socket.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let target = s.target(path);
         let req = format!("GET {target} HTTP/1.1\r\nHost: media.test\r\n\r\n");
         tls.write_all(req.as_bytes()).await.unwrap();

@@ -251,11 +251,10 @@ pub(super) async fn connection(
         if let Some(lane) = &lane {
             io = io.with_lane(lane.clone());
         }
-        // Plain connections are parked between requests (see `park`).
-        let quiet = plain.then(|| Arc::new(Quiet::default()));
-        if let Some(quiet) = &quiet {
-            io = io.watched(Arc::clone(quiet));
-        }
+        // Parked between requests (see `park`).
+        let quiet = Arc::new(Quiet::default());
+        io = io.watched(Arc::clone(&quiet));
+        let quiet = Some(quiet);
         let io = io.guarded(guard);
         let serving = Arc::clone(&slot);
         let service = service_fn(move |req: Request<Incoming>| {

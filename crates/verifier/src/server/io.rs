@@ -45,6 +45,24 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// Resolves once the client has sent something: the socket is
+    /// readable (over TLS too: rustls holds no decrypted bytes once a
+    /// read through it has found none, see `park`).
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        match self {
+            Transport::Plain(tcp) => tcp.readable().await,
+            Transport::Tls(tls) => {
+                let prefixed = tls.get_ref().0;
+                if prefixed.has_unread() {
+                    return Ok(());
+                }
+                prefixed.tcp.readable().await
+            }
+        }
+    }
+}
+
 impl From<TcpStream> for Transport {
     fn from(tcp: TcpStream) -> Self {
         Transport::Plain(tcp)

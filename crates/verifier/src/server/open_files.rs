@@ -44,7 +44,9 @@ fn share(soft: u64, config: &mut ServerConfig, cache: &mut CacheLimits) {
     // Each connection needs a socket and, while streaming, a file.
     let fit = ((usable - kept) / 2).max(16) as usize;
     if config.max_connections > fit {
-        tracing::info!(
+        // The default, sized from memory, is often above this: expected,
+        // not news.
+        tracing::debug!(
             max_connections = fit,
             open_files = soft,
             "connection cap lowered to fit the open-files limit"

@@ -5,9 +5,10 @@
 //! timers for as long as the connection lives, so a crowd of idle
 //! keep-alive clients would cost about 20 KiB each. Instead, once a
 //! response has been sent whole, hyper's writes flushed and a read finds
-//! nothing more from the client, the connection is [`Quiet`]; still quiet
-//! [`PARK_AFTER`] later (a client that sends its next request at once
-//! keeps hyper's state, which costs about a request to build), hyper's
+//! nothing more from the client, the connection is [`Quiet`]; then (at
+//! once, or for a connection that has shown it sends requests back to
+//! back, still quiet [`PARK_AFTER`] later: rebuilding hyper's state costs
+//! about a small request) hyper's
 //! connection is then ended without closing the socket
 //! (`graceful_shutdown` on an idle connection, `into_parts`), its buffers
 //! dropped, and the socket waits for readiness alone. When the client
@@ -17,9 +18,10 @@
 //! IO. A parked connection still holds its slot of the cap, counts as
 //! idle there, and closes when asked to give way or on shutdown.
 //!
-//! Plain HTTP/1 only: over TLS, rustls may hold decrypted bytes that a
-//! readiness wait on the socket would not see, so a TLS connection stays
-//! in hyper between requests.
+//! Over TLS too: a read through rustls that finds nothing means rustls
+//! holds no decrypted bytes either, and hyper's flush has sent all rustls
+//! had to send, so the socket's readiness is the client's next word; the
+//! TLS session itself (rustls' state and buffers) stays.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,7 +37,7 @@ use hyper::service::HttpService;
 
 use super::connection::{READ_AHEAD, read_ahead};
 use super::graceful::Watcher;
-use super::io::{ConnIo, Transport};
+use super::io::ConnIo;
 use super::outgoing::Outgoing;
 use super::slots::Slot;
 
@@ -88,9 +90,11 @@ enum Turn {
     Quiet,
 }
 
-/// How long a connection stays quiet before it is parked: rebuilding
+/// How long a busy connection stays quiet before it is parked: rebuilding
 /// hyper's state costs about as much as a small request, so a client that
-/// sends its next request at once keeps it.
+/// sends requests back to back keeps it. A connection is parked at once
+/// until it shows it is busy: woken by a request within this time of
+/// being parked.
 const PARK_AFTER: Duration = Duration::from_millis(200);
 
 /// hyper's connection, polled until it is done or, with `quiet`, until it
@@ -99,7 +103,10 @@ struct Parkable<'a, S: HttpService<Incoming>> {
     conn: http1::Connection<ConnIo, S>,
     quiet: Option<&'a Quiet>,
     slot: &'a Slot,
-    /// Runs out [`PARK_AFTER`] into the current quiet spell.
+    /// How long a quiet spell lasts before it parks: none, or
+    /// [`PARK_AFTER`] for a busy connection.
+    after: Duration,
+    /// Runs out `after` into the current quiet spell.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Whether `timer` counts down the current quiet spell.
     armed: bool,
@@ -122,7 +129,10 @@ where
             this.armed = false;
             return Poll::Pending;
         }
-        let deadline = tokio::time::Instant::now() + PARK_AFTER;
+        if this.after.is_zero() {
+            return Poll::Ready(Turn::Quiet);
+        }
+        let deadline = tokio::time::Instant::now() + this.after;
         let timer = match &mut this.timer {
             Some(timer) if this.armed => timer,
             Some(timer) => {
@@ -161,6 +171,8 @@ where
     S::Future: Unpin,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    // Parked at once until it shows it is busy.
+    let mut after = Duration::ZERO;
     loop {
         // Boxed: hyper's connection and the futures that drive it are
         // large, and a parked connection's task keeps none of them.
@@ -170,6 +182,7 @@ where
             quiet.as_deref(),
             slot,
             watcher,
+            after,
         ));
         let Some(read) = turn.await? else {
             return Ok(());
@@ -178,18 +191,18 @@ where
             return Ok(());
         };
         let _parked = crate::metrics::parked();
-        let deadline = tokio::time::Instant::now() + header_read_timeout;
+        let parked_at = tokio::time::Instant::now();
+        let deadline = parked_at + header_read_timeout;
         let next = async {
             let buf = match read {
                 Some(read) => read,
                 None => {
                     // Nothing allocated until the client sends something.
-                    if let Transport::Plain(tcp) = io.transport_mut() {
-                        tokio::time::timeout_at(deadline, tcp.readable())
-                            .await
-                            .ok()?
-                            .ok()?;
-                    }
+                    let readable = io.transport_mut().readable();
+                    tokio::time::timeout_at(deadline, readable)
+                        .await
+                        .ok()?
+                        .ok()?;
                     BytesMut::with_capacity(READ_AHEAD)
                 }
             };
@@ -206,6 +219,9 @@ where
         let Some((_, first)) = next else {
             return Ok(());
         };
+        if parked_at.elapsed() < PARK_AFTER {
+            after = PARK_AFTER;
+        }
         slot.head_arrived();
         if let Some((io, _)) = conn {
             io.resume(first);
@@ -225,6 +241,7 @@ async fn serve_until_quiet<S>(
     quiet: Option<&Quiet>,
     slot: &Slot,
     watcher: &mut Watcher,
+    after: Duration,
 ) -> hyper::Result<Option<Option<BytesMut>>>
 where
     S: HttpService<Incoming, ResBody = Outgoing> + Unpin,
@@ -239,6 +256,7 @@ where
         conn: builder.serve_connection(io, service),
         quiet,
         slot,
+        after,
         timer: None,
         armed: false,
     };

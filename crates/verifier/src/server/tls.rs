@@ -341,6 +341,11 @@ impl Prefixed {
     pub(crate) fn new(read: Bytes, tcp: TcpStream) -> Self {
         Prefixed { read, tcp }
     }
+
+    /// Whether bytes read before the handshake are still to be read.
+    pub(crate) fn has_unread(&self) -> bool {
+        !self.read.is_empty()
+    }
 }
 
 impl AsyncRead for Prefixed {
