@@ -101,6 +101,13 @@ fn start(config: &Path) -> (Served, Receiver<String>, Vec<(String, bool)>) {
     (child, rx, addrs)
 }
 
+/// A link for user 7 to `/a.txt` at `https://{host}:PORT`, PORT being
+/// `https`'s.
+fn link_at(keys: &str, host: &str, https: &str) -> String {
+    let base = format!("https://{host}:{}", port(https));
+    sign_for_7(keys, &["--path", "/a.txt", "--base-url", &base])
+}
+
 /// The port of `addr` (`127.0.0.1:PORT`).
 fn port(addr: &str) -> &str {
     addr.rsplit(':').next().unwrap()
@@ -196,15 +203,7 @@ fn the_certificate_is_chosen_by_the_name_the_client_asks_for() {
     assert_eq!(subject(https, None), "CN = a.test");
     assert_eq!(subject(https, Some("other.test")), "CN = a.test");
     // And a client that checks it accepts the wildcard's.
-    let url = sign_for_7(
-        &keys,
-        &[
-            "--path",
-            "/a.txt",
-            "--base-url",
-            &format!("https://cdn.b.test:{}", port(https)),
-        ],
-    );
+    let url = link_at(&keys, "cdn.b.test", https);
     assert_eq!(curl(&ca.ca, "cdn.b.test", https, &[&url]), "x\n\n200 2");
     stop(child);
 }
@@ -217,15 +216,7 @@ fn only_tls_1_2_and_1_3_are_spoken() {
     let config = config(dir.path(), &keys, &root, false, &["site"]);
     let (child, _lines, addrs) = start(&config);
     let https = &addrs[0].0;
-    let url = sign_for_7(
-        &keys,
-        &[
-            "--path",
-            "/a.txt",
-            "--base-url",
-            &format!("https://media.test:{}", port(https)),
-        ],
-    );
+    let url = link_at(&keys, "media.test", https);
     for version in [
         ["--tlsv1.2", "--tls-max", "1.2"],
         ["--tlsv1.3", "--tls-max", "1.3"],

@@ -65,17 +65,24 @@ async fn response<S: AsyncRead + Unpin>(s: &mut S) -> common::Response {
     common::parse(&buf)
 }
 
-/// The client's crypto, the same as the server's.
-fn provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::aws_lc_rs::default_provider()
+/// A test server speaking TLS with a new certificate (HTTP/2 offered when
+/// `http2`), the certificate for clients to trust, and the directory that
+/// holds it.
+async fn tls_server(
+    http2: bool,
+    config: ServerConfig,
+) -> (TestServer, CertificateDer<'static>, tempfile::TempDir) {
+    // The client's crypto, the same as the server's.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, ca) = certificate(dir.path(), http2);
+    let s = TestServer::start_tls(config, tls).await;
+    (s, ca, dir)
 }
 
 #[tokio::test]
 async fn http1_keeps_alive_and_sends_large_files_whole_over_tls() {
-    let _ = provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let (tls, ca) = certificate(dir.path(), true);
-    let s = TestServer::start_tls(ServerConfig::default(), tls).await;
+    let (s, ca, _dir) = tls_server(true, ServerConfig::default()).await;
     let tcp = TcpStream::connect(s.addr).await.unwrap();
     let mut tls = handshake(tcp, &ca, &[b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
@@ -96,10 +103,7 @@ async fn http1_keeps_alive_and_sends_large_files_whole_over_tls() {
 
 #[tokio::test]
 async fn http2_is_spoken_over_tls_when_alpn_chooses_it() {
-    let _ = provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let (tls, ca) = certificate(dir.path(), true);
-    let s = TestServer::start_tls(ServerConfig::default(), tls).await;
+    let (s, ca, _dir) = tls_server(true, ServerConfig::default()).await;
     let tcp = TcpStream::connect(s.addr).await.unwrap();
     let tls = handshake(tcp, &ca, &[b"h2", b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
@@ -116,11 +120,8 @@ async fn http2_is_spoken_over_tls_when_alpn_chooses_it() {
 
 #[tokio::test]
 async fn without_alpn_h2_a_preface_is_no_http2() {
-    let _ = provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
     // HTTP/2 not offered by the server: a client asking for it gets 1.1.
-    let (tls, ca) = certificate(dir.path(), false);
-    let s = TestServer::start_tls(ServerConfig::default(), tls).await;
+    let (s, ca, _dir) = tls_server(false, ServerConfig::default()).await;
     let tcp = TcpStream::connect(s.addr).await.unwrap();
     let mut tls = handshake(tcp, &ca, &[b"h2", b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
@@ -141,11 +142,8 @@ async fn without_alpn_h2_a_preface_is_no_http2() {
 
 #[tokio::test]
 async fn tls_follows_a_proxy_header_from_a_listed_balancer() {
-    let _ = provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let (tls, ca) = certificate(dir.path(), true);
     let config = ServerConfig::default().with_proxy_protocol(vec!["127.0.0.2/32".parse().unwrap()]);
-    let s = TestServer::start_tls(config, tls).await;
+    let (s, ca, _dir) = tls_server(true, config).await;
     let bound = s
         .link("/pub/a.txt")
         .client_ip("203.0.113.9".parse().unwrap())
@@ -170,11 +168,8 @@ async fn tls_follows_a_proxy_header_from_a_listed_balancer() {
 
 #[tokio::test]
 async fn a_handshake_not_done_by_the_header_timeout_is_closed() {
-    let _ = provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let (tls, _) = certificate(dir.path(), true);
     let config = ServerConfig::default().with_header_read_timeout(Duration::from_millis(300));
-    let s = TestServer::start_tls(config, tls).await;
+    let (s, _ca, _dir) = tls_server(true, config).await;
     // The first bytes of a ClientHello, then nothing.
     let mut tcp = TcpStream::connect(s.addr).await.unwrap();
     tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
