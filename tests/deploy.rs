@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod support;
-use support::Nginx;
+use support::{Nginx, Stopped, keys_and_media};
 
 const UNIT: &str = include_str!("../deploy/systemd/mediagate.service");
 const NGINX_SITE: &str = include_str!("../deploy/nginx/media.conf");
@@ -160,28 +160,16 @@ fn test_certificates(dir: &Path) -> (String, String, String) {
     (ca, site, key)
 }
 
-/// A `mediagate serve` this test started; SIGTERM by PID when dropped.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
 /// `mediagate serve --config config`, started; the server and the address
 /// it logs first.
-fn serve_recipe(config: &Path) -> (Server, String) {
+fn serve_recipe(config: &Path) -> (Stopped, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mediagate"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let server = Server(child);
+    let server = Stopped(child);
     let mut lines = BufReader::new(stderr).lines();
     let addr = loop {
         let line = lines.next().expect("mediagate exited early").unwrap();
@@ -215,21 +203,9 @@ fn fetch(ca: &str, resolve: &str, url: &str, extra: &[&str]) -> (Option<i32>, St
 /// cannot forge.
 #[test]
 fn the_nginx_recipe_terminates_tls_and_passes_the_client_address() {
-    let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_mediagate");
-    let keys = dir.path().join("keys.toml");
-    let keys = keys.to_str().unwrap();
-    assert!(
-        Command::new(bin)
-            .args(["keygen", "--out", keys])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
-    let media = dir.path().join("media");
-    std::fs::create_dir_all(&media).unwrap();
-    std::fs::write(media.join("a.txt"), "through nginx\n").unwrap();
+    let (dir, keys, media) = keys_and_media("through nginx\n");
+    let keys = keys.as_str();
     let config = dir.path().join("mediagate.toml");
     let toml = swap(BEHIND_NGINX, "/etc/mediagate/keys.toml", keys);
     let toml = swap(&toml, "/srv/media", media.to_str().unwrap());
@@ -288,15 +264,9 @@ fn the_nginx_recipe_terminates_tls_and_passes_the_client_address() {
 /// address, and the certificate read again on SIGHUP.
 #[test]
 fn the_edge_recipe_serves_https_itself() {
-    let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_mediagate");
-    let keys = dir.path().join("keys.toml");
-    let keys = keys.to_str().unwrap();
-    let made = Command::new(bin).args(["keygen", "--out", keys]).output();
-    assert!(made.unwrap().status.success());
-    let media = dir.path().join("media");
-    std::fs::create_dir_all(&media).unwrap();
-    std::fs::write(media.join("a.txt"), "from the edge\n").unwrap();
+    let (dir, keys, media) = keys_and_media("from the edge\n");
+    let keys = keys.as_str();
     let (ca, site, key) = test_certificates(dir.path());
     let toml = swap(AT_THE_EDGE, "/etc/mediagate/keys.toml", keys);
     let toml = swap(&toml, "/srv/media", media.to_str().unwrap());

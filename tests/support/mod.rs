@@ -151,7 +151,7 @@ fn await_listening(port: u16, what: &str) {
 /// A process this test started, stopped with SIGTERM by its PID when
 /// dropped (an nginx master stops its workers then; SIGKILL would leave
 /// them running, orphaned).
-struct Stopped(std::process::Child);
+pub struct Stopped(pub std::process::Child);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
