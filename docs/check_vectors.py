@@ -28,10 +28,18 @@ def unb64url(text: str) -> bytes:
 
 def payload(key_id: str, c: dict) -> bytes:
     flags = 0
-    for bit, name in enumerate(["not_before", "client_net", "disposition", "content_type", "generation"]):
+    upload_bits = (
+        (1 if c.get("max_size") is not None else 0)
+        | (2 if c.get("sha256") is not None else 0)
+        | (4 if c.get("replace") else 0)
+    )
+    names = ["not_before", "client_net", "disposition", "content_type", "generation", "upload"]
+    for bit, name in enumerate(names):
         present = c.get(name) is not None
         if name == "disposition":
             present = c.get("attachment") is not None or c.get("inline") is not None
+        if name == "upload":
+            present = upload_bits != 0
         if present:
             flags |= 1 << bit
     methods = sum({"GET": 1, "HEAD": 2, "PUT": 4}[m] for m in c["methods"])
@@ -56,11 +64,17 @@ def payload(key_id: str, c: dict) -> bytes:
         out += bytes([len(ct)]) + ct
     if c.get("generation") is not None:
         out += struct.pack(">Q", c["generation"])
+    if upload_bits:
+        out += bytes([upload_bits])
+        if c.get("max_size") is not None:
+            out += struct.pack(">Q", c["max_size"])
+        if c.get("sha256") is not None:
+            out += bytes.fromhex(c["sha256"])
     return out
 
 
 def refusal(c: dict):
-    """The error a signer must give for these claims' scope and path (§5), or None."""
+    """The error a signer must give for these claims (§3, §5), or None."""
     path = c["path"]
     if path.startswith("/_mg/"):
         return "reserved_path"
@@ -79,6 +93,11 @@ def refusal(c: dict):
         return "prefix_not_asked"
     if c["scope"] == "prefix" and not path.endswith("/"):
         return "prefix_without_slash"
+    upload_claims = c.get("max_size") is not None or c.get("sha256") is not None or c.get("replace")
+    if upload_claims and "PUT" not in c["methods"]:
+        return "upload_without_put"
+    if c.get("replace") and c["scope"] == "prefix":
+        return "replace_below_prefix"
     return None
 
 

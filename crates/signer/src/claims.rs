@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use time::OffsetDateTime;
 
 use crate::path::MediaPath;
+use crate::upload::{self, UploadError, UploadLimits};
 use crate::values::{DispositionType, Methods};
 use crate::wire::{self, MalformedToken};
 
@@ -90,6 +91,7 @@ pub struct Claims {
     client_net: Option<IpNet>,
     disposition: Option<DispositionType>,
     generation: Option<u64>,
+    upload: Option<UploadLimits>,
 }
 
 impl Claims {
@@ -119,6 +121,7 @@ impl Claims {
             client_net: fields.client_net,
             disposition: fields.disposition,
             generation: fields.generation,
+            upload: fields.upload,
         }
     }
 
@@ -231,6 +234,48 @@ impl Claims {
         self.generation
     }
 
+    /// The upload claims (empty when the link signs none; see
+    /// [`UploadLimits`]).
+    pub fn upload(&self) -> UploadLimits {
+        self.upload.unwrap_or_default()
+    }
+
+    /// Whether an upload of `len` bytes (its `Content-Length`, or the bytes
+    /// received so far) is within the link's `max_size`.
+    pub fn admits_length(&self, len: u64) -> Result<(), UploadError> {
+        match self.upload().max_size {
+            Some(max) if len > max => Err(UploadError::TooLarge),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether an upload sent with the `Content-Type` value `sent` (`None`:
+    /// none sent) may be stored under the link: always, unless the link
+    /// names a content type, which it must then match (same
+    /// `type/subtype`, ignoring case, and the parameters the link names).
+    pub fn admits_content_type(&self, sent: Option<&str>) -> Result<(), UploadError> {
+        match self.content_type() {
+            None => Ok(()),
+            Some(signed) if sent.is_some_and(|s| upload::content_type_matches(signed, s)) => Ok(()),
+            Some(_) => Err(UploadError::ContentType),
+        }
+    }
+
+    /// Whether the whole upload, `len` bytes that hash to `sha256`, is the
+    /// one the link allows: within `max_size`, and the signed digest when
+    /// there is one (compared in constant time).
+    pub fn admits_received(&self, len: u64, sha256: &[u8; 32]) -> Result<(), UploadError> {
+        self.admits_length(len)?;
+        match &self.upload().sha256 {
+            Some(signed)
+                if !bool::from(subtle::ConstantTimeEq::ct_eq(&signed[..], &sha256[..])) =>
+            {
+                Err(UploadError::DigestMismatch)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// How long the link has left at `now` (zero once expired).
     pub fn remaining(&self, now: OffsetDateTime) -> time::Duration {
         let left = self.expires as i64 - now.unix_timestamp();
@@ -252,6 +297,7 @@ impl fmt::Debug for Claims {
             .field("disposition", &self.content_disposition())
             .field("content_type", &self.content_type())
             .field("generation", &self.generation)
+            .field("upload", &self.upload)
             .finish()
     }
 }

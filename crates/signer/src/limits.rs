@@ -60,7 +60,8 @@ pub(crate) const MAX_PAYLOAD_LEN: usize = 1
     + (1 + 16 + 1)
     + (1 + 1 + MAX_FILENAME_LEN)
     + (1 + MAX_CONTENT_TYPE_LEN)
-    + 8;
+    + 8
+    + (1 + 8 + 32);
 
 /// Shortest token accepted, in characters.
 pub const MIN_TOKEN_LEN: usize = encoded_len(MIN_PAYLOAD_LEN + TAG_LEN);

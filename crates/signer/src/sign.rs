@@ -12,7 +12,8 @@ use crate::key::Keyring;
 use crate::limits::{self, ClaimError, MAX_TIME};
 use crate::path::{self, MediaPath, PathError};
 use crate::transport::{self, Token};
-use crate::values::{DispositionType, Methods};
+use crate::upload::UploadLimits;
+use crate::values::{DispositionType, Method, Methods};
 use crate::wire::{self, PayloadBuf, RawClaims};
 
 /// The longest lifetime a [`Signer`] or [`Verifier`](crate::Verifier)
@@ -74,6 +75,13 @@ pub enum SignError {
     /// A cookie domain that is not a host name.
     #[error("a cookie domain must be a host name such as example.com")]
     BadDomain,
+    /// Upload limits (a maximum size, a digest, replace) on a link that
+    /// does not grant `PUT`.
+    #[error("upload limits need a link that grants PUT")]
+    UploadWithoutPut,
+    /// `replace` on a prefix link, which may only create new files.
+    #[error("a prefix upload link creates new files only: replace needs a link to one file")]
+    ReplaceBelowPrefix,
 }
 
 impl SignError {
@@ -95,6 +103,8 @@ impl SignError {
             SignError::PrefixNotAsked => "prefix_not_asked",
             SignError::PrefixWithoutSlash => "prefix_without_slash",
             SignError::BadDomain => "bad_domain",
+            SignError::UploadWithoutPut => "upload_without_put",
+            SignError::ReplaceBelowPrefix => "replace_below_prefix",
         }
     }
 }
@@ -158,6 +168,17 @@ impl Signer {
         self.builder(user, dir, true)
     }
 
+    /// Starts an upload link for `user` (as in [`link`](Self::link)): `PUT`
+    /// of the one file `path`, creating it (unless
+    /// [`replace`](LinkBuilder::replace) is asked), with the limits set on
+    /// the builder ([`max_size`](LinkBuilder::max_size),
+    /// [`content_type`](LinkBuilder::content_type),
+    /// [`sha256`](LinkBuilder::sha256)). For new files below a directory,
+    /// use [`prefix`](Self::prefix) with `.methods(Methods::PUT)`.
+    pub fn upload<'a>(&'a self, user: &'a str, path: &'a str) -> LinkBuilder<'a> {
+        self.builder(user, path, false).methods(Methods::PUT)
+    }
+
     fn builder<'a>(&'a self, user: &'a str, path: &'a str, prefix: bool) -> LinkBuilder<'a> {
         LinkBuilder {
             signer: self,
@@ -173,6 +194,7 @@ impl Signer {
             disposition: None,
             content_type: None,
             generation: None,
+            upload: UploadLimits::default(),
         }
     }
 }
@@ -197,6 +219,7 @@ pub struct LinkBuilder<'a> {
     disposition: Option<(DispositionType, &'a str)>,
     content_type: Option<&'a str>,
     generation: Option<u64>,
+    upload: UploadLimits,
 }
 
 impl<'a> LinkBuilder<'a> {
@@ -262,7 +285,8 @@ impl<'a> LinkBuilder<'a> {
     }
 
     /// Asks the verifier to send this `Content-Type` instead of the one
-    /// guessed from the extension.
+    /// guessed from the extension; on an upload link, the type the upload
+    /// must be sent with (and whose signature its first bytes must bear).
     pub fn content_type(mut self, content_type: &'a str) -> Self {
         self.content_type = Some(content_type);
         self
@@ -272,6 +296,27 @@ impl<'a> LinkBuilder<'a> {
     /// a verifier that checks it (the bundled server does not yet).
     pub fn generation(mut self, generation: u64) -> Self {
         self.generation = Some(generation);
+        self
+    }
+
+    /// Upload links: the most bytes the upload may have (default: the
+    /// verifier's own limit only).
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.upload.max_size = Some(bytes);
+        self
+    }
+
+    /// Upload links: the SHA-256 of the exact bytes to be uploaded (default:
+    /// any bytes).
+    pub fn sha256(mut self, digest: [u8; 32]) -> Self {
+        self.upload.sha256 = Some(digest);
+        self
+    }
+
+    /// Upload links: whether an existing file may be replaced (default
+    /// `false`: the upload may only create the file). Not on a prefix link.
+    pub fn replace(mut self, replace: bool) -> Self {
+        self.upload.replace = replace;
         self
     }
 
@@ -319,6 +364,13 @@ impl<'a> LinkBuilder<'a> {
         limits::check_subject(subject)?;
         if self.methods.bits() == 0 {
             return Err(SignError::NoMethods);
+        }
+        let upload = (!self.upload.is_empty()).then_some(self.upload);
+        if upload.is_some() && !self.methods.contains(Method::Put) {
+            return Err(SignError::UploadWithoutPut);
+        }
+        if self.upload.replace && self.prefix {
+            return Err(SignError::ReplaceBelowPrefix);
         }
         // Whole seconds plus nanoseconds since 1970: exact, and much cheaper
         // than calendar arithmetic.
@@ -380,6 +432,7 @@ impl<'a> LinkBuilder<'a> {
             disposition: self.disposition,
             content_type: self.content_type,
             generation: self.generation,
+            upload,
         };
         let needed = wire::payload_len(&claims) + limits::TAG_LEN;
         let mut stack = [0u8; wire::STACK_BUF_LEN];

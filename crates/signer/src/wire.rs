@@ -9,6 +9,7 @@
 //!           issued_at(8) expires(8) [not_before(8)]
 //!           subject_len(1) subject path_len(2) path
 //!           [client_net] [disposition] [content_type] [generation(8)]
+//!           [upload]
 //! token   = base64url_nopad(payload || HMAC-SHA256(link_key, payload))
 //! ```
 
@@ -18,14 +19,22 @@ use ipnet::IpNet;
 
 use crate::limits::{self, MAX_TIME, MAX_TOKEN_LEN, MIN_TOKEN_LEN, VERSION, is_valid_key_id};
 use crate::path::{self, MediaPath};
-use crate::values::{DispositionType, Methods};
+use crate::upload::UploadLimits;
+use crate::values::{DispositionType, Method, Methods};
 
 pub(crate) const FLAG_NOT_BEFORE: u8 = 1 << 0;
 pub(crate) const FLAG_CLIENT_NET: u8 = 1 << 1;
 pub(crate) const FLAG_DISPOSITION: u8 = 1 << 2;
 pub(crate) const FLAG_CONTENT_TYPE: u8 = 1 << 3;
 pub(crate) const FLAG_GENERATION: u8 = 1 << 4;
-const KNOWN_FLAGS: u8 = 0b1_1111;
+pub(crate) const FLAG_UPLOAD: u8 = 1 << 5;
+const KNOWN_FLAGS: u8 = 0b11_1111;
+
+/// The upload field's own flags (docs/FORMAT.md §3, field 17).
+const UPLOAD_MAX_SIZE: u8 = 1 << 0;
+const UPLOAD_SHA256: u8 = 1 << 1;
+const UPLOAD_REPLACE: u8 = 1 << 2;
+const KNOWN_UPLOAD_FLAGS: u8 = 0b111;
 
 /// Why the bytes of a token are not a well-formed v1 token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +77,8 @@ pub(crate) struct RawClaims<'a> {
     pub disposition: Option<(DispositionType, &'a str)>,
     pub content_type: Option<&'a str>,
     pub generation: Option<u64>,
+    /// `None` when the link claims no upload limits.
+    pub upload: Option<UploadLimits>,
 }
 
 /// Bytes up to which signing and verifying work in a stack buffer; longer
@@ -126,6 +137,11 @@ pub(crate) fn payload_len(c: &RawClaims<'_>) -> usize {
     if c.generation.is_some() {
         n += 8;
     }
+    if let Some(up) = &c.upload {
+        n += 1
+            + if up.max_size.is_some() { 8 } else { 0 }
+            + if up.sha256.is_some() { 32 } else { 0 };
+    }
     n
 }
 
@@ -148,6 +164,9 @@ pub(crate) fn encode_payload(c: &RawClaims<'_>, out: &mut PayloadBuf) {
     }
     if c.generation.is_some() {
         flags |= FLAG_GENERATION;
+    }
+    if c.upload.is_some() {
+        flags |= FLAG_UPLOAD;
     }
     out.push(VERSION);
     out.push(c.key_id.len() as u8);
@@ -187,6 +206,25 @@ pub(crate) fn encode_payload(c: &RawClaims<'_>, out: &mut PayloadBuf) {
     }
     if let Some(generation) = c.generation {
         out.extend_from_slice(&generation.to_be_bytes());
+    }
+    if let Some(up) = &c.upload {
+        let mut bits = 0;
+        if up.max_size.is_some() {
+            bits |= UPLOAD_MAX_SIZE;
+        }
+        if up.sha256.is_some() {
+            bits |= UPLOAD_SHA256;
+        }
+        if up.replace {
+            bits |= UPLOAD_REPLACE;
+        }
+        out.push(bits);
+        if let Some(max) = up.max_size {
+            out.extend_from_slice(&max.to_be_bytes());
+        }
+        if let Some(digest) = &up.sha256 {
+            out.extend_from_slice(digest);
+        }
     }
 }
 
@@ -339,6 +377,7 @@ pub(crate) struct Fields<'a> {
     pub client_net: Option<IpNet>,
     pub disposition: Option<DispositionType>,
     pub generation: Option<u64>,
+    pub upload: Option<UploadLimits>,
     /// Where the text fields are.
     pub spans: TextSpans,
 }
@@ -462,6 +501,11 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
     } else {
         None
     };
+    let upload = if flags & FLAG_UPLOAD != 0 {
+        Some(decode_upload(&mut r, methods, path)?)
+    } else {
+        None
+    };
     if r.pos != payload.len() {
         return Err(MalformedToken::TrailingBytes);
     }
@@ -474,6 +518,7 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
         client_net,
         disposition,
         generation,
+        upload,
         spans: TextSpans {
             key_id: key_id_span,
             subject: subject_span,
@@ -481,6 +526,42 @@ pub(crate) fn decode_fields(payload: &[u8]) -> Result<Fields<'_>, MalformedToken
             filename: filename_span,
             content_type: content_type_span,
         },
+    })
+}
+
+/// Reads field 17: the upload claims of a `PUT` link. One spelling: at
+/// least one claim, no unknown bit, and `replace` only on a link to one
+/// file (a prefix link creates new names).
+fn decode_upload(
+    r: &mut Reader<'_>,
+    methods: Methods,
+    path: UncheckedPath<'_>,
+) -> Result<UploadLimits, MalformedToken> {
+    const FIELD: &str = "upload";
+    let bits = r.u8(FIELD)?;
+    if bits == 0 || bits & !KNOWN_UPLOAD_FLAGS != 0 || !methods.contains(Method::Put) {
+        return Err(MalformedToken::Field(FIELD));
+    }
+    let replace = bits & UPLOAD_REPLACE != 0;
+    if replace && path.0.ends_with(b"/") {
+        return Err(MalformedToken::Field(FIELD));
+    }
+    let max_size = if bits & UPLOAD_MAX_SIZE != 0 {
+        Some(r.u64(FIELD)?)
+    } else {
+        None
+    };
+    let sha256 = if bits & UPLOAD_SHA256 != 0 {
+        let mut d = [0u8; 32];
+        d.copy_from_slice(r.take(32, FIELD)?);
+        Some(d)
+    } else {
+        None
+    };
+    Ok(UploadLimits {
+        max_size,
+        sha256,
+        replace,
     })
 }
 
@@ -506,6 +587,7 @@ pub(crate) fn decode_payload(payload: &[u8]) -> Result<RawClaims<'_>, MalformedT
         },
         content_type: f.spans.content_type.map(text).transpose()?,
         generation: f.generation,
+        upload: f.upload,
     })
 }
 
@@ -527,7 +609,92 @@ mod tests {
             disposition: Some((DispositionType::Attachment, "a b.mp4")),
             content_type: Some("video/mp4"),
             generation: Some(7),
+            upload: None,
         }
+    }
+
+    fn upload() -> RawClaims<'static> {
+        RawClaims {
+            methods: Methods::PUT,
+            path: "/uploads/a.jpg",
+            upload: Some(UploadLimits {
+                max_size: Some(50 << 20),
+                sha256: Some([7; 32]),
+                replace: true,
+            }),
+            ..sample()
+        }
+    }
+
+    fn encoded(c: &RawClaims<'_>) -> Vec<u8> {
+        let mut bytes = vec![0; payload_len(c)];
+        let mut buf = PayloadBuf::new(&mut bytes);
+        encode_payload(c, &mut buf);
+        assert_eq!(buf.as_slice().len(), payload_len(c));
+        bytes
+    }
+
+    #[test]
+    fn upload_claims_round_trip() {
+        for limits in [
+            UploadLimits {
+                max_size: Some(0),
+                ..UploadLimits::default()
+            },
+            UploadLimits {
+                sha256: Some([1; 32]),
+                ..UploadLimits::default()
+            },
+            UploadLimits {
+                replace: true,
+                ..UploadLimits::default()
+            },
+            upload().upload.unwrap(),
+        ] {
+            let c = RawClaims {
+                upload: Some(limits),
+                ..upload()
+            };
+            assert_eq!(decode_payload(&encoded(&c)).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn upload_field_has_one_spelling() {
+        let bytes = encoded(&upload());
+        let at = bytes.len() - 1 - 8 - 32;
+        assert_eq!(bytes[at], 0b111);
+        for bits in [0u8, 0b1000, 0x80] {
+            let mut b = bytes.clone();
+            b[at] = bits;
+            assert!(decode_payload(&b).is_err(), "upload flags {bits:#b}");
+        }
+        // Upload claims on a link that grants no PUT.
+        let read = RawClaims {
+            methods: Methods::READ,
+            ..upload()
+        };
+        assert_eq!(
+            decode_payload(&encoded(&read)),
+            Err(MalformedToken::Field("upload"))
+        );
+        // Replacing below a prefix.
+        let prefix = RawClaims {
+            path: "/uploads/",
+            ..upload()
+        };
+        assert_eq!(
+            decode_payload(&encoded(&prefix)),
+            Err(MalformedToken::Field("upload"))
+        );
+        let create = RawClaims {
+            upload: Some(UploadLimits {
+                replace: false,
+                ..upload().upload.unwrap()
+            }),
+            ..prefix
+        };
+        assert!(decode_payload(&encoded(&create)).is_ok());
     }
 
     #[test]
@@ -544,6 +711,7 @@ mod tests {
             disposition: None,
             content_type: None,
             generation: None,
+            upload: None,
             ..c
         };
         let mut bytes = vec![0; payload_len(&minimal)];
@@ -568,7 +736,7 @@ mod tests {
     #[test]
     fn limits_are_consistent() {
         const { assert!(MIN_TOKEN_LEN < MAX_TOKEN_LEN) };
-        assert_eq!((MIN_TOKEN_LEN, MAX_TOKEN_LEN), (78, 2211));
+        assert_eq!((MIN_TOKEN_LEN, MAX_TOKEN_LEN), (78, 2266));
         assert_eq!(encoded_len(3), 4);
         assert_eq!(encoded_len(4), 6);
         assert_eq!(encoded_len(32), 43);

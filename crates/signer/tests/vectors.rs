@@ -39,6 +39,14 @@ struct ClaimsIn {
     content_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     generation: Option<u64>,
+    /// Upload claims (field 17): the most bytes, the digest of the bytes
+    /// (hex), and whether an existing file may be replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    replace: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -48,6 +56,19 @@ struct Request {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     client_ip: Option<String>,
     now: i64,
+    /// For a `PUT`: the upload (its `Content-Type`, and the length and
+    /// SHA-256 of its bytes), checked against the link's upload claims
+    /// once the link grants the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upload: Option<UploadIn>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct UploadIn {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_type: Option<String>,
+    length: u64,
+    sha256: String,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -164,7 +185,13 @@ fn sign(signer: &Signer, c: &ClaimsIn) -> Result<String, mediagate_signer::SignE
     if let Some(g) = c.generation {
         b = b.generation(g);
     }
-    b.sign().map(|l| l.into_token())
+    if let Some(max) = c.max_size {
+        b = b.max_size(max);
+    }
+    if let Some(d) = &c.sha256 {
+        b = b.sha256(unhex32(d));
+    }
+    b.replace(c.replace).sign().map(|l| l.into_token())
 }
 
 fn verify(verifier: &Verifier, token: &str, r: &Request) -> Result<(), String> {
@@ -174,10 +201,34 @@ fn verify(verifier: &Verifier, token: &str, r: &Request) -> Result<(), String> {
     if let Some(ip) = &r.client_ip {
         facts = facts.client_ip(ip.parse().unwrap());
     }
-    verifier
+    let grant = verifier
         .verify(token, &facts, at(r.now))
-        .map(|_| ())
-        .map_err(|e| e.code().to_owned())
+        .map_err(|e| e.code().to_owned())?;
+    if let Some(up) = &r.upload {
+        let claims = grant.claims();
+        let refused = |e: mediagate_signer::UploadError| e.code().to_owned();
+        claims
+            .admits_content_type(up.content_type.as_deref())
+            .map_err(refused)?;
+        claims.admits_length(up.length).map_err(refused)?;
+        claims
+            .admits_received(up.length, &unhex32(&up.sha256))
+            .map_err(refused)?;
+    }
+    Ok(())
+}
+
+fn unhex32(h: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex(&Sha256::digest(bytes))
 }
 
 #[test]
@@ -232,6 +283,10 @@ fn vectors_hold() {
         assert_eq!(claims.filename(), filename.filter(|f| !f.is_empty()));
         assert_eq!(claims.content_type(), c.content_type.as_deref());
         assert_eq!(claims.generation(), c.generation, "{}", case.name);
+        let up = claims.upload();
+        assert_eq!(up.max_size, c.max_size, "{}", case.name);
+        assert_eq!(up.sha256.map(|d| hex(&d)), c.sha256, "{}", case.name);
+        assert_eq!(up.replace, c.replace, "{}", case.name);
         assert_eq!(claims.issued_at(), at(c.issued_at), "{}", case.name);
         assert_eq!(claims.expires_at(), at(c.expires), "{}", case.name);
         assert_eq!(claims.not_before(), c.not_before.map(at), "{}", case.name);
@@ -300,6 +355,31 @@ fn get(path: &str) -> Request {
         path: path.into(),
         client_ip: None,
         now: T0 + 60,
+        upload: None,
+    }
+}
+
+/// A `PUT` of `bytes` as `content_type` to `path`.
+fn put(path: &str, content_type: Option<&str>, bytes: &[u8]) -> Request {
+    Request {
+        method: "PUT".into(),
+        upload: Some(UploadIn {
+            content_type: content_type.map(Into::into),
+            length: bytes.len() as u64,
+            sha256: sha256_hex(bytes),
+        }),
+        ..get(path)
+    }
+}
+
+/// Bytes the upload vectors send: the start of a JPEG.
+const JPEG: &[u8] = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00";
+
+/// An upload link's claims.
+fn upload(path: &str) -> ClaimsIn {
+    ClaimsIn {
+        methods: vec!["PUT".into()],
+        ..base(path)
     }
 }
 
@@ -416,6 +496,71 @@ fn regenerate() {
                 method: "PUT".into(),
                 ..get("/uploads/u.bin")
             },
+            false,
+        ),
+        (
+            "upload with every limit",
+            ClaimsIn {
+                max_size: Some(50 << 20),
+                content_type: Some("image/jpeg".into()),
+                sha256: Some(sha256_hex(JPEG)),
+                ..upload("/uploads/42/avatar.jpg")
+            },
+            put("/uploads/42/avatar.jpg", Some("image/jpeg"), JPEG),
+            false,
+        ),
+        (
+            "upload of exactly the maximum size",
+            ClaimsIn {
+                max_size: Some(JPEG.len() as u64),
+                ..upload("/uploads/42/a.bin")
+            },
+            put("/uploads/42/a.bin", None, JPEG),
+            false,
+        ),
+        (
+            "upload that may replace the file",
+            ClaimsIn {
+                replace: true,
+                ..upload("/uploads/42/notes.txt")
+            },
+            put(
+                "/uploads/42/notes.txt",
+                Some("text/plain; charset=utf-8"),
+                b"hi",
+            ),
+            false,
+        ),
+        (
+            "upload below a prefix (new files only)",
+            ClaimsIn {
+                max_size: Some(1 << 30),
+                ..upload("/uploads/42/")
+            },
+            put("/uploads/42/2027/clip.mp4", Some("video/mp4"), b"x"),
+            false,
+        ),
+        (
+            "content type matched ignoring case and with extra parameters",
+            ClaimsIn {
+                content_type: Some("text/csv; charset=utf-8".into()),
+                ..upload("/uploads/42/t.csv")
+            },
+            put(
+                "/uploads/42/t.csv",
+                Some("TEXT/CSV; header=present; charset=\"utf-8\""),
+                b"a,b\n",
+            ),
+            false,
+        ),
+        (
+            "upload and download with one link",
+            ClaimsIn {
+                methods: vec!["GET".into(), "HEAD".into(), "PUT".into()],
+                max_size: Some(1024),
+                ..base("/uploads/42/doc.pdf")
+            },
+            get("/uploads/42/doc.pdf"),
             false,
         ),
         (
@@ -769,6 +914,53 @@ fn regenerate() {
     )
     .unwrap();
 
+    let jpeg_upload = sign(
+        &signer,
+        &ClaimsIn {
+            max_size: Some(1024),
+            content_type: Some("image/jpeg".into()),
+            sha256: Some(sha256_hex(JPEG)),
+            ..upload("/uploads/a.jpg")
+        },
+    )
+    .unwrap();
+    let small_upload = ClaimsIn {
+        max_size: Some(4),
+        ..upload("/uploads/a.bin")
+    };
+    // A signed upload link with its payload changed by `edit`, then MACed.
+    let upload_edited = |claims: &ClaimsIn, edit: &dyn Fn(&mut Vec<u8>)| {
+        let t = sign(&signer, claims).unwrap();
+        let mut p = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        p.truncate(p.len() - 32);
+        edit(&mut p);
+        resign(&p)
+    };
+    // The upload field of `small_upload` is its last 9 bytes: the flags,
+    // then the size.
+    let upload_flags = |p: &mut Vec<u8>| p.len() - 9;
+    let no_upload_claims = upload_edited(&small_upload, &|p| {
+        let at = upload_flags(p);
+        p[at] = 0;
+    });
+    let unknown_upload_flag = upload_edited(&small_upload, &|p| {
+        let at = upload_flags(p);
+        p[at] |= 1 << 3;
+    });
+    let upload_without_put = upload_edited(&small_upload, &|p| {
+        // key id "k2026" (2 + 5 bytes), flags, then methods.
+        p[2 + 5 + 1] = 0b011;
+    });
+    let replace_below_prefix = upload_edited(
+        &ClaimsIn {
+            max_size: Some(4),
+            ..upload("/uploads/")
+        },
+        &|p| {
+            let at = upload_flags(p);
+            p[at] |= 1 << 2;
+        },
+    );
     let invalid: Vec<(&str, String, Request, &str)> = vec![
         ("empty token", String::new(), req.clone(), "malformed_token"),
         (
@@ -1044,6 +1236,60 @@ fn regenerate() {
             req.clone(),
             "ip",
         ),
+        (
+            "download with an upload-only link",
+            jpeg_upload.clone(),
+            get("/uploads/a.jpg"),
+            "method",
+        ),
+        (
+            "upload larger than the signed maximum",
+            jpeg_upload.clone(),
+            put("/uploads/a.jpg", Some("image/jpeg"), &[0xff; 1025]),
+            "too_large",
+        ),
+        (
+            "upload without the signed content type",
+            jpeg_upload.clone(),
+            put("/uploads/a.jpg", None, JPEG),
+            "content_type",
+        ),
+        (
+            "upload of another content type",
+            jpeg_upload.clone(),
+            put("/uploads/a.jpg", Some("image/png"), JPEG),
+            "content_type",
+        ),
+        (
+            "upload whose bytes are not the signed digest",
+            jpeg_upload.clone(),
+            put("/uploads/a.jpg", Some("image/jpeg"), b"\xff\xd8\xff\xe1"),
+            "digest_mismatch",
+        ),
+        (
+            "signed upload field with no claim",
+            no_upload_claims,
+            put("/uploads/a.bin", None, b"abc"),
+            "malformed_token",
+        ),
+        (
+            "signed upload field with an unknown flag",
+            unknown_upload_flag,
+            put("/uploads/a.bin", None, b"abc"),
+            "malformed_token",
+        ),
+        (
+            "signed upload claims on a link without PUT",
+            upload_without_put,
+            get("/uploads/a.bin"),
+            "malformed_token",
+        ),
+        (
+            "signed replace below a prefix",
+            replace_below_prefix,
+            put("/uploads/a.bin", None, b"abc"),
+            "malformed_token",
+        ),
     ];
     let _ = good_tag;
     for (name, token, request, error) in invalid {
@@ -1087,6 +1333,23 @@ fn regenerate() {
         ("a dot-dot segment", exact("/a/../b"), "bad_path"),
         ("an empty segment", exact("/a//b"), "bad_path"),
         ("a backslash", exact("/a\\b"), "bad_path"),
+        (
+            "upload limits on a link without PUT",
+            ClaimsIn {
+                max_size: Some(1),
+                ..exact("/a.bin")
+            },
+            "upload_without_put",
+        ),
+        (
+            "replace on a prefix upload link",
+            ClaimsIn {
+                replace: true,
+                methods: vec!["PUT".into()],
+                ..prefix("/uploads/")
+            },
+            "replace_below_prefix",
+        ),
     ] {
         v.unsignable.push(Unsignable {
             name: name.into(),
