@@ -58,6 +58,8 @@ pub(crate) struct Served {
     /// Kept only while access logging is on.
     pub(crate) user: Option<Box<str>>,
     pub(crate) reason: Option<&'static str>,
+    /// The body bytes an upload received (`None`: no upload).
+    pub(crate) received: Option<u64>,
 }
 
 impl Served {
@@ -68,6 +70,7 @@ impl Served {
             client,
             user: logging().then(|| user.into()),
             reason: None,
+            received: None,
         }
     }
 }
@@ -113,6 +116,7 @@ struct Pending {
     user: Option<Box<str>>,
     status: u16,
     reason: Option<&'static str>,
+    received: Option<u64>,
 }
 
 impl Line {
@@ -150,6 +154,7 @@ impl Line {
             user: served.user,
             status,
             reason: served.reason,
+            received: served.received,
         })
     }
 
@@ -168,6 +173,7 @@ impl Line {
             user: None,
             status: reject.status().as_u16(),
             reason: Some(reject.code()),
+            received: None,
         })
     }
 
@@ -248,10 +254,23 @@ fn write(p: &Pending, bytes: u64, error: Option<&dyn Display>) {
         user = p.user.as_deref().unwrap_or("-"),
         status = p.status,
         bytes,
+        received = %Received(p.received),
         micros,
         reason = p.reason.unwrap_or("-"),
         error = %Error(error),
     );
+}
+
+/// An upload's bytes received, or `-`.
+struct Received(Option<u64>);
+
+impl Display for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => n.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// An error, or `-`.
@@ -684,7 +703,9 @@ mod tests {
             .sign()
             .expect("signed");
         let target = target.replace("LINK", &link.url(""));
-        let req = Request::get(target).body(()).expect("request");
+        let req = Request::get(target)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request");
         let Ok(res) = AccessLog::new(gate).oneshot(req).await;
         let status = res.status().as_u16();
         let body = res.into_body().collect().await.expect("body").to_bytes();

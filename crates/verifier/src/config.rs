@@ -16,6 +16,7 @@ use crate::keys::KeyringHandle;
 use crate::response::CachePolicy;
 use crate::revocation::RevocationCheck;
 use crate::token::Transports;
+use crate::upload::{Receiving, Uploads};
 
 /// The chunk size files are read and sent in where the connection does
 /// not send them with `sendfile` (HTTP/2, an embedding server, or
@@ -83,6 +84,10 @@ pub(crate) struct Config {
     pub chunk_size: usize,
     pub cache_limits: CacheLimits,
     pub revocations: Option<Arc<dyn RevocationCheck>>,
+    /// `None`: uploads are off (405).
+    pub uploads: Option<Receiving>,
+    /// Counts completed uploads, for the file caches (see `FileCache`).
+    pub written: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Builds a [`MediaGate`](crate::MediaGate). Every setting has a default,
@@ -105,6 +110,7 @@ pub struct Builder {
     chunk_size: usize,
     cache_limits: CacheLimits,
     revocations: Option<Arc<dyn RevocationCheck>>,
+    uploads: Option<Uploads>,
 }
 
 impl Builder {
@@ -125,6 +131,7 @@ impl Builder {
             chunk_size: DEFAULT_CHUNK_SIZE,
             cache_limits: CacheLimits::default(),
             revocations: None,
+            uploads: None,
         }
     }
 
@@ -237,6 +244,13 @@ impl Builder {
         self
     }
 
+    /// Accepts uploads (`PUT`) that links grant, within `limits` (default:
+    /// uploads off, and a `PUT` is 405 `method_not_allowed`).
+    pub fn uploads(mut self, limits: Uploads) -> Self {
+        self.uploads = Some(limits);
+        self
+    }
+
     /// Opens the media root and checks the settings: the configuration
     /// the service runs with (see [`Builder::build`]).
     pub(crate) fn settle(self) -> Result<Config, ConfigError> {
@@ -273,6 +287,7 @@ impl Builder {
                 Some(soft) => self.cache_limits.within_open_files(soft),
                 None => self.cache_limits,
             };
+        let written = Arc::default();
         Ok(Config {
             root,
             root_source: self.root,
@@ -290,6 +305,10 @@ impl Builder {
             chunk_size: self.chunk_size,
             cache_limits,
             revocations: self.revocations,
+            uploads: self
+                .uploads
+                .map(|u| Receiving::new(u, Arc::clone(&written))),
+            written,
         })
     }
 }

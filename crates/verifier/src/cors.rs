@@ -65,6 +65,12 @@ const ALLOW_HEADERS: HeaderValue = HeaderValue::from_static(
 const EXPOSE_HEADERS: HeaderValue =
     HeaderValue::from_static("accept-ranges, content-range, content-disposition, etag");
 const ALLOW_METHODS: HeaderValue = HeaderValue::from_static("GET, HEAD");
+/// With uploads on: `PUT` too, and the headers an upload sends.
+const ALLOW_METHODS_UPLOADS: HeaderValue = HeaderValue::from_static("GET, HEAD, PUT");
+const ALLOW_HEADERS_UPLOADS: HeaderValue = HeaderValue::from_static(
+    "range, if-range, if-none-match, if-modified-since, if-match, if-unmodified-since, \
+     content-type, content-digest",
+);
 /// How long a browser may reuse a preflight's answer (Chromium's cap).
 const MAX_AGE: HeaderValue = HeaderValue::from_static("7200");
 const ANY: HeaderValue = HeaderValue::from_static("*");
@@ -165,9 +171,16 @@ impl CorsRules {
 
     /// The headers of an allowed preflight's answer, beside those of
     /// [`decorate`](Self::decorate).
-    pub(crate) fn preflight_headers(res: &mut HeaderMap) {
-        res.insert(ACCESS_CONTROL_ALLOW_METHODS, ALLOW_METHODS);
-        res.insert(ACCESS_CONTROL_ALLOW_HEADERS, ALLOW_HEADERS);
+    /// With `uploads`, `PUT` and the headers an upload sends are allowed
+    /// too.
+    pub(crate) fn preflight_headers(res: &mut HeaderMap, uploads: bool) {
+        if uploads {
+            res.insert(ACCESS_CONTROL_ALLOW_METHODS, ALLOW_METHODS_UPLOADS);
+            res.insert(ACCESS_CONTROL_ALLOW_HEADERS, ALLOW_HEADERS_UPLOADS);
+        } else {
+            res.insert(ACCESS_CONTROL_ALLOW_METHODS, ALLOW_METHODS);
+            res.insert(ACCESS_CONTROL_ALLOW_HEADERS, ALLOW_HEADERS);
+        }
         res.insert(ACCESS_CONTROL_MAX_AGE, MAX_AGE);
     }
 }
@@ -410,7 +423,7 @@ mod tests {
             Preflight::Allowed
         );
         let mut res = HeaderMap::new();
-        CorsRules::preflight_headers(&mut res);
+        CorsRules::preflight_headers(&mut res, false);
         assert_eq!(res.get(ACCESS_CONTROL_ALLOW_METHODS).unwrap(), "GET, HEAD");
         assert!(
             res.get(ACCESS_CONTROL_ALLOW_HEADERS)

@@ -18,6 +18,7 @@ mod server;
 mod service;
 mod target;
 mod token;
+mod upload;
 
 pub use access_log::{AccessLog, AccessLogLayer, LoggedBody, Logging, TARGET as ACCESS_LOG_TARGET};
 pub use authorize::ClientIpSource;
@@ -34,8 +35,9 @@ pub use server::{
     serve, serve_all, serve_metrics,
 };
 pub use server::{fit_open_files, memory_sized_max_connections};
-pub use service::{MediaGate, PeerAddr};
+pub use service::{MediaGate, PeerAddr, ResponseFuture};
 pub use token::Transports;
+pub use upload::Uploads;
 
 /// The signer crate, re-exported.
 pub use mediagate_signer as signer;

@@ -33,7 +33,7 @@ pub(crate) enum Reject {
     CorsOrigin,
     /// 404 `not_found`: nothing to serve here.
     NotFound,
-    /// 405 `method_not_allowed`: only GET and HEAD.
+    /// 405 `method_not_allowed`: only GET and HEAD (and PUT, with uploads on).
     MethodNotAllowed,
     /// 414 `uri_too_long`: the request line is longer than the server reads.
     UriTooLong,
@@ -46,6 +46,34 @@ pub(crate) enum Reject {
     RevocationsUnavailable,
     /// 500 `internal`: a server-side fault (never caused by client input alone).
     Internal,
+    /// 413 `too_large`: an upload larger than its link or the server allows.
+    TooLarge,
+    /// 415 `content_type`: an upload without the content type its link names.
+    UploadContentType,
+    /// 415 `content_mismatch`: an upload whose first bytes are not of the
+    /// content type it is sent as.
+    ContentMismatch,
+    /// 400 `digest_mismatch`: an upload whose bytes do not hash to the
+    /// link's SHA-256 or the request's `Content-Digest`.
+    DigestMismatch,
+    /// 400 `bad_digest`: a `Content-Digest` that cannot be read.
+    BadDigest,
+    /// 400 `incomplete_body`: the upload's body ended before its length.
+    IncompleteBody,
+    /// 408 `body_timeout`: the upload's body sent nothing for too long.
+    BodyTimeout,
+    /// 409 `exists`: a file is at the name and the link may not replace it.
+    Exists,
+    /// 412 `exists`: as [`Reject::Exists`], asked with `If-None-Match: *`.
+    ExistsPrecondition,
+    /// 409 `not_a_file`: a directory (or other non-file) is at the name.
+    NotAFile,
+    /// 409 `no_directory`: a directory on the way to the name is missing.
+    NoDirectory,
+    /// 417 `expectation_failed`: an `Expect` other than `100-continue`.
+    Expectation,
+    /// 507 `insufficient_storage`: the upload would leave too little space.
+    InsufficientStorage,
 }
 
 impl Reject {
@@ -67,6 +95,18 @@ impl Reject {
             Reject::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Reject::Busy | Reject::RevocationsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reject::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Reject::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reject::UploadContentType | Reject::ContentMismatch => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Reject::DigestMismatch | Reject::BadDigest | Reject::IncompleteBody => {
+                StatusCode::BAD_REQUEST
+            }
+            Reject::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Reject::Exists | Reject::NotAFile | Reject::NoDirectory => StatusCode::CONFLICT,
+            Reject::ExistsPrecondition => StatusCode::PRECONDITION_FAILED,
+            Reject::Expectation => StatusCode::EXPECTATION_FAILED,
+            Reject::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -91,6 +131,18 @@ impl Reject {
             Reject::Busy => "busy",
             Reject::RevocationsUnavailable => "revocations_unavailable",
             Reject::Internal => "internal",
+            Reject::TooLarge => "too_large",
+            Reject::UploadContentType => "content_type",
+            Reject::ContentMismatch => "content_mismatch",
+            Reject::DigestMismatch => "digest_mismatch",
+            Reject::BadDigest => "bad_digest",
+            Reject::IncompleteBody => "incomplete_body",
+            Reject::BodyTimeout => "body_timeout",
+            Reject::Exists | Reject::ExistsPrecondition => "exists",
+            Reject::NotAFile => "not_a_file",
+            Reject::NoDirectory => "no_directory",
+            Reject::Expectation => "expectation_failed",
+            Reject::InsufficientStorage => "insufficient_storage",
         }
     }
 

@@ -78,10 +78,24 @@ pub(crate) fn reject(r: Reject) -> Response<MediaBody> {
 
 /// The answer to an allowed CORS preflight (its CORS headers are added by
 /// the caller): no content, nothing to cache but the preflight itself.
-pub(crate) fn preflight() -> Response<MediaBody> {
+pub(crate) fn preflight(uploads: bool) -> Response<MediaBody> {
     let mut res = Response::new(MediaBody::empty());
     *res.status_mut() = StatusCode::NO_CONTENT;
-    CorsRules::preflight_headers(res.headers_mut());
+    CorsRules::preflight_headers(res.headers_mut(), uploads);
+    res
+}
+
+/// The answer to a stored upload: `status` (201 for a new file, 204 for a
+/// replaced one), the `ETag` downloads of it will carry, nothing to cache.
+pub(crate) fn stored(status: StatusCode, etag: HeaderValue) -> Response<MediaBody> {
+    let mut res = Response::new(MediaBody::empty());
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(ETAG, etag);
+    h.insert(CACHE_CONTROL, NO_STORE);
+    if status != StatusCode::NO_CONTENT {
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
     res
 }
 

@@ -2,9 +2,10 @@
 //! → file → response, each step in its own module.
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::{Future, Ready, ready};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -55,7 +56,7 @@ impl MediaGate {
     }
 
     fn from_config(config: Config) -> Self {
-        let cache = FileCache::new(config.cache_limits);
+        let cache = FileCache::sharing(config.cache_limits, Arc::clone(&config.written));
         MediaGate {
             config: Arc::new(config),
             cache: Arc::new(cache),
@@ -70,7 +71,10 @@ impl MediaGate {
     pub(crate) fn with_own_cache(&self, share: usize) -> Self {
         MediaGate {
             config: self.config.clone(),
-            cache: Arc::new(FileCache::new(self.config.cache_limits.share(share))),
+            cache: Arc::new(FileCache::sharing(
+                self.config.cache_limits.share(share),
+                Arc::clone(&self.config.written),
+            )),
         }
     }
 
@@ -83,6 +87,15 @@ impl MediaGate {
     /// now and then.
     pub fn close_unused_files(&self) -> usize {
         self.cache.close_unused()
+    }
+
+    /// Removes the named temporary files of uploads that a killed server
+    /// left beneath the root (only file systems without unnamed temporary
+    /// files have them), returning how many. `mediagate serve` does this
+    /// at start, on a thread of its own, when uploads are on.
+    pub fn remove_stale_uploads(&self) -> usize {
+        let root = self.root();
+        crate::upload::store::sweep_temporaries(&root, 1_000_000)
     }
 
     /// How often [`MediaGate::close_unused_files`] should run.
@@ -237,6 +250,11 @@ impl MediaGate {
                 Some(Served::granted(client_ip, grant.claims().subject())),
             );
         }
+        // A named temporary of an upload in progress is no media.
+        if cfg.uploads.is_some() && crate::upload::store::is_temporary(path.relative()) {
+            let user = Some(grant.claims().subject());
+            return self.refuse(req, client_ip, user, Reject::NotFound);
+        }
         // 5. File
         let resolved = self.cache.resolve(&cfg.root.load(), path.relative(), || {
             content_type::guess(path.as_str())
@@ -326,6 +344,117 @@ impl MediaGate {
             }
         }
         Ok((grant, path))
+    }
+
+    /// Whether a request with `method` is an upload this gate receives:
+    /// its body is then read, by [`upload`](Self::upload).
+    #[inline]
+    pub(crate) fn receives(&self, method: &http::Method) -> bool {
+        method == http::Method::PUT && self.config.uploads.is_some()
+    }
+
+    /// The answer to an upload (a request [`receives`](Self::receives)
+    /// takes), and its access-log line's facts: the link and everything
+    /// that can be checked before the body, then the body, stored when it
+    /// passes every check (see `upload`). `on_wire`: the bundled server's
+    /// `Host` rule first, as [`respond_on_wire`](Self::respond_on_wire).
+    pub(crate) async fn upload<B>(
+        &self,
+        req: Request<B>,
+        peer: Option<SocketAddr>,
+        on_wire: bool,
+    ) -> (Response<MediaBody>, Option<Served>)
+    where
+        B: http_body::Body,
+        B::Error: std::fmt::Display,
+    {
+        let (parts, body) = req.into_parts();
+        let head = Request::from_parts(parts, ());
+        let cfg = &*self.config;
+        let client_ip = authorize::client_ip(&cfg.client_ip, peer, head.headers());
+        let begun = if on_wire
+            && !headers::host::is_acceptable(head.version(), head.uri().authority(), head.headers())
+        {
+            Err((Reject::BadHost, None))
+        } else {
+            self.begin_upload(&head, client_ip)
+        };
+        let (res, served) = match begun {
+            Err((r, user)) => {
+                let (mut res, served) = self.refuse(&head, client_ip, user.as_deref(), r);
+                // The body is not read: no other request can follow it on
+                // this connection (none sent yet, unless it was empty).
+                let empty = head
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .is_some_and(|v| v.as_bytes() == b"0");
+                if !empty {
+                    close_after(&head, &mut res);
+                }
+                (res, served)
+            }
+            Ok(upload) => {
+                let user: Option<Box<str>> = access_log::logging().then(|| upload.user().into());
+                let outcome = upload.receive(body).await;
+                let (res, mut served) = match outcome.result {
+                    Ok((status, etag)) => {
+                        let served = Served {
+                            client: client_ip,
+                            user,
+                            ..Served::default()
+                        };
+                        (response::stored(status, etag), Some(served))
+                    }
+                    Err(r) => {
+                        let (mut res, served) = self.refuse(&head, client_ip, user.as_deref(), r);
+                        if !outcome.complete {
+                            close_after(&head, &mut res);
+                        }
+                        (res, served)
+                    }
+                };
+                if let Some(served) = &mut served {
+                    served.received = Some(outcome.received);
+                }
+                (res, served)
+            }
+        };
+        let mut res = res;
+        cfg.cors.decorate(head.headers(), res.headers_mut());
+        (res, served)
+    }
+
+    /// Steps 1 to 4 of an upload, and what can be checked before its body
+    /// (see `upload::Receiving::begin`).
+    fn begin_upload(
+        &self,
+        head: &Request<()>,
+        client_ip: Option<IpAddr>,
+    ) -> Result<crate::upload::Upload, Refused> {
+        let cfg = &*self.config;
+        let uploads = cfg
+            .uploads
+            .as_ref()
+            .ok_or((Reject::MethodNotAllowed, None))?;
+        let now = OffsetDateTime::now_utc();
+        let (grant, path) = self.grant(
+            Method::Put,
+            head.uri().path(),
+            head.uri().query(),
+            head.headers(),
+            client_ip,
+            now,
+        )?;
+        let user = || Some(Box::<str>::from(grant.claims().subject()));
+        if path.is_dir() {
+            return Err((Reject::NotAFile, user()));
+        }
+        let root = cfg.root.load();
+        let relative = path.relative().to_owned();
+        let who = user();
+        uploads
+            .begin(root.dir(), &relative, head.headers(), grant)
+            .map_err(|r| (r, who))
     }
 
     /// The auth-only endpoint (see [`Builder::auth_endpoint`]): the request
@@ -419,7 +548,8 @@ impl MediaGate {
                         client,
                         ..Served::default()
                     };
-                    return (response::preflight(), Some(served));
+                    let uploads = cfg.uploads.is_some();
+                    return (response::preflight(uploads), Some(served));
                 }
                 Preflight::Refused => return self.refuse(req, client, None, Reject::CorsOrigin),
                 Preflight::Ordinary => {}
@@ -445,6 +575,7 @@ impl MediaGate {
             client,
             user: user.filter(|_| access_log::logging()).map(Into::into),
             reason: Some(r.code()),
+            received: None,
         };
         (res, Some(served))
     }
@@ -460,10 +591,18 @@ impl Builder {
 /// Answers one request; never fails (see [`MediaGate`]). The client's
 /// address is taken from a [`PeerAddr`] extension, when present. Add
 /// [`AccessLogLayer`](crate::AccessLogLayer) for access-log lines.
-impl<B> tower_service::Service<Request<B>> for MediaGate {
+///
+/// An upload (a `PUT`, with [`Builder::uploads`]) reads the request body;
+/// every other request is answered without looking at it.
+impl<B> tower_service::Service<Request<B>> for MediaGate
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::fmt::Display + Send,
+{
     type Response = Response<MediaBody>;
     type Error = Infallible;
-    type Future = Ready<Result<Response<MediaBody>, Infallible>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -471,11 +610,66 @@ impl<B> tower_service::Service<Request<B>> for MediaGate {
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
-        let (mut res, served) = self.respond(&req, peer);
-        if let Some(served) = served.filter(|_| access_log::enabled()) {
-            res.extensions_mut().insert(served);
+        if self.receives(req.method()) {
+            let gate = self.clone();
+            return ResponseFuture(Answer::Receiving(Box::pin(async move {
+                let (res, served) = gate.upload(req, peer, false).await;
+                with_served(res, served)
+            })));
         }
-        ready(Ok(res))
+        let (res, served) = self.respond(&req, peer);
+        ResponseFuture(Answer::Ready(ready(with_served(res, served))))
+    }
+}
+
+/// `res`, carrying `served` for [`AccessLogLayer`](crate::AccessLogLayer).
+fn with_served(mut res: Response<MediaBody>, served: Option<Served>) -> Response<MediaBody> {
+    if let Some(served) = served.filter(|_| access_log::enabled()) {
+        res.extensions_mut().insert(served);
+    }
+    res
+}
+
+/// The response future of [`MediaGate`]: ready at once, except for an
+/// upload, which is answered once its body is in.
+pub struct ResponseFuture(Answer);
+
+// The large variant is the common one (every download): boxing it would
+// cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Answer {
+    Ready(Ready<Response<MediaBody>>),
+    Receiving(Pin<Box<dyn Future<Output = Response<MediaBody>> + Send>>),
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Answer::Ready(_) => "ResponseFuture::Ready",
+            Answer::Receiving(_) => "ResponseFuture::Receiving",
+        })
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<MediaBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            Answer::Ready(ready) => Pin::new(ready).poll(cx).map(Ok),
+            Answer::Receiving(receiving) => receiving.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+/// Marks `res` as the last response of its HTTP/1 connection (HTTP/2
+/// has no such header: its streams end on their own).
+fn close_after(req: &Request<()>, res: &mut Response<MediaBody>) {
+    if req.version() <= http::Version::HTTP_11 {
+        res.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
     }
 }
 

@@ -63,7 +63,10 @@ impl InProcess {
             .unwrap()
     }
 
-    async fn send(&self, req: Request<()>) -> (Response<()>, Vec<u8>) {
+    async fn send(
+        &self,
+        req: Request<http_body_util::Empty<bytes::Bytes>>,
+    ) -> (Response<()>, Vec<u8>) {
         let Ok(res) = self.gate.clone().oneshot(req).await;
         let (parts, body): (_, MediaBody) = res.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes().to_vec();
@@ -75,7 +78,11 @@ impl InProcess {
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        self.send(req.body(()).unwrap()).await
+        self.send(
+            req.body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await
     }
 }
 
@@ -174,7 +181,13 @@ async fn head_is_get_without_the_body() {
     let t = InProcess::new();
     let target = t.target("/pub/a.txt");
     let (get, _) = t.get(&target, &[]).await;
-    let (head, body) = t.send(Request::head(&target).body(()).unwrap()).await;
+    let (head, body) = t
+        .send(
+            Request::head(&target)
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(head.status(), StatusCode::OK);
     assert!(body.is_empty());
     for h in ["content-length", "content-type", "etag", "last-modified"] {
@@ -203,7 +216,12 @@ async fn refusals_name_their_reason_and_are_never_cached() {
             "method_not_allowed",
         ),
     ] {
-        let (res, body) = t.send(req.body(()).unwrap()).await;
+        let (res, body) = t
+            .send(
+                req.body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .unwrap(),
+            )
+            .await;
         assert_eq!(res.status().as_u16(), status, "{reason}");
         assert_eq!(header(&res, "mediagate-reason"), Some(reason));
         assert_eq!(header(&res, "cache-control"), Some("no-store"));
@@ -211,11 +229,21 @@ async fn refusals_name_their_reason_and_are_never_cached() {
         assert_eq!(body, format!("{reason}\n").into_bytes());
     }
     let (res, _) = t
-        .send(Request::delete(t.target("/pub/a.txt")).body(()).unwrap())
+        .send(
+            Request::delete(t.target("/pub/a.txt"))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
         .await;
     assert_eq!(header(&res, "allow"), Some("GET, HEAD"));
     // HEAD: the reason in the header, no body.
-    let (res, body) = t.send(Request::head(&expired).body(()).unwrap()).await;
+    let (res, body) = t
+        .send(
+            Request::head(&expired)
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(header(&res, "mediagate-reason"), Some("expired"));
     assert!(body.is_empty());
 }
@@ -233,7 +261,7 @@ async fn listed_origins_read_refusals_and_preflights_need_no_token() {
     let preflight = Request::options("/media/pub/a.txt")
         .header("origin", "https://app.example")
         .header("access-control-request-method", "GET")
-        .body(())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
         .unwrap();
     let (res, body) = t.send(preflight).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
@@ -266,7 +294,13 @@ async fn a_revoked_link_is_refused_before_any_file_is_opened() {
     let get = |target: String| {
         let gate = gate.clone();
         async move {
-            let Ok(res) = gate.oneshot(Request::get(target).body(()).unwrap()).await;
+            let Ok(res) = gate
+                .oneshot(
+                    Request::get(target)
+                        .body(http_body_util::Empty::<bytes::Bytes>::new())
+                        .unwrap(),
+                )
+                .await;
             (res.status().as_u16(), header_of(&res, "mediagate-reason"))
         }
     };
@@ -313,7 +347,9 @@ async fn the_auth_endpoint_answers_a_proxy_for_the_request_it_describes() {
             for (name, value) in headers {
                 req = req.header(name, value);
             }
-            let mut req = req.body(()).unwrap();
+            let mut req = req
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
             req.extensions_mut().insert(PeerAddr((from, 40000).into()));
             let Ok(res) = gate.oneshot(req).await;
             (
@@ -388,7 +424,9 @@ async fn the_auth_endpoint_reads_envoys_path_prefix_form() {
         if let Some(c) = cookie {
             req = req.header("cookie", c);
         }
-        let mut req = req.body(()).unwrap();
+        let mut req = req
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
         req.extensions_mut().insert(PeerAddr((from, 40000).into()));
         async move {
             let Ok(res) = gate.oneshot(req).await;
@@ -487,7 +525,7 @@ async fn a_granted_auth_check_names_the_link_and_its_expiry() {
     let link = t.link("/pub/a.txt");
     let mut req = Request::get("/auth")
         .header("x-original-uri", link.url("/media"))
-        .body(())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
         .unwrap();
     req.extensions_mut()
         .insert(PeerAddr(([127, 0, 0, 1], 40000).into()));

@@ -153,7 +153,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (gate, token) = shared_gate();
         let target = format!("/{}?mg_token={token}", pieces.join("/"));
-        let Ok(req) = http::Request::get(target.as_str()).body(()) else {
+        let Ok(req) = http::Request::get(target.as_str()).body(http_body_util::Empty::<bytes::Bytes>::new()) else {
             return Ok(());
         };
         let (status, body) = rt.block_on(async {

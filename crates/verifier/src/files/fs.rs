@@ -190,6 +190,12 @@ impl MediaRoot {
         &self.path
     }
 
+    /// The root directory's handle (`O_PATH`), for uploads, which walk
+    /// from it one component at a time.
+    pub(crate) fn dir(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
     /// Opens `relative` (a canonical media path without its leading `/`)
     /// beneath the root.
     pub(crate) fn open_file(&self, relative: &str) -> Result<OpenedFile, OpenError> {

@@ -17,6 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio_util::either::Either;
 
 use crate::access_log::{Begun, Cut, Line, LoggedBody, Report, Served};
 use crate::body::MediaBody;
@@ -168,11 +169,17 @@ pub(super) async fn connection(
         let service = service_fn(move |req: Request<Incoming>| {
             seen.store(true, Ordering::Relaxed);
             let responding = serving.responding();
+            if gate.receives(req.method()) {
+                let receiving =
+                    upload(gate.clone(), req, peer, reported.clone(), responding, false);
+                let bodies = bodies.clone();
+                return Either::Right(ReceivingH2 { receiving, bodies });
+            }
             let res = logged(&req, gate.respond_on_wire(&req, Some(peer)), &reported);
             let res = Outgoing::response(res, responding, Files::Frames);
-            std::future::ready(Ok::<_, std::convert::Infallible>(
+            Either::Left(std::future::ready(Ok::<_, std::convert::Infallible>(
                 res.map(|body| Tracked::new(body, &bodies)),
-            ))
+            )))
         });
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
@@ -259,7 +266,19 @@ pub(super) async fn connection(
         let serving = Arc::clone(&slot);
         let service = service_fn(move |req: Request<Incoming>| {
             let responding = serving.responding();
-            let res = match verdicts.next() {
+            let verdict = verdicts.next();
+            if !matches!(verdict, Verdict::Refuse(_)) && gate.receives(req.method()) {
+                let close = verdict == Verdict::ServeThenClose;
+                return Either::Right(upload(
+                    gate.clone(),
+                    req,
+                    peer,
+                    report.clone(),
+                    responding,
+                    close,
+                ));
+            }
+            let res = match verdict {
                 Verdict::Refuse(reject) => {
                     let line = Line::unparsed(Some(peer.ip().to_canonical()), reject);
                     gate.refuse_head(reject)
@@ -279,8 +298,8 @@ pub(super) async fn connection(
                 None if plain => Files::Chunks,
                 None => Files::Frames,
             };
-            std::future::ready(Ok::<_, std::convert::Infallible>(Outgoing::response(
-                res, responding, files,
+            Either::Left(std::future::ready(Ok::<_, std::convert::Infallible>(
+                Outgoing::response(res, responding, files),
             )))
         });
         let mut b = hyper::server::conn::http1::Builder::new();
@@ -310,6 +329,70 @@ pub(super) async fn connection(
     if let Err(e) = result {
         Line::refused_by_hyper(Some(peer.ip().to_canonical()), &e).end(None);
         tracing::debug!(error = %e, %peer, "connection ended with an error");
+    }
+}
+
+/// An upload's answer, once its body is in (every other answer is ready
+/// at once).
+type Receiving = std::pin::Pin<
+    Box<dyn Future<Output = Result<http::Response<Outgoing>, std::convert::Infallible>> + Send>,
+>;
+
+/// The answer to the upload `req`, under its access-log line (begun when
+/// the request arrived, ended when the answer is sent), as the last on
+/// its connection if `close`.
+fn upload(
+    gate: MediaGate,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    report: Report,
+    responding: super::slots::Responding,
+    close: bool,
+) -> Receiving {
+    Box::pin(async move {
+        let begun = Begun::now();
+        let method = req.method().clone();
+        let path = if begun.is_some() {
+            req.uri().path().to_owned()
+        } else {
+            String::new()
+        };
+        let (mut res, served) = gate.upload(req, Some(peer), true).await;
+        if close {
+            res.headers_mut()
+                .insert(http::header::CONNECTION, CLOSE.clone());
+        }
+        let line = match served {
+            Some(served) => {
+                Line::new(begun, &method, &path, res.status().as_u16(), served).reporting(&report)
+            }
+            None => Line::OFF,
+        };
+        let res = res.map(|body| LoggedBody::new(body, line));
+        // Its body is empty: no file to send.
+        Ok(Outgoing::response(res, responding, Files::Chunks))
+    })
+}
+
+pin_project_lite::pin_project! {
+    /// An upload's answer on an HTTP/2 connection, its body tracked.
+    struct ReceivingH2 {
+        #[pin]
+        receiving: Receiving,
+        bodies: Arc<Progress>,
+    }
+}
+
+impl Future for ReceivingH2 {
+    type Output = Result<http::Response<Tracked<Outgoing>>, std::convert::Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let res = std::task::ready!(this.receiving.poll(cx));
+        std::task::Poll::Ready(res.map(|res| res.map(|body| Tracked::new(body, this.bodies))))
     }
 }
 

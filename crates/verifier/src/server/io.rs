@@ -748,6 +748,7 @@ mod tests {
             client: None,
             user: Some("7".into()),
             reason: None,
+            received: None,
         };
         let begun = Begun::now();
         assert!(begun.is_some(), "access logging is captured");

@@ -37,6 +37,8 @@ pub(crate) struct Entry {
     /// When this version was last confirmed at its path, in nanoseconds of
     /// the owning cache's clock.
     pub(super) confirmed: AtomicU64,
+    /// The uploads counter when it was last confirmed (see `FileCache`).
+    pub(super) written: AtomicU64,
 }
 
 /// Where the body comes from.
@@ -48,29 +50,39 @@ pub(crate) enum Content {
     File(Arc<File>),
 }
 
+/// The strong validator of a file version: its length and modification
+/// time (what an upload answers with, too).
+pub(crate) fn etag(identity: &Identity) -> HeaderValue {
+    let since = identity
+        .modified()
+        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    let etag = format!(
+        "\"{:x}-{:x}.{:x}\"",
+        identity.len,
+        since.as_secs(),
+        since.subsec_nanos()
+    );
+    HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
 impl Entry {
     pub(super) fn new(
         identity: Identity,
         content_type: HeaderValue,
         bytes: Option<Bytes>,
         file: Option<Arc<File>>,
-        checked_at: u64,
+        (checked_at, written): (u64, u64),
     ) -> Entry {
         let modified = identity.modified();
         let since = modified
             .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
             .unwrap_or_default();
-        let etag = format!(
-            "\"{:x}-{:x}.{:x}\"",
-            identity.len,
-            since.as_secs(),
-            since.subsec_nanos()
-        );
         let last_modified = modified.map(|_| UNIX_EPOCH + Duration::from_secs(since.as_secs()));
         let content_length = HeaderValue::from(identity.len);
         Entry {
             identity,
-            etag: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\"")),
+            etag: etag(&identity),
             last_modified,
             last_modified_header: last_modified
                 .and_then(|t| HeaderValue::from_str(&httpdate::fmt_http_date(t)).ok()),
@@ -80,6 +92,7 @@ impl Entry {
             bytes,
             file,
             confirmed: AtomicU64::new(checked_at),
+            written: AtomicU64::new(written),
         }
     }
 }

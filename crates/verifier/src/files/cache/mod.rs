@@ -44,7 +44,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,7 @@ use crate::files::fs::{Identity, MediaRoot, OpenError, identity_of};
 mod entry;
 mod limits;
 
-pub(crate) use entry::{Content, Entry};
+pub(crate) use entry::{Content, Entry, etag};
 pub use limits::CacheLimits;
 
 #[derive(Debug)]
@@ -104,10 +104,23 @@ pub(crate) struct FileCache {
     pub(crate) streaming: Budget,
     /// The origin of the entries' confirmation times.
     epoch: Instant,
+    /// Counts uploads the service completed (shared by every worker's
+    /// cache): an entry confirmed before the latest one is looked at again
+    /// at once, so a download right after an upload never gets the
+    /// version it replaced.
+    written: Arc<AtomicU64>,
 }
 
 impl FileCache {
+    /// A cache of its own uploads counter (none will be counted).
+    #[cfg(test)]
     pub(crate) fn new(limits: CacheLimits) -> Self {
+        FileCache::sharing(limits, Arc::default())
+    }
+
+    /// A cache that looks again at entries confirmed before the latest
+    /// upload `written` counts.
+    pub(crate) fn sharing(limits: CacheLimits, written: Arc<AtomicU64>) -> Self {
         FileCache {
             map: RwLock::new(Map {
                 entries: HashMap::new(),
@@ -118,6 +131,7 @@ impl FileCache {
             streaming: Budget::new(limits.max_streaming_files),
             limits,
             epoch: Instant::now(),
+            written,
         }
     }
 
@@ -153,6 +167,7 @@ impl FileCache {
         // A new entry's confirmation time must not be later than the open
         // that confirms it.
         let checked_at = self.now();
+        let written = self.written.load(Ordering::Acquire);
         let opened = match root.open_file(relative) {
             // Out of descriptors: the ones kept for reuse are the first to
             // give back (those still sending stay open until done).
@@ -174,7 +189,7 @@ impl FileCache {
             content_type(),
             bytes,
             kept,
-            checked_at,
+            (checked_at, written),
         ));
         self.insert(relative, entry.clone());
         let content = match &entry.bytes {
@@ -249,7 +264,8 @@ impl FileCache {
         let window = self.limits.revalidate_after;
         // Taken before the check: a change during it falls in the next window.
         let now = self.now();
-        if !window.is_zero() {
+        let written = self.written.load(Ordering::Acquire);
+        if !window.is_zero() && entry.written.load(Ordering::Relaxed) == written {
             let age = now.saturating_sub(entry.confirmed.load(Ordering::Relaxed));
             if u128::from(age) < window.as_nanos() {
                 return true;
@@ -260,6 +276,7 @@ impl FileCache {
         let same = root.identity_at(relative) == Some(entry.identity);
         if same {
             entry.confirmed.store(now, Ordering::Relaxed);
+            entry.written.store(written, Ordering::Relaxed);
         }
         same
     }
