@@ -164,3 +164,46 @@ async fn a_parked_connection_closes_at_the_idle_timeout_and_on_shutdown() {
     assert!(stopping.elapsed() < Duration::from_secs(2));
     assert!(closed(&mut c).await);
 }
+
+/// A request that asks to close (or an HTTP/1.0 one) is its connection's
+/// last, even when its body was never read and the connection looks idle
+/// at once: it is closed right after the response, never parked.
+#[tokio::test]
+async fn the_last_exchange_closes_and_is_never_parked() {
+    let s = TestServer::start_with(
+        |b| b.uploads(mediagate_verifier::Uploads::default()),
+        ServerConfig::default(),
+    )
+    .await;
+    let put = format!(
+        "PUT /media/pub/%2e%2e/x?mg_token={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Length: 1\r\n\r\nx",
+        s.token("/pub/x")
+    );
+    for head in [
+        put.as_str(),
+        "POST /pub/a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+        "POST /pub/a.txt HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello",
+        "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ] {
+        for _ in 0..30 {
+            let mut c = TcpStream::connect(s.addr).await.unwrap();
+            // The body (if any) in a write of its own, as clients send it.
+            let (head, body) = head.split_at(head.find("\r\n\r\n").unwrap() + 4);
+            c.write_all(head.as_bytes()).await.unwrap();
+            // After the server has had time to answer the head alone.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let _ = c.write_all(body.as_bytes()).await;
+            let started = Instant::now();
+            let mut all = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut all)).await;
+            assert!(read.is_ok(), "{head:?}: not closed within 5 s");
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{head:?}: closed after {:?}",
+                started.elapsed()
+            );
+            assert!(all.starts_with(b"HTTP/1."), "{head:?}");
+        }
+    }
+}

@@ -170,8 +170,15 @@ pub(super) async fn connection(
             seen.store(true, Ordering::Relaxed);
             let responding = serving.responding();
             if gate.receives(req.method()) {
-                let receiving =
-                    upload(gate.clone(), req, peer, reported.clone(), responding, false);
+                let receiving = upload(
+                    gate.clone(),
+                    req,
+                    peer,
+                    reported.clone(),
+                    responding,
+                    false,
+                    None,
+                );
                 let bodies = bodies.clone();
                 return Either::Right(ReceivingH2 { receiving, bodies });
             }
@@ -261,6 +268,7 @@ pub(super) async fn connection(
         // Parked between requests (see `park`).
         let quiet = Arc::new(Quiet::default());
         io = io.watched(Arc::clone(&quiet));
+        let last = Arc::clone(&quiet);
         let quiet = Some(quiet);
         let io = io.guarded(guard);
         let serving = Arc::clone(&slot);
@@ -276,6 +284,7 @@ pub(super) async fn connection(
                     report.clone(),
                     responding,
                     close,
+                    Some(Arc::clone(&last)),
                 ));
             }
             let res = match verdict {
@@ -290,6 +299,7 @@ pub(super) async fn connection(
                         res.headers_mut()
                             .insert(http::header::CONNECTION, CLOSE.clone());
                     }
+                    last.note_exchange(req.version(), req.headers(), res.headers());
                     res
                 }
             };
@@ -340,7 +350,8 @@ type Receiving = std::pin::Pin<
 
 /// The answer to the upload `req`, under its access-log line (begun when
 /// the request arrived, ended when the answer is sent), as the last on
-/// its connection if `close`.
+/// its connection if `close`; an HTTP/1 connection's `quiet` learns
+/// whether it was the last exchange.
 fn upload(
     gate: MediaGate,
     req: Request<Incoming>,
@@ -348,6 +359,7 @@ fn upload(
     report: Report,
     responding: super::slots::Responding,
     close: bool,
+    quiet: Option<Arc<Quiet>>,
 ) -> Receiving {
     Box::pin(async move {
         let begun = Begun::now();
@@ -357,10 +369,15 @@ fn upload(
         } else {
             String::new()
         };
+        let version = req.version();
+        let asked = quiet.as_ref().map(|_| req.headers().clone());
         let (mut res, served) = gate.upload(req, Some(peer), true).await;
         if close {
             res.headers_mut()
                 .insert(http::header::CONNECTION, CLOSE.clone());
+        }
+        if let (Some(quiet), Some(asked)) = (&quiet, &asked) {
+            quiet.note_exchange(version, asked, res.headers());
         }
         let line = match served {
             Some(served) => {

@@ -49,6 +49,9 @@ pub(crate) struct Quiet {
     blocked: AtomicBool,
     /// hyper has flushed all it wrote.
     flushed: AtomicBool,
+    /// A request or its response said this is the connection's last
+    /// exchange (`Connection: close`, HTTP/1.0): it ends, never parks.
+    last: AtomicBool,
 }
 
 impl Default for Quiet {
@@ -56,6 +59,7 @@ impl Default for Quiet {
         Quiet {
             blocked: AtomicBool::new(false),
             flushed: AtomicBool::new(true),
+            last: AtomicBool::new(false),
         }
     }
 }
@@ -74,6 +78,28 @@ impl Quiet {
     /// All written has been flushed.
     pub(crate) fn flushed(&self) {
         self.flushed.store(true, Ordering::Relaxed);
+    }
+
+    /// Notes that the exchange of a request (`version`, `req` headers) and
+    /// its response (`res` headers) is the connection's last: hyper closes
+    /// the connection once the response is out, and so must a park.
+    pub(crate) fn note_exchange(
+        &self,
+        version: http::Version,
+        req: &http::HeaderMap,
+        res: &http::HeaderMap,
+    ) {
+        let says = |h: &http::HeaderMap, token: &[u8]| {
+            h.get_all(http::header::CONNECTION).iter().any(|v| {
+                v.as_bytes()
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+            })
+        };
+        let old_without_keep_alive = version < http::Version::HTTP_11 && !says(req, b"keep-alive");
+        if old_without_keep_alive || says(req, b"close") || says(res, b"close") {
+            self.last.store(true, Ordering::Relaxed);
+        }
     }
 
     fn now(&self) -> bool {
@@ -284,6 +310,14 @@ where
     Pin::new(&mut conn).graceful_shutdown();
     std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await?;
     let mut parts = conn.into_parts();
+    if quiet.is_some_and(|q| q.last.load(Ordering::Relaxed)) {
+        // The last exchange is out (hyper had not closed yet: a request
+        // body left unread, say): closed, as hyper would.
+        let shutdown =
+            std::future::poll_fn(|cx| hyper::rt::Write::poll_shutdown(Pin::new(&mut parts.io), cx));
+        let _ = tokio::time::timeout(Duration::from_secs(1), shutdown).await;
+        return Ok(None);
+    }
     let read = (!parts.read_buf.is_empty()).then(|| BytesMut::from(&parts.read_buf[..]));
     parts.io.release();
     *back = Some((parts.io, parts.service));
