@@ -155,9 +155,26 @@ pub(crate) struct SignArgs {
     /// (Content-Disposition: inline; may be "").
     #[arg(long)]
     pub(crate) inline: Option<String>,
-    /// Send this Content-Type instead of the one the extension implies.
+    /// Send this Content-Type instead of the one the extension implies;
+    /// for an upload (PUT), the type the upload must be sent as (and whose
+    /// signature its first bytes must bear).
     #[arg(long)]
     pub(crate) content_type: Option<String>,
+    /// Upload links: the largest upload, in bytes or with a binary unit
+    /// (512K, 50M, 2G).
+    #[arg(long, value_parser = parse_size)]
+    pub(crate) max_size: Option<u64>,
+    /// Upload links: the SHA-256 (hex) of the exact bytes to be uploaded.
+    #[arg(long, value_parser = parse_sha256, conflicts_with = "sha256_of")]
+    pub(crate) sha256: Option<[u8; 32]>,
+    /// Upload links: the SHA-256 of this local file's bytes, the ones to
+    /// be uploaded.
+    #[arg(long)]
+    pub(crate) sha256_of: Option<PathBuf>,
+    /// Upload links: an existing file may be replaced (default: create
+    /// only). Not with --prefix.
+    #[arg(long)]
+    pub(crate) replace: bool,
     /// Bind to a client address or network (CIDR).
     #[arg(long)]
     pub(crate) ip: Option<String>,
@@ -332,6 +349,48 @@ pub(crate) fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     })
 }
 
+/// Parses a size: a number of bytes, or a number with a binary unit `K`,
+/// `M`, `G` or `T` (also written `KiB`, `MiB`, ...; any case): `50M` is
+/// 50 MiB.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = s.split_at(digits);
+    let unit = unit.trim().to_ascii_lowercase();
+    let shift = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" if unit.is_empty() || unit == "b" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("'{s}' is not a size like 1048576, 512K, 50M or 2G")),
+    };
+    if unit.ends_with('b') && !unit.ends_with("ib") && unit != "b" {
+        return Err(format!(
+            "'{s}': write binary units as K, M, G (or KiB, MiB, GiB), not {unit:?}"
+        ));
+    }
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("'{s}' is not a size like 1048576, 512K, 50M or 2G"))
+}
+
+/// Parses a SHA-256 digest written in hex (64 characters).
+fn parse_sha256(s: &str) -> Result<[u8; 32], String> {
+    let s = s.trim();
+    let bad = || format!("'{s}' is not a SHA-256 digest (64 hex characters)");
+    if s.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
 /// Parses a comma-separated list of method names (`GET,HEAD`, any case).
 fn parse_methods(s: &str) -> Result<Methods, String> {
     let mut methods: Option<Methods> = None;
@@ -395,6 +454,38 @@ mod tests {
             let e = parse_duration(bad).unwrap_err();
             assert!(e.contains("at most 100 years"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn sizes_have_binary_units() {
+        for (text, n) in [
+            ("0", 0),
+            ("1048576", 1 << 20),
+            ("512K", 512 << 10),
+            ("50M", 50 << 20),
+            ("50m", 50 << 20),
+            ("2G", 2 << 30),
+            ("2GiB", 2 << 30),
+            ("1T", 1 << 40),
+            ("7b", 7),
+        ] {
+            assert_eq!(parse_size(text), Ok(n), "{text}");
+        }
+        for bad in [
+            "",
+            "M",
+            "-1",
+            "1.5M",
+            "50MB",
+            "1X",
+            "99999999999999999999",
+            "16777216T",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert!(parse_sha256(&"ab".repeat(32)).is_ok());
+        assert!(parse_sha256("abc").is_err());
+        assert!(parse_sha256(&"zz".repeat(32)).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 use ipnet::IpNet;
-use mediagate::verifier::{Builder, CachePolicy, ClientIpSource, Cors, Tls, Transports};
+use mediagate::verifier::{Builder, CachePolicy, ClientIpSource, Cors, Tls, Transports, Uploads};
 
 /// The `serve` config file; every key is optional (README lists them).
 #[derive(serde::Deserialize, Default)]
@@ -25,6 +25,8 @@ pub(crate) struct FileConfig {
     pub auth_proxies: Option<Vec<String>>,
     /// HTTPS: its address and certificates.
     pub tls: Option<TlsConfig>,
+    /// Uploads (`PUT` with an upload link): on when the table is there.
+    pub uploads: Option<UploadsConfig>,
     /// Where Prometheus metrics are served (`127.0.0.1:9898`; default off).
     pub metrics_listen: Option<String>,
     /// X-Accel-Redirect mode: nginx's internal location that serves the
@@ -83,6 +85,91 @@ pub(crate) struct FileConfig {
 pub(crate) struct TlsConfig {
     pub listen: String,
     pub certificates: Vec<CertificateFiles>,
+}
+
+/// The `[uploads]` table: uploads on, within these limits (each optional;
+/// the defaults are `mediagate_verifier::Uploads`').
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UploadsConfig {
+    /// The largest upload: bytes, or a size like "50M" or "2G".
+    max_size: Option<Size>,
+    max_concurrent: Option<usize>,
+    /// How long a body may send nothing: a duration.
+    body_timeout: Option<String>,
+    /// Space to leave free on the file system: bytes, or a size.
+    min_free: Option<Size>,
+    /// Octal, as a string: "0640".
+    file_mode: Option<String>,
+    create_dirs: Option<bool>,
+    dir_mode: Option<String>,
+    fsync: Option<bool>,
+}
+
+/// A number of bytes, or a size with a unit ("50M").
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    fn bytes(&self, key: &str) -> Result<u64> {
+        match self {
+            Size::Bytes(n) => Ok(*n),
+            Size::Text(t) => crate::cli::parse_size(t).map_err(|e| anyhow!("uploads.{key}: {e}")),
+        }
+    }
+}
+
+impl UploadsConfig {
+    /// The verifier's upload settings.
+    pub(crate) fn settings(&self) -> Result<Uploads> {
+        let mut u = Uploads::default();
+        if let Some(s) = &self.max_size {
+            u.max_size = s.bytes("max_size")?;
+        }
+        if let Some(n) = self.max_concurrent {
+            if n == 0 {
+                bail!("uploads.max_concurrent: must be at least 1");
+            }
+            u.max_concurrent = n;
+        }
+        if let Some(t) = &self.body_timeout {
+            u.body_timeout = crate::cli::parse_duration(t)
+                .map_err(|e| anyhow!("uploads.body_timeout: {e}"))?
+                .try_into()
+                .map_err(|_| anyhow!("uploads.body_timeout: must be positive"))?;
+        }
+        if let Some(s) = &self.min_free {
+            u.min_free_bytes = s.bytes("min_free")?;
+        }
+        if let Some(m) = &self.file_mode {
+            u.file_mode = mode("file_mode", m)?;
+            if u.file_mode & 0o111 != 0 {
+                bail!("uploads.file_mode: uploaded files are never executable (got {m:?})");
+            }
+        }
+        if let Some(on) = self.create_dirs {
+            u.create_dirs = on;
+        }
+        if let Some(m) = &self.dir_mode {
+            u.dir_mode = mode("dir_mode", m)?;
+        }
+        if let Some(on) = self.fsync {
+            u.fsync = on;
+        }
+        Ok(u)
+    }
+}
+
+/// Permission bits written in octal ("0640"), at most 0777.
+fn mode(key: &str, text: &str) -> Result<u32> {
+    u32::from_str_radix(text.trim(), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| anyhow!("uploads.{key}: {text:?} is not permission bits like \"0640\""))
 }
 
 /// One certificate: the chain's PEM file and its key's.

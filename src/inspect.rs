@@ -180,6 +180,23 @@ pub(crate) fn inspect(
     if let Some(generation) = claims.generation() {
         say!("generation:  {generation}")?;
     }
+    if claims.methods().contains(Method::Put) {
+        let up = claims.upload();
+        let max = up
+            .max_size
+            .map_or("the server's limit".to_owned(), |n| format!("{n} bytes"));
+        say!(
+            "upload:      at most {max}; {}",
+            match up.replace {
+                true => "may replace an existing file",
+                false => "creates a new file only",
+            }
+        )?;
+        if let Some(d) = up.sha256 {
+            let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+            say!("upload sha256: {hex}")?;
+        }
+    }
     let Some(keys) = keys else {
         say!("signature:   not checked (pass --keys to check it)")?;
         return Ok(true);

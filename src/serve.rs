@@ -177,6 +177,10 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         .map(|a| a.parse::<SocketAddr>())
         .transpose()
         .map_err(|_| anyhow!("metrics_listen: not an address like 127.0.0.1:9898"))?;
+    let uploads = file.uploads.as_ref().map(|u| u.settings()).transpose()?;
+    if let Some(u) = &uploads {
+        b = b.uploads(u.clone());
+    }
     let gate = b.cache_limits(limits).build()?;
     let workers = args.workers.or(file.workers);
     let workers = workers.map(|n| at_least_one(n, "workers")).transpose()?;
@@ -206,6 +210,24 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
             gate.root().display()
         )?;
         return Ok(());
+    }
+    if uploads.is_some() {
+        // Named temporaries a killed server left (only where unnamed ones
+        // are unsupported), on a thread of their own: a large tree takes
+        // a while to walk.
+        let sweeping = gate.clone();
+        std::thread::Builder::new()
+            .name("upload-sweep".into())
+            .spawn(move || {
+                let removed = sweeping.remove_stale_uploads();
+                if removed > 0 {
+                    tracing::info!(
+                        removed,
+                        "removed the temporary files of interrupted uploads"
+                    );
+                }
+            })
+            .context("cannot start the upload sweep")?;
     }
     reload_on_hangup(
         gate.clone(),
@@ -285,10 +307,16 @@ fn reload_on_hangup(
     let mut hangups = runtime
         .block_on(async { signal(SignalKind::hangup()) })
         .context("cannot handle SIGHUP")?;
+    // A write past the file-size limit (RLIMIT_FSIZE) then fails with
+    // EFBIG (an upload's 507) instead of SIGXFSZ ending the process.
+    let file_size_limit = runtime
+        .block_on(async { signal(SignalKind::from_raw(25)) })
+        .context("cannot handle SIGXFSZ")?;
     std::thread::Builder::new()
         .name("reload".into())
         .spawn(move || {
             runtime.block_on(async move {
+                let _file_size_limit = file_size_limit;
                 let mut followed = revocations.map(|(path, handle)| Followed::new(path, handle));
                 let mut tick = tokio::time::interval(FOLLOW_EVERY);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -48,6 +48,18 @@ pub(crate) fn sign(args: &SignArgs) -> Result<()> {
     if let Some(generation) = args.generation {
         b = b.generation(generation);
     }
+    if let Some(max) = args.max_size {
+        b = b.max_size(max);
+    }
+    let digest = match (&args.sha256, &args.sha256_of) {
+        (Some(d), _) => Some(*d),
+        (None, Some(file)) => Some(sha256_of(file)?),
+        (None, None) => None,
+    };
+    if let Some(d) = digest {
+        b = b.sha256(d);
+    }
+    b = b.replace(args.replace);
     let base_url = args.base_url.as_str();
     let mount = mount_of(base_url)?;
     if args.domain.is_some() && !matches!(args.form, Form::Cookie) {
@@ -62,7 +74,6 @@ pub(crate) fn sign(args: &SignArgs) -> Result<()> {
         }
         None => None,
     };
-    warn_unhonoured(args);
     match args.form {
         Form::Query => {
             if args.prefix {
@@ -107,16 +118,24 @@ pub(crate) fn sign(args: &SignArgs) -> Result<()> {
     Ok(())
 }
 
-/// Says on stderr which claims of the link the bundled server does not
-/// honour yet, so that nobody relies on them. (Generations are honoured:
-/// `mediagate revoke --generation`.)
-fn warn_unhonoured(args: &SignArgs) {
-    if args.methods.contains(mediagate::signer::Method::Put) {
-        warn(format_args!(
-            "warning: the bundled server does not accept uploads yet: it answers PUT \
-             with 405 method_not_allowed"
-        ));
+/// The SHA-256 of the file at `path`, read in pieces.
+fn sha256_of(path: &std::path::Path) -> Result<[u8; 32]> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut file =
+        std::fs::File::open(path).map_err(|e| anyhow!("--sha256-of {}: {e}", path.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| anyhow!("--sha256-of {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
     }
+    Ok(hasher.finalize().into())
 }
 
 /// The mount path of a `--base-url`: the whole of an absolute path
