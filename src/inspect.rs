@@ -219,9 +219,11 @@ pub(crate) fn inspect(
         None if claims.path().ends_with('/') => (String::new(), format!("{}x", claims.path())),
         None => (String::new(), claims.path().to_owned()),
     };
+    // As the request the link is for: a download, or an upload link's PUT.
+    let method = claims.methods().iter().next().unwrap_or(Method::Get);
     let verdict = MediaPath::parse(&request_path)
         .map_err(|e| anyhow!("{e}"))
-        .and_then(|p| Ok(verifier.verify(&token, &RequestFacts::new(Method::Get, &p), now)?));
+        .and_then(|p| Ok(verifier.verify(&token, &RequestFacts::new(method, &p), now)?));
     match verdict {
         Ok(grant) => {
             let rules = match rules {

@@ -1695,30 +1695,83 @@ fn cookies_can_name_a_parent_domain() {
 }
 
 #[test]
-fn sign_says_which_claims_the_server_does_not_honour_yet() {
-    let (_dir, keys, _root) = keys_and_media("x");
-    let put = [
+fn sign_makes_upload_links_and_refuses_what_cannot_be_signed() {
+    let (dir, keys, _root) = keys_and_media("x");
+    let file = dir.path().join("photo.jpg");
+    std::fs::write(&file, b"hello").unwrap();
+    let sign = |extra: &[&str]| {
+        let mut args = vec![
+            "sign",
+            "--keys",
+            &keys,
+            "--user",
+            "7",
+            "--path",
+            "/in/a.jpg",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let (code, url, err) = sign(&[
+        "--methods",
+        "PUT",
+        "--max-size",
+        "50M",
+        "--content-type",
+        "image/jpeg",
+        "--sha256-of",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.is_empty(), "{err}");
+    let (code, out, err) = run(&["inspect", url.trim(), "--keys", &keys]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("at most 52428800 bytes; creates a new file only"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"),
+        "{out}"
+    );
+    for (extra, says) in [
+        (
+            &["--max-size", "1K"][..],
+            "upload limits need a link that grants PUT",
+        ),
+        (
+            &["--methods", "PUT", "--max-size", "50MB"][..],
+            "binary units",
+        ),
+        (
+            &["--methods", "PUT", "--sha256", "abc"][..],
+            "not a SHA-256 digest",
+        ),
+        (
+            &["--methods", "PUT", "--sha256-of", "/nonexistent/file"][..],
+            "--sha256-of /nonexistent/file",
+        ),
+    ] {
+        let (code, _, err) = sign(extra);
+        assert_ne!(code, 0, "{extra:?}");
+        assert!(err.contains(says), "{extra:?}: {err}");
+    }
+    let (code, _, err) = run(&[
         "sign",
         "--keys",
         &keys,
         "--user",
         "7",
         "--path",
-        "/a",
+        "/in/",
+        "--prefix",
         "--methods",
         "PUT",
-    ];
-    let (code, url, err) = run(&put);
-    assert_eq!(code, 0, "{err}");
-    assert!(url.contains("mg_token="));
-    assert!(err.contains("405 method_not_allowed"), "{err}");
-    // Generations are checked (`revoke --generation`): nothing to say.
-    for extra in [&[][..], &["--generation", "3"][..]] {
-        let mut args = vec!["sign", "--keys", &keys, "--user", "7", "--path", "/a"];
-        args.extend_from_slice(extra);
-        let (_, _, err) = run(&args);
-        assert!(err.is_empty(), "{err}");
-    }
+        "--replace",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("creates new files only"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
 #[test]

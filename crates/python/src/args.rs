@@ -151,17 +151,6 @@ pub(crate) fn methods(value: &Bound<'_, PyAny>) -> PyResult<Methods> {
             add(&s.to_cow()?)?;
         }
     }
-    if bits & Methods::PUT.bits() != 0 {
-        // As `mediagate sign` says: the link carries PUT, the server does
-        // not take uploads yet.
-        PyErr::warn(
-            value.py(),
-            &value.py().get_type::<pyo3::exceptions::PyUserWarning>(),
-            c"the bundled server does not accept uploads yet: it answers PUT with 405 \
-              (method_not_allowed) whatever the link grants",
-            1,
-        )?;
-    }
     Methods::from_bits(bits).ok_or_else(|| {
         errors::error(
             errors::Class::Sign,
@@ -170,6 +159,31 @@ pub(crate) fn methods(value: &Bound<'_, PyAny>) -> PyResult<Methods> {
             None,
         )
     })
+}
+
+/// A SHA-256 digest: 32 bytes, or 64 hex characters.
+pub(crate) fn sha256(value: &Bound<'_, PyAny>) -> PyResult<[u8; 32]> {
+    let bad = || {
+        errors::argument(
+            "bad_sha256",
+            "sha256: a SHA-256 digest is 32 bytes or 64 hex characters",
+        )
+    };
+    if let Ok(b) = value.cast::<pyo3::types::PyBytes>() {
+        return b.as_bytes().try_into().map_err(|_| bad());
+    }
+    let s = value
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err("sha256 must be bytes or a hex string"))?;
+    let s = s.to_cow()?;
+    if s.len() != 64 || !s.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
 }
 
 /// One method of a request (any token; only GET, HEAD and PUT can be

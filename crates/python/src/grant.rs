@@ -111,6 +111,27 @@ impl Grant {
         self.claims.generation()
     }
 
+    /// The most bytes an upload may have, if the link says.
+    #[getter]
+    fn max_size(&self) -> Option<u64> {
+        self.claims.upload().max_size
+    }
+
+    /// The SHA-256 (hex) an upload's bytes must have, if the link says.
+    #[getter]
+    fn sha256(&self) -> Option<String> {
+        self.claims
+            .upload()
+            .sha256
+            .map(|d| d.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Whether an upload may replace an existing file.
+    #[getter]
+    fn replace(&self) -> bool {
+        self.claims.upload().replace
+    }
+
     /// The id of the key that signed the link.
     #[getter]
     fn key_id(&self) -> &str {

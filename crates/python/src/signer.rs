@@ -23,6 +23,9 @@ pub(crate) struct Claims<'py> {
     pub inline: Option<PyBackedStr>,
     pub content_type: Option<PyBackedStr>,
     pub generation: Option<u64>,
+    pub max_size: Option<u64>,
+    pub sha256: Option<Bound<'py, PyAny>>,
+    pub replace: bool,
 }
 
 impl Claims<'_> {
@@ -62,7 +65,13 @@ impl Claims<'_> {
         if let Some(g) = self.generation {
             b = b.generation(g);
         }
-        Ok(b)
+        if let Some(max) = self.max_size {
+            b = b.max_size(max);
+        }
+        if let Some(v) = &self.sha256 {
+            b = b.sha256(args::sha256(v)?);
+        }
+        Ok(b.replace(self.replace))
     }
 }
 
@@ -185,7 +194,7 @@ impl Signer {
     /// A link for `user` to exactly the file `path`.
     #[pyo3(signature = (user, path, *, ttl = None, expires_at = None, not_before = None,
         issued_at = None, methods = None, client_ip = None, attachment = None, inline = None,
-        content_type = None, generation = None))]
+        content_type = None, generation = None, max_size = None, sha256 = None, replace = false))]
     #[allow(clippy::too_many_arguments)]
     fn link<'py>(
         &self,
@@ -201,6 +210,9 @@ impl Signer {
         inline: Option<PyBackedStr>,
         content_type: Option<PyBackedStr>,
         generation: Option<u64>,
+        max_size: Option<u64>,
+        sha256: Option<Bound<'py, PyAny>>,
+        replace: bool,
     ) -> PyResult<Link> {
         let claims = Claims {
             ttl,
@@ -213,15 +225,62 @@ impl Signer {
             inline,
             content_type,
             generation,
+            max_size,
+            sha256,
+            replace,
         };
         self.sign(&user, &path, false, &claims)
+    }
+
+    /// An upload link for `user`: `PUT` of exactly the file `path`,
+    /// creating it unless `replace`, within `max_size` bytes, of
+    /// `content_type` (whose signature its first bytes must bear), with the
+    /// SHA-256 `sha256` (32 bytes, or 64 hex characters).
+    #[pyo3(signature = (user, path, *, ttl = None, expires_at = None, not_before = None,
+        issued_at = None, methods = None, client_ip = None, content_type = None,
+        generation = None, max_size = None, sha256 = None, replace = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn upload<'py>(
+        &self,
+        user: PyBackedStr,
+        path: PyBackedStr,
+        ttl: Option<Bound<'py, PyAny>>,
+        expires_at: Option<Bound<'py, PyAny>>,
+        not_before: Option<Bound<'py, PyAny>>,
+        issued_at: Option<Bound<'py, PyAny>>,
+        methods: Option<Bound<'py, PyAny>>,
+        client_ip: Option<Bound<'py, PyAny>>,
+        content_type: Option<PyBackedStr>,
+        generation: Option<u64>,
+        max_size: Option<u64>,
+        sha256: Option<Bound<'py, PyAny>>,
+        replace: bool,
+    ) -> PyResult<Link> {
+        let claims = Claims {
+            ttl,
+            expires_at,
+            not_before,
+            issued_at,
+            methods,
+            client_ip,
+            attachment: None,
+            inline: None,
+            content_type,
+            generation,
+            max_size,
+            sha256,
+            replace,
+        };
+        let builder = self.inner.upload(&user, &path);
+        let link = claims.apply(builder)?.sign().map_err(errors::sign)?;
+        Ok(Link::new(link.into_owned(), self.base_url.clone()))
     }
 
     /// A link for `user` to every file below the directory `dir` (which
     /// ends in `/`).
     #[pyo3(signature = (user, dir, *, ttl = None, expires_at = None, not_before = None,
         issued_at = None, methods = None, client_ip = None, attachment = None, inline = None,
-        content_type = None, generation = None))]
+        content_type = None, generation = None, max_size = None, sha256 = None))]
     #[allow(clippy::too_many_arguments)]
     fn prefix<'py>(
         &self,
@@ -237,6 +296,8 @@ impl Signer {
         inline: Option<PyBackedStr>,
         content_type: Option<PyBackedStr>,
         generation: Option<u64>,
+        max_size: Option<u64>,
+        sha256: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Link> {
         let claims = Claims {
             ttl,
@@ -249,6 +310,9 @@ impl Signer {
             inline,
             content_type,
             generation,
+            max_size,
+            sha256,
+            replace: false,
         };
         self.sign(&user, &dir, true, &claims)
     }
@@ -286,6 +350,9 @@ impl Signer {
             inline,
             content_type,
             generation,
+            max_size: None,
+            sha256: None,
+            replace: false,
         };
         if let Some(b) = &base {
             check_base(b)?;

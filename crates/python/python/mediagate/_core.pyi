@@ -114,8 +114,31 @@ class Signer:
         inline: Optional[str] = None,
         content_type: Optional[str] = None,
         generation: Optional[int] = None,
+        max_size: Optional[int] = None,
+        sha256: Optional[Union[bytes, str]] = None,
+        replace: bool = False,
     ) -> Link:
         """A link for ``user`` to exactly the file ``path`` (decoded, starting with ``/``)."""
+    def upload(
+        self,
+        user: str,
+        path: str,
+        *,
+        ttl: Optional[_Duration] = None,
+        expires_at: Optional[_Instant] = None,
+        not_before: Optional[_Instant] = None,
+        issued_at: Optional[_Instant] = None,
+        methods: Optional[_Methods] = None,
+        client_ip: Optional[_Network] = None,
+        content_type: Optional[str] = None,
+        generation: Optional[int] = None,
+        max_size: Optional[int] = None,
+        sha256: Optional[Union[bytes, str]] = None,
+        replace: bool = False,
+    ) -> Link:
+        """An upload link: ``PUT`` of exactly ``path``, creating it unless ``replace``,
+        within ``max_size`` bytes, sent as ``content_type`` (whose signature the first
+        bytes must bear), with the SHA-256 ``sha256`` (32 bytes or 64 hex characters)."""
     def prefix(
         self,
         user: str,
@@ -131,6 +154,8 @@ class Signer:
         inline: Optional[str] = None,
         content_type: Optional[str] = None,
         generation: Optional[int] = None,
+        max_size: Optional[int] = None,
+        sha256: Optional[Union[bytes, str]] = None,
     ) -> Link:
         """A link for ``user`` to every file below ``dir`` (which ends in ``/``)."""
     def url(
@@ -183,6 +208,12 @@ class Grant:
     def content_type(self) -> Optional[str]: ...
     @property
     def generation(self) -> Optional[int]: ...
+    @property
+    def max_size(self) -> Optional[int]: ...
+    @property
+    def sha256(self) -> Optional[str]: ...
+    @property
+    def replace(self) -> bool: ...
     @property
     def key_id(self) -> str: ...
     @property
