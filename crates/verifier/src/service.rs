@@ -391,6 +391,10 @@ impl MediaGate {
                 if !empty {
                     close_after(&head, &mut res);
                 }
+                let served = served.map(|s| Served {
+                    received: Some(0),
+                    ..s
+                });
                 (res, served)
             }
             Ok(upload) => {

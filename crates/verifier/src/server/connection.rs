@@ -378,6 +378,10 @@ fn upload(
         }
         if let (Some(quiet), Some(asked)) = (&quiet, &asked) {
             quiet.note_exchange(version, asked, res.headers());
+            // Closed by the upload's own refusal: its body was not all read.
+            if res.headers().get(http::header::CONNECTION) == Some(&CLOSE) && !close {
+                quiet.left_body_unread();
+            }
         }
         let line = match served {
             Some(served) => {

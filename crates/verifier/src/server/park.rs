@@ -52,6 +52,9 @@ pub(crate) struct Quiet {
     /// A request or its response said this is the connection's last
     /// exchange (`Connection: close`, HTTP/1.0): it ends, never parks.
     last: AtomicBool,
+    /// The last exchange refused a request body it did not read: the
+    /// client may still be sending it (see [`close`]).
+    unread: AtomicBool,
 }
 
 impl Default for Quiet {
@@ -60,6 +63,7 @@ impl Default for Quiet {
             blocked: AtomicBool::new(false),
             flushed: AtomicBool::new(true),
             last: AtomicBool::new(false),
+            unread: AtomicBool::new(false),
         }
     }
 }
@@ -100,6 +104,11 @@ impl Quiet {
         if old_without_keep_alive || says(req, b"close") || says(res, b"close") {
             self.last.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// The last exchange left a request body unread.
+    pub(crate) fn left_body_unread(&self) {
+        self.unread.store(true, Ordering::Relaxed);
     }
 
     fn now(&self) -> bool {
@@ -299,10 +308,7 @@ where
         done?;
         // hyper leaves the socket open (`poll_without_shutdown`): say
         // goodbye as it would have.
-        let mut parts = conn.into_parts();
-        let shutdown =
-            std::future::poll_fn(|cx| hyper::rt::Write::poll_shutdown(Pin::new(&mut parts.io), cx));
-        let _ = tokio::time::timeout(Duration::from_secs(1), shutdown).await;
+        close(&mut conn.into_parts().io, quiet).await;
         return Ok(None);
     }
     // Idle: ending hyper's connection now writes nothing and reads nothing
@@ -313,13 +319,45 @@ where
     if quiet.is_some_and(|q| q.last.load(Ordering::Relaxed)) {
         // The last exchange is out (hyper had not closed yet: a request
         // body left unread, say): closed, as hyper would.
-        let shutdown =
-            std::future::poll_fn(|cx| hyper::rt::Write::poll_shutdown(Pin::new(&mut parts.io), cx));
-        let _ = tokio::time::timeout(Duration::from_secs(1), shutdown).await;
+        close(&mut parts.io, quiet).await;
         return Ok(None);
     }
     let read = (!parts.read_buf.is_empty()).then(|| BytesMut::from(&parts.read_buf[..]));
     parts.io.release();
     *back = Some((parts.io, parts.service));
     Ok(Some(read))
+}
+
+/// How long, at most, a closing connection reads and drops what a client
+/// still sends of a refused body, and how long it waits for more.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_IDLE: Duration = Duration::from_millis(500);
+
+/// Ends the connection: a FIN after the last response, as hyper would.
+/// When that response refused a body the client may still be sending
+/// (`quiet` says so), what arrives is read and dropped for a while
+/// ([`LINGER`], until the client stops or closes) before the socket is
+/// closed: closing a socket with unread bytes sends a reset, and a client
+/// still sending can lose the answer it has not read yet (a 413 would
+/// become "connection reset"). nginx's `lingering_close` does the same.
+async fn close(io: &mut ConnIo, quiet: Option<&Quiet>) {
+    let shutdown =
+        std::future::poll_fn(|cx| hyper::rt::Write::poll_shutdown(Pin::new(&mut *io), cx));
+    let _ = tokio::time::timeout(Duration::from_secs(1), shutdown).await;
+    if !quiet.is_some_and(|q| q.unread.load(Ordering::Relaxed)) {
+        return;
+    }
+    use tokio::io::AsyncReadExt as _;
+    let until = tokio::time::Instant::now() + LINGER;
+    let mut dropped = vec![0u8; 16 * 1024];
+    let transport = io.transport_mut();
+    loop {
+        let wait = until
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(LINGER_IDLE);
+        match tokio::time::timeout(wait, transport.read(&mut dropped)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
 }
