@@ -222,6 +222,128 @@ def start_nginx(tmp: Path, media: Path, workers: str, tls):
     return p, port, tls_port, h2_port
 
 
+# ---------------------------------------------------------------- uploads
+
+UPLOAD_MIB = 100
+
+
+def start_mediagate_uploads(tmp: Path, keys: Path, fsync: bool):
+    """A mediagate taking uploads into a root of its own, `fsync` on or off."""
+    name = f"mediagate-up-{'fsync' if fsync else 'nofsync'}"
+    root = tmp / name
+    (root / "up").mkdir(parents=True)
+    port = free_port()
+    config = tmp / f"{name}.toml"
+    config.write_text(f'[uploads]\nmax_size = "200M"\nmin_free = 0\nmax_concurrent = 256\n'
+                      f'fsync = {"true" if fsync else "false"}\n')
+    p = start(name, [MEDIAGATE, "serve", "--keys", keys, "--root", root,
+                     "--listen", f"127.0.0.1:{port}", "--config", config],
+              env=dict(os.environ, MEDIAGATE_LOG="warn"))
+    wait_port(port)
+    return p, port
+
+
+def start_nginx_dav(tmp: Path):
+    """nginx, one worker, taking `PUT` into a root of its own (dav_methods),
+    the link checked by secure_link as for downloads; its body buffer files
+    on the same file system. nginx has no setting to fsync an upload."""
+    port = free_port()
+    d = tmp / "nginx-dav"
+    (d / "root/up").mkdir(parents=True)
+    (d / "root/up").chmod(0o777)  # nginx's worker runs as an unprivileged user
+    conf = d / "nginx.conf"
+    conf.write_text(nginx_head(d, "1") + f"""
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        root {d}/root;
+        client_max_body_size 200m;
+        location /up/ {{
+            secure_link $arg_md5,$arg_expires;
+            secure_link_md5 "$secure_link_expires$uri {NGINX_SECRET}";
+            if ($secure_link = "") {{ return 403; }}
+            if ($secure_link = "0") {{ return 410; }}
+            dav_methods PUT;
+            dav_access user:rw group:r;
+        }}
+    }}
+}}
+""")
+    p = start("nginx-dav", [NGINX, "-c", str(conf), "-p", str(d)])
+    wait_port(port)
+    return p, port
+
+
+def put_script(tmp: Path) -> Path:
+    """A wrk script that PUTs a body of UPLOAD_MIB MiB."""
+    script = tmp / "put.lua"
+    script.write_text(f'wrk.method = "PUT"\nwrk.body = string.rep("u", {UPLOAD_MIB} * 1048576)\n'
+                      'wrk.headers["Content-Type"] = "application/octet-stream"\n')
+    return script
+
+
+def wrk_put(port, target, seconds, connections, script, pid=None):
+    """Uploads with wrk for `seconds`: MiB uploaded per second, non-2xx
+    answers, and (with `pid`) that process's peak RSS meanwhile."""
+    w = subprocess.Popen(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "60s", "-s", script,
+         f"http://127.0.0.1:{port}{target}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peak = 0
+    while w.poll() is None:
+        if pid is not None:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                peak = max(peak, int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024)
+            except (OSError, AttributeError):
+                pass
+        time.sleep(0.05)
+    out = w.stdout.read()
+    w.wait()
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    elapsed = re.search(r"requests in ([\d.]+)(m?s)", out)
+    secs = float(elapsed.group(1)) / (1000 if elapsed.group(2) == "ms" else 1)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return requests * UPLOAD_MIB / secs, int(non2xx.group(1)) if non2xx else 0, peak
+
+
+def upload_rows(tmp: Path, seconds: int, rounds: int, quick: bool):
+    """100 MiB uploads: mediagate with and without fsync against nginx's
+    dav_methods PUT (which never fsyncs), 4 clients at once, rounds
+    alternated; then mediagate's peak RSS during 64 concurrent uploads."""
+    keys = tmp / "keys.toml"
+    script = put_script(tmp)
+    ng, ng_port = start_nginx_dav(tmp)
+    mg_sync, sync_port = start_mediagate_uploads(tmp, keys, True)
+    mg_nosync, nosync_port = start_mediagate_uploads(tmp, keys, False)
+    link = subprocess.run([MEDIAGATE, "sign", "--keys", keys, "--user", "bench", "--path",
+                           "/up/bench.bin", "--methods", "PUT", "--replace", "--ttl", "2h"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    expires = int(time.time()) + 3600
+    ng_link = f"/up/bench.bin?md5={nginx_token(expires, '/up/bench.bin')}&expires={expires}"
+    targets = [("mediagate, fsync", sync_port, link, mg_sync.pid),
+               ("mediagate, no fsync", nosync_port, link, mg_nosync.pid),
+               ("nginx dav_methods PUT", ng_port, ng_link, ng.pid)]
+    seconds = max(seconds, 2 if quick else 8)
+    results = {}
+    for r in range(rounds):
+        order = targets if r % 2 == 0 else list(reversed(targets))
+        for who, port, target, _ in order:
+            mibps, non2xx, _ = wrk_put(port, target, seconds, 4, script)
+            if non2xx:
+                raise RuntimeError(f"{who}: {non2xx} uploads refused")
+            results.setdefault(who, []).append(mibps)
+            print(f"100 MiB PUT, 4 clients        {who:<22} {mibps:9.1f} MiB/s", flush=True)
+    peak_seconds = 3 if quick else 10
+    _, _, peak = wrk_put(nosync_port, link, peak_seconds, 64, script, mg_nosync.pid)
+    print(f"mediagate peak RSS with 64 concurrent 100 MiB uploads: {peak / (1 << 20):.1f} MiB",
+          flush=True)
+    for name, p in list(STARTED):
+        if p in (ng, mg_sync, mg_nosync):
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=30)
+    return results, peak
+
+
 def start_nginx_front(tmp: Path, name: str, mg_port: int, locations: str):
     """nginx (one worker) in front of mediagate on `mg_port` (a kept-alive
     upstream named `mediagate`), with the server's `locations`."""
@@ -676,8 +798,11 @@ def main():
                     first, more = idle[(mode, who)]
                     print(f"{idle_n} idle {mode} connections: {who} {first / 1024:.2f} KiB each, "
                           f"{idle_n} more {more / 1024:.2f} KiB each", flush=True)
+        uploads = None
+        if not args.only or "upload" in args.only:
+            uploads = upload_rows(tmp, seconds, rounds, args.quick)
         report(out, results, cpu, workloads, (peak, peak_tls), seconds, rounds, args.quick,
-               (idle_n, idle), proxied)
+               (idle_n, idle), proxied, uploads)
         print(f"report written to {out}")
     finally:
         stop_all()
@@ -699,7 +824,8 @@ TARGETS = {
 }
 
 
-def report(out, results, cpu, workloads, peak, seconds, rounds, quick, idle=(0, {}), proxied=()):
+def report(out, results, cpu, workloads, peak, seconds, rounds, quick, idle=(0, {}), proxied=(),
+           uploads=None):
     med = {k: statistics.median(v) for k, v in results.items()}
     lines = [
         "# Benchmarks",
@@ -803,6 +929,27 @@ def report(out, results, cpu, workloads, peak, seconds, rounds, quick, idle=(0, 
                              h1[0] <= 4096, f"{h1[0] / 1024:.2f} KiB"))
             verdicts.append(("idle HTTP/1.1 keep-alive connection: <= 4 KiB (one more)",
                              h1[1] <= 4096, f"{h1[1] / 1024:.2f} KiB"))
+    if uploads:
+        up, up_peak = uploads
+        med_up = {who: statistics.median(v) for who, v in up.items()}
+        ng = med_up.get("nginx dav_methods PUT")
+        lines += ["", f"Uploads: {UPLOAD_MIB} MiB `PUT`s by wrk, 4 at once, to one name "
+                  "(replaced each time), each server writing into a root of its own on the same "
+                  "file system; MiB uploaded per second, median (min-max) over the rounds. nginx "
+                  "(`dav_methods PUT`, one worker, the link checked by `secure_link`) has no "
+                  "setting to fsync an upload: its row is without, and mediagate without fsync is "
+                  "the like-for-like comparison.", "",
+                  "| server | MiB/s | / nginx |", "|---|---|---|"]
+        for who, vals in up.items():
+            m = med_up[who]
+            ratio = f"{m / ng:.2f}x" if ng else "-"
+            lines.append(f"| {who} | {m:.1f} ({min(vals):.1f}-{max(vals):.1f}) | {ratio} |")
+        if ng:
+            verdicts.append(("100 MiB PUT, no fsync: >= 1.0x nginx dav_methods PUT",
+                             med_up["mediagate, no fsync"] / ng >= 1.0,
+                             f"{med_up['mediagate, no fsync'] / ng:.2f}x"))
+        verdicts.append(("peak RSS <= 64 MiB during 64 concurrent 100 MiB uploads",
+                         up_peak <= 64 << 20, f"{up_peak / (1 << 20):.1f} MiB"))
     if quick:
         # One short round on a machine also running the load generator:
         # the figures only show that every server answered.
