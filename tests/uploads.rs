@@ -457,3 +457,27 @@ fn a_download_right_after_an_upload_gets_the_new_version() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), body);
     }
 }
+
+#[test]
+fn uploads_work_over_http2_too() {
+    let u = Uploading::start("");
+    let file = u.dir.path().join("h2.bin");
+    std::fs::write(&file, vec![9u8; 300_000]).unwrap();
+    let f = file.to_str().unwrap();
+    let h2 = "--http2-prior-knowledge";
+    let (code, _) = curl(&[h2, "-T", f, &u.link("/in/h2.bin", &[])]);
+    assert_eq!(code, 201);
+    assert_eq!(
+        std::fs::read(u.root.join("in/h2.bin")).unwrap().len(),
+        300_000
+    );
+    // Refused before its body is read: the rest is read and dropped, so
+    // the stream ends cleanly and the client reads the answer.
+    for _ in 0..10 {
+        let (code, _) = curl(&[h2, "-T", f, &u.link("/in/h2.bin", &[])]);
+        assert_eq!(code, 409);
+    }
+    let (code, _) = curl(&[h2, "-T", f, &u.link("/in/small.bin", &["--max-size", "1K"])]);
+    assert_eq!(code, 413);
+    assert_eq!(u.names("in"), ["h2.bin"]);
+}

@@ -41,6 +41,18 @@ enum Kind {
     /// allocation for a refusal's reason code).
     Line(Option<&'static str>, bool),
     File(FileBody),
+    /// A body, and something to keep until it is dropped (see
+    /// [`MediaBody::holding`]).
+    Holding(Box<(MediaBody, Kept)>),
+}
+
+/// What a [`Kind::Holding`] body keeps: a request body left unread.
+struct Kept(#[allow(dead_code)] std::sync::Mutex<Box<dyn std::any::Any + Send>>);
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kept")
+    }
 }
 
 /// A byte range of one version of a file, read chunk by chunk as the
@@ -85,6 +97,18 @@ impl MediaBody {
     pub(crate) fn text(text: &'static str) -> Self {
         MediaBody {
             kind: Kind::Full(Some(Bytes::from_static(text.as_bytes()))),
+        }
+    }
+
+    /// This body, keeping `held` until it is dropped. An upload refused
+    /// before its request body was read keeps that body here: on HTTP/2,
+    /// dropping it once the response is sent resets the stream with
+    /// `NO_ERROR`, which tells the client to stop sending and still read
+    /// the answer (RFC 9113 §8.1); dropped earlier, the reset would come
+    /// first (`CANCEL`) and the client would never see the refusal.
+    pub(crate) fn holding(self, held: Box<dyn std::any::Any + Send>) -> Self {
+        MediaBody {
+            kind: Kind::Holding(Box::new((self, Kept(std::sync::Mutex::new(held))))),
         }
     }
 
@@ -242,6 +266,7 @@ impl Body for MediaBody {
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match &mut self.kind {
+            Kind::Holding(inner) => Pin::new(&mut inner.0).poll_frame(_cx),
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Line(text, newline) => {
@@ -273,6 +298,7 @@ impl Body for MediaBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
+            Kind::Holding(inner) => inner.0.is_end_stream(),
             Kind::Empty => true,
             Kind::Full(data) => data.is_none(),
             Kind::Line(text, newline) => text.is_none() && !newline,
@@ -282,6 +308,7 @@ impl Body for MediaBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
+            Kind::Holding(inner) => inner.0.size_hint(),
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Kind::Line(text, newline) => {

@@ -365,10 +365,12 @@ impl MediaGate {
         on_wire: bool,
     ) -> (Response<MediaBody>, Option<Served>)
     where
-        B: http_body::Body,
+        B: http_body::Body + Send + 'static,
         B::Error: std::fmt::Display,
     {
         let (parts, body) = req.into_parts();
+        // Kept until the answer is sent when a refusal leaves it unread.
+        let mut body = Box::pin(body);
         let head = Request::from_parts(parts, ());
         let cfg = &*self.config;
         let client_ip = authorize::client_ip(&cfg.client_ip, peer, head.headers());
@@ -382,14 +384,14 @@ impl MediaGate {
         let (res, served) = match begun {
             Err((r, user)) => {
                 let (mut res, served) = self.refuse(&head, client_ip, user.as_deref(), r);
-                // The body is not read: no other request can follow it on
-                // this connection (none sent yet, unless it was empty).
-                let empty = head
-                    .headers()
-                    .get(http::header::CONTENT_LENGTH)
-                    .is_some_and(|v| v.as_bytes() == b"0");
-                if !empty {
+                // The body is not read: unless what is left is little (and
+                // read now), no other request can follow it.
+                let declared = crate::upload::declared_length(head.headers())
+                    .ok()
+                    .flatten();
+                if !crate::upload::drain(body.as_mut(), head.headers(), declared).await {
                     close_after(&head, &mut res);
+                    res = res.map(|b| b.holding(Box::new(body)));
                 }
                 let served = served.map(|s| Served {
                     received: Some(0),
@@ -399,7 +401,7 @@ impl MediaGate {
             }
             Ok(upload) => {
                 let user: Option<Box<str>> = access_log::logging().then(|| upload.user().into());
-                let outcome = upload.receive(body).await;
+                let outcome = upload.receive(body.as_mut()).await;
                 let (res, mut served) = match outcome.result {
                     Ok((status, etag)) => {
                         let served = Served {
@@ -411,8 +413,16 @@ impl MediaGate {
                     }
                     Err(r) => {
                         let (mut res, served) = self.refuse(&head, client_ip, user.as_deref(), r);
-                        if !outcome.complete {
+                        let rest = crate::upload::declared_length(head.headers())
+                            .ok()
+                            .flatten()
+                            .map(|n| n.saturating_sub(outcome.received));
+                        let ended = outcome.complete
+                            || (r != Reject::BodyTimeout
+                                && crate::upload::drain(body.as_mut(), head.headers(), rest).await);
+                        if !ended {
                             close_after(&head, &mut res);
+                            res = res.map(|b| b.holding(Box::new(body)));
                         }
                         (res, served)
                     }

@@ -206,9 +206,10 @@ async fn limits_are_checked_before_the_body_when_declared() {
     let (res, _) = t.put(t.upload("/up/a.bin"), &[7; 101], &[]).await;
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // A body longer than it said (no declared length) is cut off.
-    let chunks = (0..10)
-        .map(|_| Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from_static(&[1; 16]))));
-    let body = StreamBody::new(futures_stream(chunks.collect()));
+    // A little over: the rest is read and dropped, and the exchange ends
+    // cleanly (the connection can go on).
+    let chunk = || Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from_static(&[1; 16])));
+    let body = StreamBody::new(futures_stream((0..10).map(|_| chunk()).collect()));
     let req = Request::put(t.upload("/up/b.bin").max_size(40).url("/").unwrap())
         .body(body)
         .unwrap();
@@ -217,6 +218,15 @@ async fn limits_are_checked_before_the_body_when_declared() {
         (res.status(), reason(&res)),
         (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
     );
+    assert!(!res.headers().contains_key("connection"));
+    // Far over (more than is worth reading to drop): the connection closes.
+    let big = || Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from(vec![1u8; 65536])));
+    let body = StreamBody::new(futures_stream((0..40).map(|_| big()).collect()));
+    let req = Request::put(t.upload("/up/b.bin").max_size(40).url("/").unwrap())
+        .body(body)
+        .unwrap();
+    let (res, _) = t.send(req).await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(res.headers()["connection"], "close");
     assert_eq!(t.names("up"), Vec::<String>::new());
     // Exactly the limit is fine.

@@ -229,12 +229,13 @@ impl Upload {
     }
 
     /// Receives `body` and stores it; see the module docs.
-    pub(crate) async fn receive<B>(mut self, body: B) -> Outcome
+    /// The body is borrowed: what is left of it after a refusal is the
+    /// caller's to keep until the answer is sent (see `MediaBody::holding`).
+    pub(crate) async fn receive<B>(mut self, mut body: std::pin::Pin<&mut B>) -> Outcome
     where
         B: Body,
         B::Error: std::fmt::Display,
     {
-        let mut body = std::pin::pin!(body);
         let claims = self.grant.claims();
         let mut hashing = digest::Hashing::new(
             claims.upload().sha256.is_some() || self.expected.sha256.is_some(),
@@ -370,10 +371,50 @@ impl Upload {
     }
 }
 
+/// How much of a refused upload's body is read and dropped, at most, so
+/// that the exchange can end cleanly: on HTTP/1 the connection then stays
+/// open for the next request, and on HTTP/2 the stream ends without a
+/// reset (which some clients take for a failure and lose the answer).
+const DRAIN_BYTES: u64 = 1 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Reads and drops what is left of `body` if that is little (see
+/// [`DRAIN_BYTES`], [`DRAIN_TIME`]); whether the body ended. A request
+/// that asked `Expect: 100-continue` is not read: that would ask its
+/// client for the body the answer refuses.
+pub(crate) async fn drain<B: Body>(
+    mut body: std::pin::Pin<&mut B>,
+    headers: &HeaderMap,
+    declared: Option<u64>,
+) -> bool {
+    if headers.contains_key(http::header::EXPECT)
+        || declared.is_some_and(|n| n > DRAIN_BYTES)
+        || tokio::runtime::Handle::try_current().is_err()
+    {
+        return body.is_end_stream();
+    }
+    let mut dropped = 0u64;
+    let reading = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            if let Some(data) = frame.data_ref() {
+                dropped += data.remaining() as u64;
+                if dropped > DRAIN_BYTES {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DRAIN_TIME, reading)
+        .await
+        .unwrap_or(false)
+}
+
 /// The declared `Content-Length`, if any; more than one differing value,
 /// or one that is no number, is a malformed request (hyper refuses those
 /// on the wire before they get here).
-fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, Reject> {
+pub(crate) fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, Reject> {
     let mut found = None;
     for v in headers.get_all(http::header::CONTENT_LENGTH) {
         let n = std::str::from_utf8(v.as_bytes())
