@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mediagate_signer::time::{Duration, OffsetDateTime};
 use mediagate_signer::{
-    Key, Keyring, MediaPath, Method, RequestFacts, Signer, Verifier, VerifyError,
+    Key, Keyring, MediaPath, Method, Methods, RequestFacts, Signer, Verifier, VerifyError,
 };
 use proptest::prelude::*;
 
@@ -68,6 +68,62 @@ fn request_path(scope: &str) -> String {
         format!("{scope}file.bin")
     } else {
         scope.to_owned()
+    }
+}
+
+prop_compose! {
+    /// Upload claims: a size, a digest, replace (never below a prefix).
+    fn upload_claims()(
+        path in media_path(),
+        max in proptest::option::of(any::<u64>()),
+        digest in proptest::option::of(any::<[u8; 32]>()),
+        replace in any::<bool>(),
+        also_read in any::<bool>(),
+    ) -> (String, Option<u64>, Option<[u8; 32]>, bool, bool) {
+        let replace = replace && !path.ends_with('/');
+        (path, max, digest, replace, also_read)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn upload_links_round_trip((path, max, digest, replace, also_read) in upload_claims()) {
+        let signer = Signer::new(ring());
+        let methods = if also_read { Methods::PUT | Methods::READ } else { Methods::PUT };
+        let mut b = start(&signer, "u", &path)
+            .issued_at(t0())
+            .ttl(Duration::minutes(5))
+            .methods(methods)
+            .replace(replace);
+        if let Some(m) = max {
+            b = b.max_size(m);
+        }
+        if let Some(d) = digest {
+            b = b.sha256(d);
+        }
+        let link = b.sign().unwrap();
+        let req_path = request_path(&path);
+        let mp = MediaPath::parse(&req_path).unwrap();
+        let grant = Verifier::new(ring())
+            .verify(link.token(), &RequestFacts::new(Method::Put, &mp), t0())
+            .unwrap();
+        let up = grant.claims().upload();
+        prop_assert_eq!(up.max_size, max);
+        prop_assert_eq!(up.sha256, digest);
+        prop_assert_eq!(up.replace, replace);
+        prop_assert_eq!(grant.claims().methods(), methods);
+        // The size limit holds at its edge.
+        if let Some(m) = max {
+            prop_assert!(grant.claims().admits_length(m).is_ok());
+            if m < u64::MAX {
+                prop_assert!(grant.claims().admits_length(m + 1).is_err());
+            }
+        }
+        // A download with an upload-only link is refused.
+        let get = Verifier::new(ring()).verify(link.token(), &RequestFacts::new(Method::Get, &mp), t0());
+        prop_assert_eq!(get.is_ok(), also_read);
     }
 }
 

@@ -125,6 +125,27 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any header value is read or refused, never a panic; a value the
+        /// parser accepts names digests of the right lengths only.
+        #[test]
+        fn any_value_is_read_or_refused(value in "[ -~]{0,120}") {
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                let mut h = HeaderMap::new();
+                h.insert("content-digest", v);
+                let _ = expected(&h);
+            }
+        }
+
+        /// A digest written the RFC 9530 way reads back.
+        #[test]
+        fn written_digests_read_back(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let d: [u8; 32] = Sha256::digest(&bytes).into();
+            let h = headers(&[&format!("sha-256=:{}:", STANDARD.encode(d))]);
+            proptest::prop_assert_eq!(expected(&h).unwrap().sha256, Some(d));
+        }
+    }
+
     #[test]
     fn hashing_computes_what_is_asked() {
         let mut h = Hashing::new(true, false);
