@@ -247,6 +247,12 @@ async fn the_content_type_must_match_the_link_and_the_bytes() {
     );
     let (res, _) = t.put(jpeg(), JPEG, &[("content-type", "image/png")]).await;
     assert_eq!(reason(&res), "content_type");
+    let two = [
+        ("content-type", "image/jpeg"),
+        ("content-type", "text/html"),
+    ];
+    let (res, _) = t.put(jpeg(), JPEG, &two).await;
+    assert_eq!(reason(&res), "content_type");
     let html = b"<html><script>alert(document.cookie)</script></html>";
     let (res, _) = t.put(jpeg(), html, &[("content-type", "image/jpeg")]).await;
     assert_eq!(
@@ -266,6 +272,15 @@ async fn the_content_type_must_match_the_link_and_the_bytes() {
     let (res, _) = t.put(link, &big, &[("content-type", "image/jpeg")]).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     assert_eq!(t.file("/up/big.jpg").unwrap(), big);
+    // Without a signed type, whatever the request says is no matter.
+    let (res, _) = t
+        .put(
+            t.upload("/up/any.bin"),
+            b"x",
+            &[("content-type", "what/ever")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
 }
 
 #[tokio::test]

@@ -163,10 +163,13 @@ impl Receiving {
                 return Err(Reject::Expectation);
             }
         }
-        let content_type = headers
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| v.to_str().map_err(|_| Reject::UploadContentType))
-            .transpose()?;
+        // One readable Content-Type, or none: two (which other parsers may
+        // read differently) or bytes that are not text match no signed type.
+        let mut sent = headers.get_all(http::header::CONTENT_TYPE).iter();
+        let content_type = match (sent.next(), sent.next()) {
+            (Some(one), None) => one.to_str().ok(),
+            _ => None,
+        };
         claims
             .admits_content_type(content_type)
             .map_err(|_| Reject::UploadContentType)?;
