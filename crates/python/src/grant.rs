@@ -1,11 +1,11 @@
 //! `mediagate.Grant`: the authenticated claims of a link.
 
 use mediagate_signer::revoke::LinkId;
-use mediagate_signer::{Claims, DispositionType, Scope};
+use mediagate_signer::{Claims, DispositionType, Scope, UploadError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::args;
+use crate::{args, errors};
 
 /// The claims of a link whose signature checked out (from
 /// `Verifier.verify`, `check_request` or `inspect`).
@@ -130,6 +130,47 @@ impl Grant {
     #[getter]
     fn replace(&self) -> bool {
         self.claims.upload().replace
+    }
+
+    /// Checks an upload against the link's upload claims, as the server
+    /// does: the request's `content_type` (`None`: none sent) and, when
+    /// known, its `length` and the `sha256` of its bytes (32 bytes or 64
+    /// hex characters). Raises `VerifyError` with the server's code and
+    /// status: `content_type` (415), `too_large` (413), `digest_mismatch`
+    /// (400).
+    #[pyo3(signature = (*, content_type = None, length = None, sha256 = None))]
+    fn check_upload(
+        &self,
+        content_type: Option<&str>,
+        length: Option<u64>,
+        sha256: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let refused = |e: UploadError| {
+            let status = match e {
+                UploadError::TooLarge => 413,
+                UploadError::ContentType => 415,
+                _ => 400,
+            };
+            errors::refusal(e.code(), status, &e.to_string())
+        };
+        self.claims
+            .admits_content_type(content_type)
+            .map_err(refused)?;
+        if let Some(n) = length {
+            self.claims.admits_length(n).map_err(refused)?;
+        }
+        if let Some(d) = sha256 {
+            let got = args::sha256(d)?;
+            if self
+                .claims
+                .upload()
+                .sha256
+                .is_some_and(|signed| signed != got)
+            {
+                return Err(refused(UploadError::DigestMismatch));
+            }
+        }
+        Ok(())
     }
 
     /// The id of the key that signed the link.

@@ -280,7 +280,7 @@ impl Signer {
     /// ends in `/`).
     #[pyo3(signature = (user, dir, *, ttl = None, expires_at = None, not_before = None,
         issued_at = None, methods = None, client_ip = None, attachment = None, inline = None,
-        content_type = None, generation = None, max_size = None, sha256 = None))]
+        content_type = None, generation = None, max_size = None, sha256 = None, replace = false))]
     #[allow(clippy::too_many_arguments)]
     fn prefix<'py>(
         &self,
@@ -298,6 +298,7 @@ impl Signer {
         generation: Option<u64>,
         max_size: Option<u64>,
         sha256: Option<Bound<'py, PyAny>>,
+        replace: bool,
     ) -> PyResult<Link> {
         let claims = Claims {
             ttl,
@@ -312,7 +313,7 @@ impl Signer {
             generation,
             max_size,
             sha256,
-            replace: false,
+            replace,
         };
         self.sign(&user, &dir, true, &claims)
     }

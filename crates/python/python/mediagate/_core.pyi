@@ -156,8 +156,10 @@ class Signer:
         generation: Optional[int] = None,
         max_size: Optional[int] = None,
         sha256: Optional[Union[bytes, str]] = None,
+        replace: bool = False,
     ) -> Link:
-        """A link for ``user`` to every file below ``dir`` (which ends in ``/``)."""
+        """A link for ``user`` to every file below ``dir`` (which ends in ``/``);
+        ``replace=True`` is refused (``replace_below_prefix``): a prefix link only creates."""
     def url(
         self,
         user: str,
@@ -214,6 +216,15 @@ class Grant:
     def sha256(self) -> Optional[str]: ...
     @property
     def replace(self) -> bool: ...
+    def check_upload(
+        self,
+        *,
+        content_type: Optional[str] = None,
+        length: Optional[int] = None,
+        sha256: Optional[Union[bytes, str]] = None,
+    ) -> None:
+        """Checks an upload against the link's upload claims, as the server does; raises
+        ``VerifyError`` (``content_type`` 415, ``too_large`` 413, ``digest_mismatch`` 400)."""
     @property
     def key_id(self) -> str: ...
     @property
