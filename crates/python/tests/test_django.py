@@ -173,6 +173,21 @@ def test_prefix_tag_gives_a_playlist_url_whose_segments_are_served(client, alice
     assert fetch(media_server.origin + outside)[1]["mediagate-reason"] == "scope"
 
 
+def test_the_upload_tag_signs_a_put_link_for_the_user_and_never_for_nobody(alice):
+    template = engines["django"].from_string(
+        '{% load mediagate %}{% signed_upload_url "avatars/a.jpg" max_size=5000 '
+        'content_type="image/jpeg" user=who %}'
+    )
+    url = template.render({"who": alice})
+    grant = mediagate.django.verifier().inspect(url.split("mg_token=")[1])
+    assert grant.methods == ("PUT",)
+    assert (grant.user, grant.path) == (str(alice.pk), "/avatars/a.jpg")
+    assert (grant.max_size, grant.content_type, grant.replace) == (5000, "image/jpeg", False)
+    with pytest.raises(mediagate.SignError) as e:
+        template.render({"who": AnonymousUser()})
+    assert e.value.code == "no_user"
+
+
 def test_anonymous_users_get_an_error_or_the_configured_fallback(doc):
     template = engines["django"].from_string("{% load mediagate %}{% signed_url doc.file %}")
     with pytest.raises(mediagate.SignError) as e:

@@ -99,3 +99,18 @@ def sign_prefix_url(
     link = signer.prefix(user, path, **claims)
     file = None if entry is None else path + entry.lstrip("/")
     return _render(link, transport, file, base)
+
+
+def sign_upload_url(
+    signer: Signer,
+    target: Any,
+    user: str,
+    *,
+    base: Optional[str] = None,
+    **claims: Any,
+) -> str:
+    """An upload URL (``PUT``, query form) for ``user`` to exactly the file
+    ``target``, under ``base`` (default: the signer's ``base_url``);
+    ``claims``: ``ttl``, ``max_size``, ``content_type``, ``sha256``,
+    ``replace``, ``client_ip``."""
+    return signer.upload(user, file_path(target), **claims).url(base)

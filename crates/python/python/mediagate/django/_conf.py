@@ -12,7 +12,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from .._core import Signer, Verifier
-from .._links import sign_prefix_url, sign_url, user_id
+from .._errors import SignError
+from .._links import sign_prefix_url, sign_upload_url, sign_url, user_id
 
 DEFAULTS: Dict[str, Any] = {
     # The keys file `mediagate keygen` writes; when None, the keys come
@@ -106,6 +107,18 @@ def signed_url(target: Any, user: Any, **options: Any) -> str:
         return config()["ANONYMOUS_URL"]
     options.setdefault("transport", config()["TRANSPORT"])
     return sign_url(signer(), target, uid, **options)
+
+
+def signed_upload_url(target: Any, user: Any, **options: Any) -> str:
+    """An upload link (``PUT``) for ``user`` to the file ``target`` (a path
+    below ``MEDIA_ROOT``), rendered under ``BASE_URL``. ``options``: ``ttl``,
+    ``max_size`` (bytes), ``content_type``, ``sha256``, ``replace``,
+    ``client_ip``. An anonymous user gets ``SignError(no_user)``: an upload
+    is never granted to nobody, whatever ``ANONYMOUS_URL`` says."""
+    uid = _user(user)
+    if uid is None:
+        raise SignError("an upload link is never signed for an anonymous user", "no_user")
+    return sign_upload_url(signer(), target, uid, **options)
 
 
 def signed_prefix_url(directory: Any, user: Any, entry: Optional[str] = None, **options: Any) -> str:
