@@ -26,6 +26,9 @@ done
 printf '!/pub/a.txt\n\n\n\n\n\n\n\nhttps://app.example\nGET\n' > corpus/request/seed-cors-preflight
 printf '/pub/a.txt\nbytes=0-3\n\n\n\n\n\n\nhttps://app.example\n' > corpus/request/seed-cors-get
 printf '!/pub/a.txt\n\n\n\n\n\n\n\nhttps://evil.example\nGET\n' > corpus/request/seed-cors-other
+# Uploads (a leading ^ is a PUT; its body is the last line).
+printf '^/pub/new.txt\n\n\n\n\n\n\n\n\n\ntext/plain\n\n\n\nhello\n' > corpus/request/seed-upload
+printf '^/pub/out/x\n\n\n\n\n\n\n\n\n\n\n\n100-continue\n\nx' > corpus/request/seed-upload-symlink
 # Seed the signed-payload corpus with the payloads of the format vectors.
 python3 - <<'PY'
 import base64, json, pathlib

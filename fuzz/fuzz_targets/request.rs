@@ -1,7 +1,9 @@
 //! Whole requests through the service, in process: target, Range,
-//! conditional and CORS headers from the input, as GET or as OPTIONS, with
-//! and without a valid link for the whole root. Never a 5xx, never a byte
-//! from outside the root, never a CORS grant to an origin not listed.
+//! conditional and CORS headers from the input, as GET, OPTIONS or PUT
+//! (an upload, its body and headers from the input too), with and without
+//! a valid link for the whole root. Never a 5xx, never a byte from outside
+//! the root, never a CORS grant to an origin not listed, never a file
+//! written outside the root.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -10,7 +12,7 @@ use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use mediagate_signer::time::Duration;
 use mediagate_signer::{Key, Keyring, Signer};
-use mediagate_verifier::{Cors, MediaGate};
+use mediagate_verifier::{Cors, MediaGate, Uploads};
 
 const CANARY: &[u8] = b"CANARY-OUTSIDE-THE-ROOT";
 /// The one origin whose scripts may read responses.
@@ -29,11 +31,16 @@ fn gate() -> &'static (tempfile::TempDir, MediaGate, String) {
         std::fs::write(dir.path().join("secret"), CANARY).expect("write");
         std::os::unix::fs::symlink(dir.path().join("secret"), root.join("pub/out")).expect("symlink");
         let ring = Keyring::new(Key::new("fuzz", &[3u8; 32]).expect("key"));
+        let mut uploads = Uploads::default();
+        uploads.min_free_bytes = 0;
+        uploads.create_dirs = true;
+        uploads.fsync = false;
         let gate = MediaGate::builder(&root, ring.clone())
             .cors(Cors::Origins {
                 origins: vec![APP.into()],
                 credentials: true,
             })
+            .uploads(uploads)
             .build()
             .expect("gate");
         let token = Signer::new(ring)
@@ -52,15 +59,19 @@ fuzz_target!(|data: &[u8]| {
     let mut parts = text.split('\n');
     let first = parts.next().unwrap_or("/");
     // A leading '!' makes the request an OPTIONS (a preflight, when the
-    // CORS headers below are there).
-    let (method, target) = match first.strip_prefix('!') {
-        Some(rest) => (http::Method::OPTIONS, rest),
-        None => (http::Method::GET, first),
+    // CORS headers below are there); a leading '^' a PUT, whose body is
+    // the last line.
+    let (method, target) = match (first.strip_prefix('!'), first.strip_prefix('^')) {
+        (Some(rest), _) => (http::Method::OPTIONS, rest),
+        (_, Some(rest)) => (http::Method::PUT, rest),
+        _ => (http::Method::GET, first),
     };
     let names = [
         "range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
-        "cookie", "origin", "access-control-request-method",
+        "cookie", "origin", "access-control-request-method", "content-type", "content-digest",
+        "expect", "content-length",
     ];
+    let body = text.rsplit('\n').next().unwrap_or_default().as_bytes().to_vec();
     for signed in [false, true] {
         let uri = if signed {
             let sep = if target.contains('?') { '&' } else { '?' };
@@ -72,7 +83,8 @@ fuzz_target!(|data: &[u8]| {
         for (name, value) in names.iter().zip(parts.clone()) {
             req = req.header(*name, value);
         }
-        let Ok(req) = req.body(()) else { continue };
+        let body = http_body_util::Full::new(bytes::Bytes::from(body.clone()));
+        let Ok(req) = req.body(body) else { continue };
         let origin_is_app = req.headers().get("origin").map(|o| o == APP);
         let call = tower_service::Service::call(&mut gate.clone(), req);
         let Ok(res) = futures_executor::block_on(call);
@@ -91,4 +103,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(!body.windows(CANARY.len()).any(|w| w == CANARY));
         }
     }
+    // Nothing was written beside the root, nor through its symlink out.
+    assert_eq!(std::fs::read(_dir.path().join("secret")).ok().as_deref(), Some(CANARY));
+    assert_eq!(std::fs::read_dir(_dir.path()).map(|d| d.count()).unwrap_or(0), 2);
 });
