@@ -298,8 +298,13 @@ pub(super) async fn connection(
                     if verdict == Verdict::ServeThenClose {
                         res.headers_mut()
                             .insert(http::header::CONNECTION, CLOSE.clone());
+                        last.note_last();
                     }
-                    last.note_exchange(req.version(), req.headers(), res.headers());
+                    // Only a request with a body can leave hyper still
+                    // reading when it should close (see `park`).
+                    if !http_body::Body::is_end_stream(req.body()) {
+                        last.note_exchange(req.version(), req.headers(), res.headers());
+                    }
                     res
                 }
             };

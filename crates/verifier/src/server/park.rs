@@ -106,6 +106,11 @@ impl Quiet {
         }
     }
 
+    /// The exchange under way is the connection's last.
+    pub(crate) fn note_last(&self) {
+        self.last.store(true, Ordering::Relaxed);
+    }
+
     /// The last exchange left a request body unread.
     pub(crate) fn left_body_unread(&self) {
         self.unread.store(true, Ordering::Relaxed);
