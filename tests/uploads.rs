@@ -14,6 +14,18 @@ use std::time::Duration;
 
 use support::{Served, bin, keys_and_media, sign_for_7, start_server, within};
 
+/// The first of `log`'s lines (within 5 s) that holds every one of `parts`.
+fn line_with(log: &std::sync::mpsc::Receiver<String>, parts: &[&str]) -> Option<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let line = log.recv_timeout(left).ok()?;
+        if parts.iter().all(|p| line.contains(p)) {
+            return Some(line);
+        }
+    }
+    None
+}
+
 /// A server with uploads on, over a fresh keys file and media root.
 struct Uploading {
     dir: tempfile::TempDir,
@@ -22,6 +34,8 @@ struct Uploading {
     config: PathBuf,
     server: Option<Served>,
     addr: String,
+    /// The server's log lines, read on a thread of their own.
+    log: Option<std::sync::mpsc::Receiver<String>>,
 }
 
 impl Uploading {
@@ -29,13 +43,18 @@ impl Uploading {
     /// tests need (no free-space reserve: the test machine's disk may be
     /// fuller than the default allows).
     fn start(settings: &str) -> Uploading {
+        Uploading::start_with("", settings)
+    }
+
+    /// [`start`](Self::start), with `top` (TOML lines) before the table.
+    fn start_with(top: &str, settings: &str) -> Uploading {
         let (dir, keys, root) = keys_and_media("a");
         std::fs::create_dir_all(root.join("in")).unwrap();
         let config = dir.path().join("mediagate.toml");
         std::fs::write(
             &config,
             format!(
-                "root = {root:?}\nkeys = {keys:?}\nlisten = \"127.0.0.1:0\"\nworkers = 2\n\
+                "root = {root:?}\nkeys = {keys:?}\nlisten = \"127.0.0.1:0\"\nworkers = 2\n{top}\n\
                  [uploads]\nmin_free = 0\n{settings}\n"
             ),
         )
@@ -47,6 +66,7 @@ impl Uploading {
             config,
             server: None,
             addr: String::new(),
+            log: None,
         };
         u.restart();
         u
@@ -57,8 +77,8 @@ impl Uploading {
         let mut cmd = bin();
         cmd.args(["serve", "--config", self.config.to_str().unwrap()]);
         let (child, lines, addr) = start_server(cmd);
-        // Keep reading its log, so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Read on a thread, so that it never blocks on a full pipe.
+        self.log = Some(support::lines_on_a_thread(lines));
         self.server = Some(child);
         self.addr = addr;
     }
@@ -480,4 +500,57 @@ fn uploads_work_over_http2_too() {
     let (code, _) = curl(&[h2, "-T", f, &u.link("/in/small.bin", &["--max-size", "1K"])]);
     assert_eq!(code, 413);
     assert_eq!(u.names("in"), ["h2.bin"]);
+}
+
+#[test]
+fn a_sent_content_digest_a_put_preflight_and_the_access_log_line() {
+    let u = Uploading::start_with("cors_origins = [\"https://app.example\"]", "");
+    // The preflight of a page on a listed origin allows PUT and its headers.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-X",
+            "OPTIONS",
+            "--max-time",
+            "10",
+        ])
+        .args(["-H", "origin: https://app.example"])
+        .args(["-H", "access-control-request-method: PUT"])
+        .args([
+            "-H",
+            "access-control-request-headers: content-type, content-digest",
+        ])
+        .arg(format!("http://{}/in/x.jpg", u.addr))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+    assert!(
+        head.contains("access-control-allow-methods: get, head, put"),
+        "{head}"
+    );
+    assert!(head.contains("content-digest"), "{head}");
+    // Content-Digest (RFC 9530), the SHA-256 of "hello".
+    let digest = "content-digest: sha-256=:LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=:";
+    let put = |body: &str| {
+        let link = u.link("/in/d.txt", &[]);
+        curl(&["--data-binary", body, "-X", "PUT", "-H", digest, &link]).0
+    };
+    let log = u.log.as_ref().unwrap();
+    assert_eq!(put("hellO"), 400);
+    let line = line_with(log, &["method=PUT", "status=400"]).unwrap();
+    assert!(line.contains("reason=\"digest_mismatch\""), "{line}");
+    assert!(line.contains("received=5"), "{line}");
+    assert!(u.names("in").is_empty());
+    assert_eq!(put("hello"), 201);
+    let line = line_with(log, &["method=PUT", "status=201"]).unwrap();
+    assert!(
+        line.contains("received=5") && line.contains("user=\"7\""),
+        "{line}"
+    );
+    assert_eq!(std::fs::read(u.root.join("in/d.txt")).unwrap(), b"hello");
 }
