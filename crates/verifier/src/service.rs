@@ -381,59 +381,47 @@ impl MediaGate {
         } else {
             self.begin_upload(&head, client_ip)
         };
-        let (res, served) = match begun {
-            Err((r, user)) => {
+        // What happened, the bytes received, and whether the body ended.
+        let (result, received, complete, user) = match begun {
+            Err((r, user)) => (Err(r), 0, false, user),
+            Ok(upload) => {
+                let user = access_log::logging().then(|| upload.user().into());
+                let outcome = upload.receive(body.as_mut()).await;
+                (outcome.result, outcome.received, outcome.complete, user)
+            }
+        };
+        let (mut res, served) = match result {
+            Ok((status, etag)) => {
+                let served = Served {
+                    client: client_ip,
+                    user,
+                    ..Served::default()
+                };
+                (response::stored(status, etag), Some(served))
+            }
+            Err(r) => {
                 let (mut res, served) = self.refuse(&head, client_ip, user.as_deref(), r);
-                // The body is not read: unless what is left is little (and
-                // read now), no other request can follow it.
+                // Unless the body ended, or what is left of it is little
+                // (and read now), no other request can follow it, and it
+                // is kept until the answer is sent (see `MediaBody::holding`).
                 let declared = crate::upload::declared_length(head.headers())
                     .ok()
                     .flatten();
-                if !crate::upload::drain(body.as_mut(), head.headers(), declared).await {
+                let rest = declared.map(|n| n.saturating_sub(received));
+                let ended = complete
+                    || (r != Reject::BodyTimeout
+                        && crate::upload::drain(body.as_mut(), head.headers(), rest).await);
+                if !ended {
                     close_after(&head, &mut res);
                     res = res.map(|b| b.holding(Box::new(body)));
-                }
-                let served = served.map(|s| Served {
-                    received: Some(0),
-                    ..s
-                });
-                (res, served)
-            }
-            Ok(upload) => {
-                let user: Option<Box<str>> = access_log::logging().then(|| upload.user().into());
-                let outcome = upload.receive(body.as_mut()).await;
-                let (res, mut served) = match outcome.result {
-                    Ok((status, etag)) => {
-                        let served = Served {
-                            client: client_ip,
-                            user,
-                            ..Served::default()
-                        };
-                        (response::stored(status, etag), Some(served))
-                    }
-                    Err(r) => {
-                        let (mut res, served) = self.refuse(&head, client_ip, user.as_deref(), r);
-                        let rest = crate::upload::declared_length(head.headers())
-                            .ok()
-                            .flatten()
-                            .map(|n| n.saturating_sub(outcome.received));
-                        let ended = outcome.complete
-                            || (r != Reject::BodyTimeout
-                                && crate::upload::drain(body.as_mut(), head.headers(), rest).await);
-                        if !ended {
-                            close_after(&head, &mut res);
-                            res = res.map(|b| b.holding(Box::new(body)));
-                        }
-                        (res, served)
-                    }
-                };
-                if let Some(served) = &mut served {
-                    served.received = Some(outcome.received);
                 }
                 (res, served)
             }
         };
-        let mut res = res;
+        let served = served.map(|s| Served {
+            received: Some(received),
+            ..s
+        });
         cfg.cors.decorate(head.headers(), res.headers_mut());
         (res, served)
     }
