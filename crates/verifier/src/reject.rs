@@ -74,6 +74,8 @@ pub(crate) enum Reject {
     Expectation,
     /// 507 `insufficient_storage`: the upload would leave too little space.
     InsufficientStorage,
+    /// 403 `not_writable`: the server may not write where the upload goes.
+    NotWritable,
 }
 
 impl Reject {
@@ -88,7 +90,8 @@ impl Reject {
             | Reject::MalformedToken
             | Reject::Link(_)
             | Reject::Revoked
-            | Reject::CorsOrigin => StatusCode::FORBIDDEN,
+            | Reject::CorsOrigin
+            | Reject::NotWritable => StatusCode::FORBIDDEN,
             Reject::NotFound => StatusCode::NOT_FOUND,
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reject::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -143,6 +146,7 @@ impl Reject {
             Reject::NoDirectory => "no_directory",
             Reject::Expectation => "expectation_failed",
             Reject::InsufficientStorage => "insufficient_storage",
+            Reject::NotWritable => "not_writable",
         }
     }
 

@@ -440,6 +440,10 @@ fn refusal(e: StoreError) -> Reject {
         StoreError::NoDirectory => Reject::NoDirectory,
         StoreError::NoSpace => Reject::InsufficientStorage,
         StoreError::Busy => Reject::Busy,
+        StoreError::NotWritable => {
+            tracing::warn!("an upload's directory is not writable by the server");
+            Reject::NotWritable
+        }
         StoreError::Io(e) => {
             tracing::error!(error = %e, "storing an upload failed");
             Reject::Internal
@@ -453,5 +457,35 @@ fn exists_refusal(e: StoreError, if_none_match: bool) -> Reject {
     match e {
         StoreError::Exists if if_none_match => Reject::ExistsPrecondition,
         e => refusal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::io::Errno;
+
+    #[test]
+    fn store_failures_are_refusals_with_their_codes_never_500_for_the_usual_ones() {
+        for (errno, code, status) in [
+            (Errno::NOSPC, "insufficient_storage", 507),
+            (Errno::FBIG, "insufficient_storage", 507),
+            (Errno::MFILE, "busy", 503),
+            // The server's own permissions (a test run as root cannot be
+            // refused them), or a read-only file system.
+            (Errno::ACCESS, "not_writable", 403),
+            (Errno::ROFS, "not_writable", 403),
+        ] {
+            let r = refusal(StoreError::of(errno));
+            assert_eq!((r.code(), r.status().as_u16()), (code, status), "{errno:?}");
+        }
+        assert_eq!(
+            exists_refusal(StoreError::Exists, true).status().as_u16(),
+            412
+        );
+        assert_eq!(
+            exists_refusal(StoreError::Exists, false).status().as_u16(),
+            409
+        );
     }
 }

@@ -47,15 +47,19 @@ pub(crate) enum StoreError {
     NoSpace,
     /// Out of descriptors.
     Busy,
+    /// The server may not write there (permissions, a read-only file
+    /// system): the operator's setting, not the client's fault.
+    NotWritable,
     /// Another failure (a server fault, logged).
     Io(io::Error),
 }
 
 impl StoreError {
-    fn of(e: Errno) -> StoreError {
+    pub(crate) fn of(e: Errno) -> StoreError {
         match e {
             Errno::NOSPC | Errno::DQUOT | Errno::FBIG => StoreError::NoSpace,
             Errno::MFILE | Errno::NFILE | Errno::NOMEM => StoreError::Busy,
+            Errno::ACCESS | Errno::PERM | Errno::ROFS => StoreError::NotWritable,
             other => StoreError::Io(other.into()),
         }
     }
