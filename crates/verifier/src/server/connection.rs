@@ -159,192 +159,230 @@ pub(super) async fn connection(
     }
     let slot = Arc::new(slot);
     let result = if h2 {
-        let head_seen = Arc::new(AtomicBool::new(false));
-        let seen = head_seen.clone();
-        let progress = Arc::new(Progress::default());
-        let bodies = Arc::clone(&progress);
-        let serving = Arc::clone(&slot);
-        let report = Report::default();
-        let reported = report.clone();
-        let service = service_fn(move |req: Request<Incoming>| {
-            seen.store(true, Ordering::Relaxed);
-            let responding = serving.responding();
-            if gate.receives(req.method()) {
-                let receiving = upload(
-                    gate.clone(),
-                    req,
-                    peer,
-                    reported.clone(),
-                    responding,
-                    false,
-                    None,
-                );
-                let bodies = bodies.clone();
-                return Either::Right(ReceivingH2 { receiving, bodies });
-            }
-            let res = logged(&req, gate.respond_on_wire(&req, Some(peer)), &reported);
-            let res = Outgoing::response(res, responding, Files::Frames);
-            Either::Left(std::future::ready(Ok::<_, std::convert::Infallible>(
-                res.map(|body| Tracked::new(body, &bodies)),
-            )))
-        });
-        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        b.timer(TokioTimer::new())
-            .keep_alive_interval(Some(Duration::from_secs(20)))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .max_concurrent_streams(HTTP2_MAX_STREAMS)
-            // What hyper may queue per stream beyond the chunk in hand
-            // (default 400 KiB): with one chunk waiting for the window and
-            // one read ahead, a stream holds at most three HTTP2_CHUNKs.
-            .max_send_buf_size(HTTP2_CHUNK)
-            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
-        let io = ConnIo::new(
-            stream,
-            report.clone(),
-            first,
-            config.send_timeout,
-            Some(Arc::clone(&progress)),
-        );
-        let conn = b.serve_connection(io, service);
-        // A response whose stream window the client never opens writes
-        // nothing, so no write waits on the socket; and hyper keeps an idle
-        // HTTP/2 connection for as long as pings are answered. Watch both.
-        let watch = watch_http2(
-            progress,
-            config.send_timeout,
-            config.header_read_timeout,
-            config.window_timeout,
-        );
-        let watch = async move {
-            let ended = watch.await;
-            // Before the connection (and its bodies) is dropped.
-            match ended {
-                Ended::Stalled => report.cut(Cut::SendTimeout),
-                Ended::WindowShut => report.cut(Cut::WindowShut),
-                Ended::Idle => {}
-            }
-            ended
-        };
         // Boxed: HTTP/2 with prior knowledge is the rare case, and its
-        // state would otherwise double the size of every connection's task.
-        let mut watcher = watcher;
-        let conn = Box::pin(async move {
-            tokio::pin!(conn);
-            let conn = watcher.run(conn, slot.evicted(), |c| c.graceful_shutdown());
-            // Asked to give way, it was idle: what it still has in flight
-            // is refusals (see `holding_unless_refused`), which a client
-            // that keeps its windows shut would never let end.
-            let given_way = async {
-                slot.evicted().await;
-                tokio::time::sleep(EVICTION_GRACE).await;
-            };
-            tokio::select! {
-                result = conn => result,
-                ended = watch => {
-                    tracing::debug!(%peer, ?ended, "HTTP/2 connection closed");
-                    Ok(())
-                }
-                () = given_way => {
-                    tracing::debug!(%peer, "idle at the connection cap: closed for a newcomer");
-                    Ok(())
-                }
-            }
-        });
-        let Some(result) = first_request_by(deadline, &head_seen, conn).await else {
-            tracing::debug!(%peer, "no HTTP/2 request by the header timeout");
-            return;
-        };
-        result
-    } else {
-        let report = Report::default();
-        let plain = matches!(stream, Transport::Plain(_));
-        let lane = (plain && config.sendfile && sendfile::zero_copy_holds()).then(Lane::default);
-        let verdicts = Verdicts::default();
-        let guard = HeadGuard::new(config.max_header_bytes, verdicts.clone());
-        let mut io = ConnIo::new(stream, report.clone(), first, config.send_timeout, None);
-        if let Some(lane) = &lane {
-            io = io.with_lane(lane.clone());
+        // state would otherwise more than double the size of every
+        // connection's task (which spawning copies).
+        let serving = serve_http2(stream, first, peer, gate, config, watcher, slot, deadline);
+        match Box::pin(serving).await {
+            Some(result) => result,
+            None => return,
         }
-        // Parked between requests (see `park`).
-        let quiet = Arc::new(Quiet::default());
-        io = io.watched(Arc::clone(&quiet));
-        let last = Arc::clone(&quiet);
-        let quiet = Some(quiet);
-        let io = io.guarded(guard);
-        let serving = Arc::clone(&slot);
-        let service = service_fn(move |req: Request<Incoming>| {
-            let responding = serving.responding();
-            let verdict = verdicts.next();
-            if !matches!(verdict, Verdict::Refuse(_)) && gate.receives(req.method()) {
-                let close = verdict == Verdict::ServeThenClose;
-                return Either::Right(upload(
-                    gate.clone(),
-                    req,
-                    peer,
-                    report.clone(),
-                    responding,
-                    close,
-                    Some(Arc::clone(&last)),
-                ));
-            }
-            let res = match verdict {
-                Verdict::Refuse(reject) => {
-                    let line = Line::unparsed(Some(peer.ip().to_canonical()), reject);
-                    gate.refuse_head(reject)
-                        .map(|body| LoggedBody::new(body, line.reporting(&report)))
-                }
-                verdict => {
-                    let mut res = logged(&req, gate.respond_on_wire(&req, Some(peer)), &report);
-                    if verdict == Verdict::ServeThenClose {
-                        res.headers_mut()
-                            .insert(http::header::CONNECTION, CLOSE.clone());
-                        last.note_last();
-                    }
-                    // Only a request with a body can leave hyper still
-                    // reading when it should close (see `park`).
-                    if !http_body::Body::is_end_stream(req.body()) {
-                        last.note_exchange(req.version(), req.headers(), res.headers());
-                    }
-                    res
-                }
-            };
-            let files = match &lane {
-                Some(lane) => Files::Sendfile(lane),
-                None if plain => Files::Chunks,
-                None => Files::Frames,
-            };
-            Either::Left(std::future::ready(Ok::<_, std::convert::Infallible>(
-                Outgoing::response(res, responding, files),
-            )))
-        });
-        let mut b = hyper::server::conn::http1::Builder::new();
-        b.timer(TokioTimer::new())
-            .header_read_timeout(Some(config.header_read_timeout))
-            .keep_alive(true)
-            .max_buf_size(config.max_header_bytes.max(8192))
-            // Queued (vectored) writes: hyper then passes body frames to
-            // the connection untouched, which sendfile placeholders rely
-            // on. (`pipeline_flush` would switch to copying and must stay
-            // off.)
-            .writev(true);
-        let mut watcher = watcher;
-        // Borrowed, not moved: held once, in this task, while parked.
-        let mut conn = Some((io, service));
-        park::serve_http1(
-            &b,
-            &mut conn,
-            quiet,
-            &slot,
-            &mut watcher,
-            config.header_read_timeout,
-            config.max_header_bytes,
-        )
-        .await
+    } else {
+        serve_http1(stream, first, peer, gate, config, watcher, slot).await
     };
     if let Err(e) = result {
         Line::refused_by_hyper(Some(peer.ip().to_canonical()), &e).end(None);
         tracing::debug!(error = %e, %peer, "connection ended with an error");
     }
+}
+
+/// Serves an HTTP/2 connection whose preface (and perhaps more) is
+/// `first`; `None` when no request came by `deadline` (the connection
+/// is then dropped).
+#[allow(clippy::too_many_arguments)]
+async fn serve_http2(
+    stream: Transport,
+    first: Bytes,
+    peer: SocketAddr,
+    gate: MediaGate,
+    config: ServerConfig,
+    watcher: Watcher,
+    slot: Arc<Slot>,
+    deadline: tokio::time::Instant,
+) -> Option<hyper::Result<()>> {
+    let head_seen = Arc::new(AtomicBool::new(false));
+    let seen = head_seen.clone();
+    let progress = Arc::new(Progress::default());
+    let bodies = Arc::clone(&progress);
+    let serving = Arc::clone(&slot);
+    let report = Report::default();
+    let reported = report.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        seen.store(true, Ordering::Relaxed);
+        let responding = serving.responding();
+        if gate.receives(req.method()) {
+            let receiving = upload(
+                gate.clone(),
+                req,
+                peer,
+                reported.clone(),
+                responding,
+                false,
+                None,
+            );
+            let bodies = bodies.clone();
+            return Either::Right(ReceivingH2 { receiving, bodies });
+        }
+        let res = logged(&req, gate.respond_on_wire(&req, Some(peer)), &reported);
+        let res = Outgoing::response(res, responding, Files::Frames);
+        Either::Left(std::future::ready(Ok::<_, std::convert::Infallible>(
+            res.map(|body| Tracked::new(body, &bodies)),
+        )))
+    });
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        // What hyper may queue per stream beyond the chunk in hand
+        // (default 400 KiB): with one chunk waiting for the window and
+        // one read ahead, a stream holds at most three HTTP2_CHUNKs.
+        .max_send_buf_size(HTTP2_CHUNK)
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+    let io = ConnIo::new(
+        stream,
+        report.clone(),
+        first,
+        config.send_timeout,
+        Some(Arc::clone(&progress)),
+    );
+    let conn = b.serve_connection(io, service);
+    // A response whose stream window the client never opens writes
+    // nothing, so no write waits on the socket; and hyper keeps an idle
+    // HTTP/2 connection for as long as pings are answered. Watch both.
+    let watch = watch_http2(
+        progress,
+        config.send_timeout,
+        config.header_read_timeout,
+        config.window_timeout,
+    );
+    let watch = async move {
+        let ended = watch.await;
+        // Before the connection (and its bodies) is dropped.
+        match ended {
+            Ended::Stalled => report.cut(Cut::SendTimeout),
+            Ended::WindowShut => report.cut(Cut::WindowShut),
+            Ended::Idle => {}
+        }
+        ended
+    };
+    // Boxed: HTTP/2 with prior knowledge is the rare case, and its
+    // state would otherwise double the size of every connection's task.
+    let mut watcher = watcher;
+    let conn = Box::pin(async move {
+        tokio::pin!(conn);
+        let conn = watcher.run(conn, slot.evicted(), |c| c.graceful_shutdown());
+        // Asked to give way, it was idle: what it still has in flight
+        // is refusals (see `holding_unless_refused`), which a client
+        // that keeps its windows shut would never let end.
+        let given_way = async {
+            slot.evicted().await;
+            tokio::time::sleep(EVICTION_GRACE).await;
+        };
+        tokio::select! {
+            result = conn => result,
+            ended = watch => {
+                tracing::debug!(%peer, ?ended, "HTTP/2 connection closed");
+                Ok(())
+            }
+            () = given_way => {
+                tracing::debug!(%peer, "idle at the connection cap: closed for a newcomer");
+                Ok(())
+            }
+        }
+    });
+    let result = first_request_by(deadline, &head_seen, conn).await;
+    if result.is_none() {
+        tracing::debug!(%peer, "no HTTP/2 request by the header timeout");
+    }
+    result
+}
+
+/// Serves an HTTP/1 connection whose first request head is `first`,
+/// parked between requests (see `park`).
+async fn serve_http1(
+    stream: Transport,
+    first: Bytes,
+    peer: SocketAddr,
+    gate: MediaGate,
+    config: ServerConfig,
+    watcher: Watcher,
+    slot: Arc<Slot>,
+) -> hyper::Result<()> {
+    let report = Report::default();
+    let plain = matches!(stream, Transport::Plain(_));
+    let lane = (plain && config.sendfile && sendfile::zero_copy_holds()).then(Lane::default);
+    let verdicts = Verdicts::default();
+    let guard = HeadGuard::new(config.max_header_bytes, verdicts.clone());
+    let mut io = ConnIo::new(stream, report.clone(), first, config.send_timeout, None);
+    if let Some(lane) = &lane {
+        io = io.with_lane(lane.clone());
+    }
+    // Parked between requests (see `park`).
+    let quiet = Arc::new(Quiet::default());
+    io = io.watched(Arc::clone(&quiet));
+    let last = Arc::clone(&quiet);
+    let quiet = Some(quiet);
+    let io = io.guarded(guard);
+    let serving = Arc::clone(&slot);
+    let service = service_fn(move |req: Request<Incoming>| {
+        let responding = serving.responding();
+        let verdict = verdicts.next();
+        if !matches!(verdict, Verdict::Refuse(_)) && gate.receives(req.method()) {
+            let close = verdict == Verdict::ServeThenClose;
+            return Either::Right(upload(
+                gate.clone(),
+                req,
+                peer,
+                report.clone(),
+                responding,
+                close,
+                Some(Arc::clone(&last)),
+            ));
+        }
+        let res = match verdict {
+            Verdict::Refuse(reject) => {
+                let line = Line::unparsed(Some(peer.ip().to_canonical()), reject);
+                gate.refuse_head(reject)
+                    .map(|body| LoggedBody::new(body, line.reporting(&report)))
+            }
+            verdict => {
+                let mut res = logged(&req, gate.respond_on_wire(&req, Some(peer)), &report);
+                if verdict == Verdict::ServeThenClose {
+                    res.headers_mut()
+                        .insert(http::header::CONNECTION, CLOSE.clone());
+                    last.note_last();
+                }
+                // Only a request with a body can leave hyper still
+                // reading when it should close (see `park`).
+                if !http_body::Body::is_end_stream(req.body()) {
+                    last.note_exchange(req.version(), req.headers(), res.headers());
+                }
+                res
+            }
+        };
+        let files = match &lane {
+            Some(lane) => Files::Sendfile(lane),
+            None if plain => Files::Chunks,
+            None => Files::Frames,
+        };
+        Either::Left(std::future::ready(Ok::<_, std::convert::Infallible>(
+            Outgoing::response(res, responding, files),
+        )))
+    });
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(Some(config.header_read_timeout))
+        .keep_alive(true)
+        .max_buf_size(config.max_header_bytes.max(8192))
+        // Queued (vectored) writes: hyper then passes body frames to
+        // the connection untouched, which sendfile placeholders rely
+        // on. (`pipeline_flush` would switch to copying and must stay
+        // off.)
+        .writev(true);
+    let mut watcher = watcher;
+    // Borrowed, not moved: held once, in this task, while parked.
+    let mut conn = Some((io, service));
+    park::serve_http1(
+        &b,
+        &mut conn,
+        quiet,
+        &slot,
+        &mut watcher,
+        config.header_read_timeout,
+        config.max_header_bytes,
+    )
+    .await
 }
 
 /// An upload's answer, once its body is in (every other answer is ready
