@@ -343,11 +343,7 @@ async fn serve_http1(
                         .insert(http::header::CONNECTION, CLOSE.clone());
                     last.note_last();
                 }
-                // Only a request with a body can leave hyper still
-                // reading when it should close (see `park`).
-                if !http_body::Body::is_end_stream(req.body()) {
-                    last.note_exchange(req.version(), req.headers(), res.headers());
-                }
+                last.note_exchange(req.version(), req.headers(), res.headers());
                 res
             }
         };

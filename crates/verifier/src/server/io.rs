@@ -523,6 +523,13 @@ impl ConnIo {
             // instead of travelling (and waking the client) alone; nginx's
             // `tcp_nopush` does the same with TCP_CORK.
             Some(plain) => self.poll_send_more(cx, &bufs[..plain]),
+            // The connection's last response: held back the same way, so
+            // that it leaves in one segment with the FIN that follows at
+            // once (as nginx's with `tcp_nopush`): a segment less, for
+            // both ends, on every connection that carries one request.
+            None if self.quiet.as_ref().is_some_and(|q| q.is_last()) => {
+                self.poll_send_more(cx, bufs)
+            }
             None => hyper::rt::Write::poll_write_vectored(Pin::new(&mut self.io), cx, bufs),
         }
     }

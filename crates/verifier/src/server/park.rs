@@ -50,7 +50,8 @@ pub(crate) struct Quiet {
     /// hyper has flushed all it wrote.
     flushed: AtomicBool,
     /// A request or its response said this is the connection's last
-    /// exchange (`Connection: close`, HTTP/1.0): it ends, never parks.
+    /// exchange (`Connection: close`, HTTP/1.0): it ends, never parks, and
+    /// the response's writes wait for the FIN (see [`ConnIo`]'s writes).
     last: AtomicBool,
     /// The last exchange refused a request body it did not read: the
     /// client may still be sending it (see [`close`]).
@@ -93,8 +94,16 @@ impl Quiet {
         req: &http::HeaderMap,
         res: &http::HeaderMap,
     ) {
+        let connection = http::header::CONNECTION;
+        // The usual exchange, kept alive: no header to look into.
+        if version == http::Version::HTTP_11
+            && !req.contains_key(&connection)
+            && !res.contains_key(&connection)
+        {
+            return;
+        }
         let says = |h: &http::HeaderMap, token: &[u8]| {
-            h.get_all(http::header::CONNECTION).iter().any(|v| {
+            h.get_all(&connection).iter().any(|v| {
                 v.as_bytes()
                     .split(|&b| b == b',')
                     .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
@@ -104,6 +113,12 @@ impl Quiet {
         if old_without_keep_alive || says(req, b"close") || says(res, b"close") {
             self.last.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Whether the exchange under way is the connection's last: its
+    /// response is then the last thing written before the socket closes.
+    pub(crate) fn is_last(&self) -> bool {
+        self.last.load(Ordering::Relaxed)
     }
 
     /// The exchange under way is the connection's last.
@@ -338,7 +353,10 @@ where
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_IDLE: Duration = Duration::from_millis(500);
 
-/// Ends the connection: a FIN after the last response, as hyper would.
+/// Ends the connection: a FIN after the last response, as hyper would
+/// (`shutdown`, not just the close that follows: it sends the last
+/// response, held back for the FIN, before a close with unread bytes could
+/// turn into a reset that drops it).
 /// When that response refused a body the client may still be sending
 /// (`quiet` says so), what arrives is read and dropped for a while
 /// ([`LINGER`], until the client stops or closes) before the socket is
