@@ -163,7 +163,7 @@ def nginx_token(expires, signed):
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def nginx_head(d: Path, workers: str) -> str:
+def nginx_head(d: Path, workers: str, connections: int = 4096) -> str:
     """The start of every benchmarked nginx's config, up to its http
     block's own servers: the same tuning for each."""
     return f"""
@@ -171,7 +171,7 @@ worker_processes {workers};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 daemon off;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     sendfile on;
@@ -187,12 +187,12 @@ http {{
 """
 
 
-def start_nginx(tmp: Path, media: Path, workers: str, tls):
+def start_nginx(tmp: Path, media: Path, workers: str, tls, connections: int = 4096):
     port, tls_port, h2_port = free_port(), free_port(), free_port()
     d = tmp / f"nginx-{workers}"
     d.mkdir()
     conf = d / "nginx.conf"
-    conf.write_text(nginx_head(d, workers) + f"""
+    conf.write_text(nginx_head(d, workers, connections) + f"""
     server {{
         listen 127.0.0.1:{port} reuseport;
         listen 127.0.0.1:{tls_port} ssl reuseport;
@@ -540,6 +540,52 @@ def idle_fresh(tmp: Path, media: Path, tls, who: str, mode: str, n: int):
         p.wait(timeout=15)
 
 
+def load_beside_idle(tmp: Path, media: Path, tls, who: str, n: int, seconds: int, rounds: int):
+    """The 1 KiB rate (wrk, 64 connections kept alive) of a server `who`
+    started for this alone, without and then with `n` idle HTTP/1.1
+    keep-alive connections held open beside it (each made one request
+    first); then how many of 100 of those idle connections answer a second
+    request. Returns (rates without, rates with, answered of 100)."""
+    d = tmp / f"beside-{who}"
+    d.mkdir()
+    if who == "mediagate":
+        p, port, _, sign = start_mediagate(d, media, tls)
+        target = sign("/small.bin")
+    else:
+        # Room for the idle connections (4096 in the other rows).
+        p, port, _, _ = start_nginx(d, media, "1", tls, connections=n + 1024)
+        expires = int(time.time()) + 3600
+        target = f"/small.bin?md5={nginx_token(expires, '/small.bin')}&expires={expires}"
+    socks = []
+    try:
+        without = [wrk(port, target, seconds)[0] for _ in range(rounds)]
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            socks.append(s)
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+            if read_response(s) != 200:
+                raise RuntimeError(f"{who}: an idle connection's request was refused")
+        with_idle = []
+        for _ in range(rounds):
+            rps, _, non2xx = wrk(port, target, seconds)
+            if non2xx:
+                raise RuntimeError(f"{who}: {non2xx} refusals beside the idle connections")
+            with_idle.append(rps)
+        answered = 0
+        for s in socks[:: max(len(socks) // 100, 1)][:100]:
+            try:
+                s.sendall(f"GET {target} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+                answered += read_response(s) == 200
+            except (OSError, RuntimeError):
+                pass
+        return without, with_idle, answered
+    finally:
+        for s in socks:
+            s.close()
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=15)
+
+
 def hpack_int(value, prefix_bits, first=0):
     """An HPACK integer (RFC 7541, 5.1) with a `prefix_bits`-bit prefix."""
     limit = (1 << prefix_bits) - 1
@@ -798,11 +844,23 @@ def main():
                     first, more = idle[(mode, who)]
                     print(f"{idle_n} idle {mode} connections: {who} {first / 1024:.2f} KiB each, "
                           f"{idle_n} more {more / 1024:.2f} KiB each", flush=True)
+        # Load on a few connections while many more sit idle (issue #29):
+        # as many idle ones as mediagate's default cap allows here (it
+        # follows the open-files limit; see BENCHMARKS.md).
+        beside_n = 200 if args.quick else 9000
+        beside = {}
+        if not args.only or "beside" in args.only:
+            for who in ("mediagate", "nginx-1"):
+                beside[who] = load_beside_idle(tmp, media, tls, who, beside_n, seconds, rounds)
+                without, with_idle, answered = beside[who]
+                print(f"1 KiB beside {beside_n} idle connections: {who} "
+                      f"{statistics.median(without):,.0f} -> {statistics.median(with_idle):,.0f} "
+                      f"req/s; {answered} of 100 idle ones answered again", flush=True)
         uploads = None
         if not args.only or "upload" in args.only:
             uploads = upload_rows(tmp, seconds, rounds, args.quick)
         report(out, results, cpu, workloads, (peak, peak_tls), seconds, rounds, args.quick,
-               (idle_n, idle), proxied, uploads)
+               (idle_n, idle), proxied, uploads, (beside_n, beside))
         print(f"report written to {out}")
     finally:
         stop_all()
@@ -825,7 +883,7 @@ TARGETS = {
 
 
 def report(out, results, cpu, workloads, peak, seconds, rounds, quick, idle=(0, {}), proxied=(),
-           uploads=None):
+           uploads=None, beside=(0, {})):
     med = {k: statistics.median(v) for k, v in results.items()}
     lines = [
         "# Benchmarks",
@@ -929,6 +987,17 @@ def report(out, results, cpu, workloads, peak, seconds, rounds, quick, idle=(0, 
                              h1[0] <= 4096, f"{h1[0] / 1024:.2f} KiB"))
             verdicts.append(("idle HTTP/1.1 keep-alive connection: <= 4 KiB (one more)",
                              h1[1] <= 4096, f"{h1[1] / 1024:.2f} KiB"))
+    beside_n, beside_rates = beside
+    if beside_rates:
+        lines += ["", f"Load beside idle connections: the 1 KiB rate (wrk, 64 connections kept "
+                  f"alive; req/s, median) of a server started for this alone, before and while "
+                  f"{beside_n:,} idle HTTP/1.1 keep-alive connections (each made one request) are "
+                  "held open beside it; then a second request on 100 of the idle ones:", "",
+                  "| server | without | with idle | with / without | idle ones answering |",
+                  "|---|---|---|---|---|"]
+        for who, (without, with_idle, answered) in beside_rates.items():
+            a, b = statistics.median(without), statistics.median(with_idle)
+            lines.append(f"| {who} | {a:,.0f} | {b:,.0f} | {b / a:.2f}x | {answered} of 100 |")
     if uploads:
         up, up_peak = uploads
         med_up = {who: statistics.median(v) for who, v in up.items()}
