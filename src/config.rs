@@ -55,6 +55,7 @@ pub(crate) struct FileConfig {
     pub max_open_files: Option<usize>,
     pub close_unused_after: Option<String>,
     pub header_read_timeout: Option<String>,
+    pub keep_alive_timeout: Option<String>,
     pub send_timeout: Option<String>,
     pub window_timeout: Option<String>,
     /// TCP load balancers (addresses or networks) that send the PROXY
@@ -315,6 +316,7 @@ mod tests {
         let file: FileConfig = toml::from_str(example).unwrap();
         for duration in [
             &file.header_read_timeout,
+            &file.keep_alive_timeout,
             &file.send_timeout,
             &file.window_timeout,
             &file.revalidate_after,

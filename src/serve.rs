@@ -124,6 +124,9 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     if let Some(t) = timer(file.header_read_timeout.as_deref(), "header_read_timeout")? {
         config.header_read_timeout = t;
     }
+    if let Some(t) = timer(file.keep_alive_timeout.as_deref(), "keep_alive_timeout")? {
+        config.keep_alive_timeout = t;
+    }
     if let Some(t) = timer(file.send_timeout.as_deref(), "send_timeout")? {
         config.send_timeout = t;
     }

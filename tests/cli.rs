@@ -898,7 +898,7 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
         &config,
         format!(
             "keys = {k:?}\nroot = {:?}\nlisten = \"127.0.0.1:0\"\nmount = \"/files\"\n\
-             health_path = \"/up\"\nmax_connections = 64\nheader_read_timeout = \"5s\"\nsend_timeout = \"30s\"\n\
+             health_path = \"/up\"\nmax_connections = 64\nheader_read_timeout = \"5s\"\nkeep_alive_timeout = \"2m\"\nsend_timeout = \"30s\"\n\
              leeway = \"10s\"\nmax_ttl = \"1d\"\nworkers = 1\nchunk_size = 65536\nsendfile = false\nhttp2 = false\n\
              revalidate_after = \"0s\"\nmax_open_files = 16\nclose_unused_after = \"30s\"\n",
             root.to_str().unwrap()
@@ -975,6 +975,10 @@ fn serve_reads_a_config_file_and_env_overrides_it() {
         (
             "header_read_timeout = \"999999999999999d\"",
             "header_read_timeout: duration '999999999999999d' must be positive and at most 100 years",
+        ),
+        (
+            "keep_alive_timeout = \"0s\"",
+            "keep_alive_timeout: duration",
         ),
         ("cache_max_age = \"36501d\"", "cache_max_age: duration"),
         ("trusted_proxies = [\"10.0.0.0/33\"]", "trusted_proxies"),

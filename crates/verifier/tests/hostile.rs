@@ -656,8 +656,8 @@ async fn http2_streams_whose_window_never_opens_are_cut_off_at_the_send_timeout(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_http2_connections_are_closed_at_the_header_timeout() {
-    let config = ServerConfig::default().with_header_read_timeout(Duration::from_millis(600));
+async fn idle_http2_connections_are_closed_at_the_keep_alive_timeout() {
+    let config = ServerConfig::default().with_keep_alive_timeout(Duration::from_millis(600));
     let s = TestServer::start_with(|b| b, config).await;
     let (mut sender, conn) = http2_client(&s, 65_535).await;
     // Requests a little apart keep the connection.

@@ -133,8 +133,8 @@ async fn parked_connections_hold_their_place_under_the_cap_and_give_way_first() 
 }
 
 #[tokio::test]
-async fn a_parked_connection_closes_at_the_idle_timeout_and_on_shutdown() {
-    let config = ServerConfig::default().with_header_read_timeout(Duration::from_millis(300));
+async fn a_parked_connection_closes_at_the_keep_alive_timeout_and_on_shutdown() {
+    let config = ServerConfig::default().with_keep_alive_timeout(Duration::from_millis(300));
     let s = TestServer::start_with(|b| b, config).await;
     let a = s.target("/pub/a.txt");
     let get = format!("GET {a} HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -163,6 +163,39 @@ async fn a_parked_connection_closes_at_the_idle_timeout_and_on_shutdown() {
     s.shutdown().await.unwrap();
     assert!(stopping.elapsed() < Duration::from_secs(2));
     assert!(closed(&mut c).await);
+}
+
+/// The keep-alive timeout bounds the wait for a next request, the header
+/// timeout the head once it has begun: a parked connection outlives the
+/// header timeout, and a head begun after a long wait must still arrive
+/// whole within the header timeout of its first bytes (a slow client
+/// cannot trickle one over the keep-alive timeout).
+#[tokio::test]
+async fn the_wait_for_a_request_and_the_head_have_their_own_timeouts() {
+    let config = ServerConfig::default()
+        .with_header_read_timeout(Duration::from_millis(300))
+        .with_keep_alive_timeout(Duration::from_secs(30));
+    let s = TestServer::start_with(|b| b, config).await;
+    let a = s.target("/pub/a.txt");
+    let get = format!("GET {a} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(get.as_bytes()).await.unwrap();
+    assert_eq!(response(&mut c).await.0, 200);
+    // Idle for three header timeouts: still served.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    c.write_all(get.as_bytes()).await.unwrap();
+    assert_eq!(response(&mut c).await.0, 200);
+    // A head begun after a long wait, then left unfinished: closed at the
+    // header timeout of its first bytes.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    c.write_all(b"GET /pub/a.txt HTTP/1.1\r\nHo").await.unwrap();
+    let begun = Instant::now();
+    assert!(closed(&mut c).await);
+    let waited = begun.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
 }
 
 /// A request that asks to close (or an HTTP/1.0 one) is its connection's

@@ -15,14 +15,20 @@ pub(super) const LONGEST_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// A client must send its request head within this time, from the
-    /// moment the server waits for it: the first from the moment the
-    /// connection is accepted (on HTTP/2, the first request's headers), and
-    /// on HTTP/1.1 each next one from the end of the previous response, so
-    /// that this also bounds an idle kept-alive connection; an HTTP/2
-    /// connection with no response open and no new request for this long
-    /// is closed too (default 10 s).
+    /// A client must send its request head within this time: the first
+    /// from the moment the connection is accepted (on HTTP/2, the first
+    /// request's headers), each next one on HTTP/1.1 from its first byte,
+    /// or from the end of the previous response for a client that sends
+    /// requests back to back (default 10 s, as nginx's
+    /// `client_header_timeout` bounds a head that has begun).
     pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may wait, idle, for its next
+    /// request to begin (HTTP/1.1), or with no response open and no new
+    /// request (HTTP/2), before it is closed (default 75 s, nginx's
+    /// `keepalive_timeout`). An idle HTTP/1.1 connection is parked (a few
+    /// KiB) and gives way first at [`max_connections`](Self::max_connections),
+    /// so a long wait costs little.
+    pub keep_alive_timeout: Duration,
     /// The most connections served at once (default: sized from memory,
     /// see [`memory_sized_max_connections`]; 0 counts as 1, and more than
     /// [`Semaphore::MAX_PERMITS`] as that many). At the cap,
@@ -70,6 +76,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(75),
             max_connections: memory_sized_max_connections(),
             drain_timeout: Duration::from_secs(10),
             http2: true,
@@ -126,6 +133,7 @@ impl ServerConfig {
     pub(super) fn bounded(mut self) -> Self {
         for timeout in [
             &mut self.header_read_timeout,
+            &mut self.keep_alive_timeout,
             &mut self.drain_timeout,
             &mut self.send_timeout,
             &mut self.window_timeout,
@@ -139,6 +147,12 @@ impl ServerConfig {
     /// Sets [`header_read_timeout`](Self::header_read_timeout).
     pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`keep_alive_timeout`](Self::keep_alive_timeout).
+    pub fn with_keep_alive_timeout(mut self, timeout: Duration) -> Self {
+        self.keep_alive_timeout = timeout;
         self
     }
 

@@ -243,7 +243,7 @@ async fn serve_http2(
     let watch = watch_http2(
         progress,
         config.send_timeout,
-        config.header_read_timeout,
+        config.keep_alive_timeout,
         config.window_timeout,
     );
     let watch = async move {
@@ -369,16 +369,7 @@ async fn serve_http1(
     let mut watcher = watcher;
     // Borrowed, not moved: held once, in this task, while parked.
     let mut conn = Some((io, service));
-    park::serve_http1(
-        &b,
-        &mut conn,
-        quiet,
-        &slot,
-        &mut watcher,
-        config.header_read_timeout,
-        config.max_header_bytes,
-    )
-    .await
+    park::serve_http1(&b, &mut conn, quiet, &slot, &mut watcher, &config).await
 }
 
 /// An upload's answer, once its body is in (every other answer is ready

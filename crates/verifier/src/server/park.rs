@@ -12,9 +12,9 @@
 //! connection is then ended without closing the socket
 //! (`graceful_shutdown` on an idle connection, `into_parts`), its buffers
 //! dropped, and the socket waits for readiness alone. When the client
-//! sends its next request, the head is read (under the header timeout,
-//! counted from the park, as hyper counts it from the end of a response)
-//! and a new hyper connection takes it over, with the same service and
+//! sends its next request (within the keep-alive timeout), the head is
+//! read (within the header timeout of its first bytes) and a new hyper
+//! connection takes it over, with the same service and
 //! IO. A parked connection still holds its slot of the cap, counts as
 //! idle there, and closes when asked to give way or on shutdown.
 //!
@@ -35,6 +35,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::HttpService;
 
+use super::ServerConfig;
 use super::connection::{READ_AHEAD, read_ahead};
 use super::graceful::Watcher;
 use super::io::ConnIo;
@@ -218,8 +219,7 @@ pub(super) async fn serve_http1<S>(
     quiet: Option<Arc<Quiet>>,
     slot: &Slot,
     watcher: &mut Watcher,
-    header_read_timeout: Duration,
-    max_head: usize,
+    config: &ServerConfig,
 ) -> hyper::Result<()>
 where
     S: HttpService<Incoming, ResBody = Outgoing> + Unpin,
@@ -247,20 +247,25 @@ where
         };
         let _parked = crate::metrics::parked();
         let parked_at = tokio::time::Instant::now();
-        let deadline = parked_at + header_read_timeout;
         let next = async {
-            let buf = match read {
-                Some(read) => read,
+            let (buf, head_begun) = match read {
+                // The next head has begun already.
+                Some(read) => (read, parked_at),
                 None => {
                     // Nothing allocated until the client sends something.
                     let readable = io.transport_mut().readable();
-                    tokio::time::timeout_at(deadline, readable)
+                    let idle_until = parked_at + config.keep_alive_timeout;
+                    tokio::time::timeout_at(idle_until, readable)
                         .await
                         .ok()?
                         .ok()?;
-                    BytesMut::with_capacity(READ_AHEAD)
+                    let buf = BytesMut::with_capacity(READ_AHEAD);
+                    (buf, tokio::time::Instant::now())
                 }
             };
+            // The whole head within the header timeout of its first bytes.
+            let deadline = head_begun + config.header_read_timeout;
+            let max_head = config.max_header_bytes;
             read_ahead(io.transport_mut(), buf, deadline, false, max_head).await
         };
         let next = tokio::select! {

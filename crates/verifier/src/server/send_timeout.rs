@@ -196,7 +196,7 @@ pub(crate) enum Ended {
     /// Response bodies were open for the send timeout and nothing was
     /// written.
     Stalled,
-    /// No request came for the idle timeout.
+    /// No request came for the keep-alive timeout.
     Idle,
     /// A response waited the window timeout for its stream's window to
     /// open.
