@@ -62,6 +62,28 @@ async fn closed(s: &mut TcpStream) -> bool {
     )
 }
 
+/// A server with `config`, and a connection to it that has made one
+/// request (answered 200); the request, to send again.
+async fn after_one_request(config: ServerConfig) -> (TestServer, TcpStream, String) {
+    let s = TestServer::start_with(|b| b, config).await;
+    let get = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", s.target("/pub/a.txt"));
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(get.as_bytes()).await.unwrap();
+    assert_eq!(response(&mut c).await.0, 200);
+    (s, c, get)
+}
+
+/// Asserts that the server closes `c` a 300 ms timeout after `since`
+/// (within slack for a loaded machine).
+async fn closed_about_300ms_after(c: &mut TcpStream, since: Instant) {
+    assert!(closed(c).await);
+    let waited = since.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_parked_connection_serves_what_comes_next_whole_and_in_order() {
     mediagate_verifier::metrics::install();
@@ -135,19 +157,8 @@ async fn parked_connections_hold_their_place_under_the_cap_and_give_way_first() 
 #[tokio::test]
 async fn a_parked_connection_closes_at_the_keep_alive_timeout_and_on_shutdown() {
     let config = ServerConfig::default().with_keep_alive_timeout(Duration::from_millis(300));
-    let s = TestServer::start_with(|b| b, config).await;
-    let a = s.target("/pub/a.txt");
-    let get = format!("GET {a} HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut c = TcpStream::connect(s.addr).await.unwrap();
-    c.write_all(get.as_bytes()).await.unwrap();
-    assert_eq!(response(&mut c).await.0, 200);
-    let parked_at = Instant::now();
-    assert!(closed(&mut c).await);
-    let waited = parked_at.elapsed();
-    assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
-        "{waited:?}"
-    );
+    let (_s, mut c, _) = after_one_request(config).await;
+    closed_about_300ms_after(&mut c, Instant::now()).await;
 
     // Parked when the server shuts down: closed at once, not at the
     // drain deadline.
@@ -175,12 +186,7 @@ async fn the_wait_for_a_request_and_the_head_have_their_own_timeouts() {
     let config = ServerConfig::default()
         .with_header_read_timeout(Duration::from_millis(300))
         .with_keep_alive_timeout(Duration::from_secs(30));
-    let s = TestServer::start_with(|b| b, config).await;
-    let a = s.target("/pub/a.txt");
-    let get = format!("GET {a} HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut c = TcpStream::connect(s.addr).await.unwrap();
-    c.write_all(get.as_bytes()).await.unwrap();
-    assert_eq!(response(&mut c).await.0, 200);
+    let (_s, mut c, get) = after_one_request(config).await;
     // Idle for three header timeouts: still served.
     tokio::time::sleep(Duration::from_millis(900)).await;
     c.write_all(get.as_bytes()).await.unwrap();
@@ -189,13 +195,7 @@ async fn the_wait_for_a_request_and_the_head_have_their_own_timeouts() {
     // header timeout of its first bytes.
     tokio::time::sleep(Duration::from_millis(900)).await;
     c.write_all(b"GET /pub/a.txt HTTP/1.1\r\nHo").await.unwrap();
-    let begun = Instant::now();
-    assert!(closed(&mut c).await);
-    let waited = begun.elapsed();
-    assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
-        "{waited:?}"
-    );
+    closed_about_300ms_after(&mut c, Instant::now()).await;
 }
 
 /// A request that asks to close (or an HTTP/1.0 one) is its connection's

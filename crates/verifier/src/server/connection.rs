@@ -157,18 +157,25 @@ pub(super) async fn connection(
     if !h2 {
         slot.head_arrived();
     }
-    let slot = Arc::new(slot);
+    let accepted = Accepted {
+        stream,
+        first,
+        peer,
+        gate,
+        config,
+        watcher,
+        slot: Arc::new(slot),
+    };
     let result = if h2 {
         // Boxed: HTTP/2 with prior knowledge is the rare case, and its
         // state would otherwise more than double the size of every
         // connection's task (which spawning copies).
-        let serving = serve_http2(stream, first, peer, gate, config, watcher, slot, deadline);
-        match Box::pin(serving).await {
+        match Box::pin(serve_http2(accepted, deadline)).await {
             Some(result) => result,
             None => return,
         }
     } else {
-        serve_http1(stream, first, peer, gate, config, watcher, slot).await
+        serve_http1(accepted).await
     };
     if let Err(e) = result {
         Line::refused_by_hyper(Some(peer.ip().to_canonical()), &e).end(None);
@@ -176,20 +183,35 @@ pub(super) async fn connection(
     }
 }
 
-/// Serves an HTTP/2 connection whose preface (and perhaps more) is
-/// `first`; `None` when no request came by `deadline` (the connection
-/// is then dropped).
-#[allow(clippy::too_many_arguments)]
-async fn serve_http2(
+/// A connection whose first bytes are in (an HTTP/1 request head, or the
+/// HTTP/2 preface), as either protocol's server takes it over.
+struct Accepted {
     stream: Transport,
+    /// The bytes read while telling the protocols apart.
     first: Bytes,
     peer: SocketAddr,
     gate: MediaGate,
     config: ServerConfig,
     watcher: Watcher,
     slot: Arc<Slot>,
+}
+
+/// Serves an HTTP/2 connection whose preface (and perhaps more) is
+/// `first`; `None` when no request came by `deadline` (the connection
+/// is then dropped).
+async fn serve_http2(
+    accepted: Accepted,
     deadline: tokio::time::Instant,
 ) -> Option<hyper::Result<()>> {
+    let Accepted {
+        stream,
+        first,
+        peer,
+        gate,
+        config,
+        watcher,
+        slot,
+    } = accepted;
     let head_seen = Arc::new(AtomicBool::new(false));
     let seen = head_seen.clone();
     let progress = Arc::new(Progress::default());
@@ -290,15 +312,16 @@ async fn serve_http2(
 
 /// Serves an HTTP/1 connection whose first request head is `first`,
 /// parked between requests (see `park`).
-async fn serve_http1(
-    stream: Transport,
-    first: Bytes,
-    peer: SocketAddr,
-    gate: MediaGate,
-    config: ServerConfig,
-    watcher: Watcher,
-    slot: Arc<Slot>,
-) -> hyper::Result<()> {
+async fn serve_http1(accepted: Accepted) -> hyper::Result<()> {
+    let Accepted {
+        stream,
+        first,
+        peer,
+        gate,
+        config,
+        watcher,
+        slot,
+    } = accepted;
     let report = Report::default();
     let plain = matches!(stream, Transport::Plain(_));
     let lane = (plain && config.sendfile && sendfile::zero_copy_holds()).then(Lane::default);
