@@ -453,6 +453,14 @@ def process_tree(pid):
     return pids
 
 
+def tcp_segments_sent():
+    """TCP segments this machine has sent so far (every socket: on
+    127.0.0.1 both ends of each connection count)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
+             if line.startswith("Tcp:")]
+    return int(lines[1][lines[0].index("OutSegs")])
+
+
 def cpu_seconds(pid):
     """(user, system) CPU seconds used so far by `pid` and its descendants."""
     user = system = 0
@@ -807,11 +815,13 @@ def main():
                 for who, (port, target, *scheme) in order:
                     u0, s0 = cpu_seconds(pids[who])
                     w0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    t0 = tcp_segments_sent()
                     connections = 1000 if name == MANY_CLIENTS else 64
                     headers = ("Connection: close",) if name == NO_KEEPALIVE else ()
                     rps, bps, _ = wrk(port, target, seconds, connections, headers, *scheme)
                     w1 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     u1, s1 = cpu_seconds(pids[who])
+                    segments = tcp_segments_sent() - t0
                     value = bps if unit == "MB/s" else rps
                     results.setdefault((name, who), []).append(value)
                     # CPU per request, or per MiB sent for the throughput workloads.
@@ -820,7 +830,7 @@ def main():
                     wrk_cpu = (w1.ru_utime - w0.ru_utime) + (w1.ru_stime - w0.ru_stime)
                     cpu.setdefault((name, who), []).append(
                         ((u1 - u0) / requests * 1e6, (s1 - s0) / requests * 1e6,
-                         wrk_cpu / requests * 1e6))
+                         wrk_cpu / requests * 1e6, segments / requests))
                     print(f"{name:<30} {who:<11} {fmt(value, unit):>12} {unit}", flush=True)
 
         if peak is None:
@@ -952,9 +962,11 @@ def report(out, results, cpu, workloads, peak, seconds, rounds, quick, idle=(0, 
     lines += ["", "CPU (median over runs, microseconds) per request, or per MiB sent for the "
               "throughput workloads: the server's user and kernel time (from /proc, its whole "
               "process tree) and the load generator's (wrk, from rusage). Both share the 2 cores, "
-              "so the rate is about 2 cores / (server + wrk).", "",
-              "| workload | per | server | server user | server kernel | server total | wrk |",
-              "|---|---|---|---|---|---|---|"]
+              "so the rate is about 2 cores / (server + wrk). TCP segments: sent by both ends "
+              "(the machine's count), per request or MiB.", "",
+              "| workload | per | server | server user | server kernel | server total | wrk "
+              "| TCP segments |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, unit, targets in workloads:
         per = "MiB" if unit == "MB/s" else "request"
         for who in targets:
@@ -963,7 +975,9 @@ def report(out, results, cpu, workloads, peak, seconds, rounds, quick, idle=(0, 
                 u = statistics.median(x[0] for x in samples)
                 k = statistics.median(x[1] for x in samples)
                 w = statistics.median(x[2] for x in samples)
-                lines.append(f"| {name} | {per} | {who} | {u:.2f} | {k:.2f} | {u + k:.2f} | {w:.2f} |")
+                t = statistics.median(x[3] for x in samples)
+                lines.append(f"| {name} | {per} | {who} | {u:.2f} | {k:.2f} | {u + k:.2f} "
+                             f"| {w:.2f} | {t:.2f} |")
     idle_n, idle_bytes = idle
     if idle_bytes:
         lines += ["", f"Memory of idle keep-alive connections: {idle_n} connections that each "
