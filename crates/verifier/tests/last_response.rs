@@ -102,31 +102,41 @@ async fn pipelined_requests_before_the_last_all_arrive() {
 }
 
 /// A request with a body the server does not read, on a connection asked
-/// to close, the body sent after the server has answered: the response
-/// still arrives whole (a reset may follow it).
+/// to close: the response still arrives whole (a reset may follow it),
+/// whether the body came with the head, so that the socket closes with
+/// bytes unread (a close then sends a reset, which must not take the
+/// response still held for the FIN with it), or after the answer.
 #[tokio::test]
 async fn the_last_response_survives_a_body_it_did_not_read() {
     let s = TestServer::start().await;
     let a = s.target("/pub/a.txt");
-    for _ in 0..20 {
-        let head = format!(
-            "GET {a} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 100000\r\n\r\n"
-        );
-        let mut c = TcpStream::connect(s.addr).await.unwrap();
-        c.write_all(head.as_bytes()).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        // May fail: the server is free to stop reading.
-        let _ = c.write_all(&[b'x'; 100_000]).await;
-        let mut all = Vec::new();
-        // The end, or a reset after the response: either way it is read.
-        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut all)).await;
-        assert!(!all.is_empty(), "the response was lost");
-        let got = responses(&all, false);
-        assert_eq!(got.len(), 1);
-        assert_eq!(
-            (got[0].status, got[0].body.as_slice()),
-            (200, &b"hello world\n"[..])
-        );
+    for late in [false, true] {
+        for _ in 0..20 {
+            let head = format!(
+                "GET {a} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 100000\r\n\r\n"
+            );
+            let mut c = TcpStream::connect(s.addr).await.unwrap();
+            if late {
+                c.write_all(head.as_bytes()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            } else {
+                let mut all = head.into_bytes();
+                all.extend_from_slice(&[b'x'; 100_000][..60_000]);
+                c.write_all(&all).await.unwrap();
+            }
+            // May fail: the server is free to stop reading.
+            let _ = c.write_all(&[b'x'; 100_000]).await;
+            let mut all = Vec::new();
+            // The end, or a reset after the response: either way it is read.
+            let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut all)).await;
+            assert!(!all.is_empty(), "late body {late}: the response was lost");
+            let got = responses(&all, false);
+            assert_eq!(got.len(), 1);
+            assert_eq!(
+                (got[0].status, got[0].body.as_slice()),
+                (200, &b"hello world\n"[..])
+            );
+        }
     }
 }
 
