@@ -16,13 +16,13 @@
 //! without a lock; the registry of connections is locked on accept, on
 //! close, and to find the longest idle when the cap is reached.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 
 use atomic_waker::AtomicWaker;
+use slab::Slab;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -31,8 +31,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 pub(crate) struct Slots {
     permits: Arc<Semaphore>,
     /// Every connection holding a slot, by id.
-    conns: Mutex<HashMap<u64, Arc<ConnState>>>,
-    next_id: AtomicU64,
+    conns: Mutex<Slab<Arc<ConnState>>>,
     idle: Arc<Idling>,
 }
 
@@ -72,8 +71,7 @@ impl Slots {
     pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(Slots {
             permits: Arc::new(Semaphore::new(max.max(1))),
-            conns: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(0),
+            conns: Mutex::new(Slab::new()),
             idle: Arc::default(),
         })
     }
@@ -117,7 +115,6 @@ impl Slots {
     }
 
     fn register(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Slot {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState {
             active: AtomicU32::new(0),
             idle_since: AtomicU64::new(self.idle.clock.fetch_add(1, Ordering::Relaxed)),
@@ -125,7 +122,7 @@ impl Slots {
             waker: AtomicWaker::new(),
             idle: self.idle.clone(),
         });
-        self.lock().insert(id, state.clone());
+        let id = self.lock().insert(state.clone());
         Slot {
             slots: self.clone(),
             id,
@@ -139,7 +136,8 @@ impl Slots {
     fn evict_longest_idle(&self) -> bool {
         let conns = self.lock();
         let idle = conns
-            .values()
+            .iter()
+            .map(|(_, c)| c)
             .filter(|c| c.active.load(Ordering::Relaxed) == 0)
             .map(|c| (c.idle_since.load(Ordering::SeqCst), c))
             .filter(|&(since, _)| since != BUSY)
@@ -157,7 +155,7 @@ impl Slots {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnState>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slab<Arc<ConnState>>> {
         // A panic elsewhere while holding the lock leaves a valid map.
         self.conns.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -167,7 +165,7 @@ impl Slots {
 #[derive(Debug)]
 pub(crate) struct Slot {
     slots: Arc<Slots>,
-    id: u64,
+    id: usize,
     state: Arc<ConnState>,
     _permit: OwnedSemaphorePermit,
 }
@@ -216,7 +214,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.slots.lock().remove(&self.id);
+        self.slots.lock().try_remove(self.id);
     }
 }
 
