@@ -136,8 +136,8 @@ pub(super) async fn connection(
             http2,
             config.max_header_bytes,
         );
-        let (h2, first) = read.await?;
-        Some((transport, h2, first))
+        let (head, first) = read.await?;
+        Some((transport, head, first))
     };
     // (Boxed: its state, the TLS handshake's included, is not kept in
     // the task for the connection's life.)
@@ -149,13 +149,13 @@ pub(super) async fn connection(
             None
         }
     };
-    let Some((stream, h2, first)) = first_head else {
+    let Some((stream, head, first)) = first_head else {
         return;
     };
     // An HTTP/1 head is in: not to be asked until it is answered. (The
     // HTTP/2 preface is no request: that connection stays idle until its
     // first stream.)
-    if !h2 {
+    if head.is_some() {
         slot.head_arrived();
     }
     let accepted = Accepted {
@@ -167,16 +167,15 @@ pub(super) async fn connection(
         watcher,
         slot: Arc::new(slot),
     };
-    let result = if h2 {
+    let result = match head {
         // Boxed: HTTP/2 with prior knowledge is the rare case, and its
         // state would otherwise more than double the size of every
-        // connection's task (which spawning copies).
-        match Box::pin(serve_http2(accepted, deadline)).await {
+        // connection's task.
+        None => match Box::pin(serve_http2(accepted, deadline)).await {
             Some(result) => result,
             None => return,
-        }
-    } else {
-        serve_http1(accepted).await
+        },
+        Some(head) => serve_http1(accepted, head).await,
     };
     if let Err(e) = result {
         Line::refused_by_hyper(Some(peer.ip().to_canonical()), &e).end(None);
@@ -311,9 +310,10 @@ async fn serve_http2(
     result
 }
 
-/// Serves an HTTP/1 connection whose first request head is `first`,
-/// parked between requests (see `park`).
-async fn serve_http1(accepted: Accepted) -> hyper::Result<()> {
+/// Serves an HTTP/1 connection whose first request head, `head` as
+/// checked, is at the start of `first`; parked between requests (see
+/// `park`).
+async fn serve_http1(accepted: Accepted, head: Head) -> hyper::Result<()> {
     let Accepted {
         stream,
         first,
@@ -337,7 +337,7 @@ async fn serve_http1(accepted: Accepted) -> hyper::Result<()> {
     io = io.watched(Arc::clone(&quiet));
     let last = Arc::clone(&quiet);
     let quiet = Some(quiet);
-    let io = io.guarded(guard);
+    let io = io.guarded(guard, head);
     let serving = Arc::clone(&slot);
     let service = service_fn(move |req: Request<Incoming>| {
         let responding = serving.responding();
@@ -507,10 +507,11 @@ async fn first_request_by<F: Future + Unpin>(
 }
 
 /// Reads the connection's first bytes, until `deadline` at the latest,
-/// and returns whether they are the HTTP/2 preface with the bytes read,
-/// which the connection's IO hands to hyper first. For HTTP/1 it reads on
-/// until the first request head is complete, or is one to refuse (see
-/// [`head_guard::check_head`]: empty lines before it are no head), so that
+/// and returns them, with what they begin with: the HTTP/2 preface
+/// (`None`), or an HTTP/1 request head, checked (see
+/// [`head_guard::check_head`]: whole, or one to refuse; empty lines before
+/// it are no head). The connection's IO hands these bytes to hyper first.
+/// For HTTP/1 it reads until the head is whole or to be refused, so that
 /// the deadline bounds the whole head, counted from the accept, and hyper
 /// parses it without waiting; on HTTP/2, until the whole preface.
 /// `None`: the client did not get that far in time, or left.
@@ -523,17 +524,20 @@ pub(super) async fn read_ahead(
     deadline: tokio::time::Instant,
     http2: bool,
     max_head: usize,
-) -> Option<(bool, Bytes)> {
+) -> Option<(Option<Head>, Bytes)> {
     loop {
         // `buf` may hold bytes already (those after a PROXY header).
         if !buf.is_empty() {
             let seen = buf.len().min(H2_PREFACE.len());
             if http2 && buf[..seen] == H2_PREFACE[..seen] {
                 if seen == H2_PREFACE.len() {
-                    return Some((true, buf.freeze()));
+                    return Some((None, buf.freeze()));
                 }
-            } else if head_guard::check_head(&buf, max_head) != Head::Incomplete {
-                return Some((false, buf.freeze()));
+            } else {
+                let head = head_guard::check_head(&buf, max_head);
+                if head != Head::Incomplete {
+                    return Some((Some(head), buf.freeze()));
+                }
             }
         }
         let n = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))

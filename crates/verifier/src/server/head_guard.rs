@@ -186,24 +186,39 @@ impl HeadGuard {
                 };
                 Scan::Pass(n)
             }
-            State::Head => match check_head(bytes, self.max_head) {
-                Head::Incomplete => Scan::NeedMore,
-                Head::Refused(reject) => {
-                    self.state = State::Refused;
-                    self.verdicts.push(Verdict::Refuse(reject));
-                    Scan::Refuse(reject)
-                }
-                Head::Complete { len, body } => {
-                    let (state, verdict) = match body {
-                        Body::None => (State::Head, Verdict::Serve),
-                        Body::Length(n) => (State::Body(n), Verdict::Serve),
-                        Body::Chunked => (State::Through, Verdict::ServeThenClose),
-                    };
-                    self.state = state;
-                    self.verdicts.push(verdict);
-                    Scan::Pass(len)
-                }
-            },
+            State::Head => self.take(check_head(bytes, self.max_head)),
+        }
+    }
+
+    /// [`scan`](Self::scan), where `head` is what [`check_head`] says of
+    /// `bytes` already (they were read ahead and checked): a head is not
+    /// looked at twice.
+    pub(crate) fn scan_checked(&mut self, bytes: &[u8], head: Head) -> Scan {
+        match self.state {
+            State::Head if !bytes.is_empty() => self.take(head),
+            _ => self.scan(bytes),
+        }
+    }
+
+    /// Moves past the head at the start of the bytes, as checked.
+    fn take(&mut self, head: Head) -> Scan {
+        match head {
+            Head::Incomplete => Scan::NeedMore,
+            Head::Refused(reject) => {
+                self.state = State::Refused;
+                self.verdicts.push(Verdict::Refuse(reject));
+                Scan::Refuse(reject)
+            }
+            Head::Complete { len, body } => {
+                let (state, verdict) = match body {
+                    Body::None => (State::Head, Verdict::Serve),
+                    Body::Length(n) => (State::Body(n), Verdict::Serve),
+                    Body::Chunked => (State::Through, Verdict::ServeThenClose),
+                };
+                self.state = state;
+                self.verdicts.push(verdict);
+                Scan::Pass(len)
+            }
         }
     }
 }
@@ -569,6 +584,38 @@ mod tests {
                 }
             }
             prop_assert!(at <= bytes.len());
+        }
+
+        #[test]
+        fn a_head_checked_ahead_is_taken_as_a_scan_would_take_it(
+            (head, _) in head_strategy(),
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+            noise in proptest::collection::vec(any::<u8>(), 0..300),
+            well_formed in any::<bool>(),
+        ) {
+            let bytes = if well_formed { [head, tail].concat() } else { noise };
+            // The scans and verdicts of a guard whose first look is the
+            // head read ahead (`checked`) or its own.
+            let run = |checked: bool| {
+                let verdicts = Verdicts::default();
+                let mut g = HeadGuard::new(MAX, verdicts.clone());
+                let (mut scans, mut at) = (Vec::new(), 0);
+                for i in 0..=bytes.len() {
+                    let scan = if checked && i == 0 {
+                        g.scan_checked(&bytes, check_head(&bytes, MAX))
+                    } else {
+                        g.scan(&bytes[at..])
+                    };
+                    scans.push(scan);
+                    match scan {
+                        Scan::Pass(n) => at += n,
+                        Scan::NeedMore | Scan::Refuse(_) => break,
+                    }
+                }
+                let said: Vec<Verdict> = scans.iter().map(|_| verdicts.next()).collect();
+                (scans, said)
+            };
+            prop_assert_eq!(run(true), run(false));
         }
 
         #[test]

@@ -20,7 +20,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::access_log::{Cut, Report};
-use crate::server::head_guard::{self, HeadGuard, Scan};
+use crate::server::head_guard::{self, Head, HeadGuard, Scan};
 use crate::server::park::Quiet;
 use crate::server::send_timeout::{Progress, SendTimer};
 use crate::server::sendfile::{Lane, placeholder_offset};
@@ -151,6 +151,9 @@ struct Guarded {
     guard: HeadGuard,
     /// Read, not yet let through (the start of a head still arriving).
     pending: BytesMut,
+    /// The head at the start of `pending`, when it was checked already
+    /// (as it was read ahead): the guard takes it without a second look.
+    checked: Option<Head>,
     /// Let through, not yet handed to hyper.
     released: Bytes,
 }
@@ -221,8 +224,9 @@ impl ConnIo {
     }
 
     /// Hands `first`, the start of the next request (read while the
-    /// connection was parked), to the guard before anything else.
-    pub(crate) fn resume(&mut self, first: Bytes) {
+    /// connection was parked), whose head is `head` as checked, to the
+    /// guard before anything else.
+    pub(crate) fn resume(&mut self, first: Bytes, head: Option<Head>) {
         if let Some(q) = &self.quiet {
             q.read(true);
         }
@@ -231,6 +235,8 @@ impl ConnIo {
                 let mut pending = first
                     .try_into_mut()
                     .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+                // Checked as the start of these bytes, nothing before them.
+                g.checked = head.filter(|_| g.pending.is_empty());
                 pending.unsplit(std::mem::take(&mut g.pending));
                 g.pending = pending;
             }
@@ -258,8 +264,9 @@ impl ConnIo {
     }
 
     /// Hands hyper only what `guard` lets through (HTTP/1): the bytes read
-    /// ahead are the first it looks at.
-    pub(crate) fn guarded(mut self, guard: HeadGuard) -> Self {
+    /// ahead, which begin with `head` as checked, are the first it looks
+    /// at.
+    pub(crate) fn guarded(mut self, guard: HeadGuard, head: Head) -> Self {
         // The read-ahead buffer is this connection's alone: taken back
         // without a copy.
         let pending = std::mem::take(&mut self.read_ahead)
@@ -268,6 +275,7 @@ impl ConnIo {
         self.guard = Some(Guarded {
             guard,
             pending,
+            checked: Some(head),
             released: Bytes::new(),
         });
         self
@@ -300,7 +308,11 @@ impl ConnIo {
                 // close it before answering.)
                 return Poll::Pending;
             }
-            match g.guard.scan(&g.pending) {
+            let scan = match g.checked.take() {
+                Some(head) => g.guard.scan_checked(&g.pending, head),
+                None => g.guard.scan(&g.pending),
+            };
+            match scan {
                 Scan::Pass(n) => {
                     g.released = g.pending.split_to(n).freeze();
                     continue;

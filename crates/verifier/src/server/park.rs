@@ -276,7 +276,7 @@ where
             }
             () = watcher.stopping() => None,
         };
-        let Some((_, first)) = next else {
+        let Some((head, first)) = next else {
             return Ok(());
         };
         if parked_at.elapsed() < PARK_AFTER {
@@ -284,7 +284,7 @@ where
         }
         slot.head_arrived();
         if let Some((io, _)) = conn {
-            io.resume(first);
+            io.resume(first, head);
         }
     }
 }
