@@ -61,10 +61,9 @@ pub(super) const READ_AHEAD: usize = 2048;
 /// shutdown drains it, or it gives way at the connection cap; its slot of
 /// the cap is held until then.
 ///
-/// This is the future of every connection's task (copied once into a
-/// heap allocation when spawned, and held for the connection's life), so
-/// it is kept small: nothing holds the hyper connection twice, and the
-/// rare HTTP/2 one is boxed.
+/// This is the future of every connection's task (spawning copies it into
+/// a heap allocation), so it is kept small: nothing holds the hyper
+/// connection twice, and the rare HTTP/2 one is boxed.
 pub(super) async fn connection(
     mut stream: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,

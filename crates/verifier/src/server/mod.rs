@@ -121,13 +121,9 @@ pub async fn serve_all(
         }
         let tls = listeners[i].tls.as_ref().map(Tls::acceptor);
         let (gate, config, watcher) = (gate.clone(), config.clone(), graceful.watcher());
-        // Boxed: tokio moves a task's future several times as it spawns
-        // it and writes its output over it when it ends; a pointer moves
-        // for less than the connection's state (BENCHMARKS.md, "A
-        // connection per request: instructions per connection").
-        tokio::spawn(Box::pin(connection::connection(
+        tokio::spawn(connection::connection(
             stream, tls, peer, gate, config, watcher, slot,
-        )));
+        ));
     };
     // Which listener is looked at first, turn about, so that a busy one
     // does not starve the others.
