@@ -54,8 +54,12 @@ def wait_port(port, timeout=15.0):
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def start(name, args, **kw):
-    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+def start(name, args, log=None, **kw):
+    """Starts a server; its stderr goes to the file `log`, or nowhere."""
+    err = open(log, "ab") if log else subprocess.DEVNULL
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, **kw)
+    if log:
+        err.close()
     STARTED.append((name, p))
     return p
 
@@ -227,8 +231,13 @@ def start_nginx(tmp: Path, media: Path, workers: str, tls, connections: int = 40
 UPLOAD_MIB = 100
 
 
+def upload_log(tmp: Path, name: str) -> Path:
+    return tmp / f"{name}.log"
+
+
 def start_mediagate_uploads(tmp: Path, keys: Path, fsync: bool):
-    """A mediagate taking uploads into a root of its own, `fsync` on or off."""
+    """A mediagate taking uploads into a root of its own, `fsync` on or off;
+    its access log (one line per upload) kept to say why one was refused."""
     name = f"mediagate-up-{'fsync' if fsync else 'nofsync'}"
     root = tmp / name
     (root / "up").mkdir(parents=True)
@@ -238,7 +247,7 @@ def start_mediagate_uploads(tmp: Path, keys: Path, fsync: bool):
                       f'fsync = {"true" if fsync else "false"}\n')
     p = start(name, [MEDIAGATE, "serve", "--keys", keys, "--root", root,
                      "--listen", f"127.0.0.1:{port}", "--config", config],
-              env=dict(os.environ, MEDIAGATE_LOG="warn"))
+              log=upload_log(tmp, name), env=dict(os.environ, MEDIAGATE_LOG="info"))
     wait_port(port)
     return p, port
 
@@ -306,11 +315,43 @@ def wrk_put(port, target, seconds, connections, script, pid=None):
     return requests * UPLOAD_MIB / secs, int(non2xx.group(1)) if non2xx else 0, peak
 
 
+def refusals(tmp: Path, who: str) -> str:
+    """Why mediagate refused uploads, from its access log: reason codes
+    counted, and the free space left where the uploads are written."""
+    name = f"mediagate-up-{'nofsync' if 'no fsync' in who else 'fsync'}"
+    try:
+        lines = upload_log(tmp, name).read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    reasons = {}
+    for line in lines:
+        m = re.search(r'status=(\d+) .*reason="([^"]*)"', line)
+        if m and not m.group(1).startswith("2"):
+            key = f"{m.group(1)} {m.group(2)}"
+            reasons[key] = reasons.get(key, 0) + 1
+    said = ", ".join(f"{n} x {k}" for k, n in sorted(reasons.items())) or "no reason logged"
+    free = shutil.disk_usage(tmp).free / (1 << 30)
+    return f"{said}; {free:.1f} GiB free in {tmp}"
+
+
+# Free space the upload rows need where they write: each server keeps the
+# file uploaded, and every upload in flight has a temporary file of up to
+# UPLOAD_MIB (4 clients, then 64 for the peak row; nginx buffers a body in
+# a file of its own as well). Measured: 2.4 GiB at most in quick mode.
+def upload_rows_need_gib(quick: bool) -> int:
+    return 3 if quick else 8
+
+
 def upload_rows(tmp: Path, seconds: int, rounds: int, quick: bool):
     """100 MiB uploads: mediagate with and without fsync against nginx's
     dav_methods PUT (which never fsyncs), 4 clients at once, rounds
     alternated; then mediagate's peak RSS during 64 concurrent uploads."""
     keys = tmp / "keys.toml"
+    free = shutil.disk_usage(tmp).free / (1 << 30)
+    need = upload_rows_need_gib(quick)
+    if free < need:
+        raise RuntimeError(f"the upload rows need {need} GiB free in {tmp}, "
+                           f"there are {free:.1f}: a full disk would refuse uploads (507)")
     script = put_script(tmp)
     ng, ng_port = start_nginx_dav(tmp)
     mg_sync, sync_port = start_mediagate_uploads(tmp, keys, True)
@@ -330,7 +371,8 @@ def upload_rows(tmp: Path, seconds: int, rounds: int, quick: bool):
         for who, port, target, _ in order:
             mibps, non2xx, _ = wrk_put(port, target, seconds, 4, script)
             if non2xx:
-                raise RuntimeError(f"{who}: {non2xx} uploads refused")
+                why = refusals(tmp, who) if who.startswith("mediagate") else "see nginx's log"
+                raise RuntimeError(f"{who}: {non2xx} uploads refused ({why})")
             results.setdefault(who, []).append(mibps)
             print(f"100 MiB PUT, 4 clients        {who:<22} {mibps:9.1f} MiB/s", flush=True)
     peak_seconds = 3 if quick else 10
