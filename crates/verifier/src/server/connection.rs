@@ -55,131 +55,179 @@ const EVICTION_GRACE: Duration = Duration::from_millis(250);
 /// head, signed link included, fits.
 pub(super) const READ_AHEAD: usize = 2048;
 
+/// What every connection of one server reads, made once: the settings,
+/// and hyper's HTTP/1 builder set from them (one timer for all).
+pub(super) struct Shared {
+    pub(super) config: ServerConfig,
+    http1: hyper::server::conn::http1::Builder,
+}
+
+impl Shared {
+    /// hyper's HTTP/1 builder, set from the settings.
+    pub(super) fn http1(&self) -> &hyper::server::conn::http1::Builder {
+        &self.http1
+    }
+
+    pub(super) fn new(config: ServerConfig) -> Arc<Shared> {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(Some(config.header_read_timeout))
+            .keep_alive(true)
+            .max_buf_size(config.max_header_bytes.max(8192))
+            // Queued (vectored) writes: hyper then passes body frames to
+            // the connection untouched, which sendfile placeholders rely
+            // on. (`pipeline_flush` would switch to copying and must stay
+            // off.)
+            .writev(true);
+        Arc::new(Shared { config, http1 })
+    }
+}
+
 /// One accepted connection: completes the TLS handshake when `tls` is
 /// given, tells HTTP/1 from HTTP/2, then serves it with
 /// hyper until the client leaves, the connection fails, or a graceful
 /// shutdown drains it, or it gives way at the connection cap; its slot of
 /// the cap is held until then.
 ///
-/// This is the future of every connection's task (spawning copies it into
-/// a heap allocation), so it is kept small: nothing holds the hyper
-/// connection twice, and the rare HTTP/2 one is boxed.
-pub(super) async fn connection(
-    mut stream: TcpStream,
+/// This is the future of every connection's task, copied as the task is
+/// spawned and polled, and held whole while the connection idles; so it is
+/// kept small. It is an `async` block, not an `async fn`, whose arguments
+/// would be stored twice; each stage is built from the last by functions
+/// that return the next stage's future, so that what a stage no longer
+/// needs is not kept in it; the TLS handshake and the rare HTTP/2 are
+/// boxed.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its arguments twice in the task"
+)]
+pub(super) fn connection(
+    stream: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    peer: SocketAddr,
+    mut peer: SocketAddr,
     gate: MediaGate,
-    config: ServerConfig,
+    shared: Arc<Shared>,
     watcher: Watcher,
     slot: Slot,
-) {
-    // The first request head is due by this deadline, counted from the
-    // accept: on HTTP/1, `read_ahead` waits for all of it; on HTTP/2, for the
-    // preface, and the connection is dropped at the deadline unless a
-    // request came by then.
-    let deadline = tokio::time::Instant::now() + config.header_read_timeout;
-    // Counted open until this returns (a metric; nothing when they are off).
-    let _open = crate::metrics::connection();
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let config = &shared.config;
+        // The first request head is due by this deadline, counted from the
+        // accept: on HTTP/1, `read_ahead` waits for all of it; on HTTP/2, for
+        // the preface, and the connection is dropped at the deadline unless a
+        // request came by then.
+        let deadline = tokio::time::Instant::now() + config.header_read_timeout;
+        // Counted open until this returns (a metric; nothing when they are off).
+        let _open = crate::metrics::connection();
+        // Until its first request head has arrived, the connection is idle:
+        // asked to give way at the cap, it closes. (Boxed: its state, the
+        // TLS handshake's included, is not kept in the task for the
+        // connection's life.)
+        let first_head = Box::pin(read_first(stream, tls, &mut peer, config, deadline));
+        let first_head = tokio::select! {
+            read = first_head => read,
+            () = slot.evicted() => {
+                tracing::debug!(%peer, "idle at the connection cap: closed for a newcomer");
+                None
+            }
+        };
+        let Some((stream, head, first)) = first_head else {
+            return;
+        };
+        // An HTTP/1 head is in: not to be asked until it is answered. (The
+        // HTTP/2 preface is no request: that connection stays idle until its
+        // first stream.)
+        if head.is_some() {
+            slot.head_arrived();
+        }
+        let accepted = Accepted {
+            stream,
+            first,
+            peer,
+            gate,
+            shared,
+            watcher,
+            slot,
+        };
+        let result = match head {
+            // Boxed: HTTP/2 with prior knowledge is the rare case, and its
+            // state would otherwise more than double the size of every
+            // connection's task.
+            None => match Box::pin(serve_http2(accepted, deadline)).await {
+                Some(result) => result,
+                None => return,
+            },
+            Some(head) => serve_http1(accepted, head).await,
+        };
+        if let Err(e) = result {
+            Line::refused_by_hyper(Some(peer.ip().to_canonical()), &e).end(None);
+            tracing::debug!(error = %e, %peer, "connection ended with an error");
+        }
+    }
+}
+
+/// A new connection's first bytes, read by `deadline`: the PROXY header
+/// from a listed balancer (`peer` is then the client it names), the TLS
+/// handshake when `tls` is given, then the first request head or the
+/// HTTP/2 preface (see [`read_ahead`]). `None`: the connection is to be
+/// dropped.
+async fn read_first(
+    stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    peer: &mut SocketAddr,
+    config: &ServerConfig,
+    deadline: tokio::time::Instant,
+) -> Option<(Transport, Option<Head>, Bytes)> {
+    let mut stream = stream;
     let mut buf = BytesMut::with_capacity(READ_AHEAD);
-    let mut peer = peer;
     let from_balancer = !config.proxy_protocol.is_empty() && {
         let ip = peer.ip().to_canonical();
         config.proxy_protocol.iter().any(|net| net.contains(&ip))
     };
-    // Until its first request head has arrived, the connection is idle:
-    // asked to give way at the cap, it closes.
-    let first_head = async {
-        if from_balancer {
-            let read = proxy_protocol::read_header(
-                &mut stream,
-                &mut buf,
-                deadline,
-                config.max_header_bytes,
-            );
-            match read.await {
-                Some(Some(client)) => peer = client,
-                Some(None) => {}
-                None => {
-                    tracing::debug!(%peer, "no valid PROXY header from a listed balancer");
+    if from_balancer {
+        let read =
+            proxy_protocol::read_header(&mut stream, &mut buf, deadline, config.max_header_bytes);
+        match read.await {
+            Some(Some(client)) => *peer = client,
+            Some(None) => {}
+            None => {
+                tracing::debug!(%peer, "no valid PROXY header from a listed balancer");
+                return None;
+            }
+        }
+    }
+    // Over TLS, HTTP/2 only when ALPN chose it (RFC 9113, 3.2).
+    let (mut transport, http2) = match tls {
+        None => (Transport::Plain(stream), config.http2),
+        Some(tls) => {
+            let after_proxy = std::mem::take(&mut buf).freeze();
+            // Boxed: rustls' state would otherwise be part of every
+            // connection's task, plain ones too.
+            let handshake = Box::pin(tls.accept(Prefixed::new(after_proxy, stream)));
+            let tls = match tokio::time::timeout_at(deadline, handshake).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
                     return None;
                 }
-            }
-        }
-        // Over TLS, HTTP/2 only when ALPN chose it (RFC 9113, 3.2).
-        let (mut transport, http2) = match tls {
-            None => (Transport::Plain(stream), config.http2),
-            Some(tls) => {
-                let after_proxy = std::mem::take(&mut buf).freeze();
-                // Boxed: rustls' state would otherwise be part of every
-                // connection's task, plain ones too.
-                let handshake = Box::pin(tls.accept(Prefixed::new(after_proxy, stream)));
-                let tls = match tokio::time::timeout_at(deadline, handshake).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                        return None;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "no TLS handshake by the header timeout");
-                        return None;
-                    }
-                };
-                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                (Transport::Tls(Box::new(tls)), h2)
-            }
-        };
-        let read = read_ahead(
-            &mut transport,
-            std::mem::take(&mut buf),
-            deadline,
-            http2,
-            config.max_header_bytes,
-        );
-        let (head, first) = read.await?;
-        Some((transport, head, first))
-    };
-    // (Boxed: its state, the TLS handshake's included, is not kept in
-    // the task for the connection's life.)
-    let first_head = Box::pin(first_head);
-    let first_head = tokio::select! {
-        read = first_head => read,
-        () = slot.evicted() => {
-            tracing::debug!(%peer, "idle at the connection cap: closed for a newcomer");
-            None
+                Err(_) => {
+                    tracing::debug!(%peer, "no TLS handshake by the header timeout");
+                    return None;
+                }
+            };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            (Transport::Tls(Box::new(tls)), h2)
         }
     };
-    let Some((stream, head, first)) = first_head else {
-        return;
-    };
-    // An HTTP/1 head is in: not to be asked until it is answered. (The
-    // HTTP/2 preface is no request: that connection stays idle until its
-    // first stream.)
-    if head.is_some() {
-        slot.head_arrived();
-    }
-    let accepted = Accepted {
-        stream,
-        first,
-        peer,
-        gate,
-        config,
-        watcher,
-        slot: Arc::new(slot),
-    };
-    let result = match head {
-        // Boxed: HTTP/2 with prior knowledge is the rare case, and its
-        // state would otherwise more than double the size of every
-        // connection's task.
-        None => match Box::pin(serve_http2(accepted, deadline)).await {
-            Some(result) => result,
-            None => return,
-        },
-        Some(head) => serve_http1(accepted, head).await,
-    };
-    if let Err(e) = result {
-        Line::refused_by_hyper(Some(peer.ip().to_canonical()), &e).end(None);
-        tracing::debug!(error = %e, %peer, "connection ended with an error");
-    }
+    let read = read_ahead(
+        &mut transport,
+        buf,
+        deadline,
+        http2,
+        config.max_header_bytes,
+    );
+    let (head, first) = read.await?;
+    Some((transport, head, first))
 }
 
 /// A connection whose first bytes are in (an HTTP/1 request head, or the
@@ -190,9 +238,9 @@ struct Accepted {
     first: Bytes,
     peer: SocketAddr,
     gate: MediaGate,
-    config: ServerConfig,
+    shared: Arc<Shared>,
     watcher: Watcher,
-    slot: Arc<Slot>,
+    slot: Slot,
 }
 
 /// Serves an HTTP/2 connection whose preface (and perhaps more) is
@@ -207,15 +255,16 @@ async fn serve_http2(
         first,
         peer,
         gate,
-        config,
+        shared,
         watcher,
         slot,
     } = accepted;
+    let config = &shared.config;
     let head_seen = Arc::new(AtomicBool::new(false));
     let seen = head_seen.clone();
     let progress = Arc::new(Progress::default());
     let bodies = Arc::clone(&progress);
-    let serving = Arc::clone(&slot);
+    let serving = slot.responder();
     let report = Report::default();
     let reported = report.clone();
     let service = service_fn(move |req: Request<Incoming>| {
@@ -311,17 +360,19 @@ async fn serve_http2(
 
 /// Serves an HTTP/1 connection whose first request head, `head` as
 /// checked, is at the start of `first`; parked between requests (see
-/// `park`).
-async fn serve_http1(accepted: Accepted, head: Head) -> hyper::Result<()> {
+/// `park`). Builds the connection's IO and service, and returns the future
+/// that serves it, which holds them and little else.
+fn serve_http1(accepted: Accepted, head: Head) -> impl Future<Output = hyper::Result<()>> + Send {
     let Accepted {
         stream,
         first,
         peer,
         gate,
-        config,
-        watcher,
+        shared,
+        mut watcher,
         slot,
     } = accepted;
+    let config = &shared.config;
     let report = Report::default();
     let plain = matches!(stream, Transport::Plain(_));
     let lane = (plain && config.sendfile && sendfile::zero_copy_holds()).then(Lane::default);
@@ -337,7 +388,7 @@ async fn serve_http1(accepted: Accepted, head: Head) -> hyper::Result<()> {
     let last = Arc::clone(&quiet);
     let quiet = Some(quiet);
     let io = io.guarded(guard, head);
-    let serving = Arc::clone(&slot);
+    let serving = slot.responder();
     let service = service_fn(move |req: Request<Incoming>| {
         let responding = serving.responding();
         let verdict = verdicts.next();
@@ -379,20 +430,9 @@ async fn serve_http1(accepted: Accepted, head: Head) -> hyper::Result<()> {
             Outgoing::response(res, responding, files),
         )))
     });
-    let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(TokioTimer::new())
-        .header_read_timeout(Some(config.header_read_timeout))
-        .keep_alive(true)
-        .max_buf_size(config.max_header_bytes.max(8192))
-        // Queued (vectored) writes: hyper then passes body frames to
-        // the connection untouched, which sendfile placeholders rely
-        // on. (`pipeline_flush` would switch to copying and must stay
-        // off.)
-        .writev(true);
-    let mut watcher = watcher;
     // Borrowed, not moved: held once, in this task, while parked.
     let mut conn = Some((io, service));
-    park::serve_http1(&b, &mut conn, quiet, &slot, &mut watcher, &config).await
+    async move { park::serve_http1(&shared, &mut conn, quiet, &slot, &mut watcher).await }
 }
 
 /// An upload's answer, once its body is in (every other answer is ready
@@ -546,5 +586,42 @@ pub(super) async fn read_ahead(
         if n == 0 {
             return None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The most a connection's future may take. A connection's task holds
+    /// it whole for the connection's life, parked or not, so its size is
+    /// part of what every idle connection costs, and spawning copies it
+    /// several times; large states (hyper's connection, a parked wait, the
+    /// TLS handshake, HTTP/2) are boxed so that it stays under this.
+    const MOST_FOR_A_CONNECTION: usize = 1024;
+
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let _client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (stream, peer) = listener.accept().await.expect("accept");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = mediagate_signer::Key::generate("k").expect("key");
+        let gate = MediaGate::builder(dir.path(), mediagate_signer::Keyring::new(key))
+            .build()
+            .expect("gate");
+        let shared = Shared::new(ServerConfig::default());
+        let slot = super::super::slots::Slots::new(1).take().await;
+        let shutdown = super::super::graceful::Shutdown::new();
+        let task = connection(stream, None, peer, gate, shared, shutdown.watcher(), slot);
+        let size = std::mem::size_of_val(&task);
+        assert!(
+            size <= MOST_FOR_A_CONNECTION,
+            "a connection's future takes {size} bytes, more than {MOST_FOR_A_CONNECTION}"
+        );
     }
 }

@@ -101,7 +101,9 @@ pub async fn serve_all(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let config = config.bounded();
+    // Read by every connection; hyper's HTTP/1 builder made once.
+    let shared = connection::Shared::new(config.bounded());
+    let config = &shared.config;
     // Accepted sockets inherit TCP_NODELAY from the listener (Linux): set
     // per connection only when the listener does not have it already.
     let nodelay: Vec<bool> = listeners
@@ -120,9 +122,9 @@ pub async fn serve_all(
             let _ = stream.set_nodelay(true);
         }
         let tls = listeners[i].tls.as_ref().map(Tls::acceptor);
-        let (gate, config, watcher) = (gate.clone(), config.clone(), graceful.watcher());
+        let (gate, shared, watcher) = (gate.clone(), shared.clone(), graceful.watcher());
         tokio::spawn(connection::connection(
-            stream, tls, peer, gate, config, watcher, slot,
+            stream, tls, peer, gate, shared, watcher, slot,
         ));
     };
     // Which listener is looked at first, turn about, so that a busy one

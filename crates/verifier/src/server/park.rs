@@ -36,8 +36,9 @@ use hyper::server::conn::http1;
 use hyper::service::HttpService;
 
 use super::ServerConfig;
-use super::connection::{READ_AHEAD, read_ahead};
+use super::connection::{READ_AHEAD, Shared, read_ahead};
 use super::graceful::Watcher;
+use super::head_guard::Head;
 use super::io::ConnIo;
 use super::outgoing::Outgoing;
 use super::slots::Slot;
@@ -207,19 +208,17 @@ where
     }
 }
 
-/// Serves an HTTP/1 connection with hyper (`builder`), parked between
-/// requests when `quiet` is given (see the module docs), until the client
-/// leaves, the connection fails, it gives way at the cap or a shutdown
-/// drains it. `conn` is its IO and service, taken by each turn of hyper's
-/// connection and put back while parked.
-#[allow(clippy::too_many_arguments)]
+/// Serves an HTTP/1 connection with hyper (`shared`'s builder and
+/// settings), parked between requests when `quiet` is given (see the
+/// module docs), until the client leaves, the connection fails, it gives
+/// way at the cap or a shutdown drains it. `conn` is its IO and service,
+/// taken by each turn of hyper's connection and put back while parked.
 pub(super) async fn serve_http1<S>(
-    builder: &http1::Builder,
+    shared: &Shared,
     conn: &mut Option<(ConnIo, S)>,
     quiet: Option<Arc<Quiet>>,
     slot: &Slot,
     watcher: &mut Watcher,
-    config: &ServerConfig,
 ) -> hyper::Result<()>
 where
     S: HttpService<Incoming, ResBody = Outgoing> + Unpin,
@@ -232,7 +231,7 @@ where
         // Boxed: hyper's connection and the futures that drive it are
         // large, and a parked connection's task keeps none of them.
         let turn = Box::pin(serve_until_quiet(
-            builder,
+            shared.http1(),
             conn,
             quiet.as_deref(),
             slot,
@@ -245,38 +244,18 @@ where
         let Some((io, _)) = conn else {
             return Ok(());
         };
-        let _parked = crate::metrics::parked();
         let parked_at = tokio::time::Instant::now();
-        let next = async {
-            let (buf, head_begun) = match read {
-                // The next head has begun already.
-                Some(read) => (read, parked_at),
-                None => {
-                    // Nothing allocated until the client sends something.
-                    let readable = io.transport_mut().readable();
-                    let idle_until = parked_at + config.keep_alive_timeout;
-                    tokio::time::timeout_at(idle_until, readable)
-                        .await
-                        .ok()?
-                        .ok()?;
-                    let buf = BytesMut::with_capacity(READ_AHEAD);
-                    (buf, tokio::time::Instant::now())
-                }
-            };
-            // The whole head within the header timeout of its first bytes.
-            let deadline = head_begun + config.header_read_timeout;
-            let max_head = config.max_header_bytes;
-            read_ahead(io.transport_mut(), buf, deadline, false, max_head).await
-        };
-        let next = tokio::select! {
-            next = next => next,
-            () = slot.evicted() => {
-                tracing::debug!("idle at the connection cap: closed for a newcomer");
-                None
-            }
-            () = watcher.stopping() => None,
-        };
-        let Some((head, first)) = next else {
+        // Boxed too: a connection that never parks (one request, or
+        // requests back to back) has a smaller task, copied less.
+        let next = Box::pin(wait_parked(
+            io,
+            read,
+            parked_at,
+            &shared.config,
+            slot,
+            watcher,
+        ));
+        let Some((head, first)) = next.await else {
             return Ok(());
         };
         if parked_at.elapsed() < PARK_AFTER {
@@ -286,6 +265,51 @@ where
         if let Some((io, _)) = conn {
             io.resume(first, head);
         }
+    }
+}
+
+/// A parked connection's wait for its next request head, `read` the bytes
+/// of it already in: what [`read_ahead`] returns, or `None` when the
+/// connection is to close (no request within the keep-alive timeout, or no
+/// whole head within the header timeout of its first bytes; asked to give
+/// way at the cap; a shutdown).
+async fn wait_parked(
+    io: &mut ConnIo,
+    read: Option<BytesMut>,
+    parked_at: tokio::time::Instant,
+    config: &ServerConfig,
+    slot: &Slot,
+    watcher: &mut Watcher,
+) -> Option<(Option<Head>, bytes::Bytes)> {
+    let _parked = crate::metrics::parked();
+    let next = async {
+        let (buf, head_begun) = match read {
+            // The next head has begun already.
+            Some(read) => (read, parked_at),
+            None => {
+                // Nothing allocated until the client sends something.
+                let readable = io.transport_mut().readable();
+                let idle_until = parked_at + config.keep_alive_timeout;
+                tokio::time::timeout_at(idle_until, readable)
+                    .await
+                    .ok()?
+                    .ok()?;
+                let buf = BytesMut::with_capacity(READ_AHEAD);
+                (buf, tokio::time::Instant::now())
+            }
+        };
+        // The whole head within the header timeout of its first bytes.
+        let deadline = head_begun + config.header_read_timeout;
+        let max_head = config.max_header_bytes;
+        read_ahead(io.transport_mut(), buf, deadline, false, max_head).await
+    };
+    tokio::select! {
+        next = next => next,
+        () = slot.evicted() => {
+            tracing::debug!("idle at the connection cap: closed for a newcomer");
+            None
+        }
+        () = watcher.stopping() => None,
     }
 }
 
@@ -328,19 +352,20 @@ where
             Pin::new(&mut t.get_mut().conn).graceful_shutdown()
         })
         .await;
-    let mut conn = turn.conn;
+    // (hyper's connection used where it is, in `turn`: this future is
+    // boxed whole, and a copy of it here would double its size.)
     if let Turn::Done(done) = ended {
         done?;
         // hyper leaves the socket open (`poll_without_shutdown`): say
         // goodbye as it would have.
-        close(&mut conn.into_parts().io, quiet).await;
+        close(&mut turn.conn.into_parts().io, quiet).await;
         return Ok(None);
     }
     // Idle: ending hyper's connection now writes nothing and reads nothing
     // more.
-    Pin::new(&mut conn).graceful_shutdown();
-    std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await?;
-    let mut parts = conn.into_parts();
+    Pin::new(&mut turn.conn).graceful_shutdown();
+    std::future::poll_fn(|cx| turn.conn.poll_without_shutdown(cx)).await?;
+    let mut parts = turn.conn.into_parts();
     if quiet.is_some_and(|q| q.last.load(Ordering::Relaxed)) {
         // The last exchange is out (hyper had not closed yet: a request
         // body left unread, say): closed, as hyper would.

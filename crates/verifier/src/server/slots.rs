@@ -177,11 +177,10 @@ impl Slot {
         self.state.idle_since.store(BUSY, Ordering::Relaxed);
     }
 
-    /// A response begins; the connection is idle again once every
-    /// [`Responding`] has been dropped.
-    pub(crate) fn responding(&self) -> Responding {
-        self.state.active.fetch_add(1, Ordering::Relaxed);
-        Responding(self.state.clone())
+    /// What a connection's service holds to mark its responses (the slot
+    /// itself stays with the connection).
+    pub(crate) fn responder(&self) -> Responder {
+        Responder(self.state.clone())
     }
 
     /// Whether no response is in progress.
@@ -215,6 +214,19 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.slots.lock().try_remove(self.id);
+    }
+}
+
+/// Marks the responses of one connection (see [`Slot::responder`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Responder(Arc<ConnState>);
+
+impl Responder {
+    /// A response begins; the connection is idle again once every
+    /// [`Responding`] has been dropped.
+    pub(crate) fn responding(&self) -> Responding {
+        self.0.active.fetch_add(1, Ordering::Relaxed);
+        Responding(self.0.clone())
     }
 }
 
@@ -264,8 +276,8 @@ mod tests {
         let (a, b, c) = (slots.take().await, slots.take().await, slots.take().await);
         // `a` answers a request, then idles again; `b` waits for its
         // first head; `c` is answering.
-        drop(a.responding());
-        let _busy = c.responding();
+        drop(a.responder().responding());
+        let _busy = c.responder().responding();
         let waiting = tokio::spawn({
             let slots = slots.clone();
             async move { slots.take().await }
@@ -293,7 +305,7 @@ mod tests {
         let slots = Slots::new(2);
         let (a, b) = (slots.take().await, slots.take().await);
         a.head_arrived();
-        let _responding = b.responding();
+        let _responding = b.responder().responding();
         let waiting = tokio::spawn({
             let slots = slots.clone();
             async move { slots.take().await }
