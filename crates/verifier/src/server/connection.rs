@@ -90,9 +90,8 @@ impl Shared {
 /// shutdown drains it, or it gives way at the connection cap; its slot of
 /// the cap is held until then.
 ///
-/// This is the future of every connection's task, copied as the task is
-/// spawned and polled, and held whole while the connection idles; so it is
-/// kept small. It is an `async` block, not an `async fn`, whose arguments
+/// This is the future of every connection's task, held whole for the
+/// connection's life, parked or not; so it is kept small. It is an `async` block, not an `async fn`, whose arguments
 /// would be stored twice; each stage is built from the last by functions
 /// that return the next stage's future, so that what a stage no longer
 /// needs is not kept in it; the TLS handshake and the rare HTTP/2 are
@@ -120,10 +119,10 @@ pub(super) fn connection(
         // Counted open until this returns (a metric; nothing when they are off).
         let _open = crate::metrics::connection();
         // Until its first request head has arrived, the connection is idle:
-        // asked to give way at the cap, it closes. (Boxed: its state, the
-        // TLS handshake's included, is not kept in the task for the
-        // connection's life.)
-        let first_head = Box::pin(read_first(stream, tls, &mut peer, config, deadline));
+        // asked to give way at the cap, it closes. (Not boxed: its state,
+        // the TLS handshake boxed apart, is no larger than the later
+        // stages', which take its place in the task.)
+        let first_head = read_first(stream, tls, &mut peer, config, deadline);
         let first_head = tokio::select! {
             read = first_head => read,
             () = slot.evicted() => {
@@ -595,9 +594,9 @@ mod tests {
 
     /// The most a connection's future may take. A connection's task holds
     /// it whole for the connection's life, parked or not, so its size is
-    /// part of what every idle connection costs, and spawning copies it
-    /// several times; large states (hyper's connection, a parked wait, the
-    /// TLS handshake, HTTP/2) are boxed so that it stays under this.
+    /// part of what every idle connection costs; large states (hyper's
+    /// connection, a parked wait, the TLS handshake, HTTP/2) are boxed so
+    /// that it stays under this.
     const MOST_FOR_A_CONNECTION: usize = 1024;
 
     #[tokio::test]

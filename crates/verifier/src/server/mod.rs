@@ -123,9 +123,14 @@ pub async fn serve_all(
         }
         let tls = listeners[i].tls.as_ref().map(Tls::acceptor);
         let (gate, shared, watcher) = (gate.clone(), shared.clone(), graceful.watcher());
-        tokio::spawn(connection::connection(
+        // Boxed: tokio moves a task's future several times as it spawns
+        // it, and writes its output over it when it ends; a pointer moves
+        // for less. (It costs idle connections nothing measurable: see
+        // BENCHMARKS.md, "A connection per request: instructions per
+        // connection".)
+        tokio::spawn(Box::pin(connection::connection(
             stream, tls, peer, gate, shared, watcher, slot,
-        ));
+        )));
     };
     // Which listener is looked at first, turn about, so that a busy one
     // does not starve the others.
