@@ -68,6 +68,7 @@ impl Shared {
         &self.http1
     }
 
+    /// `config`, and hyper's HTTP/1 builder set from it.
     pub(super) fn new(config: ServerConfig) -> Arc<Shared> {
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
@@ -91,11 +92,11 @@ impl Shared {
 /// the cap is held until then.
 ///
 /// This is the future of every connection's task, held whole for the
-/// connection's life, parked or not; so it is kept small. It is an `async` block, not an `async fn`, whose arguments
-/// would be stored twice; each stage is built from the last by functions
-/// that return the next stage's future, so that what a stage no longer
-/// needs is not kept in it; the TLS handshake and the rare HTTP/2 are
-/// boxed.
+/// connection's life, parked or not, so it is kept small (see the test
+/// below). It is an `async` block, not an `async fn`, whose arguments
+/// would be stored twice; each stage is built by a function that returns
+/// the next stage's future, so that what a stage no longer needs is not
+/// kept in it; the TLS handshake and the rare HTTP/2 are boxed.
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would store its arguments twice in the task"
