@@ -97,7 +97,7 @@ impl Shared {
 /// would be stored twice; each stage is built by a function that returns
 /// the next stage's future, so that what a stage no longer needs is not
 /// kept in it; the TLS handshake and the rare HTTP/2 are boxed.
-#[expect(
+#[allow(
     clippy::manual_async_fn,
     reason = "an async fn would store its arguments twice in the task"
 )]
