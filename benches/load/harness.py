@@ -231,14 +231,12 @@ def start_nginx(tmp: Path, media: Path, workers: str, tls, connections: int = 40
 UPLOAD_MIB = 100
 
 
-def upload_log(tmp: Path, name: str) -> Path:
-    return tmp / f"{name}.log"
-
-
 def start_mediagate_uploads(tmp: Path, keys: Path, fsync: bool):
     """A mediagate taking uploads into a root of its own, `fsync` on or off;
-    its access log (one line per upload) kept to say why one was refused."""
+    its access log (one line per upload) kept in the file returned, to say
+    why one was refused."""
     name = f"mediagate-up-{'fsync' if fsync else 'nofsync'}"
+    log = tmp / f"{name}.log"
     root = tmp / name
     (root / "up").mkdir(parents=True)
     port = free_port()
@@ -247,9 +245,9 @@ def start_mediagate_uploads(tmp: Path, keys: Path, fsync: bool):
                       f'fsync = {"true" if fsync else "false"}\n')
     p = start(name, [MEDIAGATE, "serve", "--keys", keys, "--root", root,
                      "--listen", f"127.0.0.1:{port}", "--config", config],
-              log=upload_log(tmp, name), env=dict(os.environ, MEDIAGATE_LOG="info"))
+              log=log, env=dict(os.environ, MEDIAGATE_LOG="info"))
     wait_port(port)
-    return p, port
+    return p, port, log
 
 
 def start_nginx_dav(tmp: Path):
@@ -315,12 +313,11 @@ def wrk_put(port, target, seconds, connections, script, pid=None):
     return requests * UPLOAD_MIB / secs, int(non2xx.group(1)) if non2xx else 0, peak
 
 
-def refusals(tmp: Path, who: str) -> str:
-    """Why mediagate refused uploads, from its access log: reason codes
-    counted, and the free space left where the uploads are written."""
-    name = f"mediagate-up-{'nofsync' if 'no fsync' in who else 'fsync'}"
+def refusals(tmp: Path, log: Path) -> str:
+    """Why mediagate refused uploads, from its access log `log`: reason
+    codes counted, and the free space left where the uploads are written."""
     try:
-        lines = upload_log(tmp, name).read_text(errors="replace").splitlines()
+        lines = log.read_text(errors="replace").splitlines()
     except OSError:
         lines = []
     reasons = {}
@@ -334,11 +331,12 @@ def refusals(tmp: Path, who: str) -> str:
     return f"{said}; {free:.1f} GiB free in {tmp}"
 
 
-# Free space the upload rows need where they write: each server keeps the
-# file uploaded, and every upload in flight has a temporary file of up to
-# UPLOAD_MIB (4 clients, then 64 for the peak row; nginx buffers a body in
-# a file of its own as well). Measured: 2.4 GiB at most in quick mode.
 def upload_rows_need_gib(quick: bool) -> int:
+    """Free space the upload rows need where they write, in GiB: each
+    server keeps the file uploaded, and every upload in flight has a
+    temporary file of up to UPLOAD_MIB (4 clients, then 64 for the peak
+    row; nginx buffers a body in a file of its own as well). Measured: 2.4
+    GiB at most in quick mode."""
     return 3 if quick else 8
 
 
@@ -354,24 +352,24 @@ def upload_rows(tmp: Path, seconds: int, rounds: int, quick: bool):
                            f"there are {free:.1f}: a full disk would refuse uploads (507)")
     script = put_script(tmp)
     ng, ng_port = start_nginx_dav(tmp)
-    mg_sync, sync_port = start_mediagate_uploads(tmp, keys, True)
-    mg_nosync, nosync_port = start_mediagate_uploads(tmp, keys, False)
+    mg_sync, sync_port, sync_log = start_mediagate_uploads(tmp, keys, True)
+    mg_nosync, nosync_port, nosync_log = start_mediagate_uploads(tmp, keys, False)
     link = subprocess.run([MEDIAGATE, "sign", "--keys", keys, "--user", "bench", "--path",
                            "/up/bench.bin", "--methods", "PUT", "--replace", "--ttl", "2h"],
                           check=True, capture_output=True, text=True).stdout.strip()
     expires = int(time.time()) + 3600
     ng_link = f"/up/bench.bin?md5={nginx_token(expires, '/up/bench.bin')}&expires={expires}"
-    targets = [("mediagate, fsync", sync_port, link, mg_sync.pid),
-               ("mediagate, no fsync", nosync_port, link, mg_nosync.pid),
-               ("nginx dav_methods PUT", ng_port, ng_link, ng.pid)]
+    targets = [("mediagate, fsync", sync_port, link, sync_log),
+               ("mediagate, no fsync", nosync_port, link, nosync_log),
+               ("nginx dav_methods PUT", ng_port, ng_link, None)]
     seconds = max(seconds, 2 if quick else 8)
     results = {}
     for r in range(rounds):
         order = targets if r % 2 == 0 else list(reversed(targets))
-        for who, port, target, _ in order:
+        for who, port, target, log in order:
             mibps, non2xx, _ = wrk_put(port, target, seconds, 4, script)
             if non2xx:
-                why = refusals(tmp, who) if who.startswith("mediagate") else "see nginx's log"
+                why = refusals(tmp, log) if log else "see nginx's error log"
                 raise RuntimeError(f"{who}: {non2xx} uploads refused ({why})")
             results.setdefault(who, []).append(mibps)
             print(f"100 MiB PUT, 4 clients        {who:<22} {mibps:9.1f} MiB/s", flush=True)

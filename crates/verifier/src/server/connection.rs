@@ -172,13 +172,12 @@ pub(super) fn connection(
 /// HTTP/2 preface (see [`read_ahead`]). `None`: the connection is to be
 /// dropped.
 async fn read_first(
-    stream: TcpStream,
+    mut stream: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
     peer: &mut SocketAddr,
     config: &ServerConfig,
     deadline: tokio::time::Instant,
 ) -> Option<(Transport, Option<Head>, Bytes)> {
-    let mut stream = stream;
     let mut buf = BytesMut::with_capacity(READ_AHEAD);
     let from_balancer = !config.proxy_protocol.is_empty() && {
         let ip = peer.ip().to_canonical();

@@ -126,8 +126,7 @@ pub async fn serve_all(
         // Boxed: tokio moves a task's future several times as it spawns
         // it, and writes its output over it when it ends; a pointer moves
         // for less. (It costs idle connections nothing measurable: see
-        // BENCHMARKS.md, "A connection per request: instructions per
-        // connection".)
+        // BENCHMARKS.md, "A connection per request: a smaller task".)
         tokio::spawn(Box::pin(connection::connection(
             stream, tls, peer, gate, shared, watcher, slot,
         )));
