@@ -244,18 +244,20 @@ struct Accepted {
 
 /// Serves an HTTP/2 connection whose preface (and perhaps more) is
 /// `first`; `None` when no request came by `deadline` (the connection
-/// is then dropped).
-async fn serve_http2(
+/// is then dropped). Builds the connection's IO and service, and returns
+/// the future that serves it; hyper's connection and the watch over it
+/// are made in that future, so that its state holds each once.
+fn serve_http2(
     accepted: Accepted,
     deadline: tokio::time::Instant,
-) -> Option<hyper::Result<()>> {
+) -> impl Future<Output = Option<hyper::Result<()>>> + Send {
     let Accepted {
         stream,
         first,
         peer,
         gate,
         shared,
-        watcher,
+        mut watcher,
         slot,
     } = accepted;
     let config = &shared.config;
@@ -305,56 +307,59 @@ async fn serve_http2(
         config.send_timeout,
         Some(Arc::clone(&progress)),
     );
-    let conn = b.serve_connection(io, service);
+    async move {
+        let config = &shared.config;
+        let conn = b.serve_connection(io, service);
+        tokio::pin!(conn);
+        let served = async {
+            // Asked to give way, it was idle: what it still has in flight
+            // is refusals (see `holding_unless_refused`), which a client
+            // that keeps its windows shut would never let end.
+            let given_way = async {
+                slot.evicted().await;
+                tokio::time::sleep(EVICTION_GRACE).await;
+            };
+            // The futures are made in the `select!`, which holds each once.
+            tokio::select! {
+                result = watcher.run(conn.as_mut(), slot.evicted(), |c| c.graceful_shutdown()) => result,
+                ended = stalled_or_idle(progress, config, &report) => {
+                    tracing::debug!(%peer, ?ended, "HTTP/2 connection closed");
+                    Ok(())
+                }
+                () = given_way => {
+                    tracing::debug!(%peer, "idle at the connection cap: closed for a newcomer");
+                    Ok(())
+                }
+            }
+        };
+        let result = first_request_by(deadline, &head_seen, std::pin::pin!(served)).await;
+        if result.is_none() {
+            tracing::debug!(%peer, "no HTTP/2 request by the header timeout");
+        }
+        result
+    }
+}
+
+/// Completes when the HTTP/2 connection of `progress` is to be closed for
+/// a client that stalls it or leaves it idle (see [`watch_http2`]), the
+/// reason reported before the connection (and its bodies) is dropped.
+async fn stalled_or_idle(progress: Arc<Progress>, config: &ServerConfig, report: &Report) -> Ended {
     // A response whose stream window the client never opens writes
     // nothing, so no write waits on the socket; and hyper keeps an idle
     // HTTP/2 connection for as long as pings are answered. Watch both.
-    let watch = watch_http2(
+    let ended = watch_http2(
         progress,
         config.send_timeout,
         config.keep_alive_timeout,
         config.window_timeout,
-    );
-    let watch = async move {
-        let ended = watch.await;
-        // Before the connection (and its bodies) is dropped.
-        match ended {
-            Ended::Stalled => report.cut(Cut::SendTimeout),
-            Ended::WindowShut => report.cut(Cut::WindowShut),
-            Ended::Idle => {}
-        }
-        ended
-    };
-    // Boxed: HTTP/2 with prior knowledge is the rare case, and its
-    // state would otherwise double the size of every connection's task.
-    let mut watcher = watcher;
-    let conn = Box::pin(async move {
-        tokio::pin!(conn);
-        let conn = watcher.run(conn, slot.evicted(), |c| c.graceful_shutdown());
-        // Asked to give way, it was idle: what it still has in flight
-        // is refusals (see `holding_unless_refused`), which a client
-        // that keeps its windows shut would never let end.
-        let given_way = async {
-            slot.evicted().await;
-            tokio::time::sleep(EVICTION_GRACE).await;
-        };
-        tokio::select! {
-            result = conn => result,
-            ended = watch => {
-                tracing::debug!(%peer, ?ended, "HTTP/2 connection closed");
-                Ok(())
-            }
-            () = given_way => {
-                tracing::debug!(%peer, "idle at the connection cap: closed for a newcomer");
-                Ok(())
-            }
-        }
-    });
-    let result = first_request_by(deadline, &head_seen, conn).await;
-    if result.is_none() {
-        tracing::debug!(%peer, "no HTTP/2 request by the header timeout");
+    )
+    .await;
+    match ended {
+        Ended::Stalled => report.cut(Cut::SendTimeout),
+        Ended::WindowShut => report.cut(Cut::WindowShut),
+        Ended::Idle => {}
     }
-    result
+    ended
 }
 
 /// Serves an HTTP/1 connection whose first request head, `head` as
@@ -599,12 +604,26 @@ mod tests {
     /// that it stays under this.
     const MOST_FOR_A_CONNECTION: usize = 1024;
 
-    #[tokio::test]
-    async fn a_connection_task_stays_small() {
+    /// The most an HTTP/2 connection's boxed state may take, beside what
+    /// hyper and h2 allocate: hyper's connection (about 1.8 KiB) and the
+    /// watch over it, each held once.
+    const MOST_FOR_HTTP2: usize = 4096;
+
+    /// An accepted connection, its client, and what serving it needs.
+    struct Pieces {
+        _client: TcpStream,
+        stream: TcpStream,
+        peer: SocketAddr,
+        gate: MediaGate,
+        slot: Slot,
+        shutdown: super::super::graceful::Shutdown,
+    }
+
+    async fn pieces() -> Pieces {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let _client = TcpStream::connect(listener.local_addr().expect("addr"))
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
             .await
             .expect("connect");
         let (stream, peer) = listener.accept().await.expect("accept");
@@ -613,14 +632,46 @@ mod tests {
         let gate = MediaGate::builder(dir.path(), mediagate_signer::Keyring::new(key))
             .build()
             .expect("gate");
+        Pieces {
+            _client: client,
+            stream,
+            peer,
+            gate,
+            slot: super::super::slots::Slots::new(1).take().await,
+            shutdown: super::super::graceful::Shutdown::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let p = pieces().await;
         let shared = Shared::new(ServerConfig::default());
-        let slot = super::super::slots::Slots::new(1).take().await;
-        let shutdown = super::super::graceful::Shutdown::new();
-        let task = connection(stream, None, peer, gate, shared, shutdown.watcher(), slot);
+        let watcher = p.shutdown.watcher();
+        let task = connection(p.stream, None, p.peer, p.gate, shared, watcher, p.slot);
         let size = std::mem::size_of_val(&task);
         assert!(
             size <= MOST_FOR_A_CONNECTION,
             "a connection's future takes {size} bytes, more than {MOST_FOR_A_CONNECTION}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_http2_connection_holds_its_state_once() {
+        let p = pieces().await;
+        let accepted = Accepted {
+            stream: Transport::Plain(p.stream),
+            first: Bytes::new(),
+            peer: p.peer,
+            gate: p.gate,
+            shared: Shared::new(ServerConfig::default()),
+            watcher: p.shutdown.watcher(),
+            slot: p.slot,
+        };
+        let served = serve_http2(accepted, tokio::time::Instant::now());
+        let size = std::mem::size_of_val(&served);
+        assert!(
+            size <= MOST_FOR_HTTP2,
+            "an HTTP/2 connection's future takes {size} bytes, more than {MOST_FOR_HTTP2}"
         );
     }
 }
