@@ -6,7 +6,9 @@
 
 mod common;
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use common::TestServer;
@@ -140,8 +142,58 @@ async fn without_alpn_h2_a_preface_is_no_http2() {
     s.shutdown().await.unwrap();
 }
 
-#[tokio::test]
-async fn tls_follows_a_proxy_header_from_a_listed_balancer() {
+/// A TCP stream that sends `header` in one write with the first bytes
+/// written to it (a ClientHello): as one segment, read at once.
+struct HeaderFirst {
+    tcp: TcpStream,
+    header: Vec<u8>,
+    /// How much of the first write joined the header, once it has.
+    joined: Option<usize>,
+}
+
+impl AsyncRead for HeaderFirst {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for HeaderFirst {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.joined.is_some() && this.header.is_empty() {
+            return Pin::new(&mut this.tcp).poll_write(cx, buf);
+        }
+        let joined = *this.joined.get_or_insert_with(|| {
+            this.header.extend_from_slice(buf);
+            buf.len()
+        });
+        while !this.header.is_empty() {
+            let n = ready!(Pin::new(&mut this.tcp).poll_write(cx, &this.header))?;
+            this.header.drain(..n);
+        }
+        Poll::Ready(Ok(joined))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// A GET over TLS after a PROXY header naming 203.0.113.9, from a listed
+/// balancer: the header sent alone, or with the ClientHello in one write.
+async fn get_after_a_proxy_header(with_the_client_hello: bool) {
     let config = ServerConfig::default().with_proxy_protocol(vec!["127.0.0.2/32".parse().unwrap()]);
     let (s, ca, _dir) = tls_server(true, config).await;
     let bound = s
@@ -153,17 +205,36 @@ async fn tls_follows_a_proxy_header_from_a_listed_balancer() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(([127, 0, 0, 2], 0).into()).unwrap();
     let mut tcp = socket.connect(s.addr).await.unwrap();
-    // The header and the ClientHello may arrive in one read: the server
-    // hands what follows the header to TLS.
-    tcp.write_all(b"PROXY TCP4 203.0.113.9 127.0.0.1 4711 443\r\n")
-        .await
-        .unwrap();
-    let mut tls = handshake(tcp, &ca, &[b"http/1.1"]).await;
+    let header = b"PROXY TCP4 203.0.113.9 127.0.0.1 4711 443\r\n".to_vec();
     let req = format!("GET {bound} HTTP/1.1\r\nHost: media.test\r\n\r\n");
-    tls.write_all(req.as_bytes()).await.unwrap();
-    let r = response(&mut tls).await;
+    let r = if with_the_client_hello {
+        let tcp = HeaderFirst {
+            tcp,
+            header,
+            joined: None,
+        };
+        let mut tls = handshake(tcp, &ca, &[b"http/1.1"]).await;
+        tls.write_all(req.as_bytes()).await.unwrap();
+        response(&mut tls).await
+    } else {
+        tcp.write_all(&header).await.unwrap();
+        let mut tls = handshake(tcp, &ca, &[b"http/1.1"]).await;
+        tls.write_all(req.as_bytes()).await.unwrap();
+        response(&mut tls).await
+    };
     assert_eq!((r.status, r.text().as_str()), (200, "hello world\n"));
     s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_follows_a_proxy_header_from_a_listed_balancer() {
+    get_after_a_proxy_header(false).await;
+}
+
+#[tokio::test]
+async fn tls_follows_a_proxy_header_read_with_the_client_hello() {
+    // The server hands what follows the header to TLS.
+    get_after_a_proxy_header(true).await;
 }
 
 #[tokio::test]

@@ -199,7 +199,13 @@ async fn read_first(
     let (mut transport, http2) = match tls {
         None => (Transport::Plain(stream), config.http2),
         Some(tls) => {
-            let after_proxy = std::mem::take(&mut buf).freeze();
+            // What followed a PROXY header starts the handshake; the
+            // request head is read into a buffer of its own after it.
+            let after_proxy = if buf.is_empty() {
+                Bytes::new()
+            } else {
+                std::mem::replace(&mut buf, BytesMut::with_capacity(READ_AHEAD)).freeze()
+            };
             // Boxed: rustls' state would otherwise be part of every
             // connection's task, plain ones too.
             let handshake = Box::pin(tls.accept(Prefixed::new(after_proxy, stream)));

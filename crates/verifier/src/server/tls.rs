@@ -360,6 +360,11 @@ impl AsyncRead for Prefixed {
         let n = self.read.len().min(buf.remaining());
         buf.put_slice(&self.read[..n]);
         self.read.advance(n);
+        if self.read.is_empty() {
+            // The buffer they were read into goes now, not with the
+            // connection.
+            self.read = Bytes::new();
+        }
         Poll::Ready(Ok(()))
     }
 }
