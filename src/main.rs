@@ -36,6 +36,18 @@ use cli::{Cli, Command};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process, for the server. mimalloc
+/// asks for them (`MADV_HUGEPAGE`), and a huge page is resident whole once a
+/// byte of it is written: buffers that connections allocate but hardly
+/// write, as HTTP/2's codec does, would then count whole for every idle
+/// connection (BENCHMARKS.md, "Idle HTTP/2 connections and huge pages").
+/// Where the kernel refuses, nothing changes.
+fn without_huge_pages() {
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!(error = %e, "transparent huge pages left as they were");
+    }
+}
+
 /// Runs one command; `Ok(false)` for a negative answer (an invalid link).
 fn run(cli: Cli) -> Result<bool> {
     match cli.command {
@@ -66,10 +78,12 @@ fn run(cli: Cli) -> Result<bool> {
         Command::Revoke(args) => revoke::revoke(&args).map(|()| true),
         Command::Serve(args) => {
             let _log = logging::init_logging()?;
+            without_huge_pages();
             serve::serve(args).map(|()| true)
         }
         Command::Demo { listen } => {
             let _log = logging::init_logging()?;
+            without_huge_pages();
             demo::run(listen).map(|()| true)
         }
     }

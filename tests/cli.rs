@@ -615,6 +615,23 @@ fn serve_answers_and_stops_on_sigterm() {
     assert!(log.contains("stopped"));
 }
 
+/// The server runs without transparent huge pages (see `main.rs`): a
+/// huge page counts whole once a byte of it is written, which would
+/// inflate what each idle connection costs.
+#[test]
+fn serve_turns_transparent_huge_pages_off() {
+    let (_dir, keys, root) = keys_and_media("served by the binary\n");
+    let (child, _lines, _addr) = start_server(serve_cmd(&keys, &root));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    // `THP_enabled` is in /proc since Linux 5.0.
+    let thp = status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+        .expect("a kernel that reports THP_enabled");
+    assert_eq!(thp.trim(), "0", "{status}");
+    stop(child);
+}
+
 /// A log reader that stops reading (a full pipe: a stalled log shipper)
 /// never stops the server: lines wait in a queue, and arrive when the
 /// reader is back.
