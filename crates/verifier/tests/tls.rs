@@ -143,7 +143,8 @@ async fn without_alpn_h2_a_preface_is_no_http2() {
 }
 
 /// A TCP stream that sends `header` in one write with the first bytes
-/// written to it (a ClientHello): as one segment, read at once.
+/// written to it (a ClientHello): as one segment, read at once. With no
+/// header, a plain TCP stream.
 struct HeaderFirst {
     tcp: TcpStream,
     header: Vec<u8>,
@@ -207,21 +208,20 @@ async fn get_after_a_proxy_header(with_the_client_hello: bool) {
     let mut tcp = socket.connect(s.addr).await.unwrap();
     let header = b"PROXY TCP4 203.0.113.9 127.0.0.1 4711 443\r\n".to_vec();
     let req = format!("GET {bound} HTTP/1.1\r\nHost: media.test\r\n\r\n");
-    let r = if with_the_client_hello {
-        let tcp = HeaderFirst {
-            tcp,
-            header,
-            joined: None,
-        };
-        let mut tls = handshake(tcp, &ca, &[b"http/1.1"]).await;
-        tls.write_all(req.as_bytes()).await.unwrap();
-        response(&mut tls).await
+    let header = if with_the_client_hello {
+        header
     } else {
         tcp.write_all(&header).await.unwrap();
-        let mut tls = handshake(tcp, &ca, &[b"http/1.1"]).await;
-        tls.write_all(req.as_bytes()).await.unwrap();
-        response(&mut tls).await
+        Vec::new()
     };
+    let tcp = HeaderFirst {
+        tcp,
+        header,
+        joined: None,
+    };
+    let mut tls = handshake(tcp, &ca, &[b"http/1.1"]).await;
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let r = response(&mut tls).await;
     assert_eq!((r.status, r.text().as_str()), (200, "hello world\n"));
     s.shutdown().await.unwrap();
 }

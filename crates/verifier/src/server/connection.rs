@@ -618,6 +618,7 @@ mod tests {
     /// An accepted connection, its client, and what serving it needs.
     struct Pieces {
         _client: TcpStream,
+        _root: tempfile::TempDir,
         stream: TcpStream,
         peer: SocketAddr,
         gate: MediaGate,
@@ -640,6 +641,7 @@ mod tests {
             .expect("gate");
         Pieces {
             _client: client,
+            _root: dir,
             stream,
             peer,
             gate,
